@@ -1,0 +1,42 @@
+# Converge: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+PORT ?= 8080
+DATA ?= ./data
+BIN := $(BUILD)/src/app/converge
+
+.PHONY: all deps deps-test build web run test unit integration browser clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD)
+
+# The web client (web/dist), served by the node at /.
+web: deps
+	@scripts/build-web.sh
+
+run: build web
+	$(BIN) serve --listen 127.0.0.1:$(PORT) --data-dir $(DATA) --web-root web/dist
+
+test: deps-test build web
+	@scripts/run-tests.sh
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j2
+
+clean:
+	rm -rf $(BUILD) web/dist
+
+format:
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i

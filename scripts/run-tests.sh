@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test: C++ unit tests, then integration tests against the real binary, then browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export CONVERGE_BIN=${CONVERGE_BIN:-$PWD/$BUILD/src/app/converge}
+
+echo "== unit tests (GoogleTest)"
+(cd "$BUILD" && ctest --output-on-failure -j2)
+
+scripts/npm-deps.sh
+echo "== integration tests (real binary, Node ws clients)"
+node --test --test-concurrency=1 tests/integration/
+
+if compgen -G "clients/js/test/*.test.mjs" >/dev/null; then
+  echo "== JavaScript SDK unit tests"
+  node --test clients/js/test/
+fi
+if compgen -G "tests/browser/*.test.mjs" >/dev/null; then
+  echo "== browser tests (Chromium)"
+  node --test --test-concurrency=1 tests/browser/
+fi
+echo "== all tests passed"

@@ -1,0 +1,274 @@
+// converge: one binary runs a node (DESIGN.md section 3). This is the composition root: the only
+// place that names concrete engines (SQLite, in-process bus) and wires the layers together.
+#include <CLI/CLI.hpp>
+#include <boost/asio/post.hpp>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <spdlog/spdlog.h>
+#include <thread>
+
+#include "base/config.hpp"
+#include "base/crypto.hpp"
+#include "base/metrics.hpp"
+#include "bus/local/local_bus.hpp"
+#include "gateway/http/server.hpp"
+#include "net/io_pool.hpp"
+#include "service/hub.hpp"
+#include "service/service.hpp"
+#include "store/sqlite/sqlite_store.hpp"
+
+#ifndef CONVERGE_VERSION
+#define CONVERGE_VERSION "dev"
+#endif
+
+namespace fs = std::filesystem;
+using namespace converge;
+
+namespace {
+
+struct Cli {
+  std::string config_file;
+  std::vector<std::pair<std::string, std::string>> flags;  // key, value, in command-line order
+};
+
+// Flags > environment > config file > defaults.
+Result<Config> resolve_config(const Cli& cli) {
+  Config cfg;
+  std::string file = cli.config_file;
+  if (file.empty())
+    if (const char* f = std::getenv("CONVERGE_CONFIG")) file = f;
+  if (!file.empty())
+    if (auto s = config_load_file(cfg, file); !s) return s.error();
+  if (auto s = config_load_env(cfg, [](const char* n) { return std::getenv(n); }); !s) return s.error();
+  for (auto& [k, v] : cli.flags)
+    if (auto s = config_set(cfg, k, v); !s) return s.error();
+  if (auto s = config_validate(cfg); !s) return s.error();
+  return cfg;
+}
+
+// Adds --<key> for every configuration key to `cmd`, collecting into `cli`.
+void add_config_flags(CLI::App* cmd, Cli& cli) {
+  cmd->add_option("--config", cli.config_file, "configuration file (key = value lines)");
+  for (auto& k : config_keys()) {
+    std::string flag = "--" + k.key;
+    for (auto& c : flag)
+      if (c == '_') c = '-';
+    std::string key = k.key;
+    cmd->add_option_function<std::string>(
+        flag, [&cli, key](const std::string& v) { cli.flags.emplace_back(key, v); }, k.help);
+  }
+}
+
+void set_log_level(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+}
+
+Result<std::unique_ptr<Store>> open_store(const Config& cfg) {
+  if (!cfg.store.empty())
+    return make_error(Errc::bad_request,
+                      "store " + cfg.store + ": only the embedded SQLite store is built in this version");
+  std::error_code ec;
+  fs::create_directories(cfg.data_dir, ec);
+  if (ec) return make_error(Errc::internal, "cannot create data dir " + cfg.data_dir + ": " + ec.message());
+  SqliteOptions o;
+  o.path = (fs::path(cfg.data_dir) / "converge.db").string();
+  o.synchronous_full = cfg.sqlite_synchronous == "full";
+  return open_sqlite_store(o);
+}
+
+ServiceOptions service_options(const Config& cfg) {
+  ServiceOptions o;
+  o.files_dir = (fs::path(cfg.data_dir) / "files").string();
+  o.open_registration = cfg.registration == "open";
+  o.password_cost = cfg.password_cost == "min" ? password_cost_min() : password_cost_interactive();
+  o.token_ttl_ms = cfg.token_ttl_s * 1000;
+  o.sync_page_max = cfg.sync_page_max;
+  o.sync_page_default = std::min<int64_t>(100, cfg.sync_page_max);
+  o.max_file_bytes = cfg.max_file_bytes;
+  o.store_batch_max = cfg.store_batch_max;
+  o.work_threads = std::max(2u, std::thread::hardware_concurrency());
+  return o;
+}
+
+int serve(const Cli& cli) {
+  auto cfg_r = resolve_config(cli);
+  if (!cfg_r) {
+    std::fprintf(stderr, "converge: %s\n", cfg_r.error().message.c_str());
+    return 2;
+  }
+  const Config& cfg = cfg_r.value();
+  set_log_level(cfg.log_level);
+  if (!cfg.bus.empty()) {
+    std::fprintf(stderr, "converge: bus %s: only the in-process bus is built in this version\n", cfg.bus.c_str());
+    return 2;
+  }
+
+  // Block the stop signals in every thread; the main thread waits for them with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto store = open_store(cfg);
+  if (!store) {
+    spdlog::error("store: {}", store.error().message);
+    return 1;
+  }
+  auto bus = make_local_bus();
+  Metrics metrics;
+  Hub hub;
+  unsigned threads = cfg.threads > 0 ? static_cast<unsigned>(cfg.threads)
+                                     : std::max(1u, std::thread::hardware_concurrency());
+  IoPool io(threads);
+  for (std::size_t i = 0; i < io.size(); ++i) {
+    auto* ctx = &io.loop(i);
+    hub.add_shard([ctx](std::function<void()> fn) { boost::asio::post(*ctx, std::move(fn)); });
+  }
+  bus->set_listener(&hub);
+
+  Service svc(service_options(cfg), *store.value(), *bus, hub, metrics);
+  if (auto s = svc.start(); !s) {
+    spdlog::error("service: {}", s.error().message);
+    return 1;
+  }
+  if (!cfg.admin_user.empty()) {
+    if (auto s = svc.ensure_admin(cfg.admin_user, cfg.admin_password); !s) {
+      spdlog::error("admin bootstrap: {}", s.error().message);
+      return 1;
+    }
+    spdlog::info("admin user {} is ready", cfg.admin_user);
+  }
+
+  HttpServerOptions ho;
+  ho.api.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
+  ho.api.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
+  ho.api.max_body_bytes = static_cast<std::size_t>(cfg.max_body_bytes);
+  ho.max_http_body_bytes = static_cast<std::size_t>(cfg.max_http_body_bytes);
+  ho.max_file_bytes = static_cast<std::size_t>(cfg.max_file_bytes);
+  ho.max_frame_bytes = static_cast<std::size_t>(cfg.max_frame_bytes);
+  ho.max_send_queue_bytes = static_cast<std::size_t>(cfg.max_send_queue_bytes);
+  ho.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
+  ho.web_root = cfg.web_root;
+  HttpServer http(ho, svc, hub, io, metrics);
+  std::string host;
+  uint16_t port = 0;
+  (void)split_host_port(cfg.listen, host, port);
+  if (auto s = http.listen(host, port); !s) {
+    spdlog::error("{}", s.error().message);
+    return 1;
+  }
+  io.start();
+  const uint16_t bound = http.port();
+  if (!cfg.port_file.empty()) {
+    std::ofstream(cfg.port_file + ".tmp") << bound << "\n";
+    fs::rename(cfg.port_file + ".tmp", cfg.port_file);
+  }
+  std::string url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                    ":" + std::to_string(bound);
+  spdlog::info("Converge {} listening on {} ({} network threads, store {}, bus {}, data {})",
+               CONVERGE_VERSION, url, io.size(), store.value()->engine_name(), bus->engine_name(),
+               fs::absolute(cfg.data_dir).string());
+  if (cfg.mqtt_listen != Config{}.mqtt_listen)
+    spdlog::warn("mqtt_listen is set, but the MQTT front is not built in this version");
+  std::printf(
+      "\nConverge is running.\n"
+      "  web client:  %s/%s\n"
+      "  API:         %s/api/v1   WebSocket: %s/ws\n"
+      "  sign up:     %s\n"
+      "  health:      %s/healthz   metrics: %s/metrics\n"
+      "Stop with Ctrl-C.\n\n",
+      url.c_str(), cfg.web_root.empty() ? "  (no web client configured: web_root)" : "",
+      url.c_str(), ("ws" + url.substr(4)).c_str(),
+      cfg.registration == "open"
+          ? ("open the web client, or: curl -X POST " + url +
+             "/api/v1/users -d '{\"user_id\":\"alice\",\"password\":\"...\"}'").c_str()
+          : "registration is admin-only: converge user add USER PASSWORD --data-dir DIR",
+      url.c_str(), url.c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("signal {}: stopping (grace {} ms)", sig, cfg.shutdown_grace_ms);
+  http.shutdown(cfg.shutdown_grace_ms);
+  svc.stop();  // commits what is queued
+  io.stop();
+  io.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+int user_add(const Cli& cli, const std::string& user_id, const std::string& password,
+             const std::string& name, bool admin) {
+  auto cfg_r = resolve_config(cli);
+  if (!cfg_r) {
+    std::fprintf(stderr, "converge: %s\n", cfg_r.error().message.c_str());
+    return 2;
+  }
+  auto& cfg = cfg_r.value();
+  set_log_level("warn");
+  auto store = open_store(cfg);
+  if (!store) {
+    std::fprintf(stderr, "converge: %s\n", store.error().message.c_str());
+    return 1;
+  }
+  auto bus = make_local_bus();
+  Metrics metrics;
+  Hub hub;
+  Service svc(service_options(cfg), *store.value(), *bus, hub, metrics);
+  if (auto s = svc.start(); !s) {
+    std::fprintf(stderr, "converge: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  if (admin) {
+    if (auto s = svc.ensure_admin(user_id, password); !s) {
+      std::fprintf(stderr, "converge: %s\n", s.error().message.c_str());
+      return 1;
+    }
+  } else if (auto u = svc.register_user(user_id, name, password, true, false); !u) {
+    std::fprintf(stderr, "converge: %s\n", u.error().message.c_str());
+    return 1;
+  }
+  std::printf("user %s %s\n", user_id.c_str(), admin ? "is an admin" : "added");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!crypto_init()) {
+    std::fprintf(stderr, "converge: libsodium failed to initialise\n");
+    return 1;
+  }
+  CLI::App app{"Converge: an instant-messaging server"};
+  app.require_subcommand(1);
+  Cli cli;
+
+  auto* serve_cmd = app.add_subcommand("serve", "run a node");
+  add_config_flags(serve_cmd, cli);
+
+  auto* user_cmd = app.add_subcommand("user", "manage users in the node's store");
+  user_cmd->require_subcommand(1);
+  auto* add_cmd = user_cmd->add_subcommand("add", "add a user (or, with --admin, make one an admin)");
+  std::string uid, pw, name;
+  bool admin = false;
+  add_cmd->add_option("user_id", uid, "user id")->required();
+  add_cmd->add_option("password", pw, "password")->required();
+  add_cmd->add_option("--name", name, "display name");
+  add_cmd->add_flag("--admin", admin, "create or reset as an admin");
+  add_config_flags(add_cmd, cli);
+
+  app.add_subcommand("version", "print the version")->callback([] {
+    std::printf("converge %s\n", CONVERGE_VERSION);
+  });
+
+  CLI11_PARSE(app, argc, argv);
+  if (serve_cmd->parsed()) return serve(cli);
+  if (add_cmd->parsed()) return user_add(cli, uid, pw, name, admin);
+  return 0;
+}

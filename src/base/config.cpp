@@ -1,0 +1,163 @@
+#include "base/config.hpp"
+
+#include <charconv>
+#include <fstream>
+
+namespace converge {
+
+namespace {
+
+Status parse_int(std::string_view v, int64_t& out) {
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc{} || p != v.data() + v.size())
+    return make_error(Errc::bad_request, "not an integer: " + std::string(v));
+  return ok_status();
+}
+
+ConfigKey str_key(std::string key, std::string help, std::string Config::*m) {
+  return {std::move(key), std::move(help),
+          [m](Config& c, std::string_view v) {
+            c.*m = std::string(v);
+            return ok_status();
+          },
+          [m](const Config& c) { return c.*m; }};
+}
+
+template <class I>
+ConfigKey int_key(std::string key, std::string help, I Config::*m, int64_t min) {
+  return {key, std::move(help),
+          [m, min, key](Config& c, std::string_view v) -> Status {
+            int64_t n = 0;
+            if (auto s = parse_int(v, n); !s) return s;
+            if (n < min)
+              return make_error(Errc::bad_request, key + " must be >= " + std::to_string(min));
+            c.*m = static_cast<I>(n);
+            return ok_status();
+          },
+          [m](const Config& c) { return std::to_string(c.*m); }};
+}
+
+std::string trim(std::string_view s) {
+  auto b = s.find_first_not_of(" \t\r");
+  if (b == std::string_view::npos) return {};
+  auto e = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(b, e - b + 1));
+}
+
+}  // namespace
+
+const std::vector<ConfigKey>& config_keys() {
+  static const std::vector<ConfigKey> keys = {
+      str_key("listen", "HTTP API and WebSocket address, HOST:PORT", &Config::listen),
+      str_key("data_dir", "folder for the SQLite database and uploaded files", &Config::data_dir),
+      str_key("mqtt_listen", "MQTT address, HOST:PORT", &Config::mqtt_listen),
+      str_key("store", "store URL; empty = SQLite in data_dir", &Config::store),
+      str_key("bus", "bus URL; empty = in-process", &Config::bus),
+      str_key("registration", "open | admin-only", &Config::registration),
+      str_key("admin_user", "admin user id created at start (with admin_password)",
+              &Config::admin_user),
+      str_key("admin_password", "password of admin_user", &Config::admin_password),
+      str_key("password_cost", "argon2id cost: interactive | min (tests only)",
+              &Config::password_cost),
+      str_key("log_level", "trace | debug | info | warn | error", &Config::log_level),
+      str_key("sqlite_synchronous", "normal | full", &Config::sqlite_synchronous),
+      str_key("port_file", "write the bound HTTP port to this file", &Config::port_file),
+      str_key("web_root", "folder of the web client served at /", &Config::web_root),
+      int_key("threads", "network threads; 0 = one per core", &Config::threads, 0),
+      int_key("token_ttl_s", "token lifetime in seconds", &Config::token_ttl_s, 1),
+      int_key("heartbeat_interval_ms", "heartbeat interval advised to clients",
+              &Config::heartbeat_interval_ms, 100),
+      int_key("heartbeat_timeout_ms", "close a connection silent for this long",
+              &Config::heartbeat_timeout_ms, 100),
+      int_key("max_frame_bytes", "largest WebSocket message", &Config::max_frame_bytes, 1024),
+      int_key("max_body_bytes", "largest message body", &Config::max_body_bytes, 16),
+      int_key("max_http_body_bytes", "largest JSON request body", &Config::max_http_body_bytes,
+              1024),
+      int_key("max_file_bytes", "largest upload", &Config::max_file_bytes, 1),
+      int_key("max_send_queue_bytes", "per-connection send queue limit",
+              &Config::max_send_queue_bytes, 4096),
+      int_key("sync_page_max", "most messages per offline/sync/history page",
+              &Config::sync_page_max, 1),
+      int_key("store_batch_max", "most jobs per group commit", &Config::store_batch_max, 1),
+      int_key("shutdown_grace_ms", "time allowed to flush connections at stop",
+              &Config::shutdown_grace_ms, 0),
+  };
+  return keys;
+}
+
+Status config_set(Config& cfg, std::string_view key, std::string_view value) {
+  for (auto& k : config_keys())
+    if (k.key == key) {
+      auto s = k.set(cfg, value);
+      if (!s) return make_error(s.error().code, std::string(key) + ": " + s.error().message);
+      return s;
+    }
+  return make_error(Errc::bad_request, "unknown configuration key: " + std::string(key));
+}
+
+Status config_load_file(Config& cfg, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return make_error(Errc::not_found, "cannot read config file " + path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    auto t = trim(line);
+    if (t.empty()) continue;
+    auto eq = t.find('=');
+    if (eq == std::string::npos)
+      return make_error(Errc::bad_request, path + ":" + std::to_string(n) + ": expected key = value");
+    auto key = trim(std::string_view(t).substr(0, eq));
+    auto val = trim(std::string_view(t).substr(eq + 1));
+    if (val.size() >= 2 && val.front() == '"' && val.back() == '"') val = val.substr(1, val.size() - 2);
+    if (auto s = config_set(cfg, key, val); !s)
+      return make_error(Errc::bad_request, path + ":" + std::to_string(n) + ": " + s.error().message);
+  }
+  return ok_status();
+}
+
+Status config_load_env(Config& cfg, const std::function<const char*(const char*)>& getenv_fn) {
+  for (auto& k : config_keys()) {
+    std::string name = "CONVERGE_";
+    for (char c : k.key) name += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (const char* v = getenv_fn(name.c_str()); v != nullptr)
+      if (auto s = k.set(cfg, v); !s)
+        return make_error(Errc::bad_request, name + ": " + s.error().message);
+  }
+  return ok_status();
+}
+
+Status split_host_port(std::string_view s, std::string& host, uint16_t& port) {
+  auto colon = s.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return make_error(Errc::bad_request, "expected HOST:PORT, got " + std::string(s));
+  int64_t p = 0;
+  if (!parse_int(s.substr(colon + 1), p) || p < 0 || p > 65535)
+    return make_error(Errc::bad_request, "bad port in " + std::string(s));
+  host = std::string(s.substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  port = static_cast<uint16_t>(p);
+  return ok_status();
+}
+
+Status config_validate(const Config& cfg) {
+  std::string h;
+  uint16_t p = 0;
+  if (auto s = split_host_port(cfg.listen, h, p); !s) return make_error(Errc::bad_request, "listen: " + s.error().message);
+  if (auto s = split_host_port(cfg.mqtt_listen, h, p); !s) return make_error(Errc::bad_request, "mqtt_listen: " + s.error().message);
+  if (cfg.registration != "open" && cfg.registration != "admin-only")
+    return make_error(Errc::bad_request, "registration must be open or admin-only");
+  if (cfg.password_cost != "interactive" && cfg.password_cost != "min")
+    return make_error(Errc::bad_request, "password_cost must be interactive or min");
+  if (cfg.sqlite_synchronous != "normal" && cfg.sqlite_synchronous != "full")
+    return make_error(Errc::bad_request, "sqlite_synchronous must be normal or full");
+  if (cfg.admin_user.empty() != cfg.admin_password.empty())
+    return make_error(Errc::bad_request, "admin_user and admin_password go together");
+  if (cfg.max_body_bytes >= cfg.max_frame_bytes)
+    return make_error(Errc::bad_request, "max_body_bytes must be below max_frame_bytes");
+  return ok_status();
+}
+
+}  // namespace converge

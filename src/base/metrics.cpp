@@ -1,0 +1,111 @@
+#include "base/metrics.hpp"
+
+#include <fmt/format.h>
+
+namespace converge {
+
+std::size_t metric_shard() {
+  static std::atomic<std::size_t> next{0};
+  thread_local std::size_t mine = next.fetch_add(1, std::memory_order_relaxed) % kMetricShards;
+  return mine;
+}
+
+uint64_t Counter::value() const {
+  uint64_t s = 0;
+  for (auto& slot : slots_) s += slot.v.load(std::memory_order_relaxed);
+  return s;
+}
+
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
+  for (auto& s : shards_) {
+    s = std::make_unique<Shard>();
+    s->buckets = std::vector<std::atomic<uint64_t>>(bounds_.size() + 1);
+  }
+}
+
+void Histogram::observe(double v) {
+  auto& s = *shards_[metric_shard()];
+  std::size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  s.buckets[i].fetch_add(1, std::memory_order_relaxed);
+  s.sum_ns.fetch_add(static_cast<uint64_t>(v * 1e9), std::memory_order_relaxed);
+}
+
+Histogram::Snapshot Histogram::snapshot() const {
+  Snapshot snap;
+  std::vector<uint64_t> counts(bounds_.size() + 1, 0);
+  uint64_t sum_ns = 0;
+  for (auto& s : shards_) {
+    for (std::size_t i = 0; i < counts.size(); ++i)
+      counts[i] += s->buckets[i].load(std::memory_order_relaxed);
+    sum_ns += s->sum_ns.load(std::memory_order_relaxed);
+  }
+  uint64_t run = 0;
+  for (auto c : counts) {
+    run += c;
+    snap.cumulative.push_back(run);
+  }
+  snap.count = run;
+  snap.sum = static_cast<double>(sum_ns) / 1e9;
+  return snap;
+}
+
+namespace {
+void counter(std::string& out, const char* name, const char* help, uint64_t v) {
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, v);
+}
+void gauge(std::string& out, const char* name, const char* help, int64_t v) {
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name, help, v);
+}
+void histogram(std::string& out, const char* name, const char* help, const Histogram& h) {
+  auto snap = h.snapshot();
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
+  for (std::size_t i = 0; i < h.bounds().size(); ++i)
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, h.bounds()[i], snap.cumulative[i]);
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, snap.count,
+                     name, snap.sum, name, snap.count);
+}
+}  // namespace
+
+std::string Metrics::render_prometheus() const {
+  std::string out;
+  gauge(out, "converge_ws_connections", "Open WebSocket sessions.", ws_connections.value());
+  gauge(out, "converge_http_connections", "Open HTTP connections.", http_connections.value());
+  counter(out, "converge_connections_total", "Accepted TCP connections.",
+          connections_total.value());
+  counter(out, "converge_http_requests_total", "HTTP requests served.",
+          http_requests_total.value());
+  counter(out, "converge_messages_in_total", "Chat messages received for storing.",
+          messages_in_total.value());
+  counter(out, "converge_messages_stored_total", "Chat messages committed to the store.",
+          messages_stored_total.value());
+  counter(out, "converge_messages_duplicate_total",
+          "Retried sends answered with the seq already stored.", messages_duplicate_total.value());
+  counter(out, "converge_messages_rejected_total", "Chat messages refused before storing.",
+          messages_rejected_total.value());
+  counter(out, "converge_messages_out_total", "Message frames queued to devices.",
+          deliveries_total.value());
+  counter(out, "converge_notices_out_total", "Event and broadcast frames queued to devices.",
+          notices_total.value());
+  counter(out, "converge_errors_total", "Error frames and 4xx/5xx responses sent.",
+          errors_total.value());
+  counter(out, "converge_slow_consumer_closes_total",
+          "Connections closed because their send queue exceeded its limit.",
+          slow_consumer_closes_total.value());
+  counter(out, "converge_heartbeat_timeouts_total",
+          "Connections closed because no frame arrived within the heartbeat timeout.",
+          heartbeat_timeouts_total.value());
+  counter(out, "converge_gap_fills_total",
+          "Live deliveries that first read a missing seq range from the store.",
+          gap_fills_total.value());
+  counter(out, "converge_store_batches_total", "Group-commit batches written.",
+          store_batches_total.value());
+  histogram(out, "converge_store_commit_seconds",
+            "Time from a batch's first job to its commit (the ack waits for this).",
+            store_commit_seconds);
+  histogram(out, "converge_store_batch_messages", "Chat messages per group-commit batch.",
+            store_batch_messages);
+  return out;
+}
+
+}  // namespace converge

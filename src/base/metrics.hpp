@@ -1,0 +1,86 @@
+#pragma once
+// Prometheus metrics without a lock or a shared cache line on the per-message path: counters are
+// sharded by thread (each thread bumps its own padded slot) and summed only when scraped.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace converge {
+
+inline constexpr std::size_t kMetricShards = 16;
+std::size_t metric_shard();  // this thread's slot, fixed for its lifetime
+
+struct alignas(64) PaddedCounter {
+  std::atomic<uint64_t> v{0};
+};
+
+class Counter {
+ public:
+  void add(uint64_t n = 1) { slots_[metric_shard()].v.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t value() const;
+
+ private:
+  std::array<PaddedCounter, kMetricShards> slots_;
+};
+
+class Gauge {
+ public:
+  void add(int64_t n) { v_.fetch_add(n, std::memory_order_relaxed); }
+  void set(int64_t n) { v_.store(n, std::memory_order_relaxed); }
+  int64_t value() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> v_{0};
+};
+
+// Fixed upper bounds in seconds; observations are sharded like counters.
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double seconds);
+  struct Snapshot {
+    std::vector<uint64_t> cumulative;  // per bound, then +Inf
+    double sum = 0;
+    uint64_t count = 0;
+  };
+  Snapshot snapshot() const;
+  const std::vector<double>& bounds() const { return bounds_; }
+
+ private:
+  struct alignas(64) Shard {
+    std::vector<std::atomic<uint64_t>> buckets;
+    std::atomic<uint64_t> sum_ns{0};
+  };
+  std::vector<double> bounds_;
+  std::array<std::unique_ptr<Shard>, kMetricShards> shards_;
+};
+
+// Every metric the node exports. One instance per process, created by app and handed down.
+struct Metrics {
+  Gauge ws_connections;           // open WebSocket sessions
+  Gauge http_connections;         // open HTTP (non-upgraded) connections
+  Counter connections_total;      // accepted TCP connections
+  Counter http_requests_total;
+  Counter messages_in_total;      // chat messages accepted for storing
+  Counter messages_stored_total;  // chat messages committed (duplicates excluded)
+  Counter messages_duplicate_total;
+  Counter messages_rejected_total;
+  Counter deliveries_total;       // message frames queued to devices (fan-out)
+  Counter notices_total;          // events and broadcasts queued to devices
+  Counter errors_total;           // error frames / 4xx-5xx responses sent
+  Counter slow_consumer_closes_total;
+  Counter heartbeat_timeouts_total;
+  Counter gap_fills_total;        // live deliveries that had to read a missing range from the store
+  Counter store_batches_total;
+  Histogram store_commit_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                  0.05, 0.1, 0.25, 1}};
+  Histogram store_batch_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}};
+
+  std::string render_prometheus() const;
+};
+
+}  // namespace converge

@@ -1,0 +1,428 @@
+#include "gateway/http/api.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+#include <charconv>
+#include <future>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/metrics.hpp"
+#include "proto/codec.hpp"
+#include "service/service.hpp"
+
+namespace converge {
+
+namespace json = boost::json;
+
+namespace {
+
+ApiResponse json_response(int status, const json::object& o) {
+  ApiResponse r;
+  r.status = status;
+  r.body = proto::serialize(o);
+  return r;
+}
+
+ApiResponse error_response(const Error& e) {
+  ApiResponse r;
+  r.status = errc_http_status(e.code);
+  r.body = proto::error_body(e);
+  return r;
+}
+
+// The parsed target: path segments after /api/v1 and decoded query parameters.
+struct Route {
+  std::vector<std::string> seg;
+  std::map<std::string, std::string> query;
+  bool has(const char* k) const { return query.count(k) != 0; }
+};
+
+Result<int64_t> query_int(const Route& r, const char* key, int64_t dflt, int64_t min) {
+  auto it = r.query.find(key);
+  if (it == r.query.end() || it->second.empty()) return dflt;
+  int64_t v = 0;
+  auto& s = it->second;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || v < min)
+    return make_error(Errc::bad_request, std::string(key) + " must be an integer >= " + std::to_string(min));
+  return v;
+}
+
+class Handler {
+ public:
+  Handler(Service& svc, const ApiOptions& opts, const ApiRequest& req, Route route)
+      : svc_(svc), opts_(opts), req_(req), r_(std::move(route)) {}
+
+  ApiResponse run() {
+    auto& s = r_.seg;
+    const auto& m = req_.method;
+    if (s.size() == 1 && s[0] == "users" && m == "POST") return register_user(false);
+    if (s.size() == 1 && s[0] == "login" && m == "POST") return login();
+    // Everything below needs a token.
+    auto who = auth();
+    if (!who) return error_response(who.error());
+    const AuthContext& a = who.value();
+    if (s.size() == 1 && s[0] == "logout" && m == "POST") return logout();
+    if (s.size() == 1 && s[0] == "me" && m == "GET") return me(a);
+    if (s.size() == 2 && s[0] == "users" && m == "GET") return user(s[1]);
+    if (s.size() == 1 && s[0] == "conversations") {
+      if (m == "GET") return list_conversations(a);
+      if (m == "POST") return create_conversation(a);
+      return not_allowed();
+    }
+    if (s.size() >= 2 && s[0] == "conversations") {
+      auto id = parse_conversation_id(s[1]);
+      if (!id) return error_response(make_error(Errc::not_found, "no such conversation"));
+      if (s.size() == 2 && m == "GET") return get_conversation(a, *id);
+      if (s.size() == 3 && s[2] == "members" && m == "POST") return add_members(a, *id);
+      if (s.size() == 4 && s[2] == "members" && m == "DELETE") return remove_member(a, *id, s[3]);
+      if (s.size() == 3 && s[2] == "messages" && m == "GET") return history(a, *id);
+      if (s.size() == 3 && s[2] == "messages" && m == "POST") return send(a, *id);
+      if (s.size() == 3 && s[2] == "mute" && m == "POST") return mute(a, *id);
+      return s.size() <= 4 ? not_allowed() : not_found();
+    }
+    if (s.size() == 1 && s[0] == "offline" && m == "GET") return offline(a);
+    if (s.size() == 1 && s[0] == "heartbeat" && m == "POST") return heartbeat(a);
+    if (s.size() == 1 && s[0] == "files" && m == "POST") return upload(a);
+    if (s.size() == 2 && s[0] == "files" && m == "GET") return download(a, s[1]);
+    if (s.size() >= 2 && s[0] == "admin") {
+      if (!a.is_admin) return error_response(make_error(Errc::forbidden, "admin only"));
+      if (s.size() == 2 && s[1] == "users" && m == "POST") return register_user(true);
+      if (s.size() == 2 && s[1] == "users" && m == "GET") return list_users(a);
+      if (s.size() == 2 && s[1] == "events" && m == "POST") return event(a);
+      if (s.size() == 2 && s[1] == "broadcast" && m == "POST") return broadcast(a);
+    }
+    return not_found();
+  }
+
+ private:
+  ApiResponse not_found() {
+    return error_response(make_error(Errc::not_found, "no such endpoint: " + req_.method + " " + req_.target));
+  }
+  ApiResponse not_allowed() {
+    ApiResponse r = api_error(405, "bad_request", "method not allowed");
+    return r;
+  }
+
+  Result<json::object> body() {
+    if (req_.body.empty()) return make_error(Errc::bad_json, "a JSON body is required");
+    return proto::parse_object(req_.body);
+  }
+
+  Result<AuthContext> auth() {
+    std::string_view token = req_.authorization;
+    if (token.empty()) {
+      // For <img src> and downloads a browser cannot add a header to.
+      if (auto it = r_.query.find("token"); it != r_.query.end()) token = it->second;
+    }
+    token = proto::strip_token_prefix(token);
+    if (token.empty()) return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
+    return svc_.authenticate(token);
+  }
+
+  ApiResponse register_user(bool by_admin) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto uid = proto::get_string(b.value(), "user_id", false, 64);
+    if (!uid) return error_response(uid.error());
+    auto name = proto::get_string(b.value(), "name", false, 128);
+    if (!name) return error_response(name.error());
+    auto pw = proto::get_string(b.value(), "password", true, 1024);
+    if (!pw) return error_response(pw.error());
+    bool admin = false;
+    if (by_admin) {
+      if (auto* v = b->if_contains("admin"); v && v->is_bool()) admin = v->as_bool();
+    }
+    auto u = svc_.register_user(uid.value(), name.value(), pw.value(), by_admin, admin);
+    if (!u) return error_response(u.error());
+    return json_response(201, proto::user_json(u.value()));
+  }
+
+  ApiResponse login() {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto uid = proto::get_string(b.value(), "user_id", true, 64);
+    if (!uid) return error_response(uid.error());
+    auto pw = proto::get_string(b.value(), "password", true, 1024);
+    if (!pw) return error_response(pw.error());
+    auto dev = proto::get_string(b.value(), "device_id", false, 64);
+    if (!dev) return error_response(dev.error());
+    std::string device = dev->empty() ? "default" : dev.value();
+    auto r = svc_.login(uid.value(), pw.value(), device);
+    if (!r) return error_response(r.error());
+    json::object o;
+    o["token"] = r->token;
+    o["user_id"] = r->auth.user_id;
+    o["name"] = r->auth.user_name;
+    o["device_id"] = r->auth.device_id;
+    o["admin"] = r->auth.is_admin;
+    o["expires_at"] = r->auth.expires_at_ms;
+    return json_response(200, o);
+  }
+
+  ApiResponse logout() {
+    auto st = svc_.logout(proto::strip_token_prefix(req_.authorization));
+    if (!st) return error_response(st.error());
+    return json_response(200, json::object{});
+  }
+
+  ApiResponse me(const AuthContext& a) {
+    json::object o;
+    o["user_id"] = a.user_id;
+    o["name"] = a.user_name;
+    o["device_id"] = a.device_id;
+    o["admin"] = a.is_admin;
+    o["expires_at"] = a.expires_at_ms;
+    return json_response(200, o);
+  }
+
+  ApiResponse user(const std::string& id) {
+    auto u = svc_.find_user(id);
+    if (!u) return error_response(u.error());
+    json::object o;
+    o["user_id"] = u->id;
+    o["name"] = u->name;
+    return json_response(200, o);
+  }
+
+  ApiResponse list_users(const AuthContext& a) {
+    auto users = svc_.list_users(a);
+    if (!users) return error_response(users.error());
+    json::array arr;
+    for (auto& u : users.value()) arr.emplace_back(proto::user_json(u));
+    json::object o;
+    o["users"] = std::move(arr);
+    return json_response(200, o);
+  }
+
+  ApiResponse list_conversations(const AuthContext& a) {
+    auto cs = svc_.list_conversations(a);
+    if (!cs) return error_response(cs.error());
+    json::array arr;
+    for (auto& c : cs.value()) arr.emplace_back(proto::conversation_json(c, a.user_id));
+    json::object o;
+    o["conversations"] = std::move(arr);
+    return json_response(200, o);
+  }
+
+  ApiResponse create_conversation(const AuthContext& a) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto req = proto::parse_create_conversation(b.value());
+    if (!req) return error_response(req.error());
+    auto r = svc_.create_conversation(a, std::move(req.value()));
+    if (!r) return error_response(r.error());
+    return json_response(r->second ? 201 : 200, proto::conversation_json(r->first, a.user_id));
+  }
+
+  ApiResponse get_conversation(const AuthContext& a, ConversationId id) {
+    auto c = svc_.get_conversation(a, id);
+    if (!c) return error_response(c.error());
+    return json_response(200, proto::conversation_json(c.value(), a.user_id));
+  }
+
+  ApiResponse add_members(const AuthContext& a, ConversationId id) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    std::vector<std::string> users;
+    if (b->contains("members")) {
+      auto l = proto::get_user_list(b.value(), "members");
+      if (!l) return error_response(l.error());
+      users = std::move(l.value());
+    } else {
+      auto u = proto::get_string(b.value(), "user_id", true, 64);
+      if (!u) return error_response(u.error());
+      if (!valid_user_id(u.value())) return error_response(make_error(Errc::bad_request, "bad user_id"));
+      users.push_back(u.value());
+    }
+    auto c = svc_.add_members(a, id, users);
+    if (!c) return error_response(c.error());
+    return json_response(200, proto::conversation_json(c.value(), a.user_id));
+  }
+
+  ApiResponse remove_member(const AuthContext& a, ConversationId id, const std::string& uid) {
+    auto c = svc_.remove_member(a, id, uid);
+    if (!c) return error_response(c.error());
+    return json_response(200, proto::conversation_json(c.value(), a.user_id));
+  }
+
+  ApiResponse mute(const AuthContext& a, ConversationId id) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto* v = b->if_contains("muted");
+    if (v == nullptr || !v->is_bool())
+      return error_response(make_error(Errc::bad_request, "muted must be true or false"));
+    if (auto st = svc_.set_muted(a, id, v->as_bool()); !st) return error_response(st.error());
+    json::object o;
+    o["muted"] = v->as_bool();
+    return json_response(200, o);
+  }
+
+  ApiResponse history(const AuthContext& a, ConversationId id) {
+    auto after = query_int(r_, "after_seq", 0, 0);
+    if (!after) return error_response(after.error());
+    auto before = query_int(r_, "before_seq", 0, 1);
+    if (!before) return error_response(before.error());
+    auto limit = query_int(r_, "limit", 0, 1);
+    if (!limit) return error_response(limit.error());
+    auto msgs = svc_.history(a, id, after.value(), before.value(), limit.value());
+    if (!msgs) return error_response(msgs.error());
+    json::array arr;
+    for (auto& m : msgs.value()) arr.emplace_back(proto::message_json(m));
+    json::object o;
+    o["messages"] = std::move(arr);
+    return json_response(200, o);
+  }
+
+  ApiResponse send(const AuthContext& a, ConversationId id) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    b.value()["conversation_id"] = proto::conversation_id_str(id);
+    auto req = proto::parse_send(b.value(), opts_.max_body_bytes);
+    if (!req) return error_response(req.error());
+    std::promise<Result<SendAck>> p;
+    auto f = p.get_future();
+    svc_.send(a, std::move(req.value()), [&p](Result<SendAck> r) { p.set_value(std::move(r)); });
+    auto ack = f.get();
+    if (!ack) return error_response(ack.error());
+    json::object o;
+    o["conversation_id"] = proto::conversation_id_str(ack->conversation_id);
+    o["seq"] = ack->seq;
+    o["client_msg_id"] = ack->client_msg_id;
+    o["ts"] = ack->ts_ms;
+    o["duplicate"] = ack->duplicate;
+    return json_response(ack->duplicate ? 200 : 201, o);
+  }
+
+  ApiResponse offline(const AuthContext& a) {
+    auto limit = query_int(r_, "limit", 0, 1);
+    if (!limit) return error_response(limit.error());
+    SyncRequest req;
+    req.limit = limit.value();
+    if (auto it = r_.query.find("cursor"); it != r_.query.end()) req.cursor = it->second;
+    auto page = svc_.sync(a, req);
+    if (!page) return error_response(page.error());
+    return json_response(200, proto::sync_page_json(page.value()));
+  }
+
+  ApiResponse heartbeat(const AuthContext& a) {
+    json::object b;
+    if (!req_.body.empty()) {
+      auto parsed = body();
+      if (!parsed) return error_response(parsed.error());
+      b = std::move(parsed.value());
+    }
+    auto seqs = proto::parse_seqs(b);
+    if (!seqs) return error_response(seqs.error());
+    auto r = svc_.heartbeat(a, seqs.value());
+    if (!r) return error_response(r.error());
+    json::object o;
+    o["seqs"] = proto::seqs_json(r.value());
+    o["interval_ms"] = opts_.heartbeat_interval_ms;
+    o["ts"] = now_ms();
+    return json_response(200, o);
+  }
+
+  ApiResponse upload(const AuthContext& a) {
+    std::string name = r_.query.count("name") ? r_.query.at("name") : std::string();
+    auto f = svc_.store_file(a, name, req_.content_type, req_.body);
+    if (!f) return error_response(f.error());
+    return json_response(201, proto::file_json(f.value()));
+  }
+
+  ApiResponse download(const AuthContext& a, const std::string& id) {
+    auto f = svc_.open_file(a, id);
+    if (!f) return error_response(f.error());
+    ApiResponse r;
+    r.status = 200;
+    r.content_type = f->meta.mime;
+    r.file_path = f->path;
+    std::string safe;
+    for (char c : f->meta.name) safe += (c == '"' || c == '\\') ? '_' : c;
+    r.headers["Content-Disposition"] = "inline; filename=\"" + safe + "\"";
+    r.headers["Cache-Control"] = "private, max-age=31536000, immutable";
+    r.headers["X-Content-Type-Options"] = "nosniff";
+    return r;
+  }
+
+  Result<std::string> payload(const json::object& b) {
+    auto* d = b.if_contains("data");
+    if (d == nullptr || !d->is_object())
+      return make_error(Errc::bad_request, "data must be an object");
+    return json::serialize(*d);
+  }
+
+  ApiResponse event(const AuthContext& a) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto uid = proto::get_string(b.value(), "user_id", true, 64);
+    if (!uid) return error_response(uid.error());
+    auto p = payload(b.value());
+    if (!p) return error_response(p.error());
+    if (auto st = svc_.send_event(a, uid.value(), std::move(p.value())); !st)
+      return error_response(st.error());
+    return json_response(202, json::object{{"queued", true}});
+  }
+
+  ApiResponse broadcast(const AuthContext& a) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto p = payload(b.value());
+    if (!p) return error_response(p.error());
+    if (auto st = svc_.broadcast(a, std::move(p.value())); !st) return error_response(st.error());
+    return json_response(202, json::object{{"queued", true}});
+  }
+
+  Service& svc_;
+  const ApiOptions& opts_;
+  const ApiRequest& req_;
+  Route r_;
+};
+
+}  // namespace
+
+ApiResponse api_error(int status, const char* code, const std::string& message) {
+  ApiResponse r;
+  r.status = status;
+  json::object inner{{"code", code}, {"message", message}};
+  r.body = proto::serialize(json::object{{"error", std::move(inner)}});
+  return r;
+}
+
+ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& req) {
+  auto parsed = boost::urls::parse_origin_form(req.target);
+  if (!parsed) return api_error(400, "bad_request", "bad request target");
+  Route route;
+  auto segs = parsed->segments();  // decoded
+  auto it = segs.begin();
+  // Expect /api/v1/...
+  if (it == segs.end() || *it != "api") return api_error(404, "not_found", "no such endpoint");
+  ++it;
+  if (it == segs.end() || *it != "v1") return api_error(404, "not_found", "no such endpoint");
+  ++it;
+  for (; it != segs.end(); ++it) route.seg.push_back(*it);
+  while (!route.seg.empty() && route.seg.back().empty()) route.seg.pop_back();  // trailing slash
+  for (auto p : parsed->params()) route.query[p.key] = p.has_value ? p.value : std::string();
+  try {
+    return Handler(svc, opts, req, std::move(route)).run();
+  } catch (const std::exception& e) {
+    return error_response(make_error(Errc::internal, e.what()));
+  }
+}
+
+ApiResponse handle_healthz() {
+  ApiResponse r;
+  r.body = R"({"status":"ok"})";
+  return r;
+}
+
+ApiResponse handle_metrics(const Metrics& metrics) {
+  ApiResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = metrics.render_prometheus();
+  return r;
+}
+
+}  // namespace converge

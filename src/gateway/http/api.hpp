@@ -1,0 +1,42 @@
+#pragma once
+// The HTTP JSON API of DESIGN.md section 3, free of any socket or Beast type: the server turns a
+// parsed request into an ApiRequest, runs handle_api() on the work pool, and writes the ApiResponse.
+#include <map>
+#include <string>
+
+namespace converge {
+
+class Service;
+struct Metrics;
+
+struct ApiRequest {
+  std::string method;         // GET, POST, DELETE, ...
+  std::string target;         // path and query as received
+  std::string authorization;  // Authorization header
+  std::string content_type;
+  std::string body;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::string file_path;  // when set, the body is this file (downloads)
+  std::map<std::string, std::string> headers;
+};
+
+struct ApiOptions {
+  int64_t heartbeat_interval_ms = 30000;
+  int64_t heartbeat_timeout_ms = 90000;
+  std::size_t max_body_bytes = 64 << 10;  // message body
+};
+
+// Blocking: call on the work pool.
+ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& req);
+
+// Cheap endpoints answered on the network thread.
+ApiResponse handle_healthz();
+ApiResponse handle_metrics(const Metrics& metrics);
+ApiResponse api_error(int status, const char* code, const std::string& message);
+
+}  // namespace converge

@@ -1,0 +1,54 @@
+#pragma once
+// Shared by the two translation units of the HTTP server (server.cpp, ws_session.cpp). Beast
+// headers stop here: nothing outside gateway/http includes this file.
+#include <atomic>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "gateway/http/server.hpp"
+
+namespace converge {
+
+struct HttpServer::Impl {
+  Impl(HttpServerOptions o, Service& s, Hub& h, IoPool& i, Metrics& m)
+      : opts(std::move(o)), svc(s), hub(h), io(i), metrics(m) {}
+
+  HttpServerOptions opts;
+  Service& svc;
+  Hub& hub;  // shard i belongs to network loop i
+  IoPool& io;
+  Metrics& metrics;
+  std::optional<boost::asio::ip::tcp::acceptor> acceptor;
+  std::atomic<bool> stopping{false};
+
+  // Open connections and how to ask each to close; touched at connect/close only.
+  std::mutex live_mu;
+  std::unordered_map<const void*, std::function<void()>> live;
+  void track(const void* key, std::function<void()> shutdown) {
+    std::lock_guard lk(live_mu);
+    live.emplace(key, std::move(shutdown));
+  }
+  void untrack(const void* key) {
+    std::lock_guard lk(live_mu);
+    live.erase(key);
+  }
+  std::size_t live_count() {
+    std::lock_guard lk(live_mu);
+    return live.size();
+  }
+};
+
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+
+// Takes over a connection whose request asked for a WebSocket upgrade on /ws.
+// `token` is from ?token= or the Authorization header (empty: expect an auth frame).
+void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, boost::beast::tcp_stream stream,
+                      HttpRequest req, std::string token);
+
+}  // namespace converge

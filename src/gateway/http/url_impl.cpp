@@ -1,0 +1,2 @@
+// Boost.URL's compiled part, built once (Debian ships it header-only).
+#include <boost/url/src.hpp>

@@ -1,0 +1,421 @@
+// The WebSocket session: one device's live connection (DESIGN.md section 3).
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <deque>
+#include <spdlog/spdlog.h>
+
+#include "base/clock.hpp"
+#include "base/metrics.hpp"
+#include "gateway/http/context.hpp"
+#include "net/io_pool.hpp"
+#include "proto/codec.hpp"
+#include "service/device_stream.hpp"
+#include "service/service.hpp"
+
+namespace converge {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+// Application close codes (4000-4999 are ours).
+constexpr uint16_t kCloseHeartbeatTimeout = 4000;
+constexpr uint16_t kCloseUnauthorized = 4001;
+
+class WsSession final : public std::enable_shared_from_this<WsSession>, public DeviceSink {
+ public:
+  WsSession(HttpServer::Impl& ctx, std::size_t loop, beast::tcp_stream stream, std::string token)
+      : ctx_(ctx),
+        loop_(loop),
+        ws_(std::move(stream)),
+        timer_(ws_.get_executor()),
+        pending_token_(std::move(token)) {}
+
+  ~WsSession() override = default;
+
+  void run(HttpRequest req) {
+    beast::get_lowest_layer(ws_).expires_never();  // websocket has its own timeouts
+    websocket::stream_base::timeout t{};
+    t.handshake_timeout = std::chrono::seconds(15);
+    t.idle_timeout = websocket::stream_base::none();  // heartbeats decide (see on_timer)
+    t.keep_alive_pings = false;
+    ws_.set_option(t);
+    ws_.read_message_max(ctx_.opts.max_frame_bytes);
+    ws_.auto_fragment(false);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "converge"); }));
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+  }
+
+  // --- DeviceSink (network thread) ---
+  const std::string& sink_user_id() const override { return auth_.user_id; }
+
+  void deliver(const std::shared_ptr<const Delivery>& d) override {
+    if (stream_) stream_->on_delivery(d);
+  }
+
+  void notify(const std::shared_ptr<const Notice>& n) override {
+    auto frame = n->wire.get(WireCache::ws_frame, [&] {
+      std::string f = n->kind == Notice::Kind::event ? R"({"cmd":"event","data":)"
+                                                      : R"({"cmd":"broadcast","data":)";
+      f += n->payload_json;
+      f += '}';
+      return f;
+    });
+    ctx_.metrics.notices_total.add();
+    send(std::move(frame));
+  }
+
+ private:
+  void on_accept(beast::error_code ec) {
+    if (ec) return;  // handshake failed; nothing was registered
+    accepted_ = true;
+    ctx_.metrics.ws_connections.add(1);
+    std::weak_ptr<WsSession> weak = weak_from_this();
+    auto exec = ws_.get_executor();
+    ctx_.track(this, [weak, exec] {
+      asio::post(exec, [weak] {
+        if (auto s = weak.lock()) s->begin_close(websocket::close_code::going_away, "node stopping");
+      });
+    });
+    accepted_at_us_ = last_activity_us_ = mono_us();
+    arm_timer(ctx_.opts.heartbeat_timeout_ms);
+    if (!pending_token_.empty()) authenticate(std::move(pending_token_), "");
+    do_read();
+  }
+
+  void do_read() {
+    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec) {
+      if (ec == websocket::error::message_too_big) ctx_.metrics.errors_total.add();
+      finish();
+      return;
+    }
+    last_activity_us_ = mono_us();
+    if (!ws_.got_text()) {
+      send_error("", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
+    } else {
+      auto data = buf_.cdata();
+      handle_text(std::string_view(static_cast<const char*>(data.data()), data.size()));
+    }
+    buf_.consume(buf_.size());
+    do_read();  // even while closing: the read side sees the end and runs finish()
+  }
+
+  void handle_text(std::string_view text) {
+    auto env = proto::parse_envelope(text);
+    if (!env) return send_error("", env.error());
+    auto& e = env.value();
+    if (e.cmd == "auth") {
+      if (authed_ || authenticating_)
+        return send_error(e.id_json, make_error(Errc::bad_request, "already authenticated"));
+      std::string token = e.token;
+      if (token.empty()) {
+        auto t = proto::get_string(e.data, "token", true, 256);
+        if (!t) return send_error(e.id_json, t.error());
+        token = std::string(proto::strip_token_prefix(t.value()));
+      }
+      return authenticate(std::move(token), e.id_json);
+    }
+    if (!authed_)
+      return send_error(e.id_json, make_error(Errc::unauthorized, "authenticate first: {\"cmd\":\"auth\",\"token\":...}"));
+    if (e.cmd == "msg") return on_msg(e);
+    if (e.cmd == "heartbeat") return on_heartbeat(e);
+    if (e.cmd == "sync") return on_sync(e);
+    if (e.cmd == "ping") return send(std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
+    send_error(e.id_json, make_error(Errc::unknown_cmd, "unknown cmd: " + e.cmd.substr(0, 64)));
+  }
+
+  // --- auth: authenticate on the work pool, attach here, then read where the device stands ---
+  void authenticate(std::string token, std::string id_json) {
+    authenticating_ = true;
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self, token = std::move(token), id_json = std::move(id_json)] {
+      auto a = self->ctx_.svc.authenticate(token);
+      asio::post(self->ws_.get_executor(), [self, a = std::move(a), id_json]() mutable {
+        self->on_authenticated(std::move(a), id_json);
+      });
+    });
+  }
+
+  void on_authenticated(Result<AuthContext> a, const std::string& id_json) {
+    authenticating_ = false;
+    if (closing_) return;
+    if (!a) {
+      send_error(id_json, a.error());
+      begin_close(kCloseUnauthorized, "unauthorized");
+      return;
+    }
+    auth_ = std::move(a.value());
+    authed_ = true;
+    json::object d{{"user_id", auth_.user_id},
+                   {"name", auth_.user_name},
+                   {"device_id", auth_.device_id},
+                   {"heartbeat_interval_ms", ctx_.opts.api.heartbeat_interval_ms},
+                   {"heartbeat_timeout_ms", ctx_.opts.heartbeat_timeout_ms},
+                   {"max_frame_bytes", ctx_.opts.max_frame_bytes},
+                   {"max_body_bytes", ctx_.opts.api.max_body_bytes}};
+    send(std::make_shared<const std::string>(proto::frame("ready", id_json, d)));
+
+    std::weak_ptr<WsSession> weak = weak_from_this();
+    auto exec = ws_.get_executor();
+    stream_ = DeviceStream::create(
+        ctx_.svc, [exec](std::function<void()> fn) { asio::post(exec, std::move(fn)); },
+        [this](const std::shared_ptr<const Delivery>& d) { emit(d); },
+        [weak, exec] {
+          asio::post(exec, [weak] {
+            if (auto s = weak.lock()) s->cut_off("too many messages held for ordering");
+          });
+        });
+    // Attach first, then read positions: a message stored in between is live (held by the stream)
+    // or below the last seqs read (caught up); none falls between the two.
+    ctx_.hub.attach(static_cast<int>(loop_), this);
+    attached_ = true;
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self] {
+      auto& svc = self->ctx_.svc;
+      auto pos = svc.stream_positions(self->auth_);
+      auto convs = svc.list_conversations(self->auth_);
+      SeqMap last;
+      if (convs)
+        for (auto& c : convs.value()) last[c.id] = c.last_seq;
+      asio::post(self->ws_.get_executor(), [self, pos = std::move(pos), last = std::move(last)] {
+        if (self->stream_) self->stream_->start(pos ? pos.value() : SeqMap{}, last);
+      });
+    });
+  }
+
+  void emit(const std::shared_ptr<const Delivery>& d) {
+    ctx_.metrics.deliveries_total.add();
+    send(d->wire.get(WireCache::ws_frame, [&] { return proto::frame_msg(d->msg); }));
+  }
+
+  // --- commands ---
+  void on_msg(proto::Envelope& e) {
+    auto req = proto::parse_send(e.data, ctx_.opts.api.max_body_bytes);
+    if (!req) {
+      ctx_.metrics.messages_rejected_total.add();
+      return send_error(e.id_json, req.error());
+    }
+    auto self = shared_from_this();
+    ctx_.svc.send(auth_, std::move(req.value()), [self, id = e.id_json](Result<SendAck> r) {
+      // Writer thread: build the frame there, hand it to our thread.
+      std::string frame;
+      if (r) {
+        json::object d{{"conversation_id", proto::conversation_id_str(r->conversation_id)},
+                       {"seq", r->seq},
+                       {"client_msg_id", r->client_msg_id},
+                       {"ts", r->ts_ms}};
+        if (r->duplicate) d["duplicate"] = true;
+        frame = proto::frame("ack", id, d);
+      } else {
+        frame = proto::frame_error(id, r.error());
+      }
+      auto f = std::make_shared<const std::string>(std::move(frame));
+      bool failed = !r;
+      asio::post(self->ws_.get_executor(), [self, f, failed] {
+        if (failed) self->ctx_.metrics.errors_total.add();
+        self->send(f);
+      });
+    });
+  }
+
+  void on_heartbeat(proto::Envelope& e) {
+    auto seqs = proto::parse_seqs(e.data);
+    if (!seqs) return send_error(e.id_json, seqs.error());
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self, seqs = std::move(seqs.value()), id = e.id_json] {
+      auto r = self->ctx_.svc.heartbeat(self->auth_, seqs);
+      std::string frame = r ? proto::frame("heartbeat", id,
+                                           {{"seqs", proto::seqs_json(r.value())}, {"ts", now_ms()}})
+                            : proto::frame_error(id, r.error());
+      asio::post(self->ws_.get_executor(), [self, f = std::make_shared<const std::string>(std::move(frame))] {
+        self->send(f);
+      });
+    });
+  }
+
+  void on_sync(proto::Envelope& e) {
+    auto req = proto::parse_sync(e.data);
+    if (!req) return send_error(e.id_json, req.error());
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self, req = std::move(req.value()), id = e.id_json] {
+      auto page = self->ctx_.svc.sync(self->auth_, req);
+      SeqMap tops;
+      std::string frame;
+      if (page) {
+        for (auto& m : page->messages) tops[m.conversation_id] = m.seq;
+        frame = proto::frame("sync", id, proto::sync_page_json(page.value()));
+      } else {
+        frame = proto::frame_error(id, page.error());
+      }
+      asio::post(self->ws_.get_executor(),
+                 [self, tops = std::move(tops), f = std::make_shared<const std::string>(std::move(frame))] {
+                   self->send(f);
+                   // The device now has these; the live stream need not send them again.
+                   if (self->stream_)
+                     for (auto& [c, s] : tops) self->stream_->advance(c, s);
+                 });
+    });
+  }
+
+  void send_error(const std::string& id_json, const Error& err) {
+    ctx_.metrics.errors_total.add();
+    send(std::make_shared<const std::string>(proto::frame_error(id_json, err)));
+  }
+
+  // --- the bounded send queue ---
+  void send(std::shared_ptr<const std::string> frame) {
+    if (close_started_ || dead_) return;
+    queued_bytes_ += frame->size();
+    queue_.push_back(std::move(frame));
+    if (queued_bytes_ > ctx_.opts.max_send_queue_bytes) {
+      // A chat client that does not read is cut off rather than buffered without limit.
+      // Posted: we may be inside the hub's delivery loop.
+      asio::post(ws_.get_executor(), [self = shared_from_this()] { self->cut_off("slow consumer"); });
+      return;
+    }
+    if (!writing_) do_write();
+  }
+
+  void do_write() {
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(*queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+  }
+
+  void on_write(beast::error_code ec) {
+    writing_ = false;
+    if (ec) {
+      dead_ = true;
+      return;  // the read side sees the failure and finishes
+    }
+    queued_bytes_ -= queue_.front()->size();
+    queue_.pop_front();
+    if (!queue_.empty() && !close_started_) return do_write();
+    if (closing_) start_close();
+  }
+
+  // Graceful close: flush what is queued, then a close frame.
+  void begin_close(uint16_t code, const char* reason) {
+    if (closing_ || !accepted_) return;
+    closing_ = true;
+    close_code_ = code;
+    close_reason_ = reason;
+    if (!writing_) start_close();
+  }
+
+  void start_close() {
+    if (close_started_ || dead_) return;
+    close_started_ = true;
+    websocket::close_reason cr(static_cast<websocket::close_code>(close_code_), close_reason_);
+    ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
+      // The pending read completes with `closed` and runs finish().
+      beast::error_code ignored;
+      beast::get_lowest_layer(self->ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    });
+  }
+
+  // Hard cut: the peer is not reading, so a close frame would not get through either.
+  void cut_off(const char* why) {
+    if (dead_) return;
+    spdlog::info("ws {}:{} cut off: {}", auth_.user_id, auth_.device_id, why);
+    if (std::string_view(why) == "slow consumer") ctx_.metrics.slow_consumer_closes_total.add();
+    dead_ = true;
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+  }
+
+  void arm_timer(int64_t ms) {
+    timer_.expires_after(std::chrono::milliseconds(ms));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->on_timer();
+    });
+  }
+
+  // Any frame from the client counts as a sign of life; heartbeat frames are the minimum.
+  void on_timer() {
+    if (finished_) return;
+    if (closing_) {
+      // The close did not complete in time (the peer neither read nor answered): cut.
+      cut_off("close handshake timed out");
+      return;
+    }
+    const int64_t timeout_us = ctx_.opts.heartbeat_timeout_ms * 1000;
+    const int64_t now = mono_us();
+    if (!authed_ && now - accepted_at_us_ >= timeout_us) {
+      send_error("", make_error(Errc::unauthorized, "no auth frame in time"));
+      begin_close(kCloseUnauthorized, "auth timeout");
+      return arm_timer(5000);
+    }
+    const int64_t idle = now - last_activity_us_;
+    if (idle >= timeout_us) {
+      ctx_.metrics.heartbeat_timeouts_total.add();
+      begin_close(kCloseHeartbeatTimeout, "heartbeat timeout");
+      arm_timer(5000);  // if the peer never answers the close frame, do not wait forever
+      return;
+    }
+    arm_timer((timeout_us - idle) / 1000 + 1);
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    dead_ = true;
+    timer_.cancel();
+    if (attached_) ctx_.hub.detach(static_cast<int>(loop_), this);
+    attached_ = false;
+    if (stream_) stream_->close();
+    stream_.reset();
+    queue_.clear();
+    if (accepted_) {
+      ctx_.metrics.ws_connections.add(-1);
+      ctx_.untrack(this);
+    }
+  }
+
+  HttpServer::Impl& ctx_;
+  std::size_t loop_;  // index of our network loop = our hub shard
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buf_;
+  asio::steady_timer timer_;
+  std::string pending_token_;
+
+  AuthContext auth_;
+  std::shared_ptr<DeviceStream> stream_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::size_t queued_bytes_ = 0;  // bytes in queue_, including the frame being written
+  int64_t accepted_at_us_ = 0;
+  int64_t last_activity_us_ = 0;  // mono_us of the last frame received
+  uint16_t close_code_ = websocket::close_code::normal;
+  const char* close_reason_ = "";
+  bool accepted_ = false;
+  bool authenticating_ = false;
+  bool authed_ = false;
+  bool attached_ = false;
+  bool writing_ = false;
+  bool closing_ = false;        // a close was asked for; no new reads
+  bool close_started_ = false;  // the close frame is on its way
+  bool dead_ = false;           // the socket failed or was cut; drop further sends
+  bool finished_ = false;
+};
+
+}  // namespace
+
+void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, beast::tcp_stream stream,
+                      HttpRequest req, std::string token) {
+  std::make_shared<WsSession>(ctx, loop, std::move(stream), std::move(token))->run(std::move(req));
+}
+
+}  // namespace converge

@@ -1,0 +1,308 @@
+#include "proto/codec.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+
+namespace converge::proto {
+
+namespace {
+Error bad(std::string msg) { return make_error(Errc::bad_request, std::move(msg)); }
+}  // namespace
+
+Result<json::object> parse_object(std::string_view text) {
+  boost::system::error_code ec;
+  json::parse_options opt;
+  opt.max_depth = 32;
+  json::value v = json::parse(text, ec, {}, opt);
+  if (ec) return make_error(Errc::bad_json, "malformed JSON: " + ec.message());
+  if (!v.is_object()) return make_error(Errc::bad_json, "expected a JSON object");
+  return std::move(v.as_object());
+}
+
+std::string_view strip_token_prefix(std::string_view t) {
+  for (std::string_view p : {"Tricolor", "Bearer "})
+    if (t.substr(0, p.size()) == p) {
+      t.remove_prefix(p.size());
+      break;
+    }
+  while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  return t;
+}
+
+Result<Envelope> parse_envelope(std::string_view text) {
+  auto obj = parse_object(text);
+  if (!obj) return obj.error();
+  Envelope env;
+  auto& o = obj.value();
+  if (auto* id = o.if_contains("id")) {
+    if (!id->is_string() && !id->is_int64() && !id->is_uint64())
+      return bad("id must be a string or an integer");
+    env.id_json = json::serialize(*id);
+  }
+  auto* cmd = o.if_contains("cmd");
+  if (cmd == nullptr || !cmd->is_string()) {
+    Error e = bad("cmd must be a string");
+    return e;
+  }
+  env.cmd = std::string(cmd->as_string());
+  if (auto* tok = o.if_contains("token")) {
+    if (!tok->is_string()) return bad("token must be a string");
+    env.token = std::string(strip_token_prefix(tok->as_string()));
+  }
+  if (auto* data = o.if_contains("data")) {
+    if (data->is_object())
+      env.data = std::move(data->as_object());
+    else if (!data->is_null())
+      return bad("data must be an object");
+  }
+  return env;
+}
+
+Result<std::string> get_string(const json::object& o, std::string_view key, bool required,
+                               std::size_t max_len) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) {
+    if (required) return bad(std::string(key) + " is required");
+    return std::string();
+  }
+  if (!v->is_string()) return bad(std::string(key) + " must be a string");
+  auto& s = v->as_string();
+  if (s.size() > max_len)
+    return make_error(Errc::too_large,
+                      std::string(key) + " is longer than " + std::to_string(max_len) + " bytes");
+  return std::string(s);
+}
+
+Result<int64_t> get_int(const json::object& o, std::string_view key, bool required,
+                        int64_t dflt) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) {
+    if (required) return bad(std::string(key) + " is required");
+    return dflt;
+  }
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64() && v->as_uint64() <= static_cast<uint64_t>(INT64_MAX))
+    return static_cast<int64_t>(v->as_uint64());
+  if (v->is_double()) {
+    double d = v->as_double();
+    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  }
+  return bad(std::string(key) + " must be an integer");
+}
+
+Result<ConversationId> get_conversation_id(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr || v->is_null()) return bad(std::string(key) + " is required");
+  if (v->is_string()) {
+    if (auto id = parse_conversation_id(v->as_string())) return *id;
+  } else if (v->is_int64() && v->as_int64() > 0) {
+    return v->as_int64();
+  } else if (v->is_uint64() && v->as_uint64() <= static_cast<uint64_t>(INT64_MAX)) {
+    return static_cast<int64_t>(v->as_uint64());
+  }
+  return bad(std::string(key) + " must be a conversation id");
+}
+
+Result<std::vector<std::string>> get_user_list(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (v == nullptr || !v->is_array()) return bad(std::string(key) + " must be an array of user ids");
+  std::vector<std::string> out;
+  for (auto& e : v->as_array()) {
+    if (!e.is_string() || !valid_user_id(e.as_string()))
+      return bad(std::string(key) + " must be an array of user ids");
+    out.emplace_back(e.as_string());
+  }
+  if (out.size() > 1000) return make_error(Errc::too_large, "at most 1000 members");
+  return out;
+}
+
+Result<SendRequest> parse_send(const json::object& d, std::size_t max_body_bytes) {
+  SendRequest r;
+  auto conv = get_conversation_id(d, "conversation_id");
+  if (!conv) return conv.error();
+  r.conversation_id = conv.value();
+  auto type = get_string(d, "type", false, 16);
+  if (!type) return type.error();
+  if (type->empty()) {
+    r.type = MessageType::text;
+  } else if (auto t = parse_message_type(type.value())) {
+    r.type = *t;
+  } else {
+    return bad("type must be text, image, file or voice");
+  }
+  auto body = get_string(d, "body", false, max_body_bytes);
+  if (!body) return body.error();
+  r.body = std::move(body.value());
+  auto cmid = get_string(d, "client_msg_id", false, 128);
+  if (!cmid) return cmid.error();
+  r.client_msg_id = std::move(cmid.value());
+  auto fid = get_string(d, "file_id", false, 128);
+  if (!fid) return fid.error();
+  r.file_id = std::move(fid.value());
+  if (r.type == MessageType::text) {
+    if (r.body.empty()) return bad("a text message needs a body");
+    if (!r.file_id.empty()) return bad("a text message takes no file_id");
+  } else if (r.file_id.empty()) {
+    return bad(std::string("a ") + std::string(message_type_name(r.type)) +
+               " message needs a file_id (upload it first)");
+  }
+  return r;
+}
+
+Result<SeqMap> parse_seqs(const json::object& d) {
+  SeqMap out;
+  auto* v = d.if_contains("seqs");
+  if (v == nullptr || v->is_null()) return out;
+  if (!v->is_object()) return bad("seqs must be an object of conversation_id: seq");
+  for (auto& [k, s] : v->as_object()) {
+    auto id = parse_conversation_id(k);
+    if (!id) return bad("seqs: bad conversation id " + std::string(k));
+    int64_t seq = -1;
+    if (s.is_int64()) seq = s.as_int64();
+    else if (s.is_uint64() && s.as_uint64() <= static_cast<uint64_t>(INT64_MAX)) seq = static_cast<int64_t>(s.as_uint64());
+    if (seq < 0) return bad("seqs: seq must be a non-negative integer");
+    out[*id] = seq;
+  }
+  if (out.size() > 100000) return make_error(Errc::too_large, "too many seqs");
+  return out;
+}
+
+Result<SyncRequest> parse_sync(const json::object& d) {
+  SyncRequest r;
+  auto limit = get_int(d, "limit", false, 0);
+  if (!limit) return limit.error();
+  if (limit.value() < 0) return bad("limit must be positive");
+  r.limit = limit.value();
+  auto cursor = get_string(d, "cursor", false, 64);
+  if (!cursor) return cursor.error();
+  r.cursor = std::move(cursor.value());
+  return r;
+}
+
+Result<CreateConversationRequest> parse_create_conversation(const json::object& b) {
+  CreateConversationRequest r;
+  auto type = get_string(b, "type", true, 16);
+  if (!type) return type.error();
+  auto t = parse_conversation_type(type.value());
+  if (!t) return bad("type must be direct or group");
+  r.type = *t;
+  auto members = get_user_list(b, "members");
+  if (!members) return members.error();
+  r.members = std::move(members.value());
+  auto name = get_string(b, "name", false, 256);
+  if (!name) return name.error();
+  r.name = std::move(name.value());
+  return r;
+}
+
+std::string conversation_id_str(ConversationId id) { return std::to_string(id); }
+
+json::object file_json(const FileMeta& f) {
+  json::object o;
+  o["file_id"] = f.id;
+  o["name"] = f.name;
+  o["size"] = f.size;
+  o["mime"] = f.mime;
+  o["url"] = "/api/v1/files/" + f.id;
+  return o;
+}
+
+json::object message_json(const Message& m) {
+  json::object o;
+  o.reserve(10);
+  o["conversation_id"] = conversation_id_str(m.conversation_id);
+  o["seq"] = m.seq;
+  o["publisher_id"] = m.publisher_id;
+  o["publisher_name"] = m.publisher_name;
+  o["type"] = message_type_name(m.type);
+  o["body"] = m.body;
+  o["client_msg_id"] = m.client_msg_id;
+  o["ts"] = m.ts_ms;
+  if (m.file) o["file"] = file_json(*m.file);
+  return o;
+}
+
+json::object conversation_json(const Conversation& c, std::string_view for_user) {
+  json::object o;
+  o["id"] = conversation_id_str(c.id);
+  o["conversation_id"] = conversation_id_str(c.id);
+  o["type"] = conversation_type_name(c.type);
+  o["name"] = c.name;
+  o["owner"] = c.owner;
+  json::array members;
+  bool muted = false;
+  for (auto& m : c.members) {
+    members.emplace_back(m.user_id);
+    if (m.user_id == for_user) muted = m.muted;
+  }
+  o["members"] = std::move(members);
+  o["last_seq"] = c.last_seq;
+  o["muted"] = muted;
+  o["created_at"] = c.created_at_ms;
+  return o;
+}
+
+json::object user_json(const User& u) {
+  json::object o;
+  o["user_id"] = u.id;
+  o["name"] = u.name;
+  o["admin"] = u.is_admin;
+  o["created_at"] = u.created_at_ms;
+  return o;
+}
+
+json::object seqs_json(const SeqMap& seqs) {
+  json::object o;
+  for (auto& [c, s] : seqs) o[conversation_id_str(c)] = s;
+  return o;
+}
+
+json::object sync_page_json(const SyncPage& page) {
+  json::object o;
+  json::array msgs;
+  msgs.reserve(page.messages.size());
+  for (auto& m : page.messages) msgs.emplace_back(message_json(m));
+  o["messages"] = std::move(msgs);
+  o["more"] = page.more;
+  if (page.more) o["next_cursor"] = page.next_cursor;
+  return o;
+}
+
+std::string serialize(const json::object& o) { return json::serialize(o); }
+
+std::string frame(std::string_view cmd, std::string_view id_json, const json::object& data) {
+  // Built by hand around the serialized data so that `id` keeps its exact original form.
+  std::string out;
+  out.reserve(64);
+  out += "{\"cmd\":";
+  out += json::serialize(json::string(cmd));
+  if (!id_json.empty()) {
+    out += ",\"id\":";
+    out += id_json;
+  }
+  out += ",\"data\":";
+  out += json::serialize(data);
+  out += '}';
+  return out;
+}
+
+std::string frame_msg(const Message& m) { return frame("msg", "", message_json(m)); }
+
+std::string frame_error(std::string_view id_json, const Error& e) {
+  json::object d;
+  d["code"] = errc_name(e.code);
+  d["message"] = e.message;
+  return frame("error", id_json, d);
+}
+
+std::string error_body(const Error& e) {
+  json::object inner;
+  inner["code"] = errc_name(e.code);
+  inner["message"] = e.message;
+  json::object o;
+  o["error"] = std::move(inner);
+  return json::serialize(o);
+}
+
+}  // namespace converge::proto

@@ -1,0 +1,61 @@
+#pragma once
+// The one JSON codec: the seed envelope {"token"?, "cmd", "id"?, "data"} and every object the
+// node puts on a wire (HTTP bodies, WebSocket frames). Boost.JSON is compiled once, in json_impl.cpp.
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <string>
+#include <string_view>
+
+#include "base/error.hpp"
+#include "model/model.hpp"
+#include "model/requests.hpp"
+
+namespace converge::proto {
+
+namespace json = boost::json;
+
+struct Envelope {
+  std::string cmd;
+  std::string id_json;  // the request id exactly as sent (number or string), "" if absent
+  std::string token;    // optional per-frame token (seed 000), "Tricolor" prefix stripped
+  json::object data;
+};
+
+// Parses a JSON document that must be an object; `max_depth` guards against nesting bombs.
+Result<json::object> parse_object(std::string_view text);
+Result<Envelope> parse_envelope(std::string_view text);
+
+// Strips an optional "Tricolor" or "Bearer " prefix from a token.
+std::string_view strip_token_prefix(std::string_view token);
+
+// Typed field access with the error a client should see.
+Result<std::string> get_string(const json::object& o, std::string_view key, bool required,
+                               std::size_t max_len);
+Result<int64_t> get_int(const json::object& o, std::string_view key, bool required, int64_t dflt);
+// Accepts "12" or 12.
+Result<ConversationId> get_conversation_id(const json::object& o, std::string_view key);
+Result<std::vector<std::string>> get_user_list(const json::object& o, std::string_view key);
+
+Result<SendRequest> parse_send(const json::object& data, std::size_t max_body_bytes);
+Result<SeqMap> parse_seqs(const json::object& data);  // {"seqs": {"<conv>": seq}}; absent = {}
+Result<SyncRequest> parse_sync(const json::object& data);
+Result<CreateConversationRequest> parse_create_conversation(const json::object& body);
+
+std::string conversation_id_str(ConversationId id);
+json::object file_json(const FileMeta& f);
+json::object message_json(const Message& m);
+json::object conversation_json(const Conversation& c, std::string_view for_user);
+json::object user_json(const User& u);
+json::object seqs_json(const SeqMap& seqs);
+json::object sync_page_json(const SyncPage& page);
+
+// WebSocket frames (server -> client).
+std::string frame(std::string_view cmd, std::string_view id_json, const json::object& data);
+std::string frame_msg(const Message& m);
+std::string frame_error(std::string_view id_json, const Error& e);
+// HTTP error body {"error":{"code","message"}}.
+std::string error_body(const Error& e);
+
+std::string serialize(const json::object& o);
+
+}  // namespace converge::proto

@@ -1,0 +1,71 @@
+#include "service/hub.hpp"
+
+#include <algorithm>
+
+namespace converge {
+
+int Hub::add_shard(Post post) {
+  auto s = std::make_unique<Shard>();
+  s->post = std::move(post);
+  shards_.push_back(std::move(s));
+  return static_cast<int>(shards_.size()) - 1;
+}
+
+void Hub::attach(int shard, DeviceSink* sink) {
+  auto& s = *shards_[static_cast<std::size_t>(shard)];
+  s.by_user[sink->sink_user_id()].push_back(sink);
+  s.count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Hub::detach(int shard, DeviceSink* sink) {
+  auto& s = *shards_[static_cast<std::size_t>(shard)];
+  auto it = s.by_user.find(sink->sink_user_id());
+  if (it == s.by_user.end()) return;
+  auto& v = it->second;
+  auto pos = std::find(v.begin(), v.end(), sink);
+  if (pos == v.end()) return;
+  v.erase(pos);
+  if (v.empty()) s.by_user.erase(it);
+  s.count.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Hub::on_delivery(const std::shared_ptr<const Delivery>& d) {
+  if (!d->members) return;
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    if (s->count.load(std::memory_order_relaxed) == 0) continue;
+    s->post([s, d] {
+      for (auto& uid : *d->members) {
+        auto it = s->by_user.find(uid);
+        if (it == s->by_user.end()) continue;
+        // Sinks never detach synchronously inside deliver() (they post their close), so the
+        // vector is stable while we walk it.
+        for (auto* sink : it->second) sink->deliver(d);
+      }
+    });
+  }
+}
+
+void Hub::on_notice(const std::shared_ptr<const Notice>& n) {
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    if (s->count.load(std::memory_order_relaxed) == 0) continue;
+    s->post([s, n] {
+      std::vector<DeviceSink*> targets;
+      if (n->kind == Notice::Kind::broadcast) {
+        for (auto& [_, v] : s->by_user) targets.insert(targets.end(), v.begin(), v.end());
+      } else if (auto it = s->by_user.find(n->user_id); it != s->by_user.end()) {
+        targets = it->second;
+      }
+      for (auto* sink : targets) sink->notify(n);
+    });
+  }
+}
+
+int64_t Hub::sinks() const {
+  int64_t n = 0;
+  for (auto& s : shards_) n += s->count.load(std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace converge

@@ -1,0 +1,53 @@
+#pragma once
+// The node's fan-out: which devices are connected here, and on which network thread.
+// Each shard belongs to one network thread and is touched only on that thread, so delivering a
+// message takes no lock: the hub posts the shared Delivery once per shard that has devices, and
+// the shard looks up the members among its own sinks (muduo's one-loop-per-thread fan-out).
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/bus.hpp"
+
+namespace converge {
+
+// A connected device, whatever its protocol. Methods run on the sink's shard thread and must
+// not detach the sink synchronously (post the close instead).
+class DeviceSink {
+ public:
+  virtual ~DeviceSink() = default;
+  virtual const std::string& sink_user_id() const = 0;
+  virtual void deliver(const std::shared_ptr<const Delivery>& d) = 0;
+  virtual void notify(const std::shared_ptr<const Notice>& n) = 0;
+};
+
+class Hub final : public BusListener {
+ public:
+  using Post = std::function<void(std::function<void()>)>;
+
+  // Registers a network thread's shard; all shards are added before traffic starts.
+  int add_shard(Post post);
+  int shard_count() const { return static_cast<int>(shards_.size()); }
+
+  // On the shard's own thread.
+  void attach(int shard, DeviceSink* sink);
+  void detach(int shard, DeviceSink* sink);
+
+  void on_delivery(const std::shared_ptr<const Delivery>& d) override;
+  void on_notice(const std::shared_ptr<const Notice>& n) override;
+
+  int64_t sinks() const;  // approximate, for metrics
+
+ private:
+  struct Shard {
+    Post post;
+    std::unordered_map<std::string, std::vector<DeviceSink*>> by_user;  // shard thread only
+    std::atomic<int64_t> count{0};  // sinks attached; read by publishers to skip empty shards
+  };
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace converge

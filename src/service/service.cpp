@@ -1,0 +1,551 @@
+#include "service/service.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <set>
+
+#include "base/clock.hpp"
+#include "service/writer.hpp"
+
+namespace converge {
+
+namespace fs = std::filesystem;
+
+// A reading store session borrowed from the idle list and given back when the lease ends.
+class Service::SessionLease {
+ public:
+  SessionLease(Service* svc, std::unique_ptr<StoreSession> s) : svc_(svc), s_(std::move(s)) {}
+  SessionLease(SessionLease&&) = default;
+  ~SessionLease() {
+    if (s_) {
+      std::lock_guard lk(svc_->sessions_mu_);
+      svc_->idle_sessions_.push_back(std::move(s_));
+    }
+  }
+  StoreSession* operator->() { return s_.get(); }
+  StoreSession& operator*() { return *s_; }
+
+ private:
+  Service* svc_;
+  std::unique_ptr<StoreSession> s_;
+};
+
+Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics& metrics)
+    : opts_(std::move(opts)),
+      store_(store),
+      bus_(bus),
+      hub_(hub),
+      metrics_(metrics),
+      pool_(opts_.work_threads) {}
+
+Service::~Service() { stop(); }
+
+Status Service::start() {
+  std::error_code ec;
+  fs::create_directories(fs::path(opts_.files_dir) / "tmp", ec);
+  if (ec) return make_error(Errc::internal, "cannot create " + opts_.files_dir + ": " + ec.message());
+  auto s = store_.open_session();
+  if (!s) return s.error();
+  writer_ = std::make_unique<Writer>(std::move(s.value()), bus_, metrics_, opts_.store_batch_max);
+  writer_->start();
+  // Expired tokens are dead weight; drop them once per start.
+  return write([](StoreSession& st) { return st.delete_expired_tokens(now_ms()); });
+}
+
+void Service::stop() {
+  pool_.stop();
+  if (writer_) writer_->stop();
+}
+
+Service::SessionLease Service::lease() {
+  {
+    std::lock_guard lk(sessions_mu_);
+    if (!idle_sessions_.empty()) {
+      auto s = std::move(idle_sessions_.back());
+      idle_sessions_.pop_back();
+      return SessionLease(this, std::move(s));
+    }
+  }
+  auto s = store_.open_session();
+  if (!s) throw std::runtime_error("cannot open a store session: " + s.error().message);
+  return SessionLease(this, std::move(s.value()));
+}
+
+Status Service::write(std::function<Status(StoreSession&)> fn) {
+  std::promise<Status> p;
+  auto f = p.get_future();
+  writer_->submit(Writer::FnJob{std::move(fn), [&p](Status s) { p.set_value(std::move(s)); }, 0});
+  return f.get();
+}
+
+// ---------------------------------------------------------------------------------- accounts
+
+Result<User> Service::register_user(std::string user_id, std::string name,
+                                    const std::string& password, bool by_admin, bool make_admin) {
+  if (!opts_.open_registration && !by_admin)
+    return make_error(Errc::forbidden, "registration is admin-only on this node");
+  if (user_id.empty()) user_id = "u" + random_hex(6);
+  if (!valid_user_id(user_id))
+    return make_error(Errc::bad_request, "user_id must be 1-64 of A-Z a-z 0-9 _ . @ -");
+  if (name.empty()) name = user_id;
+  if (name.size() > 128) return make_error(Errc::bad_request, "name is longer than 128 bytes");
+  if (password.empty() || password.size() > 1024)
+    return make_error(Errc::bad_request, "password must be 1-1024 bytes");
+  auto hash = password_hash(password, opts_.password_cost);
+  if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
+  User u{user_id, name, make_admin, now_ms()};
+  if (auto st = write([&](StoreSession& s) { return s.create_user(u, hash); }); !st)
+    return st.error();
+  return u;
+}
+
+Result<LoginResult> Service::login(const std::string& user_id, const std::string& password,
+                                   const std::string& device_id) {
+  if (!valid_user_id(user_id)) return make_error(Errc::bad_request, "bad user_id");
+  if (!valid_device_id(device_id))
+    return make_error(Errc::bad_request, "device_id must be 1-64 of A-Z a-z 0-9 _ . @ -");
+  auto rec = [&] {
+    auto s = lease();
+    return s->find_user(user_id);
+  }();
+  if (!rec) return rec.error();
+  // Same answer for an unknown user and a wrong password: ids are not disclosed.
+  if (!rec.value() || !password_verify(rec.value()->password_hash, password))
+    return make_error(Errc::unauthorized, "wrong user_id or password");
+  LoginResult out;
+  out.token = random_hex(32);
+  out.auth.user_id = user_id;
+  out.auth.user_name = rec.value()->user.name;
+  out.auth.device_id = device_id;
+  out.auth.is_admin = rec.value()->user.is_admin;
+  out.auth.expires_at_ms = now_ms() + opts_.token_ttl_ms;
+  auto digest = sha256_hex(out.token);
+  if (auto st = write([&](StoreSession& s) {
+        return s.insert_token(digest, user_id, device_id, out.auth.expires_at_ms);
+      });
+      !st)
+    return st.error();
+  return out;
+}
+
+Result<AuthContext> Service::authenticate(std::string_view token) {
+  if (token.empty() || token.size() > 256) return make_error(Errc::unauthorized, "missing token");
+  auto s = lease();
+  auto a = s->find_token(sha256_hex(token), now_ms());
+  if (!a) return a.error();
+  if (!a.value()) return make_error(Errc::unauthorized, "invalid or expired token");
+  return std::move(*a.value());
+}
+
+Status Service::logout(std::string_view token) {
+  auto digest = sha256_hex(token);
+  return write([&](StoreSession& s) { return s.delete_token(digest); });
+}
+
+Result<std::vector<User>> Service::list_users(const AuthContext& who) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  auto s = lease();
+  return s->list_users(10000);
+}
+
+Result<User> Service::find_user(const std::string& user_id) {
+  if (!valid_user_id(user_id)) return make_error(Errc::not_found, "no such user");
+  auto s = lease();
+  auto rec = s->find_user(user_id);
+  if (!rec) return rec.error();
+  if (!rec.value()) return make_error(Errc::not_found, "no such user");
+  return std::move(rec.value()->user);
+}
+
+Status Service::ensure_admin(const std::string& user_id, const std::string& password) {
+  if (!valid_user_id(user_id)) return make_error(Errc::bad_request, "bad admin user id");
+  auto hash = password_hash(password, opts_.password_cost);
+  if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
+  return write([&](StoreSession& s) -> Status {
+    auto rec = s.find_user(user_id);
+    if (!rec) return rec.error();
+    if (!rec.value()) return s.create_user(User{user_id, user_id, true, now_ms()}, hash);
+    if (auto st = s.set_password(user_id, hash); !st) return st;
+    return s.set_admin(user_id, true);
+  });
+}
+
+// ----------------------------------------------------------------------------- conversations
+
+Result<std::vector<Conversation>> Service::list_conversations(const AuthContext& who) {
+  auto s = lease();
+  return s->list_conversations(who.user_id);
+}
+
+Result<Conversation> Service::load_member_view(StoreSession& s, const AuthContext& who,
+                                               ConversationId id) {
+  auto c = s.get_conversation(id);
+  if (!c) return c.error();
+  if (!c.value()) return make_error(Errc::not_found, "no such conversation");
+  auto& members = c.value()->members;
+  bool member = std::any_of(members.begin(), members.end(),
+                            [&](const Member& m) { return m.user_id == who.user_id; });
+  if (!member) return make_error(Errc::forbidden, "not a member of this conversation");
+  return std::move(*c.value());
+}
+
+Result<Conversation> Service::get_conversation(const AuthContext& who, ConversationId id) {
+  auto s = lease();
+  return load_member_view(*s, who, id);
+}
+
+Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthContext& who,
+                                                                   CreateConversationRequest req) {
+  std::set<std::string> users(req.members.begin(), req.members.end());
+  users.insert(who.user_id);
+  if (req.name.size() > 256) return make_error(Errc::bad_request, "name is longer than 256 bytes");
+  {
+    auto s = lease();
+    for (auto& u : users) {
+      auto rec = s->find_user(u);
+      if (!rec) return rec.error();
+      if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
+    }
+  }
+  std::string direct_key;
+  if (req.type == ConversationType::direct) {
+    if (users.size() != 2)
+      return make_error(Errc::bad_request, "a direct conversation has exactly two members");
+    direct_key = *users.begin() + "|" + *users.rbegin();
+  } else if (users.size() < 2) {
+    return make_error(Errc::bad_request, "a group needs at least two members");
+  }
+
+  Conversation c;
+  c.type = req.type;
+  c.name = req.name;
+  c.owner = who.user_id;
+  c.created_at_ms = now_ms();
+  for (auto& u : users) c.members.push_back(Member{u, false});
+  ConversationId id = 0;
+  bool created = false;
+  auto st = write([&](StoreSession& s) -> Status {
+    if (!direct_key.empty()) {
+      auto existing = s.find_direct(direct_key);
+      if (!existing) return existing.error();
+      if (existing.value()) {
+        id = *existing.value();
+        return ok_status();
+      }
+    }
+    auto r = s.create_conversation(c, direct_key);
+    if (!r) return r.error();
+    id = r.value();
+    created = true;
+    return ok_status();
+  });
+  if (!st) return st.error();
+  auto s = lease();
+  auto out = load_member_view(*s, who, id);
+  if (!out) return out.error();
+  return std::make_pair(std::move(out.value()), created);
+}
+
+Result<Conversation> Service::add_members(const AuthContext& who, ConversationId id,
+                                          const std::vector<std::string>& users) {
+  if (users.empty()) return make_error(Errc::bad_request, "no members to add");
+  {
+    auto s = lease();
+    auto c = load_member_view(*s, who, id);
+    if (!c) return c.error();
+    if (c->type == ConversationType::direct)
+      return make_error(Errc::bad_request, "a direct conversation's members are fixed");
+    for (auto& u : users) {
+      auto rec = s->find_user(u);
+      if (!rec) return rec.error();
+      if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
+    }
+  }
+  Writer::FnJob job;
+  std::promise<Status> p;
+  job.fn = [&](StoreSession& s) -> Status {
+    int64_t now = now_ms();
+    for (auto& u : users)
+      if (auto st = s.add_member(id, u, now); !st) return st;
+    return ok_status();
+  };
+  job.done = [&p](Status st) { p.set_value(std::move(st)); };
+  job.invalidates = id;
+  auto f = p.get_future();
+  writer_->submit(std::move(job));
+  if (auto st = f.get(); !st) return st.error();
+  auto s = lease();
+  return load_member_view(*s, who, id);
+}
+
+Result<Conversation> Service::remove_member(const AuthContext& who, ConversationId id,
+                                            const std::string& user_id) {
+  Conversation before;
+  {
+    auto s = lease();
+    auto c = load_member_view(*s, who, id);
+    if (!c) return c.error();
+    before = std::move(c.value());
+  }
+  if (before.type == ConversationType::direct)
+    return make_error(Errc::bad_request, "a direct conversation's members are fixed");
+  if (user_id != who.user_id && before.owner != who.user_id && !who.is_admin)
+    return make_error(Errc::forbidden, "only the owner removes other members");
+  Writer::FnJob job;
+  std::promise<Status> p;
+  job.fn = [&](StoreSession& s) { return s.remove_member(id, user_id); };
+  job.done = [&p](Status st) { p.set_value(std::move(st)); };
+  job.invalidates = id;
+  auto f = p.get_future();
+  writer_->submit(std::move(job));
+  if (auto st = f.get(); !st) return st.error();
+  auto it = std::remove_if(before.members.begin(), before.members.end(),
+                           [&](const Member& m) { return m.user_id == user_id; });
+  before.members.erase(it, before.members.end());
+  return before;
+}
+
+Status Service::set_muted(const AuthContext& who, ConversationId id, bool muted) {
+  return write([&](StoreSession& s) { return s.set_muted(id, who.user_id, muted); });
+}
+
+// ---------------------------------------------------------------------------------- messages
+
+void Service::send(const AuthContext& who, SendRequest req,
+                   std::function<void(Result<SendAck>)> done) {
+  metrics_.messages_in_total.add();
+  writer_->submit(Writer::SendJob{who, std::move(req), std::move(done)});
+}
+
+Result<std::vector<Message>> Service::history(const AuthContext& who, ConversationId id,
+                                              Seq after_seq, Seq before_seq, int64_t limit) {
+  if (limit <= 0) limit = opts_.sync_page_default;
+  limit = std::min(limit, opts_.sync_page_max);
+  auto s = lease();
+  if (auto c = load_member_view(*s, who, id); !c) return c.error();
+  if (before_seq > 0) return s->messages_before(id, before_seq, limit);
+  return s->messages_after(id, after_seq, limit);
+}
+
+Result<std::vector<Message>> Service::messages_after(ConversationId id, Seq after, int64_t limit) {
+  auto s = lease();
+  return s->messages_after(id, after, std::min(limit, opts_.sync_page_max));
+}
+
+namespace {
+// Offline pages continue from "<conversation_id>:<seq>".
+bool parse_cursor(const std::string& c, ConversationId& conv, Seq& seq) {
+  auto colon = c.find(':');
+  if (colon == std::string::npos) return false;
+  auto a = c.data(), m = c.data() + colon, e = c.data() + c.size();
+  auto r1 = std::from_chars(a, m, conv);
+  auto r2 = std::from_chars(m + 1, e, seq);
+  return r1.ec == std::errc{} && r1.ptr == m && r2.ec == std::errc{} && r2.ptr == e && conv > 0 &&
+         seq >= 0;
+}
+}  // namespace
+
+Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
+  ConversationId from_conv = 0;
+  Seq from_seq = 0;
+  if (!req.cursor.empty() && !parse_cursor(req.cursor, from_conv, from_seq))
+    return make_error(Errc::bad_request, "bad cursor");
+  int64_t limit = req.limit > 0 ? std::min(req.limit, opts_.sync_page_max) : opts_.sync_page_default;
+
+  auto s = lease();
+  auto convs = s->list_conversations(who.user_id);
+  if (!convs) return convs.error();
+  auto cursors = s->cursors(who.user_id, who.device_id);
+  if (!cursors) return cursors.error();
+  std::unordered_map<ConversationId, Seq> acked;
+  for (auto& [c, cur] : cursors.value()) acked[c] = cur.acked;
+
+  SyncPage page;
+  std::vector<std::pair<ConversationId, Seq>> fetched;  // what this page hands the device
+  for (auto& c : convs.value()) {
+    if (c.id < from_conv) continue;
+    Seq after = acked.count(c.id) ? acked[c.id] : 0;
+    if (c.id == from_conv) after = std::max(after, from_seq);
+    if (page.more) break;
+    if (static_cast<int64_t>(page.messages.size()) >= limit) {
+      if (c.last_seq > after) page.more = true;
+      continue;
+    }
+    if (c.last_seq <= after) {
+      fetched.emplace_back(c.id, c.last_seq);
+      continue;
+    }
+    int64_t room = limit - static_cast<int64_t>(page.messages.size());
+    auto msgs = s->messages_after(c.id, after, room + 1);
+    if (!msgs) return msgs.error();
+    auto& v = msgs.value();
+    if (static_cast<int64_t>(v.size()) > room) {
+      v.resize(static_cast<std::size_t>(room));
+      page.more = true;
+    }
+    if (!v.empty()) {
+      Seq top = page.more ? v.back().seq : std::max(v.back().seq, c.last_seq);
+      fetched.emplace_back(c.id, top);
+    }
+    std::move(v.begin(), v.end(), std::back_inserter(page.messages));
+  }
+  if (page.more && !page.messages.empty())
+    page.next_cursor = std::to_string(page.messages.back().conversation_id) + ":" +
+                       std::to_string(page.messages.back().seq);
+  if (!fetched.empty()) {
+    // Fire and forget: a lost update only means a live stream re-sends a few messages.
+    writer_->submit(Writer::FnJob{
+        [who, fetched = std::move(fetched)](StoreSession& st) -> Status {
+          for (auto& [c, seq] : fetched)
+            if (auto r = st.advance_fetched(who.user_id, who.device_id, c, seq); !r) return r;
+          return ok_status();
+        },
+        [](Status) {}, 0});
+  }
+  return page;
+}
+
+Result<SeqMap> Service::heartbeat(const AuthContext& who, const SeqMap& seqs) {
+  if (seqs.empty()) return SeqMap{};
+  SeqMap effective;
+  {
+    auto s = lease();
+    auto convs = s->list_conversations(who.user_id);
+    if (!convs) return convs.error();
+    std::unordered_map<ConversationId, Seq> last;
+    for (auto& c : convs.value()) last[c.id] = c.last_seq;
+    for (auto& [c, seq] : seqs) {
+      auto it = last.find(c);
+      if (it == last.end())
+        return make_error(Errc::forbidden, "not a member of conversation " + std::to_string(c));
+      effective[c] = std::min(seq, it->second);  // a cursor never points past the last message
+    }
+  }
+  auto st = write([&](StoreSession& s) -> Status {
+    for (auto& [c, seq] : effective)
+      if (auto r = s.advance_acked(who.user_id, who.device_id, c, seq); !r) return r;
+    return ok_status();
+  });
+  if (!st) return st.error();
+  return effective;
+}
+
+Result<SeqMap> Service::stream_positions(const AuthContext& who) {
+  auto s = lease();
+  auto cursors = s->cursors(who.user_id, who.device_id);
+  if (!cursors) return cursors.error();
+  SeqMap out;
+  for (auto& [c, cur] : cursors.value()) out[c] = std::max(cur.acked, cur.fetched);
+  return out;
+}
+
+// ------------------------------------------------------------------------------------- files
+
+namespace {
+std::string clean_file_name(std::string name) {
+  auto slash = name.find_last_of("/\\");
+  if (slash != std::string::npos) name = name.substr(slash + 1);
+  std::string out;
+  for (char c : name)
+    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+  if (out.empty() || out == "." || out == "..") out = "file";
+  if (out.size() > 255) out.resize(255);
+  return out;
+}
+
+bool valid_mime(const std::string& m) {
+  if (m.empty() || m.size() > 127) return false;
+  auto slash = m.find('/');
+  if (slash == std::string::npos || slash == 0 || slash + 1 == m.size()) return false;
+  for (char c : m)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/+-.=;_ ").find(c) != std::string_view::npos))
+      return false;
+  return true;
+}
+}  // namespace
+
+Result<FileMeta> Service::store_file(const AuthContext& who, std::string name, std::string mime,
+                                     std::string_view bytes) {
+  if (static_cast<int64_t>(bytes.size()) > opts_.max_file_bytes)
+    return make_error(Errc::too_large, "file is larger than " + std::to_string(opts_.max_file_bytes) + " bytes");
+  if (bytes.empty()) return make_error(Errc::bad_request, "empty file");
+  if (mime.empty()) mime = "application/octet-stream";
+  if (!valid_mime(mime)) return make_error(Errc::bad_request, "bad Content-Type");
+  FileMeta f;
+  f.id = random_hex(16);
+  f.name = clean_file_name(std::move(name));
+  f.mime = std::move(mime);
+  f.size = static_cast<int64_t>(bytes.size());
+  f.uploader = who.user_id;
+  f.created_at_ms = now_ms();
+  Sha256 h;
+  h.update(bytes);
+  f.sha256 = h.final_hex();
+
+  // Content-addressed: identical uploads share one blob. Written to tmp, then renamed into place.
+  fs::path blob = fs::path(opts_.files_dir) / f.sha256.substr(0, 2) / f.sha256;
+  std::error_code ec;
+  if (!fs::exists(blob, ec)) {
+    fs::create_directories(blob.parent_path(), ec);
+    fs::path tmp = fs::path(opts_.files_dir) / "tmp" / (f.id + ".part");
+    {
+      std::ofstream out(tmp, std::ios::binary);
+      out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      out.flush();
+      if (!out) return make_error(Errc::internal, "cannot write file blob");
+    }
+    fs::rename(tmp, blob, ec);
+    if (ec) return make_error(Errc::internal, "cannot store file blob: " + ec.message());
+  }
+  if (auto st = write([&](StoreSession& s) { return s.insert_file(f); }); !st) return st.error();
+  return f;
+}
+
+Result<OpenedFile> Service::open_file(const AuthContext& who, const std::string& file_id) {
+  auto s = lease();
+  auto f = s->get_file(file_id);
+  if (!f) return f.error();
+  if (!f.value()) return make_error(Errc::not_found, "no such file");
+  auto ok = s->file_accessible(file_id, who.user_id);
+  if (!ok) return ok.error();
+  if (!ok.value()) return make_error(Errc::forbidden, "not shared with you");
+  OpenedFile out;
+  out.meta = std::move(*f.value());
+  out.path = (fs::path(opts_.files_dir) / out.meta.sha256.substr(0, 2) / out.meta.sha256).string();
+  return out;
+}
+
+// ------------------------------------------------------------------------------ notifications
+
+Status Service::send_event(const AuthContext& who, const std::string& user_id,
+                           std::string payload_json) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  {
+    auto s = lease();
+    auto rec = s->find_user(user_id);
+    if (!rec) return rec.error();
+    if (!rec.value()) return make_error(Errc::not_found, "no such user: " + user_id);
+  }
+  auto n = std::make_shared<Notice>();
+  n->kind = Notice::Kind::event;
+  n->user_id = user_id;
+  n->payload_json = std::move(payload_json);
+  bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+  return ok_status();
+}
+
+Status Service::broadcast(const AuthContext& who, std::string payload_json) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  auto n = std::make_shared<Notice>();
+  n->kind = Notice::Kind::broadcast;
+  n->payload_json = std::move(payload_json);
+  bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+  return ok_status();
+}
+
+}  // namespace converge

@@ -1,0 +1,135 @@
+#pragma once
+// The center of seed 000, transport-agnostic: auth, users, devices, conversations, membership,
+// sending (validate -> assign seq -> store -> fan out), sync, notifications. Gateways (HTTP,
+// WebSocket, MQTT, AMQP) call it; it knows nothing of their framing.
+//
+// Threads: the synchronous methods block (store reads, argon2id) and are meant to be called on the
+// work pool (run_blocking). send() is asynchronous: it queues the message for the writer thread,
+// which group-commits and then calls back (on the writer thread) and publishes to the bus.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/crypto.hpp"
+#include "base/error.hpp"
+#include "base/metrics.hpp"
+#include "bus/bus.hpp"
+#include "model/model.hpp"
+#include "model/requests.hpp"
+#include "service/hub.hpp"
+#include "service/work_pool.hpp"
+#include "store/store.hpp"
+
+namespace converge {
+
+class Writer;
+
+struct ServiceOptions {
+  std::string files_dir;            // content-addressed blobs
+  bool open_registration = true;
+  PasswordHashCost password_cost = password_cost_interactive();
+  int64_t token_ttl_ms = 30LL * 24 * 3600 * 1000;
+  int64_t sync_page_max = 1000;
+  int64_t sync_page_default = 100;
+  int64_t max_file_bytes = 25 << 20;
+  int64_t store_batch_max = 1024;
+  unsigned work_threads = 4;
+};
+
+struct LoginResult {
+  std::string token;
+  AuthContext auth;
+};
+
+struct OpenedFile {
+  FileMeta meta;
+  std::string path;  // blob on disk
+};
+
+class Service {
+ public:
+  Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics& metrics);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  Status start();  // opens sessions, starts the writer
+  void stop();     // drains the writer, joins the work pool
+
+  // Runs `fn` on the work pool.
+  void run_blocking(std::function<void()> fn) { pool_.post(std::move(fn)); }
+
+  // --- accounts (blocking) ---
+  // `user_id` may be empty: one is generated. `by_admin` bypasses closed registration.
+  Result<User> register_user(std::string user_id, std::string name, const std::string& password,
+                             bool by_admin, bool make_admin);
+  Result<LoginResult> login(const std::string& user_id, const std::string& password,
+                            const std::string& device_id);
+  Result<AuthContext> authenticate(std::string_view token);
+  Status logout(std::string_view token);
+  Result<std::vector<User>> list_users(const AuthContext& who);
+  Result<User> find_user(const std::string& user_id);
+  // Creates the user or resets its password, and makes it an admin (bootstrap).
+  Status ensure_admin(const std::string& user_id, const std::string& password);
+
+  // --- conversations (blocking) ---
+  Result<std::vector<Conversation>> list_conversations(const AuthContext& who);
+  // second = true when created, false when an existing direct conversation was returned.
+  Result<std::pair<Conversation, bool>> create_conversation(const AuthContext& who,
+                                                            CreateConversationRequest req);
+  Result<Conversation> get_conversation(const AuthContext& who, ConversationId id);
+  Result<Conversation> add_members(const AuthContext& who, ConversationId id,
+                                   const std::vector<std::string>& users);
+  Result<Conversation> remove_member(const AuthContext& who, ConversationId id,
+                                     const std::string& user_id);
+  Status set_muted(const AuthContext& who, ConversationId id, bool muted);
+
+  // --- messages ---
+  void send(const AuthContext& who, SendRequest req, std::function<void(Result<SendAck>)> done);
+  // Ascending seq: after `after_seq`, or (before_seq > 0) the page just before `before_seq`.
+  Result<std::vector<Message>> history(const AuthContext& who, ConversationId id, Seq after_seq,
+                                       Seq before_seq, int64_t limit);
+  // Offline messages: everything after the device's heartbeat seqs, paginated.
+  Result<SyncPage> sync(const AuthContext& who, const SyncRequest& req);
+  Result<SeqMap> heartbeat(const AuthContext& who, const SeqMap& seqs);
+  // Where a device's live stream starts: max(acked, fetched) per conversation it has a cursor for.
+  Result<SeqMap> stream_positions(const AuthContext& who);
+  // Reads for gap filling (no membership check: the caller is a member's live stream).
+  Result<std::vector<Message>> messages_after(ConversationId id, Seq after, int64_t limit);
+
+  // --- files (blocking) ---
+  Result<FileMeta> store_file(const AuthContext& who, std::string name, std::string mime,
+                              std::string_view bytes);
+  Result<OpenedFile> open_file(const AuthContext& who, const std::string& file_id);
+
+  // --- notifications ---
+  Status send_event(const AuthContext& who, const std::string& user_id, std::string payload_json);
+  Status broadcast(const AuthContext& who, std::string payload_json);
+
+  const ServiceOptions& options() const { return opts_; }
+  Metrics& metrics() { return metrics_; }
+  Hub& hub() { return hub_; }
+
+ private:
+  class SessionLease;
+  SessionLease lease();
+  // Runs `fn` inside the writer's transaction and waits for the commit.
+  Status write(std::function<Status(StoreSession&)> fn);
+  Result<Conversation> load_member_view(StoreSession& s, const AuthContext& who, ConversationId id);
+
+  ServiceOptions opts_;
+  Store& store_;
+  Bus& bus_;
+  Hub& hub_;
+  Metrics& metrics_;
+  WorkPool pool_;
+  std::unique_ptr<Writer> writer_;
+
+  std::mutex sessions_mu_;  // guards idle reading sessions (not on the per-message path)
+  std::vector<std::unique_ptr<StoreSession>> idle_sessions_;
+};
+
+}  // namespace converge

@@ -1,0 +1,212 @@
+#include "service/writer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "base/clock.hpp"
+#include "service/service.hpp"
+
+namespace converge {
+
+namespace {
+constexpr std::size_t kConvCacheMax = 200000;  // entries; cleared wholesale beyond this
+}
+
+Writer::Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics,
+               int64_t batch_max)
+    : session_(std::move(session)),
+      bus_(bus),
+      metrics_(metrics),
+      batch_max_(static_cast<std::size_t>(batch_max)) {}
+
+Writer::~Writer() { stop(); }
+
+void Writer::start() { thread_ = std::thread([this] { run(); }); }
+
+void Writer::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+template <class J>
+void Writer::enqueue(J&& job) {
+  std::unique_lock lk(mu_);
+  if (stopping_) {
+    lk.unlock();
+    job.done(make_error(Errc::unavailable, "node is shutting down"));
+    return;
+  }
+  const bool wake = queue_.empty();  // the writer only sleeps on an empty queue
+  queue_.emplace_back(std::forward<J>(job));
+  lk.unlock();
+  if (wake) cv_.notify_one();
+}
+
+void Writer::submit(SendJob job) { enqueue(std::move(job)); }
+void Writer::submit(FnJob job) { enqueue(std::move(job)); }
+
+void Writer::run() {
+  std::vector<Job> batch;
+  for (;;) {
+    {
+      std::unique_lock lk(mu_);
+      cv_.wait(lk, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.size() <= batch_max_) {
+        batch.swap(queue_);
+      } else {
+        auto first = queue_.begin();
+        auto last = first + static_cast<std::ptrdiff_t>(batch_max_);
+        batch.assign(std::make_move_iterator(first), std::make_move_iterator(last));
+        queue_.erase(first, last);
+      }
+    }
+    process(batch);
+    batch.clear();
+  }
+}
+
+Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id) {
+  if (auto it = conv_cache_.find(id); it != conv_cache_.end()) return &it->second;
+  auto c = session_->get_conversation(id);
+  if (!c) return c.error();
+  if (!c.value()) return make_error(Errc::not_found, "no such conversation");
+  auto members = std::make_shared<MemberList>();
+  for (auto& m : c.value()->members) members->push_back(m.user_id);
+  std::sort(members->begin(), members->end());
+  if (conv_cache_.size() >= kConvCacheMax) conv_cache_.clear();
+  auto [it, _] = conv_cache_.emplace(id, ConvInfo{std::move(members)});
+  return &it->second;
+}
+
+Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& out) {
+  auto& req = job.req;
+  auto info = conversation(req.conversation_id);
+  if (!info) return info.error();
+  auto& members = *info.value()->members;
+  if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
+    return make_error(Errc::forbidden, "not a member of conversation " +
+                                           std::to_string(req.conversation_id));
+
+  if (!req.client_msg_id.empty()) {
+    auto prev = session_->find_sent(job.who.user_id, req.client_msg_id);
+    if (!prev) return prev.error();
+    if (prev.value()) {
+      SendAck ack{prev.value()->conversation_id, prev.value()->seq, req.client_msg_id,
+                  prev.value()->ts_ms, true};
+      return ack;
+    }
+  }
+
+  std::optional<FileMeta> file;
+  if (!req.file_id.empty()) {
+    auto f = session_->get_file(req.file_id);
+    if (!f) return f.error();
+    if (!f.value()) return make_error(Errc::not_found, "unknown file_id " + req.file_id);
+    auto ok = session_->file_accessible(req.file_id, job.who.user_id);
+    if (!ok) return ok.error();
+    if (!ok.value()) return make_error(Errc::forbidden, "file " + req.file_id + " is not yours to send");
+    file = std::move(*f.value());
+  }
+
+  if (auto st = session_->savepoint(); !st) return st.error();
+  auto seq = session_->next_seq(req.conversation_id);
+  if (!seq) {
+    session_->rollback_to_savepoint();
+    return seq.error();
+  }
+  auto d = std::make_shared<Delivery>();
+  Message& m = d->msg;
+  m.conversation_id = req.conversation_id;
+  m.seq = seq.value();
+  m.publisher_id = job.who.user_id;
+  m.publisher_name = job.who.user_name;
+  m.type = req.type;
+  // Seed 000: a file message's body is the file name.
+  m.body = (req.type == MessageType::file && req.body.empty() && file) ? file->name : req.body;
+  m.client_msg_id = req.client_msg_id;
+  m.ts_ms = now_ms();
+  m.file = std::move(file);
+  if (auto st = session_->insert_message(m, req.file_id); !st) {
+    session_->rollback_to_savepoint();
+    return st.error();
+  }
+  if (auto st = session_->release_savepoint(); !st) return st.error();
+  d->members = info.value()->members;
+  out = std::move(d);
+  return SendAck{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
+}
+
+void Writer::process(std::vector<Job>& batch) {
+  const int64_t t0 = mono_us();
+  std::vector<Done> done;
+  done.reserve(batch.size());
+  std::size_t messages = 0;
+
+  auto begun = session_->begin();
+  for (auto& job : batch) {
+    Done d;
+    if (auto* s = std::get_if<SendJob>(&job)) {
+      d.send_done = std::move(s->done);
+      if (!begun)
+        d.send_result = Result<SendAck>(begun.error());
+      else
+        d.send_result = process_send(*s, d.delivery);
+      if (d.delivery) ++messages;
+    } else {
+      auto& f = std::get<FnJob>(job);
+      d.fn_done = std::move(f.done);
+      if (f.invalidates != 0) conv_cache_.erase(f.invalidates);
+      if (!begun) {
+        d.fn_status = begun.error();
+      } else if (auto sp = session_->savepoint(); !sp) {
+        d.fn_status = sp;
+      } else {
+        d.fn_status = f.fn(*session_);
+        if (d.fn_status)
+          (void)session_->release_savepoint();
+        else
+          session_->rollback_to_savepoint();
+      }
+    }
+    done.push_back(std::move(d));
+  }
+
+  Status committed = begun;
+  if (begun) {
+    committed = session_->commit();
+    if (!committed) {
+      session_->rollback();
+      conv_cache_.clear();
+      spdlog::error("store commit failed: {}", committed.error().message);
+    }
+  }
+  metrics_.store_batches_total.add();
+  metrics_.store_commit_seconds.observe(static_cast<double>(mono_us() - t0) / 1e6);
+  metrics_.store_batch_messages.observe(static_cast<double>(messages));
+
+  for (auto& d : done) {
+    if (d.send_done) {
+      Result<SendAck> r = committed ? std::move(*d.send_result) : Result<SendAck>(committed.error());
+      if (r) {
+        if (r->duplicate)
+          metrics_.messages_duplicate_total.add();
+        else
+          metrics_.messages_stored_total.add();
+      } else {
+        metrics_.messages_rejected_total.add();
+      }
+      d.send_done(std::move(r));
+      if (committed && d.delivery) bus_.publish(std::shared_ptr<const Delivery>(std::move(d.delivery)));
+    } else if (d.fn_done) {
+      d.fn_done(committed ? d.fn_status : committed);
+    }
+  }
+}
+
+}  // namespace converge

@@ -1,0 +1,80 @@
+#pragma once
+// The writer thread: owns the one writing store session and group-commits everything that writes.
+// Jobs queue up while a batch commits; the next batch takes them all (up to batch_max) in one
+// transaction, so the cost of a commit is shared and a send's ack waits for its batch, not for a
+// commit of its own. Seqs are assigned here in queue order, which is also the order in which
+// stored messages go to the bus.
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include "base/metrics.hpp"
+#include "bus/bus.hpp"
+#include "model/requests.hpp"
+#include "store/store.hpp"
+
+namespace converge {
+
+class Writer {
+ public:
+  struct SendJob {
+    AuthContext who;
+    SendRequest req;
+    std::function<void(Result<SendAck>)> done;  // called on the writer thread after commit
+  };
+  struct FnJob {
+    std::function<Status(StoreSession&)> fn;  // runs under a savepoint inside the batch
+    std::function<void(Status)> done;         // after commit (or with the failure)
+    ConversationId invalidates = 0;           // membership cache entry to drop
+  };
+
+  Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics, int64_t batch_max);
+  ~Writer();
+
+  void start();
+  void stop();  // commits what is queued, then joins
+  void submit(SendJob job);
+  void submit(FnJob job);
+
+ private:
+  struct ConvInfo {
+    std::shared_ptr<const MemberList> members;  // sorted
+  };
+  struct Done {
+    std::function<void(Result<SendAck>)> send_done;
+    std::function<void(Status)> fn_done;
+    std::optional<Result<SendAck>> send_result;
+    Status fn_status = ok_status();
+    std::shared_ptr<Delivery> delivery;  // published after commit
+  };
+  using Job = std::variant<SendJob, FnJob>;
+
+  template <class J>
+  void enqueue(J&& job);
+  void run();
+  void process(std::vector<Job>& batch);
+  Result<SendAck> process_send(SendJob& job, std::shared_ptr<Delivery>& out);
+  Result<const ConvInfo*> conversation(ConversationId id);
+
+  std::unique_ptr<StoreSession> session_;
+  Bus& bus_;
+  Metrics& metrics_;
+  const std::size_t batch_max_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Job> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+
+  // Writer thread only.
+  std::unordered_map<ConversationId, ConvInfo> conv_cache_;
+};
+
+}  // namespace converge

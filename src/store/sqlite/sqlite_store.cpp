@@ -1,0 +1,669 @@
+#include "store/sqlite/sqlite_store.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace converge {
+
+namespace {
+
+// Schema version 1. Later versions append statements to kMigrations; user_version says where
+// a database stands.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE users (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  is_admin INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+  hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  device_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX tokens_expiry ON tokens(expires_at);
+CREATE TABLE conversations (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  type TEXT NOT NULL,
+  name TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  direct_key TEXT UNIQUE,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE members (
+  conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+  user_id TEXT NOT NULL REFERENCES users(id),
+  muted INTEGER NOT NULL DEFAULT 0,
+  joined_at INTEGER NOT NULL,
+  PRIMARY KEY (conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members(user_id, conversation_id);
+CREATE TABLE files (
+  id TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL,
+  name TEXT NOT NULL,
+  mime TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  uploader TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE messages (
+  conversation_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  publisher_id TEXT NOT NULL,
+  publisher_name TEXT NOT NULL,
+  type TEXT NOT NULL,
+  body TEXT NOT NULL,
+  client_msg_id TEXT,
+  file_id TEXT,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_dedupe ON messages(publisher_id, client_msg_id)
+  WHERE client_msg_id IS NOT NULL;
+CREATE INDEX messages_by_file ON messages(file_id) WHERE file_id IS NOT NULL;
+CREATE TABLE cursors (
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  conversation_id INTEGER NOT NULL,
+  acked INTEGER NOT NULL DEFAULT 0,
+  fetched INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (user_id, device_id, conversation_id)
+) WITHOUT ROWID;
+)sql",
+};
+
+Error db_error(sqlite3* db, const char* what) {
+  return make_error(Errc::internal, std::string(what) + ": " + sqlite3_errmsg(db));
+}
+
+class SqliteSession final : public StoreSession {
+ public:
+  explicit SqliteSession(sqlite3* db) : db_(db) {}
+  ~SqliteSession() override {
+    for (auto& [_, s] : cache_) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+
+  Status exec(const char* sql) { return exec_with(sql, nullptr, nullptr); }
+
+  Status exec_with(const char* sql, int (*cb)(void*, int, char**, char**), void* arg) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, cb, arg, &err) != SQLITE_OK) {
+      std::string m = err ? err : "unknown";
+      sqlite3_free(err);
+      return make_error(Errc::internal, m);
+    }
+    return ok_status();
+  }
+
+  Status begin() override { return exec("BEGIN IMMEDIATE"); }
+  Status commit() override { return exec("COMMIT"); }
+  void rollback() override { (void)exec("ROLLBACK"); }
+  Status savepoint() override { return exec("SAVEPOINT job"); }
+  Status release_savepoint() override { return exec("RELEASE job"); }
+  void rollback_to_savepoint() override { (void)exec("ROLLBACK TO job; RELEASE job"); }
+
+  // --- users and tokens ---
+  Status create_user(const User& u, const std::string& hash) override {
+    auto* s = prepare(
+        "INSERT INTO users(id, name, password_hash, is_admin, created_at) VALUES(?1,?2,?3,?4,?5)");
+    bind(s, 1, u.id);
+    bind(s, 2, u.name);
+    bind(s, 3, hash);
+    sqlite3_bind_int(s, 4, u.is_admin ? 1 : 0);
+    sqlite3_bind_int64(s, 5, u.created_at_ms);
+    int rc = step_done(s);
+    if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "user id already taken");
+    if (rc != SQLITE_DONE) return db_error(db_, "create_user");
+    return ok_status();
+  }
+
+  Result<std::optional<UserRecord>> find_user(const std::string& id) override {
+    auto* s = prepare(
+        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = ?1");
+    bind(s, 1, id);
+    std::optional<UserRecord> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      UserRecord r;
+      r.user = user_row(s);
+      r.password_hash = col(s, 2);
+      out = std::move(r);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "find_user");
+    return out;
+  }
+
+  Result<std::vector<User>> list_users(int64_t limit) override {
+    auto* s = prepare(
+        "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT ?1");
+    sqlite3_bind_int64(s, 1, limit);
+    std::vector<User> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(user_row(s));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "list_users");
+    return out;
+  }
+
+  Status set_admin(const std::string& id, bool admin) override {
+    auto* s = prepare("UPDATE users SET is_admin = ?2 WHERE id = ?1");
+    bind(s, 1, id);
+    sqlite3_bind_int(s, 2, admin ? 1 : 0);
+    return done_changed(s, "set_admin", "no such user");
+  }
+
+  Status set_password(const std::string& id, const std::string& hash) override {
+    auto* s = prepare("UPDATE users SET password_hash = ?2 WHERE id = ?1");
+    bind(s, 1, id);
+    bind(s, 2, hash);
+    return done_changed(s, "set_password", "no such user");
+  }
+
+  Status insert_token(const std::string& hash, const std::string& user_id,
+                      const std::string& device_id, int64_t expires_at_ms) override {
+    auto* s = prepare("INSERT INTO tokens(hash, user_id, device_id, expires_at) VALUES(?1,?2,?3,?4)");
+    bind(s, 1, hash);
+    bind(s, 2, user_id);
+    bind(s, 3, device_id);
+    sqlite3_bind_int64(s, 4, expires_at_ms);
+    return done(s, "insert_token");
+  }
+
+  Result<std::optional<AuthContext>> find_token(const std::string& hash, int64_t now) override {
+    auto* s = prepare(
+        "SELECT t.user_id, u.name, t.device_id, u.is_admin, t.expires_at FROM tokens t "
+        "JOIN users u ON u.id = t.user_id WHERE t.hash = ?1 AND t.expires_at > ?2");
+    bind(s, 1, hash);
+    sqlite3_bind_int64(s, 2, now);
+    std::optional<AuthContext> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      AuthContext a;
+      a.user_id = col(s, 0);
+      a.user_name = col(s, 1);
+      a.device_id = col(s, 2);
+      a.is_admin = sqlite3_column_int(s, 3) != 0;
+      a.expires_at_ms = sqlite3_column_int64(s, 4);
+      out = std::move(a);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "find_token");
+    return out;
+  }
+
+  Status delete_token(const std::string& hash) override {
+    auto* s = prepare("DELETE FROM tokens WHERE hash = ?1");
+    bind(s, 1, hash);
+    return done(s, "delete_token");
+  }
+
+  Status delete_expired_tokens(int64_t now) override {
+    auto* s = prepare("DELETE FROM tokens WHERE expires_at <= ?1");
+    sqlite3_bind_int64(s, 1, now);
+    return done(s, "delete_expired_tokens");
+  }
+
+  // --- conversations ---
+  Result<ConversationId> create_conversation(const Conversation& c,
+                                             const std::string& direct_key) override {
+    auto* s = prepare(
+        "INSERT INTO conversations(type, name, owner, direct_key, last_seq, created_at) "
+        "VALUES(?1,?2,?3,?4,0,?5)");
+    bind(s, 1, std::string(conversation_type_name(c.type)));
+    bind(s, 2, c.name);
+    bind(s, 3, c.owner);
+    if (direct_key.empty())
+      sqlite3_bind_null(s, 4);
+    else
+      bind(s, 4, direct_key);
+    sqlite3_bind_int64(s, 5, c.created_at_ms);
+    int rc = step_done(s);
+    if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "direct conversation exists");
+    if (rc != SQLITE_DONE) return db_error(db_, "create_conversation");
+    ConversationId id = sqlite3_last_insert_rowid(db_);
+    for (auto& m : c.members)
+      if (auto st = add_member(id, m.user_id, c.created_at_ms); !st) return st.error();
+    return id;
+  }
+
+  Result<std::optional<ConversationId>> find_direct(const std::string& key) override {
+    auto* s = prepare("SELECT id FROM conversations WHERE direct_key = ?1");
+    bind(s, 1, key);
+    std::optional<ConversationId> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      out = sqlite3_column_int64(s, 0);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "find_direct");
+    return out;
+  }
+
+  Result<std::optional<Conversation>> get_conversation(ConversationId id) override {
+    auto* s = prepare(
+        "SELECT id, type, name, owner, last_seq, created_at FROM conversations WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    std::optional<Conversation> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      out = conversation_row(s);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "get_conversation");
+    if (out) {
+      auto m = members(id);
+      if (!m) return m.error();
+      out->members = std::move(m.value());
+    }
+    return out;
+  }
+
+  Result<std::vector<Conversation>> list_conversations(const std::string& user_id) override {
+    auto* s = prepare(
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at FROM members m "
+        "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?1 ORDER BY c.id");
+    bind(s, 1, user_id);
+    std::vector<Conversation> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(conversation_row(s));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "list_conversations");
+    for (auto& c : out) {
+      auto m = members(c.id);
+      if (!m) return m.error();
+      c.members = std::move(m.value());
+    }
+    return out;
+  }
+
+  Status add_member(ConversationId id, const std::string& user_id, int64_t now) override {
+    auto* s = prepare(
+        "INSERT INTO members(conversation_id, user_id, muted, joined_at) VALUES(?1,?2,0,?3) "
+        "ON CONFLICT DO NOTHING");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    sqlite3_bind_int64(s, 3, now);
+    return done(s, "add_member");
+  }
+
+  Status remove_member(ConversationId id, const std::string& user_id) override {
+    auto* s = prepare("DELETE FROM members WHERE conversation_id = ?1 AND user_id = ?2");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    return done_changed(s, "remove_member", "not a member");
+  }
+
+  Status set_muted(ConversationId id, const std::string& user_id, bool muted) override {
+    auto* s = prepare("UPDATE members SET muted = ?3 WHERE conversation_id = ?1 AND user_id = ?2");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    sqlite3_bind_int(s, 3, muted ? 1 : 0);
+    return done_changed(s, "set_muted", "not a member");
+  }
+
+  // --- messages ---
+  Result<std::optional<SentRef>> find_sent(const std::string& publisher,
+                                           const std::string& cmid) override {
+    auto* s = prepare(
+        "SELECT conversation_id, seq, ts FROM messages WHERE publisher_id = ?1 AND "
+        "client_msg_id = ?2");
+    bind(s, 1, publisher);
+    bind(s, 2, cmid);
+    std::optional<SentRef> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      out = SentRef{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                    sqlite3_column_int64(s, 2)};
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "find_sent");
+    return out;
+  }
+
+  Result<Seq> next_seq(ConversationId id) override {
+    auto* s = prepare(
+        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq");
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    Seq seq = 0;
+    if (rc == SQLITE_ROW) {
+      seq = sqlite3_column_int64(s, 0);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "next_seq");
+    if (seq == 0) return make_error(Errc::not_found, "no such conversation");
+    return seq;
+  }
+
+  Status insert_message(const Message& m, const std::string& file_id) override {
+    auto* s = prepare(
+        "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
+        "client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+    sqlite3_bind_int64(s, 1, m.conversation_id);
+    sqlite3_bind_int64(s, 2, m.seq);
+    bind(s, 3, m.publisher_id);
+    bind(s, 4, m.publisher_name);
+    bind(s, 5, std::string(message_type_name(m.type)));
+    bind(s, 6, m.body);
+    if (m.client_msg_id.empty()) sqlite3_bind_null(s, 7); else bind(s, 7, m.client_msg_id);
+    if (file_id.empty()) sqlite3_bind_null(s, 8); else bind(s, 8, file_id);
+    sqlite3_bind_int64(s, 9, m.ts_ms);
+    int rc = step_done(s);
+    if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "duplicate message");
+    if (rc != SQLITE_DONE) return db_error(db_, "insert_message");
+    return ok_status();
+  }
+
+  Result<std::vector<Message>> messages_after(ConversationId id, Seq after,
+                                              int64_t limit) override {
+    auto* s = prepare(
+        "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
+        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at "
+        "FROM messages m LEFT JOIN files f ON f.id = m.file_id "
+        "WHERE m.conversation_id = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3");
+    return message_rows(s, id, after, limit, false);
+  }
+
+  Result<std::vector<Message>> messages_before(ConversationId id, Seq before,
+                                               int64_t limit) override {
+    auto* s = prepare(
+        "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
+        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at "
+        "FROM messages m LEFT JOIN files f ON f.id = m.file_id "
+        "WHERE m.conversation_id = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3");
+    return message_rows(s, id, before, limit, true);
+  }
+
+  // --- cursors ---
+  Status advance_acked(const std::string& user, const std::string& device, ConversationId id,
+                       Seq seq) override {
+    auto* s = prepare(
+        "INSERT INTO cursors(user_id, device_id, conversation_id, acked, fetched) "
+        "VALUES(?1,?2,?3,?4,0) ON CONFLICT(user_id, device_id, conversation_id) DO UPDATE SET "
+        "acked = MAX(acked, excluded.acked)");
+    return cursor_upsert(s, user, device, id, seq);
+  }
+
+  Status advance_fetched(const std::string& user, const std::string& device, ConversationId id,
+                         Seq seq) override {
+    auto* s = prepare(
+        "INSERT INTO cursors(user_id, device_id, conversation_id, acked, fetched) "
+        "VALUES(?1,?2,?3,0,?4) ON CONFLICT(user_id, device_id, conversation_id) DO UPDATE SET "
+        "fetched = MAX(fetched, excluded.fetched)");
+    return cursor_upsert(s, user, device, id, seq);
+  }
+
+  Result<std::vector<std::pair<ConversationId, DeviceCursor>>> cursors(
+      const std::string& user, const std::string& device) override {
+    auto* s = prepare(
+        "SELECT conversation_id, acked, fetched FROM cursors WHERE user_id = ?1 AND device_id = ?2");
+    bind(s, 1, user);
+    bind(s, 2, device);
+    std::vector<std::pair<ConversationId, DeviceCursor>> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.emplace_back(sqlite3_column_int64(s, 0),
+                       DeviceCursor{sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "cursors");
+    return out;
+  }
+
+  // --- files ---
+  Status insert_file(const FileMeta& f) override {
+    auto* s = prepare(
+        "INSERT INTO files(id, sha256, name, mime, size, uploader, created_at) "
+        "VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    bind(s, 1, f.id);
+    bind(s, 2, f.sha256);
+    bind(s, 3, f.name);
+    bind(s, 4, f.mime);
+    sqlite3_bind_int64(s, 5, f.size);
+    bind(s, 6, f.uploader);
+    sqlite3_bind_int64(s, 7, f.created_at_ms);
+    return done(s, "insert_file");
+  }
+
+  Result<std::optional<FileMeta>> get_file(const std::string& id) override {
+    auto* s = prepare(
+        "SELECT id, sha256, name, mime, size, uploader, created_at FROM files WHERE id = ?1");
+    bind(s, 1, id);
+    std::optional<FileMeta> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      FileMeta f;
+      f.id = col(s, 0);
+      f.sha256 = col(s, 1);
+      f.name = col(s, 2);
+      f.mime = col(s, 3);
+      f.size = sqlite3_column_int64(s, 4);
+      f.uploader = col(s, 5);
+      f.created_at_ms = sqlite3_column_int64(s, 6);
+      out = std::move(f);
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "get_file");
+    return out;
+  }
+
+  Result<bool> file_accessible(const std::string& file_id, const std::string& user) override {
+    auto* s = prepare(
+        "SELECT EXISTS(SELECT 1 FROM files WHERE id = ?1 AND uploader = ?2) OR "
+        "EXISTS(SELECT 1 FROM messages m JOIN members mm ON mm.conversation_id = m.conversation_id "
+        "WHERE m.file_id = ?1 AND mm.user_id = ?2)");
+    bind(s, 1, file_id);
+    bind(s, 2, user);
+    bool out = false;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      out = sqlite3_column_int(s, 0) != 0;
+      rc = sqlite3_step(s);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "file_accessible");
+    return out;
+  }
+
+ private:
+  // Statements are prepared once per session and reused; the SQL text's address is the key.
+  sqlite3_stmt* prepare(const char* sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) return it->second;
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+      throw std::logic_error(std::string("bad SQL: ") + sqlite3_errmsg(db_) + " in " + sql);
+    cache_.emplace(sql, s);
+    return s;
+  }
+
+  static void bind(sqlite3_stmt* s, int i, const std::string& v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  static std::string col(sqlite3_stmt* s, int i) {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
+  }
+  int step_done(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    return rc == SQLITE_CONSTRAINT ? rc : (rc & 0xff) == SQLITE_CONSTRAINT ? SQLITE_CONSTRAINT : rc;
+  }
+  Status done(sqlite3_stmt* s, const char* what) {
+    if (step_done(s) != SQLITE_DONE) return db_error(db_, what);
+    return ok_status();
+  }
+  Status done_changed(sqlite3_stmt* s, const char* what, const char* not_found) {
+    if (step_done(s) != SQLITE_DONE) return db_error(db_, what);
+    if (sqlite3_changes(db_) == 0) return make_error(Errc::not_found, not_found);
+    return ok_status();
+  }
+  Status cursor_upsert(sqlite3_stmt* s, const std::string& user, const std::string& device,
+                       ConversationId id, Seq seq) {
+    bind(s, 1, user);
+    bind(s, 2, device);
+    sqlite3_bind_int64(s, 3, id);
+    sqlite3_bind_int64(s, 4, seq);
+    return done(s, "cursor");
+  }
+  static User user_row(sqlite3_stmt* s) {
+    User u;
+    u.id = col(s, 0);
+    u.name = col(s, 1);
+    u.is_admin = sqlite3_column_int(s, 3) != 0;
+    u.created_at_ms = sqlite3_column_int64(s, 4);
+    return u;
+  }
+  static Conversation conversation_row(sqlite3_stmt* s) {
+    Conversation c;
+    c.id = sqlite3_column_int64(s, 0);
+    c.type = parse_conversation_type(col(s, 1)).value_or(ConversationType::group);
+    c.name = col(s, 2);
+    c.owner = col(s, 3);
+    c.last_seq = sqlite3_column_int64(s, 4);
+    c.created_at_ms = sqlite3_column_int64(s, 5);
+    return c;
+  }
+  Result<std::vector<Message>> message_rows(sqlite3_stmt* s, ConversationId id, Seq bound,
+                                            int64_t limit, bool reverse) {
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, bound);
+    sqlite3_bind_int64(s, 3, limit);
+    std::vector<Message> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      Message m;
+      m.conversation_id = sqlite3_column_int64(s, 0);
+      m.seq = sqlite3_column_int64(s, 1);
+      m.publisher_id = col(s, 2);
+      m.publisher_name = col(s, 3);
+      m.type = parse_message_type(col(s, 4)).value_or(MessageType::text);
+      m.body = col(s, 5);
+      m.client_msg_id = col(s, 6);
+      m.ts_ms = sqlite3_column_int64(s, 7);
+      if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+        FileMeta f;
+        f.id = col(s, 8);
+        f.sha256 = col(s, 9);
+        f.name = col(s, 10);
+        f.mime = col(s, 11);
+        f.size = sqlite3_column_int64(s, 12);
+        f.uploader = col(s, 13);
+        f.created_at_ms = sqlite3_column_int64(s, 14);
+        m.file = std::move(f);
+      }
+      out.push_back(std::move(m));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "messages");
+    if (reverse) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  Result<std::vector<Member>> members(ConversationId id) {
+    auto* s = prepare(
+        "SELECT user_id, muted FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id");
+    sqlite3_bind_int64(s, 1, id);
+    std::vector<Member> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(Member{col(s, 0), sqlite3_column_int(s, 1) != 0});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "members");
+    return out;
+  }
+
+  sqlite3* db_;
+  std::unordered_map<const char*, sqlite3_stmt*> cache_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {}
+  std::string engine_name() const override { return "sqlite"; }
+
+  Result<std::unique_ptr<StoreSession>> open_session() override {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(opts_.path.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             nullptr);
+    if (rc != SQLITE_OK) {
+      std::string m = db ? sqlite3_errmsg(db) : "out of memory";
+      sqlite3_close_v2(db);
+      return make_error(Errc::internal, "cannot open " + opts_.path + ": " + m);
+    }
+    auto session = std::make_unique<SqliteSession>(db);
+    sqlite3_busy_timeout(db, 5000);
+    std::string pragmas = "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA synchronous=";
+    pragmas += opts_.synchronous_full ? "FULL;" : "NORMAL;";
+    if (auto s = session->exec(pragmas.c_str()); !s) return s.error();
+    return std::unique_ptr<StoreSession>(std::move(session));
+  }
+
+  Status migrate() {
+    auto s = open_session();
+    if (!s) return s.error();
+    auto* db = static_cast<SqliteSession*>(s.value().get());
+    if (auto st = db->exec("BEGIN IMMEDIATE"); !st) return st;
+    // user_version is the count of migrations applied.
+    auto v = read_user_version(db);
+    if (!v) {
+      db->rollback();
+      return v.error();
+    }
+    const int version = v.value();
+    const int total = static_cast<int>(std::size(kMigrations));
+    for (int i = version; i < total; ++i) {
+      if (auto st = db->exec(kMigrations[i]); !st) {
+        db->rollback();
+        return make_error(Errc::internal, "migration " + std::to_string(i + 1) + ": " + st.error().message);
+      }
+    }
+    std::string set = "PRAGMA user_version=" + std::to_string(total);
+    if (auto st = db->exec(set.c_str()); !st) {
+      db->rollback();
+      return st;
+    }
+    return db->commit();
+  }
+
+ private:
+  static Result<int> read_user_version(SqliteSession* db) {
+    int version = -1;
+    auto cb = [](void* out, int, char** vals, char**) {
+      *static_cast<int*>(out) = vals[0] ? std::atoi(vals[0]) : 0;
+      return 0;
+    };
+    if (auto st = db->exec_with("PRAGMA user_version", cb, &version); !st) return st.error();
+    return version;
+  }
+
+  SqliteOptions opts_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteOptions& opts) {
+  auto store = std::make_unique<SqliteStore>(opts);
+  if (auto st = store->migrate(); !st) return st.error();
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace converge

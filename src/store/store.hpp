@@ -1,0 +1,107 @@
+#pragma once
+// The store interface. Engines (sqlite/, postgres/ later) implement it; only app names an engine.
+// A StoreSession is one database connection: not thread-safe, owned by one thread at a time.
+// The service's writer thread owns the one session that writes; reader threads own the others.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "model/model.hpp"
+#include "model/requests.hpp"
+
+namespace converge {
+
+struct UserRecord {
+  User user;
+  std::string password_hash;  // argon2id, libsodium string form
+};
+
+struct DeviceCursor {
+  Seq acked = 0;    // from the device's heartbeats: what it has processed
+  Seq fetched = 0;  // what offline/sync handed it (may be ahead of acked)
+};
+
+struct SentRef {  // what an earlier send with the same client_msg_id produced
+  ConversationId conversation_id = 0;
+  Seq seq = 0;
+  int64_t ts_ms = 0;
+};
+
+class StoreSession {
+ public:
+  virtual ~StoreSession() = default;
+
+  virtual Status begin() = 0;
+  virtual Status commit() = 0;
+  virtual void rollback() = 0;
+  // Nested undo points inside a transaction, so one failed job does not undo a batch.
+  virtual Status savepoint() = 0;
+  virtual Status release_savepoint() = 0;
+  virtual void rollback_to_savepoint() = 0;
+
+  // Users and tokens
+  virtual Status create_user(const User& u, const std::string& password_hash) = 0;  // conflict
+  virtual Result<std::optional<UserRecord>> find_user(const std::string& id) = 0;
+  virtual Result<std::vector<User>> list_users(int64_t limit) = 0;
+  virtual Status set_admin(const std::string& id, bool admin) = 0;
+  virtual Status set_password(const std::string& id, const std::string& password_hash) = 0;
+  virtual Status insert_token(const std::string& token_hash, const std::string& user_id,
+                              const std::string& device_id, int64_t expires_at_ms) = 0;
+  // Joined with the user; expired tokens are not found.
+  virtual Result<std::optional<AuthContext>> find_token(const std::string& token_hash,
+                                                        int64_t now_ms) = 0;
+  virtual Status delete_token(const std::string& token_hash) = 0;
+  virtual Status delete_expired_tokens(int64_t now_ms) = 0;
+
+  // Conversations
+  // Inserts the conversation and its members; returns the new id. A direct conversation carries
+  // `direct_key` (the sorted pair), unique: a second insert of the same pair is a conflict.
+  virtual Result<ConversationId> create_conversation(const Conversation& c,
+                                                     const std::string& direct_key) = 0;
+  virtual Result<std::optional<ConversationId>> find_direct(const std::string& direct_key) = 0;
+  virtual Result<std::optional<Conversation>> get_conversation(ConversationId id) = 0;
+  virtual Result<std::vector<Conversation>> list_conversations(const std::string& user_id) = 0;
+  virtual Status add_member(ConversationId id, const std::string& user_id, int64_t now_ms) = 0;
+  virtual Status remove_member(ConversationId id, const std::string& user_id) = 0;
+  virtual Status set_muted(ConversationId id, const std::string& user_id, bool muted) = 0;
+
+  // Messages
+  virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,
+                                                   const std::string& client_msg_id) = 0;
+  // Increments the conversation's last_seq and returns it: the database assigns seqs, so they
+  // stay gapless when several nodes write (the row lock serializes them).
+  virtual Result<Seq> next_seq(ConversationId id) = 0;
+  virtual Status insert_message(const Message& m, const std::string& file_id) = 0;
+  // seq > after_seq, ascending, at most `limit`, file metadata joined.
+  virtual Result<std::vector<Message>> messages_after(ConversationId id, Seq after_seq,
+                                                      int64_t limit) = 0;
+  // The `limit` messages just before `before_seq`, ascending (paging upward through history).
+  virtual Result<std::vector<Message>> messages_before(ConversationId id, Seq before_seq,
+                                                       int64_t limit) = 0;
+
+  // Device cursors; both only move forward.
+  virtual Status advance_acked(const std::string& user_id, const std::string& device_id,
+                               ConversationId id, Seq seq) = 0;
+  virtual Status advance_fetched(const std::string& user_id, const std::string& device_id,
+                                 ConversationId id, Seq seq) = 0;
+  virtual Result<std::vector<std::pair<ConversationId, DeviceCursor>>> cursors(
+      const std::string& user_id, const std::string& device_id) = 0;
+
+  // Files
+  virtual Status insert_file(const FileMeta& f) = 0;
+  virtual Result<std::optional<FileMeta>> get_file(const std::string& id) = 0;
+  // True when the user uploaded it or is a member of a conversation it was sent in.
+  virtual Result<bool> file_accessible(const std::string& file_id, const std::string& user_id) = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual std::string engine_name() const = 0;
+  // A new connection. Migrations have run by the time the Store exists.
+  virtual Result<std::unique_ptr<StoreSession>> open_session() = 0;
+};
+
+}  // namespace converge
