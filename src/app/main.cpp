@@ -1,5 +1,6 @@
 // converge: one binary runs a node (DESIGN.md section 3). This is the composition root: the only
 // place that names concrete engines (SQLite, in-process bus) and wires the layers together.
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <boost/asio/post.hpp>
 #include <csignal>
@@ -7,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "base/config.hpp"
@@ -42,7 +42,8 @@ Result<Config> resolve_config(const Cli& cli) {
     if (const char* f = std::getenv("CONVERGE_CONFIG")) file = f;
   if (!file.empty())
     if (auto s = config_load_file(cfg, file); !s) return s.error();
-  if (auto s = config_load_env(cfg, [](const char* n) { return std::getenv(n); }); !s) return s.error();
+  if (auto s = config_load_env(cfg, [](const char* n) { return std::getenv(n); }); !s)
+    return s.error();
   for (auto& [k, v] : cli.flags)
     if (auto s = config_set(cfg, k, v); !s) return s.error();
   if (auto s = config_validate(cfg); !s) return s.error();
@@ -69,11 +70,14 @@ void set_log_level(const std::string& level) {
 
 Result<std::unique_ptr<Store>> open_store(const Config& cfg) {
   if (!cfg.store.empty())
-    return make_error(Errc::bad_request,
-                      "store " + cfg.store + ": only the embedded SQLite store is built in this version");
+    return make_error(
+        Errc::bad_request,
+        "store " + cfg.store + ": only the embedded SQLite store is built in this version");
   std::error_code ec;
   fs::create_directories(cfg.data_dir, ec);
-  if (ec) return make_error(Errc::internal, "cannot create data dir " + cfg.data_dir + ": " + ec.message());
+  if (ec)
+    return make_error(Errc::internal,
+                      "cannot create data dir " + cfg.data_dir + ": " + ec.message());
   SqliteOptions o;
   o.path = (fs::path(cfg.data_dir) / "converge.db").string();
   o.synchronous_full = cfg.sqlite_synchronous == "full";
@@ -103,7 +107,8 @@ int serve(const Cli& cli) {
   const Config& cfg = cfg_r.value();
   set_log_level(cfg.log_level);
   if (!cfg.bus.empty()) {
-    std::fprintf(stderr, "converge: bus %s: only the in-process bus is built in this version\n", cfg.bus.c_str());
+    std::fprintf(stderr, "converge: bus %s: only the in-process bus is built in this version\n",
+                 cfg.bus.c_str());
     return 2;
   }
 
@@ -187,7 +192,8 @@ int serve(const Cli& cli) {
       url.c_str(), ("ws" + url.substr(4)).c_str(),
       cfg.registration == "open"
           ? ("open the web client, or: curl -X POST " + url +
-             "/api/v1/users -d '{\"user_id\":\"alice\",\"password\":\"...\"}'").c_str()
+             "/api/v1/users -d '{\"user_id\":\"alice\",\"password\":\"...\"}'")
+                .c_str()
           : "registration is admin-only: converge user add USER PASSWORD --data-dir DIR",
       url.c_str(), url.c_str());
   std::fflush(stdout);
@@ -254,7 +260,8 @@ int main(int argc, char** argv) {
 
   auto* user_cmd = app.add_subcommand("user", "manage users in the node's store");
   user_cmd->require_subcommand(1);
-  auto* add_cmd = user_cmd->add_subcommand("add", "add a user (or, with --admin, make one an admin)");
+  auto* add_cmd =
+      user_cmd->add_subcommand("add", "add a user (or, with --admin, make one an admin)");
   std::string uid, pw, name;
   bool admin = false;
   add_cmd->add_option("user_id", uid, "user id")->required();

@@ -108,12 +108,15 @@ Status config_load_file(Config& cfg, const std::string& path) {
     if (t.empty()) continue;
     auto eq = t.find('=');
     if (eq == std::string::npos)
-      return make_error(Errc::bad_request, path + ":" + std::to_string(n) + ": expected key = value");
+      return make_error(Errc::bad_request,
+                        path + ":" + std::to_string(n) + ": expected key = value");
     auto key = trim(std::string_view(t).substr(0, eq));
     auto val = trim(std::string_view(t).substr(eq + 1));
-    if (val.size() >= 2 && val.front() == '"' && val.back() == '"') val = val.substr(1, val.size() - 2);
+    if (val.size() >= 2 && val.front() == '"' && val.back() == '"')
+      val = val.substr(1, val.size() - 2);
     if (auto s = config_set(cfg, key, val); !s)
-      return make_error(Errc::bad_request, path + ":" + std::to_string(n) + ": " + s.error().message);
+      return make_error(Errc::bad_request,
+                        path + ":" + std::to_string(n) + ": " + s.error().message);
   }
   return ok_status();
 }
@@ -137,7 +140,8 @@ Status split_host_port(std::string_view s, std::string& host, uint16_t& port) {
   if (!parse_int(s.substr(colon + 1), p) || p < 0 || p > 65535)
     return make_error(Errc::bad_request, "bad port in " + std::string(s));
   host = std::string(s.substr(0, colon));
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   port = static_cast<uint16_t>(p);
   return ok_status();
 }
@@ -145,8 +149,10 @@ Status split_host_port(std::string_view s, std::string& host, uint16_t& port) {
 Status config_validate(const Config& cfg) {
   std::string h;
   uint16_t p = 0;
-  if (auto s = split_host_port(cfg.listen, h, p); !s) return make_error(Errc::bad_request, "listen: " + s.error().message);
-  if (auto s = split_host_port(cfg.mqtt_listen, h, p); !s) return make_error(Errc::bad_request, "mqtt_listen: " + s.error().message);
+  if (auto s = split_host_port(cfg.listen, h, p); !s)
+    return make_error(Errc::bad_request, "listen: " + s.error().message);
+  if (auto s = split_host_port(cfg.mqtt_listen, h, p); !s)
+    return make_error(Errc::bad_request, "mqtt_listen: " + s.error().message);
   if (cfg.registration != "open" && cfg.registration != "admin-only")
     return make_error(Errc::bad_request, "registration must be open or admin-only");
   if (cfg.password_cost != "interactive" && cfg.password_cost != "min")

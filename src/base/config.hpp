@@ -16,28 +16,28 @@ struct Config {
   std::string listen = "127.0.0.1:8080";  // HTTP API + WebSocket, HOST:PORT (port 0 = any free)
   std::string data_dir = "./data";        // SQLite database and file store
   std::string mqtt_listen = "127.0.0.1:1883";
-  std::string store;                      // empty: SQLite in data_dir; postgresql://... later
-  std::string bus;                        // empty: in-process; amqp://... later
-  std::string registration = "open";      // open | admin-only
-  std::string admin_user;                 // bootstrapped at start when set with admin_password
+  std::string store;                  // empty: SQLite in data_dir; postgresql://... later
+  std::string bus;                    // empty: in-process; amqp://... later
+  std::string registration = "open";  // open | admin-only
+  std::string admin_user;             // bootstrapped at start when set with admin_password
   std::string admin_password;
   std::string password_cost = "interactive";  // interactive | min (tests and benchmarks only)
   std::string log_level = "info";
   std::string sqlite_synchronous = "normal";  // normal (WAL: safe against crashes) | full
-  std::string port_file;                  // when set, the bound HTTP port is written here
-  std::string web_root;                   // static web client served at /; empty = none
-  int threads = 0;                        // network threads; 0 = one per core
+  std::string port_file;                      // when set, the bound HTTP port is written here
+  std::string web_root;                       // static web client served at /; empty = none
+  int threads = 0;                            // network threads; 0 = one per core
   int64_t token_ttl_s = 30LL * 24 * 3600;
-  int64_t heartbeat_interval_ms = 30000;  // advised to clients
-  int64_t heartbeat_timeout_ms = 90000;   // a connection silent this long is closed
-  int64_t max_frame_bytes = 1 << 20;      // WebSocket message; larger closes the connection (1009)
-  int64_t max_body_bytes = 64 << 10;      // message body; larger is refused, connection kept
-  int64_t max_http_body_bytes = 1 << 20;  // JSON request bodies
-  int64_t max_file_bytes = 25 << 20;      // one upload
-  int64_t max_send_queue_bytes = 8 << 20; // per connection; over it a chat client is cut off
-  int64_t sync_page_max = 1000;           // most messages one offline/sync/history page returns
-  int64_t store_batch_max = 1024;         // most jobs in one group commit
-  int64_t shutdown_grace_ms = 5000;       // time to flush connections on stop
+  int64_t heartbeat_interval_ms = 30000;   // advised to clients
+  int64_t heartbeat_timeout_ms = 90000;    // a connection silent this long is closed
+  int64_t max_frame_bytes = 1 << 20;       // WebSocket message; larger closes the connection (1009)
+  int64_t max_body_bytes = 64 << 10;       // message body; larger is refused, connection kept
+  int64_t max_http_body_bytes = 1 << 20;   // JSON request bodies
+  int64_t max_file_bytes = 25 << 20;       // one upload
+  int64_t max_send_queue_bytes = 8 << 20;  // per connection; over it a chat client is cut off
+  int64_t sync_page_max = 1000;            // most messages one offline/sync/history page returns
+  int64_t store_batch_max = 1024;          // most jobs in one group commit
+  int64_t shutdown_grace_ms = 5000;        // time to flush connections on stop
 };
 
 struct ConfigKey {

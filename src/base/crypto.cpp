@@ -8,7 +8,9 @@ namespace converge {
 
 static_assert(sizeof(crypto_hash_sha256_state) <= 128, "Sha256 state buffer too small");
 
-bool crypto_init() { return sodium_init() >= 0; }
+bool crypto_init() {
+  return sodium_init() >= 0;
+}
 
 static std::string to_hex(const unsigned char* p, std::size_t n) {
   std::string out(n * 2 + 1, '\0');

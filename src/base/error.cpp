@@ -4,16 +4,26 @@ namespace converge {
 
 std::string_view errc_name(Errc c) {
   switch (c) {
-    case Errc::bad_json: return "bad_json";
-    case Errc::bad_request: return "bad_request";
-    case Errc::unknown_cmd: return "unknown_cmd";
-    case Errc::unauthorized: return "unauthorized";
-    case Errc::forbidden: return "forbidden";
-    case Errc::not_found: return "not_found";
-    case Errc::conflict: return "conflict";
-    case Errc::too_large: return "too_large";
-    case Errc::unavailable: return "unavailable";
-    case Errc::internal: return "internal";
+    case Errc::bad_json:
+      return "bad_json";
+    case Errc::bad_request:
+      return "bad_request";
+    case Errc::unknown_cmd:
+      return "unknown_cmd";
+    case Errc::unauthorized:
+      return "unauthorized";
+    case Errc::forbidden:
+      return "forbidden";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::conflict:
+      return "conflict";
+    case Errc::too_large:
+      return "too_large";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::internal:
+      return "internal";
   }
   return "internal";
 }
@@ -22,14 +32,22 @@ int errc_http_status(Errc c) {
   switch (c) {
     case Errc::bad_json:
     case Errc::bad_request:
-    case Errc::unknown_cmd: return 400;
-    case Errc::unauthorized: return 401;
-    case Errc::forbidden: return 403;
-    case Errc::not_found: return 404;
-    case Errc::conflict: return 409;
-    case Errc::too_large: return 413;
-    case Errc::unavailable: return 503;
-    case Errc::internal: return 500;
+    case Errc::unknown_cmd:
+      return 400;
+    case Errc::unauthorized:
+      return 401;
+    case Errc::forbidden:
+      return 403;
+    case Errc::not_found:
+      return 404;
+    case Errc::conflict:
+      return 409;
+    case Errc::too_large:
+      return 413;
+    case Errc::unavailable:
+      return 503;
+    case Errc::internal:
+      return 500;
   }
   return 500;
 }

@@ -30,14 +30,16 @@ struct Error {
   std::string message;
 };
 
-inline Error make_error(Errc c, std::string msg) { return Error{c, std::move(msg)}; }
+inline Error make_error(Errc c, std::string msg) {
+  return Error{c, std::move(msg)};
+}
 
 // A small expected<T, Error>; std::expected is C++23.
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T v) : v_(std::move(v)) {}          // NOLINT(google-explicit-constructor)
-  Result(Error e) : v_(std::move(e)) {}      // NOLINT(google-explicit-constructor)
+  Result(T v) : v_(std::move(v)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error e) : v_(std::move(e)) {}  // NOLINT(google-explicit-constructor)
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
   T& value() & { return std::get<0>(v_); }
@@ -54,6 +56,8 @@ class [[nodiscard]] Result {
 
 struct Ok {};
 using Status = Result<Ok>;
-inline Status ok_status() { return Ok{}; }
+inline Status ok_status() {
+  return Ok{};
+}
 
 }  // namespace converge

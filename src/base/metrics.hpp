@@ -61,23 +61,23 @@ class Histogram {
 
 // Every metric the node exports. One instance per process, created by app and handed down.
 struct Metrics {
-  Gauge ws_connections;           // open WebSocket sessions
-  Gauge http_connections;         // open HTTP (non-upgraded) connections
-  Counter connections_total;      // accepted TCP connections
+  Gauge ws_connections;       // open WebSocket sessions
+  Gauge http_connections;     // open HTTP (non-upgraded) connections
+  Counter connections_total;  // accepted TCP connections
   Counter http_requests_total;
   Counter messages_in_total;      // chat messages accepted for storing
   Counter messages_stored_total;  // chat messages committed (duplicates excluded)
   Counter messages_duplicate_total;
   Counter messages_rejected_total;
-  Counter deliveries_total;       // message frames queued to devices (fan-out)
-  Counter notices_total;          // events and broadcasts queued to devices
-  Counter errors_total;           // error frames / 4xx-5xx responses sent
+  Counter deliveries_total;  // message frames queued to devices (fan-out)
+  Counter notices_total;     // events and broadcasts queued to devices
+  Counter errors_total;      // error frames / 4xx-5xx responses sent
   Counter slow_consumer_closes_total;
   Counter heartbeat_timeouts_total;
-  Counter gap_fills_total;        // live deliveries that had to read a missing range from the store
+  Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
-  Histogram store_commit_seconds{{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                  0.05, 0.1, 0.25, 1}};
+  Histogram store_commit_seconds{
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   Histogram store_batch_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}};
 
   std::string render_prometheus() const;

@@ -6,10 +6,14 @@ namespace converge {
 
 std::string_view message_type_name(MessageType t) {
   switch (t) {
-    case MessageType::text: return "text";
-    case MessageType::image: return "image";
-    case MessageType::file: return "file";
-    case MessageType::voice: return "voice";
+    case MessageType::text:
+      return "text";
+    case MessageType::image:
+      return "image";
+    case MessageType::file:
+      return "file";
+    case MessageType::voice:
+      return "voice";
   }
   return "text";
 }

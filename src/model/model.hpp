@@ -23,7 +23,9 @@ std::optional<ConversationType> parse_conversation_type(std::string_view s);
 // User and device ids: 1-64 of [A-Za-z0-9_.@-]. No '/', '+', '#' so they can be MQTT topic
 // levels, no spaces so they can be AMQP routing-key words.
 bool valid_user_id(std::string_view id);
-inline bool valid_device_id(std::string_view id) { return valid_user_id(id); }
+inline bool valid_device_id(std::string_view id) {
+  return valid_user_id(id);
+}
 std::optional<ConversationId> parse_conversation_id(std::string_view s);
 
 struct User {

@@ -29,14 +29,14 @@ struct SendAck {
 using SeqMap = std::map<ConversationId, Seq>;
 
 struct SyncRequest {
-  int64_t limit = 0;          // 0 = server default
-  std::string cursor;         // opaque continuation from a previous page
+  int64_t limit = 0;   // 0 = server default
+  std::string cursor;  // opaque continuation from a previous page
 };
 
 struct SyncPage {
   std::vector<Message> messages;  // ordered by conversation id, then seq
   bool more = false;
-  std::string next_cursor;        // set when more
+  std::string next_cursor;  // set when more
 };
 
 struct CreateConversationRequest {

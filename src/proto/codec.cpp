@@ -7,7 +7,9 @@
 namespace converge::proto {
 
 namespace {
-Error bad(std::string msg) { return make_error(Errc::bad_request, std::move(msg)); }
+Error bad(std::string msg) {
+  return make_error(Errc::bad_request, std::move(msg));
+}
 }  // namespace
 
 Result<json::object> parse_object(std::string_view text) {
@@ -74,8 +76,7 @@ Result<std::string> get_string(const json::object& o, std::string_view key, bool
   return std::string(s);
 }
 
-Result<int64_t> get_int(const json::object& o, std::string_view key, bool required,
-                        int64_t dflt) {
+Result<int64_t> get_int(const json::object& o, std::string_view key, bool required, int64_t dflt) {
   auto* v = o.if_contains(key);
   if (v == nullptr || v->is_null()) {
     if (required) return bad(std::string(key) + " is required");
@@ -106,7 +107,8 @@ Result<ConversationId> get_conversation_id(const json::object& o, std::string_vi
 
 Result<std::vector<std::string>> get_user_list(const json::object& o, std::string_view key) {
   auto* v = o.if_contains(key);
-  if (v == nullptr || !v->is_array()) return bad(std::string(key) + " must be an array of user ids");
+  if (v == nullptr || !v->is_array())
+    return bad(std::string(key) + " must be an array of user ids");
   std::vector<std::string> out;
   for (auto& e : v->as_array()) {
     if (!e.is_string() || !valid_user_id(e.as_string()))
@@ -159,8 +161,10 @@ Result<SeqMap> parse_seqs(const json::object& d) {
     auto id = parse_conversation_id(k);
     if (!id) return bad("seqs: bad conversation id " + std::string(k));
     int64_t seq = -1;
-    if (s.is_int64()) seq = s.as_int64();
-    else if (s.is_uint64() && s.as_uint64() <= static_cast<uint64_t>(INT64_MAX)) seq = static_cast<int64_t>(s.as_uint64());
+    if (s.is_int64())
+      seq = s.as_int64();
+    else if (s.is_uint64() && s.as_uint64() <= static_cast<uint64_t>(INT64_MAX))
+      seq = static_cast<int64_t>(s.as_uint64());
     if (seq < 0) return bad("seqs: seq must be a non-negative integer");
     out[*id] = seq;
   }
@@ -196,7 +200,9 @@ Result<CreateConversationRequest> parse_create_conversation(const json::object& 
   return r;
 }
 
-std::string conversation_id_str(ConversationId id) { return std::to_string(id); }
+std::string conversation_id_str(ConversationId id) {
+  return std::to_string(id);
+}
 
 json::object file_json(const FileMeta& f) {
   json::object o;
@@ -269,7 +275,9 @@ json::object sync_page_json(const SyncPage& page) {
   return o;
 }
 
-std::string serialize(const json::object& o) { return json::serialize(o); }
+std::string serialize(const json::object& o) {
+  return json::serialize(o);
+}
 
 std::string frame(std::string_view cmd, std::string_view id_json, const json::object& data) {
   // Built by hand around the serialized data so that `id` keeps its exact original form.
@@ -287,7 +295,9 @@ std::string frame(std::string_view cmd, std::string_view id_json, const json::ob
   return out;
 }
 
-std::string frame_msg(const Message& m) { return frame("msg", "", message_json(m)); }
+std::string frame_msg(const Message& m) {
+  return frame("msg", "", message_json(m));
+}
 
 std::string frame_error(std::string_view id_json, const Error& e) {
   json::object d;

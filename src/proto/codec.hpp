@@ -1,6 +1,7 @@
 #pragma once
 // The one JSON codec: the seed envelope {"token"?, "cmd", "id"?, "data"} and every object the
-// node puts on a wire (HTTP bodies, WebSocket frames). Boost.JSON is compiled once, in json_impl.cpp.
+// node puts on a wire (HTTP bodies, WebSocket frames). Boost.JSON is compiled once, in
+// json_impl.cpp.
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <string>

@@ -24,7 +24,8 @@ void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs) {
   }
   for (auto& [id, last] : last_seqs) {
     auto it = convs_.find(id);
-    if (it != convs_.end() && it->second.pos >= 0) it->second.target = std::max(it->second.target, last);
+    if (it != convs_.end() && it->second.pos >= 0)
+      it->second.target = std::max(it->second.target, last);
   }
   for (auto& [id, c] : convs_) {
     // A conversation the device has no cursor for starts at the first live message: it has
@@ -98,8 +99,10 @@ void DeviceStream::fill(ConversationId id, Conv& c) {
   svc_.run_blocking([svc, post, weak, id, from, upto] {
     auto r = svc->messages_after(id, from, upto - from);
     std::vector<Message> msgs;
-    if (r) msgs = std::move(r.value());
-    else spdlog::warn("gap fill of conversation {} failed: {}", id, r.error().message);
+    if (r)
+      msgs = std::move(r.value());
+    else
+      spdlog::warn("gap fill of conversation {} failed: {}", id, r.error().message);
     post([weak, id, msgs = std::move(msgs), from]() mutable {
       if (auto self = weak.lock()) self->on_filled(id, std::move(msgs), from);
     });

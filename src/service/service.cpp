@@ -43,12 +43,15 @@ Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics&
       metrics_(metrics),
       pool_(opts_.work_threads) {}
 
-Service::~Service() { stop(); }
+Service::~Service() {
+  stop();
+}
 
 Status Service::start() {
   std::error_code ec;
   fs::create_directories(fs::path(opts_.files_dir) / "tmp", ec);
-  if (ec) return make_error(Errc::internal, "cannot create " + opts_.files_dir + ": " + ec.message());
+  if (ec)
+    return make_error(Errc::internal, "cannot create " + opts_.files_dir + ": " + ec.message());
   auto s = store_.open_session();
   if (!s) return s.error();
   writer_ = std::make_unique<Writer>(std::move(s.value()), bus_, metrics_, opts_.store_batch_max);
@@ -355,7 +358,8 @@ Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
   Seq from_seq = 0;
   if (!req.cursor.empty() && !parse_cursor(req.cursor, from_conv, from_seq))
     return make_error(Errc::bad_request, "bad cursor");
-  int64_t limit = req.limit > 0 ? std::min(req.limit, opts_.sync_page_max) : opts_.sync_page_default;
+  int64_t limit =
+      req.limit > 0 ? std::min(req.limit, opts_.sync_page_max) : opts_.sync_page_default;
 
   auto s = lease();
   auto convs = s->list_conversations(who.user_id);
@@ -399,13 +403,14 @@ Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
                        std::to_string(page.messages.back().seq);
   if (!fetched.empty()) {
     // Fire and forget: a lost update only means a live stream re-sends a few messages.
-    writer_->submit(Writer::FnJob{
-        [who, fetched = std::move(fetched)](StoreSession& st) -> Status {
-          for (auto& [c, seq] : fetched)
-            if (auto r = st.advance_fetched(who.user_id, who.device_id, c, seq); !r) return r;
-          return ok_status();
-        },
-        [](Status) {}, 0});
+    writer_->submit(
+        Writer::FnJob{[who, fetched = std::move(fetched)](StoreSession& st) -> Status {
+                        for (auto& [c, seq] : fetched)
+                          if (auto r = st.advance_fetched(who.user_id, who.device_id, c, seq); !r)
+                            return r;
+                        return ok_status();
+                      },
+                      [](Status) {}, 0});
   }
   return page;
 }
@@ -463,7 +468,8 @@ bool valid_mime(const std::string& m) {
   auto slash = m.find('/');
   if (slash == std::string::npos || slash == 0 || slash + 1 == m.size()) return false;
   for (char c : m)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/+-.=;_ ").find(c) != std::string_view::npos))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) ||
+          std::string_view("/+-.=;_ ").find(c) != std::string_view::npos))
       return false;
   return true;
 }
@@ -472,7 +478,8 @@ bool valid_mime(const std::string& m) {
 Result<FileMeta> Service::store_file(const AuthContext& who, std::string name, std::string mime,
                                      std::string_view bytes) {
   if (static_cast<int64_t>(bytes.size()) > opts_.max_file_bytes)
-    return make_error(Errc::too_large, "file is larger than " + std::to_string(opts_.max_file_bytes) + " bytes");
+    return make_error(Errc::too_large,
+                      "file is larger than " + std::to_string(opts_.max_file_bytes) + " bytes");
   if (bytes.empty()) return make_error(Errc::bad_request, "empty file");
   if (mime.empty()) mime = "application/octet-stream";
   if (!valid_mime(mime)) return make_error(Errc::bad_request, "bad Content-Type");

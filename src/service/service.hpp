@@ -28,7 +28,7 @@ namespace converge {
 class Writer;
 
 struct ServiceOptions {
-  std::string files_dir;            // content-addressed blobs
+  std::string files_dir;  // content-addressed blobs
   bool open_registration = true;
   PasswordHashCost password_cost = password_cost_interactive();
   int64_t token_ttl_ms = 30LL * 24 * 3600 * 1000;

@@ -8,7 +8,9 @@ WorkPool::WorkPool(unsigned threads) {
   for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
 }
 
-WorkPool::~WorkPool() { stop(); }
+WorkPool::~WorkPool() {
+  stop();
+}
 
 void WorkPool::post(std::function<void()> fn) {
   {

@@ -13,16 +13,19 @@ namespace {
 constexpr std::size_t kConvCacheMax = 200000;  // entries; cleared wholesale beyond this
 }
 
-Writer::Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics,
-               int64_t batch_max)
+Writer::Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics, int64_t batch_max)
     : session_(std::move(session)),
       bus_(bus),
       metrics_(metrics),
       batch_max_(static_cast<std::size_t>(batch_max)) {}
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() {
+  stop();
+}
 
-void Writer::start() { thread_ = std::thread([this] { run(); }); }
+void Writer::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Writer::stop() {
   {
@@ -47,8 +50,12 @@ void Writer::enqueue(J&& job) {
   if (wake) cv_.notify_one();
 }
 
-void Writer::submit(SendJob job) { enqueue(std::move(job)); }
-void Writer::submit(FnJob job) { enqueue(std::move(job)); }
+void Writer::submit(SendJob job) {
+  enqueue(std::move(job));
+}
+void Writer::submit(FnJob job) {
+  enqueue(std::move(job));
+}
 
 void Writer::run() {
   std::vector<Job> batch;
@@ -90,8 +97,8 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
   if (!info) return info.error();
   auto& members = *info.value()->members;
   if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
-    return make_error(Errc::forbidden, "not a member of conversation " +
-                                           std::to_string(req.conversation_id));
+    return make_error(Errc::forbidden,
+                      "not a member of conversation " + std::to_string(req.conversation_id));
 
   if (!req.client_msg_id.empty()) {
     auto prev = session_->find_sent(job.who.user_id, req.client_msg_id);
@@ -110,7 +117,8 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
     if (!f.value()) return make_error(Errc::not_found, "unknown file_id " + req.file_id);
     auto ok = session_->file_accessible(req.file_id, job.who.user_id);
     if (!ok) return ok.error();
-    if (!ok.value()) return make_error(Errc::forbidden, "file " + req.file_id + " is not yours to send");
+    if (!ok.value())
+      return make_error(Errc::forbidden, "file " + req.file_id + " is not yours to send");
     file = std::move(*f.value());
   }
 
@@ -192,7 +200,8 @@ void Writer::process(std::vector<Job>& batch) {
 
   for (auto& d : done) {
     if (d.send_done) {
-      Result<SendAck> r = committed ? std::move(*d.send_result) : Result<SendAck>(committed.error());
+      Result<SendAck> r =
+          committed ? std::move(*d.send_result) : Result<SendAck>(committed.error());
       if (r) {
         if (r->duplicate)
           metrics_.messages_duplicate_total.add();
@@ -202,7 +211,8 @@ void Writer::process(std::vector<Job>& batch) {
         metrics_.messages_rejected_total.add();
       }
       d.send_done(std::move(r));
-      if (committed && d.delivery) bus_.publish(std::shared_ptr<const Delivery>(std::move(d.delivery)));
+      if (committed && d.delivery)
+        bus_.publish(std::shared_ptr<const Delivery>(std::move(d.delivery)));
     } else if (d.fn_done) {
       d.fn_done(committed ? d.fn_status : committed);
     }

@@ -21,6 +21,8 @@ class LocalBus final : public Bus {
 
 }  // namespace
 
-std::unique_ptr<Bus> make_local_bus() { return std::make_unique<LocalBus>(); }
+std::unique_ptr<Bus> make_local_bus() {
+  return std::make_unique<LocalBus>();
+}
 
 }  // namespace converge

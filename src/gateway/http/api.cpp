@@ -46,7 +46,8 @@ Result<int64_t> query_int(const Route& r, const char* key, int64_t dflt, int64_t
   auto& s = it->second;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size() || v < min)
-    return make_error(Errc::bad_request, std::string(key) + " must be an integer >= " + std::to_string(min));
+    return make_error(Errc::bad_request,
+                      std::string(key) + " must be an integer >= " + std::to_string(min));
   return v;
 }
 
@@ -99,7 +100,8 @@ class Handler {
 
  private:
   ApiResponse not_found() {
-    return error_response(make_error(Errc::not_found, "no such endpoint: " + req_.method + " " + req_.target));
+    return error_response(
+        make_error(Errc::not_found, "no such endpoint: " + req_.method + " " + req_.target));
   }
   ApiResponse not_allowed() {
     ApiResponse r = api_error(405, "bad_request", "method not allowed");
@@ -118,7 +120,8 @@ class Handler {
       if (auto it = r_.query.find("token"); it != r_.query.end()) token = it->second;
     }
     token = proto::strip_token_prefix(token);
-    if (token.empty()) return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
+    if (token.empty())
+      return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
     return svc_.authenticate(token);
   }
 
@@ -234,7 +237,8 @@ class Handler {
     } else {
       auto u = proto::get_string(b.value(), "user_id", true, 64);
       if (!u) return error_response(u.error());
-      if (!valid_user_id(u.value())) return error_response(make_error(Errc::bad_request, "bad user_id"));
+      if (!valid_user_id(u.value()))
+        return error_response(make_error(Errc::bad_request, "bad user_id"));
       users.push_back(u.value());
     }
     auto c = svc_.add_members(a, id, users);

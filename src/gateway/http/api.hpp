@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP JSON API of DESIGN.md section 3, free of any socket or Beast type: the server turns a
-// parsed request into an ApiRequest, runs handle_api() on the work pool, and writes the ApiResponse.
+// parsed request into an ApiRequest, runs handle_api() on the work pool, and writes the
+// ApiResponse.
 #include <map>
 #include <string>
 

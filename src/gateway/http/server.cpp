@@ -1,6 +1,7 @@
 // Listener and plain HTTP sessions; WebSocket upgrades are handed to ws_session.cpp.
 #include "gateway/http/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -12,7 +13,6 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 #include <filesystem>
-#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "base/metrics.hpp"
@@ -74,10 +74,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     parser_.emplace();
     parser_->header_limit(16 * 1024);
     stream_.expires_after(kReadTimeout);
-    http::async_read_header(stream_, buf_, *parser_,
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->on_header(ec);
-                            });
+    http::async_read_header(
+        stream_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -89,20 +88,20 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     if (req[http::field::expect] == "100-continue") {
       // curl asks before sending a large body.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
-      http::async_write(stream_, *cont, [self = shared_from_this(), cont](beast::error_code ec2, std::size_t) {
-        if (ec2) return self->close();
-        self->read_body();
-      });
+      http::async_write(stream_, *cont,
+                        [self = shared_from_this(), cont](beast::error_code ec2, std::size_t) {
+                          if (ec2) return self->close();
+                          self->read_body();
+                        });
       return;
     }
     read_body();
   }
 
   void read_body() {
-    http::async_read(stream_, buf_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_request(ec);
-                     });
+    http::async_read(
+        stream_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_request(ec); });
   }
 
   void on_request(beast::error_code ec) {
@@ -121,7 +120,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::string path = parsed ? std::string(parsed->path()) : target;
 
     if (beast::websocket::is_upgrade(req)) {
-      if (path != "/ws") return reply(api_error(404, "not_found", "WebSocket endpoint is /ws"), version);
+      if (path != "/ws")
+        return reply(api_error(404, "not_found", "WebSocket endpoint is /ws"), version);
       std::string token;
       if (parsed)
         for (auto p : parsed->params())
@@ -145,8 +145,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       auto self = shared_from_this();
       ctx_.svc.run_blocking([self, api = std::move(api), version] {
         auto res = handle_api(self->ctx_.svc, self->ctx_.opts.api, api);
-        asio::post(self->stream_.get_executor(),
-                   [self, res = std::move(res), version]() mutable { self->reply(std::move(res), version); });
+        asio::post(self->stream_.get_executor(), [self, res = std::move(res), version]() mutable {
+          self->reply(std::move(res), version);
+        });
       });
       return;
     }
@@ -209,10 +210,11 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   template <class Res>
   void write(std::shared_ptr<Res> r) {
     stream_.expires_after(kReadTimeout);
-    http::async_write(stream_, *r, [self = shared_from_this(), r](beast::error_code ec, std::size_t) {
-      if (ec || !self->keep_alive_) return self->close();
-      self->do_read();
-    });
+    http::async_write(stream_, *r,
+                      [self = shared_from_this(), r](beast::error_code ec, std::size_t) {
+                        if (ec || !self->keep_alive_) return self->close();
+                        self->do_read();
+                      });
   }
 
   void on_shutdown() {
@@ -245,9 +247,10 @@ void do_accept(HttpServer::Impl& ctx) {
           beast::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
           // The socket belongs to `loop`; start it there.
-          asio::post(ctx.io.loop(loop), [&ctx, loop, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
-            std::make_shared<HttpSession>(ctx, loop, std::move(*s))->run();
-          });
+          asio::post(ctx.io.loop(loop),
+                     [&ctx, loop, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
+                       std::make_shared<HttpSession>(ctx, loop, std::move(*s))->run();
+                     });
         } else {
           spdlog::warn("accept: {}", ec.message());
         }
@@ -272,12 +275,16 @@ Status HttpServer::listen(const std::string& host, uint16_t port) {
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
   if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return make_error(Errc::unavailable, "listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  if (ec)
+    return make_error(Errc::unavailable,
+                      "listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
   do_accept(*impl_);
   return ok_status();
 }
 
-uint16_t HttpServer::port() const { return impl_->acceptor ? impl_->acceptor->local_endpoint().port() : 0; }
+uint16_t HttpServer::port() const {
+  return impl_->acceptor ? impl_->acceptor->local_endpoint().port() : 0;
+}
 
 void HttpServer::shutdown(int64_t grace_ms) {
   impl_->stopping = true;

@@ -1,10 +1,10 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <deque>
-#include <spdlog/spdlog.h>
 
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
@@ -49,7 +49,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     ws_.auto_fragment(false);
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "converge"); }));
-    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+    ws_.async_accept(req,
+                     [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   // --- DeviceSink (network thread) ---
@@ -62,7 +63,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
   void notify(const std::shared_ptr<const Notice>& n) override {
     auto frame = n->wire.get(WireCache::ws_frame, [&] {
       std::string f = n->kind == Notice::Kind::event ? R"({"cmd":"event","data":)"
-                                                      : R"({"cmd":"broadcast","data":)";
+                                                     : R"({"cmd":"broadcast","data":)";
       f += n->payload_json;
       f += '}';
       return f;
@@ -80,7 +81,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     auto exec = ws_.get_executor();
     ctx_.track(this, [weak, exec] {
       asio::post(exec, [weak] {
-        if (auto s = weak.lock()) s->begin_close(websocket::close_code::going_away, "node stopping");
+        if (auto s = weak.lock())
+          s->begin_close(websocket::close_code::going_away, "node stopping");
       });
     });
     accepted_at_us_ = last_activity_us_ = mono_us();
@@ -103,7 +105,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     }
     last_activity_us_ = mono_us();
     if (!ws_.got_text()) {
-      send_error("", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
+      send_error(
+          "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
     } else {
       auto data = buf_.cdata();
       handle_text(std::string_view(static_cast<const char*>(data.data()), data.size()));
@@ -128,11 +131,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       return authenticate(std::move(token), e.id_json);
     }
     if (!authed_)
-      return send_error(e.id_json, make_error(Errc::unauthorized, "authenticate first: {\"cmd\":\"auth\",\"token\":...}"));
+      return send_error(
+          e.id_json,
+          make_error(Errc::unauthorized, "authenticate first: {\"cmd\":\"auth\",\"token\":...}"));
     if (e.cmd == "msg") return on_msg(e);
     if (e.cmd == "heartbeat") return on_heartbeat(e);
     if (e.cmd == "sync") return on_sync(e);
-    if (e.cmd == "ping") return send(std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
+    if (e.cmd == "ping")
+      return send(
+          std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
     send_error(e.id_json, make_error(Errc::unknown_cmd, "unknown cmd: " + e.cmd.substr(0, 64)));
   }
 
@@ -236,12 +243,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     auto self = shared_from_this();
     ctx_.svc.run_blocking([self, seqs = std::move(seqs.value()), id = e.id_json] {
       auto r = self->ctx_.svc.heartbeat(self->auth_, seqs);
-      std::string frame = r ? proto::frame("heartbeat", id,
-                                           {{"seqs", proto::seqs_json(r.value())}, {"ts", now_ms()}})
-                            : proto::frame_error(id, r.error());
-      asio::post(self->ws_.get_executor(), [self, f = std::make_shared<const std::string>(std::move(frame))] {
-        self->send(f);
-      });
+      std::string frame =
+          r ? proto::frame("heartbeat", id,
+                           {{"seqs", proto::seqs_json(r.value())}, {"ts", now_ms()}})
+            : proto::frame_error(id, r.error());
+      asio::post(
+          self->ws_.get_executor(),
+          [self, f = std::make_shared<const std::string>(std::move(frame))] { self->send(f); });
     });
   }
 
@@ -260,7 +268,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
         frame = proto::frame_error(id, page.error());
       }
       asio::post(self->ws_.get_executor(),
-                 [self, tops = std::move(tops), f = std::make_shared<const std::string>(std::move(frame))] {
+                 [self, tops = std::move(tops),
+                  f = std::make_shared<const std::string>(std::move(frame))] {
                    self->send(f);
                    // The device now has these; the live stream need not send them again.
                    if (self->stream_)
@@ -282,7 +291,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     if (queued_bytes_ > ctx_.opts.max_send_queue_bytes) {
       // A chat client that does not read is cut off rather than buffered without limit.
       // Posted: we may be inside the hub's delivery loop.
-      asio::post(ws_.get_executor(), [self = shared_from_this()] { self->cut_off("slow consumer"); });
+      asio::post(ws_.get_executor(),
+                 [self = shared_from_this()] { self->cut_off("slow consumer"); });
       return;
     }
     if (!writing_) do_write();
@@ -291,8 +301,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
   void do_write() {
     writing_ = true;
     ws_.text(true);
-    ws_.async_write(asio::buffer(*queue_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+    ws_.async_write(
+        asio::buffer(*queue_.front()),
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
@@ -323,7 +334,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
       // The pending read completes with `closed` and runs finish().
       beast::error_code ignored;
-      beast::get_lowest_layer(self->ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      beast::get_lowest_layer(self->ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both,
+                                                           ignored);
     });
   }
 

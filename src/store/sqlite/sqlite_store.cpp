@@ -128,8 +128,8 @@ class SqliteSession final : public StoreSession {
   }
 
   Result<std::optional<UserRecord>> find_user(const std::string& id) override {
-    auto* s = prepare(
-        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = ?1");
+    auto* s =
+        prepare("SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = ?1");
     bind(s, 1, id);
     std::optional<UserRecord> out;
     int rc = sqlite3_step(s);
@@ -173,7 +173,8 @@ class SqliteSession final : public StoreSession {
 
   Status insert_token(const std::string& hash, const std::string& user_id,
                       const std::string& device_id, int64_t expires_at_ms) override {
-    auto* s = prepare("INSERT INTO tokens(hash, user_id, device_id, expires_at) VALUES(?1,?2,?3,?4)");
+    auto* s =
+        prepare("INSERT INTO tokens(hash, user_id, device_id, expires_at) VALUES(?1,?2,?3,?4)");
     bind(s, 1, hash);
     bind(s, 2, user_id);
     bind(s, 3, device_id);
@@ -362,8 +363,14 @@ class SqliteSession final : public StoreSession {
     bind(s, 4, m.publisher_name);
     bind(s, 5, std::string(message_type_name(m.type)));
     bind(s, 6, m.body);
-    if (m.client_msg_id.empty()) sqlite3_bind_null(s, 7); else bind(s, 7, m.client_msg_id);
-    if (file_id.empty()) sqlite3_bind_null(s, 8); else bind(s, 8, file_id);
+    if (m.client_msg_id.empty())
+      sqlite3_bind_null(s, 7);
+    else
+      bind(s, 7, m.client_msg_id);
+    if (file_id.empty())
+      sqlite3_bind_null(s, 8);
+    else
+      bind(s, 8, file_id);
     sqlite3_bind_int64(s, 9, m.ts_ms);
     int rc = step_done(s);
     if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "duplicate message");
@@ -413,7 +420,8 @@ class SqliteSession final : public StoreSession {
   Result<std::vector<std::pair<ConversationId, DeviceCursor>>> cursors(
       const std::string& user, const std::string& device) override {
     auto* s = prepare(
-        "SELECT conversation_id, acked, fetched FROM cursors WHERE user_id = ?1 AND device_id = ?2");
+        "SELECT conversation_id, acked, fetched FROM cursors WHERE user_id = ?1 AND device_id = "
+        "?2");
     bind(s, 1, user);
     bind(s, 2, device);
     std::vector<std::pair<ConversationId, DeviceCursor>> out;
@@ -579,7 +587,8 @@ class SqliteSession final : public StoreSession {
 
   Result<std::vector<Member>> members(ConversationId id) {
     auto* s = prepare(
-        "SELECT user_id, muted FROM members WHERE conversation_id = ?1 ORDER BY joined_at, user_id");
+        "SELECT user_id, muted FROM members WHERE conversation_id = ?1 ORDER BY joined_at, "
+        "user_id");
     sqlite3_bind_int64(s, 1, id);
     std::vector<Member> out;
     int rc;
@@ -601,9 +610,9 @@ class SqliteStore final : public Store {
 
   Result<std::unique_ptr<StoreSession>> open_session() override {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(opts_.path.c_str(), &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(opts_.path.c_str(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       std::string m = db ? sqlite3_errmsg(db) : "out of memory";
       sqlite3_close_v2(db);
@@ -633,7 +642,8 @@ class SqliteStore final : public Store {
     for (int i = version; i < total; ++i) {
       if (auto st = db->exec(kMigrations[i]); !st) {
         db->rollback();
-        return make_error(Errc::internal, "migration " + std::to_string(i + 1) + ": " + st.error().message);
+        return make_error(Errc::internal,
+                          "migration " + std::to_string(i + 1) + ": " + st.error().message);
       }
     }
     std::string set = "PRAGMA user_version=" + std::to_string(total);

@@ -9,7 +9,7 @@
 namespace converge {
 
 struct SqliteOptions {
-  std::string path;             // database file
+  std::string path;               // database file
   bool synchronous_full = false;  // false: synchronous=NORMAL (durable across process crashes)
 };
 

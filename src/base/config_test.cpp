@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include "base/config.hpp"
+
+using namespace converge;
+
+TEST(Config, DefaultsMatchTheDesign) {
+  Config c;
+  EXPECT_EQ(c.listen, "127.0.0.1:8080");
+  EXPECT_EQ(c.data_dir, "./data");
+  EXPECT_EQ(c.mqtt_listen, "127.0.0.1:1883");
+  EXPECT_EQ(c.registration, "open");
+  EXPECT_TRUE(config_validate(c));
+}
+
+TEST(Config, FileThenEnvThenFlagsInThatOrder) {
+  std::string path = ::testing::TempDir() + "/converge_cfg_test.conf";
+  {
+    std::ofstream f(path);
+    f << "# comment\nlisten = 127.0.0.1:9000\n data_dir = \"/tmp/x\" \nheartbeat_timeout_ms = 5000\n";
+  }
+  Config c;
+  ASSERT_TRUE(config_load_file(c, path));
+  EXPECT_EQ(c.listen, "127.0.0.1:9000");
+  EXPECT_EQ(c.data_dir, "/tmp/x");
+  EXPECT_EQ(c.heartbeat_timeout_ms, 5000);
+  std::map<std::string, std::string> env{{"CONVERGE_LISTEN", "127.0.0.1:9100"}};
+  ASSERT_TRUE(config_load_env(c, [&](const char* n) -> const char* {
+    auto it = env.find(n);
+    return it == env.end() ? nullptr : it->second.c_str();
+  }));
+  EXPECT_EQ(c.listen, "127.0.0.1:9100");
+  EXPECT_EQ(c.data_dir, "/tmp/x");  // not in env: the file's value stays
+  ASSERT_TRUE(config_set(c, "listen", "127.0.0.1:9200"));
+  EXPECT_EQ(c.listen, "127.0.0.1:9200");
+  std::remove(path.c_str());
+}
+
+TEST(Config, RejectsBadValuesWithTheKeyNamed) {
+  Config c;
+  auto s = config_set(c, "heartbeat_timeout_ms", "soon");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find("heartbeat_timeout_ms"), std::string::npos);
+  EXPECT_FALSE(config_set(c, "no_such_key", "1"));
+  EXPECT_FALSE(config_set(c, "max_file_bytes", "0"));  // below its minimum
+  ASSERT_TRUE(config_set(c, "registration", "closed"));
+  EXPECT_FALSE(config_validate(c));
+  c = Config{};
+  ASSERT_TRUE(config_set(c, "listen", "nonsense"));
+  EXPECT_FALSE(config_validate(c));
+  c = Config{};
+  c.admin_user = "root";  // without a password
+  EXPECT_FALSE(config_validate(c));
+}
+
+TEST(Config, MalformedFileLineIsReportedWithItsNumber) {
+  std::string path = ::testing::TempDir() + "/converge_cfg_bad.conf";
+  {
+    std::ofstream f(path);
+    f << "listen = 127.0.0.1:1\nthis line has no equals sign\n";
+  }
+  Config c;
+  auto s = config_load_file(c, path);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message.find(":2:"), std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST(Config, SplitHostPort) {
+  std::string h;
+  uint16_t p = 1;
+  ASSERT_TRUE(split_host_port("127.0.0.1:0", h, p));
+  EXPECT_EQ(h, "127.0.0.1");
+  EXPECT_EQ(p, 0);
+  ASSERT_TRUE(split_host_port("[::1]:8080", h, p));
+  EXPECT_EQ(h, "::1");
+  EXPECT_EQ(p, 8080);
+  EXPECT_FALSE(split_host_port("127.0.0.1", h, p));
+  EXPECT_FALSE(split_host_port("127.0.0.1:70000", h, p));
+}

@@ -1,0 +1,238 @@
+#include <gtest/gtest.h>
+
+#include "service/test_fixture.hpp"
+
+using namespace converge;
+using converge::testing::ServiceFixture;
+
+namespace {
+
+class Accounts : public ServiceFixture {};
+
+TEST_F(Accounts, RegisterLoginAuthenticate) {
+  auto u = svc_->register_user("alice", "Alice", "secret", false, false);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(svc_->register_user("alice", "", "x", false, false).error().code, Errc::conflict);
+  EXPECT_EQ(svc_->register_user("bad/id", "", "x", false, false).error().code, Errc::bad_request);
+  EXPECT_EQ(svc_->login("alice", "wrong", "d").error().code, Errc::unauthorized);
+  EXPECT_EQ(svc_->login("nobody", "secret", "d").error().code, Errc::unauthorized);
+  auto l = svc_->login("alice", "secret", "phone");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->token.size(), 64u);
+  auto a = svc_->authenticate(l->token);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->user_id, "alice");
+  EXPECT_EQ(a->user_name, "Alice");
+  EXPECT_EQ(a->device_id, "phone");
+  EXPECT_EQ(svc_->authenticate("deadbeef").error().code, Errc::unauthorized);
+  ASSERT_TRUE(svc_->logout(l->token));
+  EXPECT_EQ(svc_->authenticate(l->token).error().code, Errc::unauthorized);
+}
+
+TEST_F(Accounts, GeneratesAnIdWhenNoneIsGiven) {
+  auto u = svc_->register_user("", "Zed", "pw", false, false);
+  ASSERT_TRUE(u);
+  EXPECT_TRUE(valid_user_id(u->id));
+  EXPECT_EQ(u->name, "Zed");
+}
+
+class ClosedRegistration : public ServiceFixture {
+ protected:
+  void SetUp() override {
+    open_registration_ = false;
+    ServiceFixture::SetUp();
+  }
+};
+
+TEST_F(ClosedRegistration, OnlyAdminsAddUsers) {
+  EXPECT_EQ(svc_->register_user("alice", "", "pw", false, false).error().code, Errc::forbidden);
+  EXPECT_TRUE(svc_->register_user("alice", "", "pw", true, false));
+  ASSERT_TRUE(svc_->ensure_admin("root", "pw"));
+  auto l = svc_->login("root", "pw", "d");
+  ASSERT_TRUE(l);
+  EXPECT_TRUE(l->auth.is_admin);
+}
+
+class Conversations : public ServiceFixture {};
+
+TEST_F(Conversations, DirectIsIdempotentPerPair) {
+  auto a = user("alice"), b = user("bob");
+  CreateConversationRequest r{ConversationType::direct, {"bob"}, ""};
+  auto c1 = svc_->create_conversation(a, r);
+  ASSERT_TRUE(c1);
+  EXPECT_TRUE(c1->second);
+  CreateConversationRequest back{ConversationType::direct, {"alice"}, ""};
+  auto c2 = svc_->create_conversation(b, back);
+  ASSERT_TRUE(c2);
+  EXPECT_FALSE(c2->second);
+  EXPECT_EQ(c1->first.id, c2->first.id);
+  CreateConversationRequest three{ConversationType::direct, {"bob", "carol"}, ""};
+  user("carol");
+  EXPECT_EQ(svc_->create_conversation(a, three).error().code, Errc::bad_request);
+}
+
+TEST_F(Conversations, GroupsNeedRealMembers) {
+  auto a = user("alice");
+  CreateConversationRequest alone{ConversationType::group, {}, "solo"};
+  EXPECT_EQ(svc_->create_conversation(a, alone).error().code, Errc::bad_request);
+  CreateConversationRequest ghost{ConversationType::group, {"ghost"}, "g"};
+  EXPECT_EQ(svc_->create_conversation(a, ghost).error().code, Errc::not_found);
+  EXPECT_TRUE(svc_->list_conversations(a)->empty());
+}
+
+TEST_F(Conversations, OnlyMembersReadAndOnlyTheOwnerRemovesOthers) {
+  auto a = user("alice"), b = user("bob"), c = user("carol");
+  auto g = group(a, {"bob"});
+  EXPECT_EQ(svc_->history(c, g, 0, 0, 10).error().code, Errc::forbidden);
+  EXPECT_EQ(svc_->add_members(c, g, {"carol"}).error().code, Errc::forbidden);
+  ASSERT_TRUE(svc_->add_members(b, g, {"carol"}));
+  EXPECT_TRUE(svc_->history(c, g, 0, 0, 10));
+  EXPECT_EQ(svc_->remove_member(b, g, "carol").error().code, Errc::forbidden);
+  ASSERT_TRUE(svc_->remove_member(c, g, "carol"));  // leaving is always allowed
+  ASSERT_TRUE(svc_->add_members(a, g, {"carol"}));
+  ASSERT_TRUE(svc_->remove_member(a, g, "carol"));  // the owner removes
+  EXPECT_EQ(svc_->history(c, g, 0, 0, 10).error().code, Errc::forbidden);
+}
+
+class Messaging : public ServiceFixture {};
+
+TEST_F(Messaging, SeqIsGaplessAndRetriesAreStoredOnce) {
+  auto a = user("alice"), b = user("bob");
+  auto g = group(a, {"bob"});
+  auto s1 = send(a, g, "one", "c1");
+  ASSERT_TRUE(s1);
+  EXPECT_EQ(s1->seq, 1);
+  auto retry = send(a, g, "one", "c1");
+  ASSERT_TRUE(retry);
+  EXPECT_EQ(retry->seq, 1);
+  EXPECT_TRUE(retry->duplicate);
+  auto s2 = send(b, g, "two", "c1");  // client_msg_id is per publisher
+  ASSERT_TRUE(s2);
+  EXPECT_EQ(s2->seq, 2);
+  auto h = svc_->history(a, g, 0, 0, 10);
+  ASSERT_TRUE(h);
+  ASSERT_EQ(h->size(), 2u);
+  EXPECT_EQ((*h)[0].publisher_id, "alice");
+  EXPECT_EQ((*h)[1].seq, 2);
+}
+
+TEST_F(Messaging, RejectionsStoreNothing) {
+  auto a = user("alice"), b = user("bob"), c = user("carol");
+  auto g = group(a, {"bob"});
+  EXPECT_EQ(send(c, g, "x").error().code, Errc::forbidden);
+  EXPECT_EQ(send(a, g + 100, "x").error().code, Errc::not_found);
+  SendRequest img;
+  img.conversation_id = g;
+  img.type = MessageType::image;
+  img.file_id = "nope";
+  std::promise<Result<SendAck>> p;
+  svc_->send(a, img, [&p](Result<SendAck> r) { p.set_value(std::move(r)); });
+  EXPECT_EQ(p.get_future().get().error().code, Errc::not_found);
+  EXPECT_TRUE(svc_->history(a, g, 0, 0, 10)->empty());
+  EXPECT_EQ(send(a, g, "ok")->seq, 1);  // no seq was burnt
+}
+
+TEST_F(Messaging, FilesAreSharedOnlyWhereSent) {
+  auto a = user("alice"), b = user("bob"), c = user("carol");
+  auto g = group(a, {"bob"});
+  auto f = svc_->store_file(a, "../../etc/cat.png", "image/png", "PNGDATA");
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->name, "cat.png");
+  EXPECT_EQ(svc_->open_file(b, f->id).error().code, Errc::forbidden);
+  SendRequest r;
+  r.conversation_id = g;
+  r.type = MessageType::image;
+  r.file_id = f->id;
+  std::promise<Result<SendAck>> p;
+  svc_->send(a, r, [&p](Result<SendAck> x) { p.set_value(std::move(x)); });
+  ASSERT_TRUE(p.get_future().get());
+  auto opened = svc_->open_file(b, f->id);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(opened->meta.mime, "image/png");
+  EXPECT_EQ(std::filesystem::file_size(opened->path), 7u);
+  EXPECT_EQ(svc_->open_file(c, f->id).error().code, Errc::forbidden);
+  EXPECT_EQ(svc_->open_file(a, "nope").error().code, Errc::not_found);
+  EXPECT_EQ(svc_->store_file(a, "x", "not a mime", "d").error().code, Errc::bad_request);
+}
+
+TEST_F(Messaging, SyncPagesAfterTheHeartbeatCursor) {
+  auto a = user("alice"), b = user("bob", "tablet");
+  auto g1 = group(a, {"bob"});
+  auto g2 = group(a, {"bob"});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(send(a, g1, "x"));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(send(a, g2, "y"));
+  SyncRequest req;
+  req.limit = 4;
+  auto p1 = svc_->sync(b, req);
+  ASSERT_TRUE(p1);
+  ASSERT_EQ(p1->messages.size(), 4u);
+  EXPECT_TRUE(p1->more);
+  req.cursor = p1->next_cursor;
+  auto p2 = svc_->sync(b, req);
+  ASSERT_TRUE(p2);
+  ASSERT_EQ(p2->messages.size(), 2u);
+  EXPECT_FALSE(p2->more);
+  EXPECT_EQ(p2->messages.back().conversation_id, g2);
+  EXPECT_EQ(p2->messages.back().seq, 3);
+
+  ASSERT_TRUE(svc_->heartbeat(b, {{g1, 3}, {g2, 99}}));  // 99 is clamped to the last seq
+  auto empty = svc_->sync(b, SyncRequest{});
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->messages.empty());
+  ASSERT_TRUE(send(a, g2, "z"));
+  auto later = svc_->sync(b, SyncRequest{});
+  ASSERT_EQ(later->messages.size(), 1u);
+  EXPECT_EQ(later->messages[0].seq, 4);
+  // Another device of bob has its own cursor.
+  auto b2 = user("bob", "phone");
+  EXPECT_EQ(svc_->sync(b2, SyncRequest{})->messages.size(), 7u);
+}
+
+TEST_F(Messaging, HeartbeatForAForeignConversationStoresNothing) {
+  auto a = user("alice"), b = user("bob"), c = user("carol");
+  auto g = group(a, {"bob"});
+  auto mine = group(c, {"bob"});
+  ASSERT_TRUE(send(a, g, "x"));
+  EXPECT_EQ(svc_->heartbeat(c, {{g, 1}, {mine, 0}}).error().code, Errc::forbidden);
+  EXPECT_TRUE(svc_->stream_positions(c)->empty());
+  EXPECT_EQ(svc_->sync(c, SyncRequest{})->messages.size(), 0u);
+}
+
+// A device attached to the hub receives what is stored, once per message.
+class Sink : public DeviceSink {
+ public:
+  explicit Sink(std::string uid) : uid_(std::move(uid)) {}
+  const std::string& sink_user_id() const override { return uid_; }
+  void deliver(const std::shared_ptr<const Delivery>& d) override { got.push_back(d->msg.seq); }
+  void notify(const std::shared_ptr<const Notice>& n) override { notices.push_back(n->payload_json); }
+  std::vector<Seq> got;
+  std::vector<std::string> notices;
+
+ private:
+  std::string uid_;
+};
+
+TEST_F(Messaging, FanOutReachesEveryMemberDeviceOnly) {
+  auto a = user("alice"), b = user("bob");
+  user("carol");
+  auto g = group(a, {"bob"});
+  Sink bob1("bob"), bob2("bob"), carol("carol"), alice("alice");
+  for (auto* s : {&bob1, &bob2, &carol, &alice}) hub_.attach(shard_, s);
+  ASSERT_TRUE(send(a, g, "1"));
+  ASSERT_TRUE(send(b, g, "2"));
+  ASSERT_TRUE(loop_.run_until([&] { return bob2.got.size() == 2 && alice.got.size() == 2; }));
+  EXPECT_EQ(bob1.got, (std::vector<Seq>{1, 2}));
+  EXPECT_TRUE(carol.got.empty());
+  ASSERT_TRUE(svc_->ensure_admin("root", "pw"));
+  auto root = svc_->login("root", "pw", "d")->auth;
+  ASSERT_TRUE(svc_->send_event(root, "carol", R"({"k":1})"));
+  EXPECT_EQ(svc_->send_event(a, "carol", "{}").error().code, Errc::forbidden);
+  EXPECT_EQ(svc_->send_event(root, "ghost", "{}").error().code, Errc::not_found);
+  ASSERT_TRUE(svc_->broadcast(root, R"({"all":true})"));
+  ASSERT_TRUE(loop_.run_until([&] { return carol.notices.size() == 2 && bob1.notices.size() == 1; }));
+  EXPECT_EQ(carol.notices[0], R"({"k":1})");
+  for (auto* s : {&bob1, &bob2, &carol, &alice}) hub_.detach(shard_, s);
+  EXPECT_EQ(hub_.sinks(), 0);
+}
+
+}  // namespace
