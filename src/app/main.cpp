@@ -50,13 +50,22 @@ Result<Config> resolve_config(const Cli& cli) {
   return cfg;
 }
 
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string dashed(std::string s) {
+  for (auto& c : s)
+    if (c == '_') c = '-';
+  return s;
+}
+
 // Adds --<key> for every configuration key to `cmd`, collecting into `cli`.
 void add_config_flags(CLI::App* cmd, Cli& cli) {
   cmd->add_option("--config", cli.config_file, "configuration file (key = value lines)");
   for (auto& k : config_keys()) {
-    std::string flag = "--" + k.key;
-    for (auto& c : flag)
-      if (c == '_') c = '-';
+    std::string flag = "--" + dashed(k.key);
     std::string key = k.key;
     cmd->add_option_function<std::string>(
         flag, [&cli, key](const std::string& v) { cli.flags.emplace_back(key, v); }, k.help);
@@ -269,6 +278,15 @@ int main(int argc, char** argv) {
   add_cmd->add_option("--name", name, "display name");
   add_cmd->add_flag("--admin", admin, "create or reset as an admin");
   add_config_flags(add_cmd, cli);
+
+  app.add_subcommand("config", "print every configuration key with its default, as a config file")
+      ->callback([] {
+        Config defaults;
+        for (auto& k : config_keys())
+          std::printf("# %s (env CONVERGE_%s, flag --%s)\n%s = %s\n", k.help.c_str(),
+                      upper(k.key).c_str(), dashed(k.key).c_str(), k.key.c_str(),
+                      k.get(defaults).c_str());
+      });
 
   app.add_subcommand("version", "print the version")->callback([] {
     std::printf("converge %s\n", CONVERGE_VERSION);
