@@ -26,6 +26,7 @@ namespace {
 // Application close codes (4000-4999 are ours).
 constexpr uint16_t kCloseHeartbeatTimeout = 4000;
 constexpr uint16_t kCloseUnauthorized = 4001;
+constexpr std::size_t kMaxPendingBeforeAuth = 64;
 
 class WsSession final : public std::enable_shared_from_this<WsSession>, public DeviceSink {
  public:
@@ -130,16 +131,32 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       }
       return authenticate(std::move(token), e.id_json);
     }
-    if (!authed_)
+    if (!authed_) {
+      // Seed 000 clients put the token in every envelope: the first one authenticates the
+      // connection, and commands wait for the answer (in order, a bounded few).
+      if (!authenticating_ && !e.token.empty()) authenticate(e.token, "");
+      if (authenticating_) {
+        if (pending_.size() >= kMaxPendingBeforeAuth)
+          return send_error(e.id_json, make_error(Errc::unavailable, "too many frames before authentication"));
+        pending_.push_back(std::move(e));
+        return;
+      }
       return send_error(
           e.id_json,
           make_error(Errc::unauthorized, "authenticate first: {\"cmd\":\"auth\",\"token\":...}"));
+    }
+    dispatch(e);
+  }
+
+  void dispatch(proto::Envelope& e) {
     if (e.cmd == "msg") return on_msg(e);
     if (e.cmd == "heartbeat") return on_heartbeat(e);
     if (e.cmd == "sync") return on_sync(e);
     if (e.cmd == "ping")
       return send(
           std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
+    if (e.cmd == "auth")
+      return send_error(e.id_json, make_error(Errc::bad_request, "already authenticated"));
     send_error(e.id_json, make_error(Errc::unknown_cmd, "unknown cmd: " + e.cmd.substr(0, 64)));
   }
 
@@ -160,6 +177,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     if (closing_) return;
     if (!a) {
       send_error(id_json, a.error());
+      for (auto& e : pending_) send_error(e.id_json, a.error());
+      pending_.clear();
       begin_close(kCloseUnauthorized, "unauthorized");
       return;
     }
@@ -200,6 +219,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
         if (self->stream_) self->stream_->start(pos ? pos.value() : SeqMap{}, last);
       });
     });
+    auto waiting = std::move(pending_);
+    pending_.clear();
+    for (auto& e : waiting) dispatch(e);
   }
 
   void emit(const std::shared_ptr<const Delivery>& d) {
@@ -285,7 +307,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
 
   // --- the bounded send queue ---
   void send(std::shared_ptr<const std::string> frame) {
-    if (close_started_ || dead_) return;
+    if (closing_ || dead_) return;  // a close was asked for: let the queue drain
     queued_bytes_ += frame->size();
     queue_.push_back(std::move(frame));
     if (queued_bytes_ > ctx_.opts.max_send_queue_bytes) {
@@ -407,6 +429,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
   AuthContext auth_;
   std::shared_ptr<DeviceStream> stream_;
   std::deque<std::shared_ptr<const std::string>> queue_;
+  std::vector<proto::Envelope> pending_;  // commands that arrived while authenticating
   std::size_t queued_bytes_ = 0;  // bytes in queue_, including the frame being written
   int64_t accepted_at_us_ = 0;
   int64_t last_activity_us_ = 0;  // mono_us of the last frame received
