@@ -21,7 +21,8 @@ TEST(Config, FileThenEnvThenFlagsInThatOrder) {
   std::string path = ::testing::TempDir() + "/converge_cfg_test.conf";
   {
     std::ofstream f(path);
-    f << "# comment\nlisten = 127.0.0.1:9000\n data_dir = \"/tmp/x\" \nheartbeat_timeout_ms = 5000\n";
+    f << "# comment\nlisten = 127.0.0.1:9000\n data_dir = \"/tmp/x\" \nheartbeat_timeout_ms = "
+         "5000\n";
   }
   Config c;
   ASSERT_TRUE(config_load_file(c, path));

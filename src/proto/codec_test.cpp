@@ -49,13 +49,13 @@ TEST(Send, ValidatesTypesAndSizes) {
     ASSERT_FALSE(r) << json;
     EXPECT_EQ(r.error().code, want) << json << ": " << r.error().message;
   };
-  check(R"({"body":"x"})", Errc::bad_request);                                 // no conversation
-  check(R"({"conversation_id":{},"body":"x"})", Errc::bad_request);            // wrong type
-  check(R"({"conversation_id":"0","body":"x"})", Errc::bad_request);           // not an id
-  check(R"({"conversation_id":"1","body":5})", Errc::bad_request);             // body not string
+  check(R"({"body":"x"})", Errc::bad_request);                        // no conversation
+  check(R"({"conversation_id":{},"body":"x"})", Errc::bad_request);   // wrong type
+  check(R"({"conversation_id":"0","body":"x"})", Errc::bad_request);  // not an id
+  check(R"({"conversation_id":"1","body":5})", Errc::bad_request);    // body not string
   check(R"({"conversation_id":"1","type":"video","body":"x"})", Errc::bad_request);
-  check(R"({"conversation_id":"1","type":"text"})", Errc::bad_request);        // empty text
-  check(R"({"conversation_id":"1","type":"image"})", Errc::bad_request);       // no file_id
+  check(R"({"conversation_id":"1","type":"text"})", Errc::bad_request);   // empty text
+  check(R"({"conversation_id":"1","type":"image"})", Errc::bad_request);  // no file_id
   check(R"({"conversation_id":"1","body":"01234567890123456"})", Errc::too_large);
   check(R"({"conversation_id":"1","body":"x","client_msg_id":7})", Errc::bad_request);
 }

@@ -88,7 +88,8 @@ TEST_F(Stream, AdvanceSkipsWhatASyncAlreadyDelivered) {
 
 TEST_F(Stream, HoldingTooMuchOverflows) {
   auto st = make();
-  for (Seq s = 1; s <= static_cast<Seq>(DeviceStream::kMaxHeld) + 1; ++s) st->on_delivery(live(3, s));
+  for (Seq s = 1; s <= static_cast<Seq>(DeviceStream::kMaxHeld) + 1; ++s)
+    st->on_delivery(live(3, s));
   EXPECT_TRUE(overflowed);
 }
 

@@ -204,7 +204,9 @@ class Sink : public DeviceSink {
   explicit Sink(std::string uid) : uid_(std::move(uid)) {}
   const std::string& sink_user_id() const override { return uid_; }
   void deliver(const std::shared_ptr<const Delivery>& d) override { got.push_back(d->msg.seq); }
-  void notify(const std::shared_ptr<const Notice>& n) override { notices.push_back(n->payload_json); }
+  void notify(const std::shared_ptr<const Notice>& n) override {
+    notices.push_back(n->payload_json);
+  }
   std::vector<Seq> got;
   std::vector<std::string> notices;
 
@@ -229,7 +231,8 @@ TEST_F(Messaging, FanOutReachesEveryMemberDeviceOnly) {
   EXPECT_EQ(svc_->send_event(a, "carol", "{}").error().code, Errc::forbidden);
   EXPECT_EQ(svc_->send_event(root, "ghost", "{}").error().code, Errc::not_found);
   ASSERT_TRUE(svc_->broadcast(root, R"({"all":true})"));
-  ASSERT_TRUE(loop_.run_until([&] { return carol.notices.size() == 2 && bob1.notices.size() == 1; }));
+  ASSERT_TRUE(
+      loop_.run_until([&] { return carol.notices.size() == 2 && bob1.notices.size() == 1; }));
   EXPECT_EQ(carol.notices[0], R"({"k":1})");
   for (auto* s : {&bob1, &bob2, &carol, &alice}) hub_.detach(shard_, s);
   EXPECT_EQ(hub_.sinks(), 0);

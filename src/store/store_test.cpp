@@ -32,7 +32,8 @@ class StoreSuite : public ::testing::Test {
     auto s = store_->open_session();
     ASSERT_TRUE(s);
     s_ = std::move(s.value());
-    for (auto id : {"alice", "bob", "carol"}) ASSERT_TRUE(s_->create_user(User{id, id, false, 1}, "h"));
+    for (auto id : {"alice", "bob", "carol"})
+      ASSERT_TRUE(s_->create_user(User{id, id, false, 1}, "h"));
   }
 
   ConversationId make_group(std::vector<std::string> members) {

@@ -10,7 +10,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>  // is_upgrade
 #include <boost/url/parse.hpp>
 #include <filesystem>
 #include <thread>
@@ -128,8 +128,20 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
           if (p.key == "token") token = p.value;
       if (token.empty())
         token = std::string(proto::strip_token_prefix(req[http::field::authorization]));
+      std::string key(req[http::field::sec_websocket_key]);
+      if (req[http::field::sec_websocket_version] != "13" || key.empty()) {
+        keep_alive_ = false;
+        ApiResponse r =
+            api_error(426, "bad_request", "WebSocket version 13 with a key is required");
+        r.headers["Sec-WebSocket-Version"] = "13";
+        return reply(std::move(r), version);
+      }
+      auto early = buf_.cdata();
+      std::string rest(static_cast<const char*>(early.data()), early.size());
       ctx_.untrack(this);
-      start_ws_session(ctx_, loop_, std::move(stream_), std::move(req), std::move(token));
+      stream_.expires_never();
+      start_ws_session(ctx_, loop_, stream_.release_socket(), key, std::move(rest),
+                       std::move(token));
       return;
     }
 

@@ -1,14 +1,15 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
 #include <spdlog/spdlog.h>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/websocket/stream.hpp>
+#include <boost/asio/write.hpp>
 #include <deque>
 
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
 #include "gateway/http/context.hpp"
+#include "gateway/ws/frame.hpp"
 #include "net/io_pool.hpp"
 #include "proto/codec.hpp"
 #include "service/device_stream.hpp"
@@ -16,42 +17,49 @@
 
 namespace converge {
 
-namespace beast = boost::beast;
-namespace websocket = beast::websocket;
 namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
 namespace json = boost::json;
 
 namespace {
 
-// Application close codes (4000-4999 are ours).
-constexpr uint16_t kCloseHeartbeatTimeout = 4000;
-constexpr uint16_t kCloseUnauthorized = 4001;
+constexpr uint16_t kCloseHeartbeatTimeout = ws::heartbeat_timeout;
+constexpr uint16_t kCloseUnauthorized = ws::unauthorized;
+constexpr std::size_t kReadChunk = 16 << 10;          // bytes asked of the socket per read
+constexpr std::size_t kMaxFramesPerWrite = 64;        // frames gathered into one write
+constexpr std::size_t kMaxBytesPerWrite = 256 << 10;  // bytes gathered into one write
 constexpr std::size_t kMaxPendingBeforeAuth = 64;
 
-class WsSession final : public std::enable_shared_from_this<WsSession>, public DeviceSink {
+class WsSession final : public std::enable_shared_from_this<WsSession>,
+                        public DeviceSink,
+                        private ws::FrameParser::Handler {
  public:
-  WsSession(HttpServer::Impl& ctx, std::size_t loop, beast::tcp_stream stream, std::string token)
+  WsSession(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket, std::string token)
       : ctx_(ctx),
         loop_(loop),
-        ws_(std::move(stream)),
-        timer_(ws_.get_executor()),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        parser_(ctx.opts.max_frame_bytes),
         pending_token_(std::move(token)) {}
 
   ~WsSession() override = default;
 
-  void run(HttpRequest req) {
-    beast::get_lowest_layer(ws_).expires_never();  // websocket has its own timeouts
-    websocket::stream_base::timeout t{};
-    t.handshake_timeout = std::chrono::seconds(15);
-    t.idle_timeout = websocket::stream_base::none();  // heartbeats decide (see on_timer)
-    t.keep_alive_pings = false;
-    ws_.set_option(t);
-    ws_.read_message_max(ctx_.opts.max_frame_bytes);
-    ws_.auto_fragment(false);
-    ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(beast::http::field::server, "converge"); }));
-    ws_.async_accept(req,
-                     [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
+  // The upgrade request was validated by the HTTP session; answer 101 and start framing.
+  // `early` holds bytes the client sent after its request, already read from the socket.
+  void run(const std::string& client_key, std::string early) {
+    std::string res =
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Server: converge\r\nSec-WebSocket-Accept: " +
+        ws::accept_key(client_key) + "\r\n\r\n";
+    rbuf_.assign(early.begin(), early.end());
+    Out o;
+    o.payload = std::make_shared<const std::string>(std::move(res));
+    o.raw = true;
+    queued_bytes_ += o.payload->size();
+    queue_.push_back(std::move(o));
+    do_write();
+    on_accept();
   }
 
   // --- DeviceSink (network thread) ---
@@ -74,46 +82,75 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
   }
 
  private:
-  void on_accept(beast::error_code ec) {
-    if (ec) return;  // handshake failed; nothing was registered
+  void on_accept() {
     accepted_ = true;
     ctx_.metrics.ws_connections.add(1);
     std::weak_ptr<WsSession> weak = weak_from_this();
-    auto exec = ws_.get_executor();
+    auto exec = socket_.get_executor();
     ctx_.track(this, [weak, exec] {
       asio::post(exec, [weak] {
-        if (auto s = weak.lock())
-          s->begin_close(websocket::close_code::going_away, "node stopping");
+        if (auto s = weak.lock()) s->begin_close(ws::going_away, "node stopping");
       });
     });
     accepted_at_us_ = last_activity_us_ = mono_us();
     arm_timer(ctx_.opts.heartbeat_timeout_ms);
     if (!pending_token_.empty()) authenticate(std::move(pending_token_), "");
-    do_read();
+    // Bytes that came with the upgrade request are framed before reading more.
+    std::size_t have = rbuf_.size();
+    rbuf_.resize(std::max<std::size_t>(kReadChunk, have));
+    consume(have);
   }
 
   void do_read() {
-    ws_.async_read(buf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_read(ec);
-    });
+    if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);  // a header split over reads
+    socket_.async_read_some(
+        asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
+        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
   }
 
-  void on_read(beast::error_code ec) {
-    if (ec) {
-      if (ec == websocket::error::message_too_big) ctx_.metrics.errors_total.add();
-      finish();
-      return;
+  void on_read(error_code ec, std::size_t n) {
+    if (ec) return finish();
+    consume(n);
+  }
+
+  // Frames the `n` new bytes after the `rlen_` kept ones.
+  void consume(std::size_t n) {
+    rlen_ += n;
+    if (rlen_ > 0 && !peer_closed_) {
+      last_activity_us_ = mono_us();
+      std::size_t used = parser_.feed(rbuf_.data(), rlen_, *this);
+      if (parser_.failed()) {
+        if (parser_.failure_code() == ws::too_big) ctx_.metrics.errors_total.add();
+        peer_closed_ = true;  // read nothing more from a peer that broke the protocol
+        begin_close(parser_.failure_code(), parser_.failure_reason());
+        used = rlen_;
+      }
+      std::memmove(rbuf_.data(), rbuf_.data() + used, rlen_ - used);
+      rlen_ -= used;
     }
-    last_activity_us_ = mono_us();
-    if (!ws_.got_text()) {
-      send_error(
-          "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
-    } else {
-      auto data = buf_.cdata();
-      handle_text(std::string_view(static_cast<const char*>(data.data()), data.size()));
-    }
-    buf_.consume(buf_.size());
     do_read();  // even while closing: the read side sees the end and runs finish()
+  }
+
+  // --- FrameParser::Handler ---
+  void on_message(ws::Opcode op, std::string_view payload) override {
+    if (closing_) return;
+    if (op != ws::text)
+      return send_error(
+          "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
+    handle_text(payload);
+  }
+
+  void on_ping(std::string_view payload) override {
+    if (closing_) return;
+    enqueue_control(ws::pong, std::string(payload));
+  }
+
+  void on_close(uint16_t code, std::string_view) override {
+    peer_closed_ = true;
+    // Echo the peer's code, then shut our side down once the echo is written.
+    bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+                    (code >= 3000 && code <= 4999);
+    if (!closing_) begin_close(sendable ? code : static_cast<uint16_t>(ws::normal), "");
   }
 
   void handle_text(std::string_view text) {
@@ -137,7 +174,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       if (!authenticating_ && !e.token.empty()) authenticate(e.token, "");
       if (authenticating_) {
         if (pending_.size() >= kMaxPendingBeforeAuth)
-          return send_error(e.id_json, make_error(Errc::unavailable, "too many frames before authentication"));
+          return send_error(e.id_json,
+                            make_error(Errc::unavailable, "too many frames before authentication"));
         pending_.push_back(std::move(e));
         return;
       }
@@ -166,7 +204,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     auto self = shared_from_this();
     ctx_.svc.run_blocking([self, token = std::move(token), id_json = std::move(id_json)] {
       auto a = self->ctx_.svc.authenticate(token);
-      asio::post(self->ws_.get_executor(), [self, a = std::move(a), id_json]() mutable {
+      asio::post(self->socket_.get_executor(), [self, a = std::move(a), id_json]() mutable {
         self->on_authenticated(std::move(a), id_json);
       });
     });
@@ -194,7 +232,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     send(std::make_shared<const std::string>(proto::frame("ready", id_json, d)));
 
     std::weak_ptr<WsSession> weak = weak_from_this();
-    auto exec = ws_.get_executor();
+    auto exec = socket_.get_executor();
     stream_ = DeviceStream::create(
         ctx_.svc, [exec](std::function<void()> fn) { asio::post(exec, std::move(fn)); },
         [this](const std::shared_ptr<const Delivery>& d) { emit(d); },
@@ -215,9 +253,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       SeqMap last;
       if (convs)
         for (auto& c : convs.value()) last[c.id] = c.last_seq;
-      asio::post(self->ws_.get_executor(), [self, pos = std::move(pos), last = std::move(last)] {
-        if (self->stream_) self->stream_->start(pos ? pos.value() : SeqMap{}, last);
-      });
+      asio::post(self->socket_.get_executor(),
+                 [self, pos = std::move(pos), last = std::move(last)] {
+                   if (self->stream_) self->stream_->start(pos ? pos.value() : SeqMap{}, last);
+                 });
     });
     auto waiting = std::move(pending_);
     pending_.clear();
@@ -252,7 +291,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       }
       auto f = std::make_shared<const std::string>(std::move(frame));
       bool failed = !r;
-      asio::post(self->ws_.get_executor(), [self, f, failed] {
+      asio::post(self->socket_.get_executor(), [self, f, failed] {
         if (failed) self->ctx_.metrics.errors_total.add();
         self->send(f);
       });
@@ -270,7 +309,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
                            {{"seqs", proto::seqs_json(r.value())}, {"ts", now_ms()}})
             : proto::frame_error(id, r.error());
       asio::post(
-          self->ws_.get_executor(),
+          self->socket_.get_executor(),
           [self, f = std::make_shared<const std::string>(std::move(frame))] { self->send(f); });
     });
   }
@@ -289,7 +328,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
       } else {
         frame = proto::frame_error(id, page.error());
       }
-      asio::post(self->ws_.get_executor(),
+      asio::post(self->socket_.get_executor(),
                  [self, tops = std::move(tops),
                   f = std::make_shared<const std::string>(std::move(frame))] {
                    self->send(f);
@@ -305,60 +344,89 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     send(std::make_shared<const std::string>(proto::frame_error(id_json, err)));
   }
 
-  // --- the bounded send queue ---
+  // --- the bounded send queue; queued frames go out gathered into one write ---
+  struct Out {
+    std::shared_ptr<const std::string> payload;  // shared by every recipient of a delivery
+    uint8_t header[10] = {};
+    uint8_t header_len = 0;
+    bool raw = false;  // the 101 response: no frame header
+  };
+
   void send(std::shared_ptr<const std::string> frame) {
     if (closing_ || dead_) return;  // a close was asked for: let the queue drain
-    queued_bytes_ += frame->size();
-    queue_.push_back(std::move(frame));
+    Out o;
+    o.header_len = static_cast<uint8_t>(ws::encode_header(o.header, ws::text, frame->size()));
+    queued_bytes_ += frame->size() + o.header_len;
+    o.payload = std::move(frame);
+    queue_.push_back(std::move(o));
     if (queued_bytes_ > ctx_.opts.max_send_queue_bytes) {
       // A chat client that does not read is cut off rather than buffered without limit.
       // Posted: we may be inside the hub's delivery loop.
-      asio::post(ws_.get_executor(),
+      asio::post(socket_.get_executor(),
                  [self = shared_from_this()] { self->cut_off("slow consumer"); });
       return;
     }
     if (!writing_) do_write();
   }
 
-  void do_write() {
-    writing_ = true;
-    ws_.text(true);
-    ws_.async_write(
-        asio::buffer(*queue_.front()),
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+  void enqueue_control(ws::Opcode op, std::string payload) {
+    if (dead_) return;
+    Out o;
+    o.header_len = static_cast<uint8_t>(ws::encode_header(o.header, op, payload.size()));
+    queued_bytes_ += payload.size() + o.header_len;
+    o.payload = std::make_shared<const std::string>(std::move(payload));
+    queue_.push_back(std::move(o));
+    if (!writing_) do_write();
   }
 
-  void on_write(beast::error_code ec) {
+  void do_write() {
+    if (queue_.empty() || dead_) return;
+    writing_ = true;
+    bufs_.clear();
+    std::size_t bytes = 0;
+    for (auto& o : queue_) {
+      if (bufs_.size() / 2 >= kMaxFramesPerWrite || (bytes > 0 && bytes >= kMaxBytesPerWrite))
+        break;
+      if (!o.raw) bufs_.emplace_back(o.header, o.header_len);
+      bufs_.emplace_back(o.payload->data(), o.payload->size());
+      bytes += o.header_len + o.payload->size();
+      ++in_flight_;
+    }
+    asio::async_write(socket_, bufs_, [self = shared_from_this()](error_code ec, std::size_t) {
+      self->on_write(ec);
+    });
+  }
+
+  void on_write(error_code ec) {
     writing_ = false;
     if (ec) {
       dead_ = true;
-      return;  // the read side sees the failure and finishes
+      error_code ignored;
+      socket_.close(ignored);  // the read side sees the failure and finishes
+      return;
     }
-    queued_bytes_ -= queue_.front()->size();
-    queue_.pop_front();
-    if (!queue_.empty() && !close_started_) return do_write();
-    if (closing_) start_close();
+    for (; in_flight_ > 0; --in_flight_) {
+      queued_bytes_ -= queue_.front().header_len + queue_.front().payload->size();
+      queue_.pop_front();
+    }
+    if (!queue_.empty()) return do_write();
+    if (close_sent_) {
+      // Our close frame is out: no more writes. Wait for the peer's close (or EOF) on the read
+      // side; the timer cuts a peer that never answers.
+      error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_send, ignored);
+      if (peer_closed_) socket_.close(ignored);
+    }
   }
 
-  // Graceful close: flush what is queued, then a close frame.
+  // Graceful close: what is queued goes out, then a close frame.
   void begin_close(uint16_t code, const char* reason) {
     if (closing_ || !accepted_) return;
     closing_ = true;
-    close_code_ = code;
-    close_reason_ = reason;
-    if (!writing_) start_close();
-  }
-
-  void start_close() {
-    if (close_started_ || dead_) return;
-    close_started_ = true;
-    websocket::close_reason cr(static_cast<websocket::close_code>(close_code_), close_reason_);
-    ws_.async_close(cr, [self = shared_from_this()](beast::error_code) {
-      // The pending read completes with `closed` and runs finish().
-      beast::error_code ignored;
-      beast::get_lowest_layer(self->ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both,
-                                                           ignored);
-    });
+    close_sent_ = true;
+    timer_.cancel();
+    arm_timer(5000);  // a peer that neither reads nor answers is cut after this
+    enqueue_control(ws::close, ws::close_payload(code, reason));
   }
 
   // Hard cut: the peer is not reading, so a close frame would not get through either.
@@ -367,13 +435,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     spdlog::info("ws {}:{} cut off: {}", auth_.user_id, auth_.device_id, why);
     if (std::string_view(why) == "slow consumer") ctx_.metrics.slow_consumer_closes_total.add();
     dead_ = true;
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    error_code ignored;
+    socket_.close(ignored);
   }
 
   void arm_timer(int64_t ms) {
     timer_.expires_after(std::chrono::milliseconds(ms));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
       if (!ec) self->on_timer();
     });
   }
@@ -390,14 +458,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
     const int64_t now = mono_us();
     if (!authed_ && now - accepted_at_us_ >= timeout_us) {
       send_error("", make_error(Errc::unauthorized, "no auth frame in time"));
-      begin_close(kCloseUnauthorized, "auth timeout");
-      return arm_timer(5000);
+      return begin_close(kCloseUnauthorized, "auth timeout");
     }
     const int64_t idle = now - last_activity_us_;
     if (idle >= timeout_us) {
       ctx_.metrics.heartbeat_timeouts_total.add();
       begin_close(kCloseHeartbeatTimeout, "heartbeat timeout");
-      arm_timer(5000);  // if the peer never answers the close frame, do not wait forever
       return;
     }
     arm_timer((timeout_us - idle) / 1000 + 1);
@@ -421,36 +487,40 @@ class WsSession final : public std::enable_shared_from_this<WsSession>, public D
 
   HttpServer::Impl& ctx_;
   std::size_t loop_;  // index of our network loop = our hub shard
-  websocket::stream<beast::tcp_stream> ws_;
-  beast::flat_buffer buf_;
+  tcp::socket socket_;
   asio::steady_timer timer_;
+  ws::FrameParser parser_;
+  std::vector<uint8_t> rbuf_;  // bytes read; the first rlen_ are not yet framed
+  std::size_t rlen_ = 0;
   std::string pending_token_;
 
   AuthContext auth_;
   std::shared_ptr<DeviceStream> stream_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::deque<Out> queue_;  // a deque: push_back keeps the addresses bufs_ points into
+  std::vector<asio::const_buffer> bufs_;  // the write in flight
+  std::size_t in_flight_ = 0;             // frames of queue_ in that write
   std::vector<proto::Envelope> pending_;  // commands that arrived while authenticating
-  std::size_t queued_bytes_ = 0;  // bytes in queue_, including the frame being written
+  std::size_t queued_bytes_ = 0;          // bytes in queue_, including the write in flight
   int64_t accepted_at_us_ = 0;
-  int64_t last_activity_us_ = 0;  // mono_us of the last frame received
-  uint16_t close_code_ = websocket::close_code::normal;
-  const char* close_reason_ = "";
+  int64_t last_activity_us_ = 0;  // mono_us of the last bytes received
   bool accepted_ = false;
   bool authenticating_ = false;
   bool authed_ = false;
   bool attached_ = false;
   bool writing_ = false;
-  bool closing_ = false;        // a close was asked for; no new reads
-  bool close_started_ = false;  // the close frame is on its way
-  bool dead_ = false;           // the socket failed or was cut; drop further sends
+  bool closing_ = false;      // a close was asked for; nothing but the close frame is queued
+  bool close_sent_ = false;   // our close frame is queued or written
+  bool peer_closed_ = false;  // the peer sent its close frame (or broke the protocol)
+  bool dead_ = false;         // the socket failed or was cut; drop further sends
   bool finished_ = false;
 };
 
 }  // namespace
 
-void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, beast::tcp_stream stream,
-                      HttpRequest req, std::string token) {
-  std::make_shared<WsSession>(ctx, loop, std::move(stream), std::move(token))->run(std::move(req));
+void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket,
+                      const std::string& client_key, std::string early, std::string token) {
+  std::make_shared<WsSession>(ctx, loop, std::move(socket), std::move(token))
+      ->run(client_key, std::move(early));
 }
 
 }  // namespace converge

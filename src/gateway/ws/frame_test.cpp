@@ -1,0 +1,129 @@
+#include "gateway/ws/frame.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+using namespace converge::ws;
+
+namespace {
+
+// Builds a masked client frame.
+std::vector<uint8_t> client_frame(uint8_t op, std::string_view payload, bool fin = true,
+                                  bool mask = true) {
+  std::vector<uint8_t> f;
+  f.push_back(static_cast<uint8_t>((fin ? 0x80 : 0) | op));
+  uint8_t m = mask ? 0x80 : 0;
+  if (payload.size() < 126) {
+    f.push_back(static_cast<uint8_t>(m | payload.size()));
+  } else if (payload.size() <= 0xFFFF) {
+    f.push_back(m | 126);
+    f.push_back(static_cast<uint8_t>(payload.size() >> 8));
+    f.push_back(static_cast<uint8_t>(payload.size()));
+  } else {
+    f.push_back(m | 127);
+    for (int i = 7; i >= 0; --i)
+      f.push_back(static_cast<uint8_t>(uint64_t{payload.size()} >> (8 * i)));
+  }
+  const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+  if (mask) f.insert(f.end(), key, key + 4);
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    f.push_back(static_cast<uint8_t>(payload[i] ^ (mask ? key[i & 3] : 0)));
+  return f;
+}
+
+struct Collect : FrameParser::Handler {
+  std::vector<std::pair<Opcode, std::string>> messages;
+  std::vector<std::string> pings;
+  int close_code = -1;
+  void on_message(Opcode op, std::string_view p) override { messages.emplace_back(op, p); }
+  void on_ping(std::string_view p) override { pings.emplace_back(p); }
+  void on_close(uint16_t code, std::string_view) override { close_code = code; }
+};
+
+}  // namespace
+
+TEST(WsFrame, AcceptKeyMatchesRfc6455Example) {
+  EXPECT_EQ(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+TEST(WsFrame, EncodesTheThreeLengthForms) {
+  uint8_t h[10];
+  EXPECT_EQ(encode_header(h, text, 5), 2u);
+  EXPECT_EQ(h[0], 0x81);
+  EXPECT_EQ(h[1], 5);
+  EXPECT_EQ(encode_header(h, text, 300), 4u);
+  EXPECT_EQ(h[1], 126);
+  EXPECT_EQ((h[2] << 8) | h[3], 300);
+  EXPECT_EQ(encode_header(h, binary, 70000), 10u);
+  EXPECT_EQ(h[1], 127);
+  EXPECT_EQ(close_payload(1000, "bye"), std::string("\x03\xe8"
+                                                    "bye",
+                                                    5));
+}
+
+TEST(WsFrame, ParsesMessagesSplitAnywhere) {
+  std::string big(70000, 'x');
+  auto a = client_frame(text, "hello");
+  auto b = client_frame(text, big);
+  std::vector<uint8_t> all(a);
+  all.insert(all.end(), b.begin(), b.end());
+  // Feed one byte at a time, keeping what the parser leaves, like a socket would.
+  FrameParser p(1 << 20);
+  Collect c;
+  std::vector<uint8_t> pending;
+  for (uint8_t byte : all) {
+    pending.push_back(byte);
+    auto used = p.feed(pending.data(), pending.size(), c);
+    ASSERT_FALSE(p.failed());
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(used));
+  }
+  ASSERT_EQ(c.messages.size(), 2u);
+  EXPECT_EQ(c.messages[0].second, "hello");
+  EXPECT_EQ(c.messages[1].second, big);
+}
+
+TEST(WsFrame, ReassemblesFragmentsAroundAControlFrame) {
+  std::vector<uint8_t> all;
+  for (auto f :
+       {client_frame(text, "hel", false), client_frame(ping, "p"), client_frame(cont, "lo", true)})
+    all.insert(all.end(), f.begin(), f.end());
+  FrameParser p(1024);
+  Collect c;
+  EXPECT_EQ(p.feed(all.data(), all.size(), c), all.size());
+  ASSERT_EQ(c.messages.size(), 1u);
+  EXPECT_EQ(c.messages[0].second, "hello");
+  ASSERT_EQ(c.pings.size(), 1u);
+  EXPECT_EQ(c.pings[0], "p");
+}
+
+TEST(WsFrame, ReportsClose) {
+  auto f = client_frame(Opcode::close, close_payload(4001, "x"));
+  FrameParser p(1024);
+  Collect c;
+  p.feed(f.data(), f.size(), c);
+  EXPECT_EQ(c.close_code, 4001);
+}
+
+TEST(WsFrame, RejectsProtocolViolations) {
+  auto check = [](std::vector<uint8_t> f, uint16_t code) {
+    FrameParser p(100);
+    Collect c;
+    p.feed(f.data(), f.size(), c);
+    EXPECT_TRUE(p.failed());
+    EXPECT_EQ(p.failure_code(), code);
+    EXPECT_TRUE(c.messages.empty());
+  };
+  check(client_frame(text, "x", true, false), protocol_error);  // unmasked
+  check(client_frame(text, std::string(101, 'x')), too_big);
+  check(client_frame(cont, "x"), protocol_error);         // continuation of nothing
+  check(client_frame(ping, "x", false), protocol_error);  // fragmented control
+  check(client_frame(0x3, "x"), protocol_error);          // reserved opcode
+  auto rsv = client_frame(text, "x");
+  rsv[0] |= 0x40;
+  check(rsv, protocol_error);
+  std::vector<uint8_t> two;
+  for (auto f : {client_frame(text, "a", false), client_frame(text, "b")})
+    two.insert(two.end(), f.begin(), f.end());
+  check(two, protocol_error);  // a new message inside a fragmented one
+}
