@@ -351,11 +351,17 @@ class Handler {
     return r;
   }
 
+  // The notification's `data`: the body's "data" object, or else the body itself without the
+  // routing fields, so {"user_id","cmd","data"} and {"user_id", ...fields} both work.
   Result<std::string> payload(const json::object& b) {
-    auto* d = b.if_contains("data");
-    if (d == nullptr || !d->is_object())
-      return make_error(Errc::bad_request, "data must be an object");
-    return json::serialize(*d);
+    if (auto* d = b.if_contains("data")) {
+      if (!d->is_object()) return make_error(Errc::bad_request, "data must be an object");
+      return json::serialize(*d);
+    }
+    json::object rest = b;
+    rest.erase("user_id");
+    if (rest.empty()) return make_error(Errc::bad_request, "data is required");
+    return json::serialize(rest);
   }
 
   ApiResponse event(const AuthContext& a) {
