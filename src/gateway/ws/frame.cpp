@@ -26,6 +26,19 @@ std::size_t encode_header(uint8_t* out, Opcode op, std::size_t len, bool fin) {
   return 10;
 }
 
+std::string encode_client_frame(Opcode op, std::string_view payload, const uint8_t mask[4]) {
+  uint8_t hdr[14];
+  std::size_t n = encode_header(hdr, op, payload.size());
+  hdr[1] |= 0x80;
+  std::memcpy(hdr + n, mask, 4);
+  n += 4;
+  std::string out(reinterpret_cast<const char*>(hdr), n);
+  out.resize(n + payload.size());
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    out[n + i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+  return out;
+}
+
 std::string close_payload(uint16_t code, std::string_view reason) {
   std::string p;
   p += static_cast<char>(code >> 8);
@@ -57,7 +70,10 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
       if ((p[0] & 0x70) != 0) return fail(protocol_error, "reserved bits set");
       uint8_t op = p[0] & 0x0F;
       bool masked = (p[1] & 0x80) != 0;
-      if (!masked) return fail(protocol_error, "client frames must be masked");
+      if (side_ == Side::server && !masked)
+        return fail(protocol_error, "client frames must be masked");
+      if (side_ == Side::client && masked)
+        return fail(protocol_error, "server frames must not be masked");
       uint64_t len = p[1] & 0x7F;
       std::size_t hdr = 2;
       if (len == 126) {
@@ -70,8 +86,13 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
         for (int i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
         hdr = 10;
       }
-      if (avail < hdr + 4) break;
-      std::memcpy(mask_, p + hdr, 4);
+      if (masked) {
+        if (avail < hdr + 4) break;
+        std::memcpy(mask_, p + hdr, 4);
+        hdr += 4;
+      } else {
+        std::memset(mask_, 0, 4);
+      }
       bool control = (op & 0x8) != 0;
       if (control) {
         if (!fin) return fail(protocol_error, "fragmented control frame");
@@ -88,7 +109,7 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
         return fail(protocol_error, "unknown opcode");
       }
       if (!control && message_.size() + len > max_message_) return fail(too_big, "message too big");
-      used += hdr + 4;
+      used += hdr;
       in_frame_ = true;
       fin_ = fin;
       opcode_ = op;

@@ -29,6 +29,9 @@ enum CloseCode : uint16_t {
 // Writes the header of an unmasked server frame into `out` (at most 10 bytes); returns its size.
 std::size_t encode_header(uint8_t* out, Opcode op, std::size_t payload_len, bool fin = true);
 
+// A client frame: header with `mask`, then the payload XORed with it (RFC 6455 section 5.3).
+std::string encode_client_frame(Opcode op, std::string_view payload, const uint8_t mask[4]);
+
 // A close frame's payload: the code, then a UTF-8 reason of at most 123 bytes.
 std::string close_payload(uint16_t code, std::string_view reason);
 
@@ -45,7 +48,9 @@ class FrameParser {
     virtual void on_close(uint16_t code, std::string_view reason) = 0;
   };
 
-  explicit FrameParser(std::size_t max_message_bytes) : max_message_(max_message_bytes) {}
+  enum class Side { server, client };  // a server reads masked frames, a client unmasked ones
+  explicit FrameParser(std::size_t max_message_bytes, Side side = Side::server)
+      : max_message_(max_message_bytes), side_(side) {}
 
   // Consumes what it can of `data`; returns how many bytes were used (the rest is an incomplete
   // frame header: feed it again with more bytes). On a protocol violation returns 0 and sets
@@ -63,6 +68,7 @@ class FrameParser {
   }
 
   const std::size_t max_message_;
+  const Side side_;
   // The frame being read.
   bool in_frame_ = false;
   bool fin_ = false;

@@ -127,3 +127,24 @@ TEST(WsFrame, RejectsProtocolViolations) {
     two.insert(two.end(), f.begin(), f.end());
   check(two, protocol_error);  // a new message inside a fragmented one
 }
+
+TEST(WsFrame, ClientSideReadsUnmaskedAndWritesMasked) {
+  const uint8_t mask[4] = {1, 2, 3, 4};
+  auto f = encode_client_frame(text, "hi there", mask);
+  FrameParser server(100);
+  Collect c;
+  EXPECT_EQ(server.feed(reinterpret_cast<const uint8_t*>(f.data()), f.size(), c), f.size());
+  ASSERT_EQ(c.messages.size(), 1u);
+  EXPECT_EQ(c.messages[0].second, "hi there");
+  uint8_t h[10];
+  std::string frame(reinterpret_cast<char*>(h), encode_header(h, text, 3));
+  frame += "abc";
+  FrameParser client(100, FrameParser::Side::client);
+  Collect d;
+  client.feed(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), d);
+  ASSERT_EQ(d.messages.size(), 1u);
+  EXPECT_EQ(d.messages[0].second, "abc");
+  FrameParser strict(100, FrameParser::Side::client);
+  strict.feed(reinterpret_cast<const uint8_t*>(f.data()), f.size(), d);
+  EXPECT_TRUE(strict.failed());  // a masked frame from a "server"
+}
