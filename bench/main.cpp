@@ -1,0 +1,555 @@
+// converge-bench: a load generator for Converge and the servers it is compared with.
+// Scenarios: fanout (group fan-out), chat (1:1, stored, acks awaited), idle (held connections),
+// catchup (an offline device syncing N missed messages). Run with --help for the flags.
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json.hpp>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "base/crypto.hpp"
+#include "histogram.hpp"
+#include "proc_stats.hpp"
+#include "targets.hpp"
+
+using namespace converge;
+using namespace converge::bench;
+namespace asio = boost::asio;
+namespace json = boost::json;
+
+namespace {
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+struct Options {
+  std::string target = "converge";
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+  std::string scenario = "fanout";
+  int groups = 10;
+  int members = 20;
+  int publishers = 10;  // fanout: publishers in all; chat: ignored (everyone sends)
+  double rate = 0;      // messages/s offered in all; 0 = flat out with a window
+  int window = 8;       // messages in flight per publisher when flat out
+  int size = 64;        // body bytes
+  double duration = 5;  // seconds measured
+  double warmup = 1;    // seconds before measuring
+  int pairs = 50;       // chat: conversations of two
+  int conns = 1000;     // idle
+  int users = 1000;     // idle: users the connections share
+  int catchup = 10000;  // catchup: messages missed
+  int sources = 8;      // source addresses 127.0.0.1..N
+  int threads = 2;
+  int server_pid = 0;
+  std::string json_path;
+  std::string label;
+};
+
+struct alignas(64) Counters {
+  std::atomic<uint64_t> sent{0}, delivered{0}, acks{0}, errors{0}, ready{0}, closed{0};
+  std::atomic<uint64_t> sent_measured{0}, delivered_measured{0};
+};
+
+struct Worker;
+
+struct ConnState {
+  int index = 0;
+  int group = -1;
+  int group_size = 0;
+  bool publisher = false;
+  bool ready = false;
+  uint64_t next_id = 1;
+  uint64_t inflight = 0;
+  std::deque<uint64_t> ack_times;  // send times of unacked messages, in order (chat)
+  std::shared_ptr<Conn> conn;
+  Worker* w = nullptr;
+};
+
+struct Shared {
+  Options opt;
+  Target* target = nullptr;
+  std::atomic<bool> publishing{false};
+  std::atomic<bool> measuring{false};
+  std::atomic<uint64_t> measure_start_ns{UINT64_MAX}, measure_end_ns{UINT64_MAX},
+      publish_start_ns{0};
+  std::string padding;
+  bool chat = false;
+};
+
+struct Worker {
+  Shared* sh;
+  std::size_t id;
+  asio::io_context io{1};
+  Counters c;
+  Histogram latency_us;  // delivery latency (fanout) or ack latency (chat): this thread only
+  std::vector<ConnState*> conns;
+  std::vector<ConnState*> publishers;
+  std::unique_ptr<asio::steady_timer> tick;
+  std::vector<std::string> sync_log;  // catchup
+
+  void publish_one(ConnState& s) {
+    uint64_t t = now_ns();
+    std::string body =
+        std::to_string(s.index) + ":" + std::to_string(s.next_id) + ":" + std::to_string(t) + ":";
+    if (body.size() < static_cast<std::size_t>(sh->opt.size))
+      body.append(sh->padding, 0, static_cast<std::size_t>(sh->opt.size) - body.size());
+    s.conn->send(sh->target->publish(s.index, s.group, body, s.next_id));
+    ++s.next_id;
+    ++s.inflight;
+    if (sh->chat) s.ack_times.push_back(t);
+    c.sent.fetch_add(1, std::memory_order_relaxed);
+    if (sh->measuring.load(std::memory_order_relaxed))
+      c.sent_measured.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void fill_window(ConnState& s) {
+    while (sh->publishing.load(std::memory_order_relaxed) &&
+           s.inflight < static_cast<uint64_t>(sh->opt.window))
+      publish_one(s);
+  }
+
+  void on_message(ConnState& s, std::string_view frame) {
+    auto p = sh->target->parse(frame);
+    switch (p.kind) {
+      case Kind::ready:
+        if (!s.ready) {
+          s.ready = true;
+          c.ready.fetch_add(1, std::memory_order_relaxed);
+        }
+        break;
+      case Kind::ping:
+        s.conn->send(sh->target->pong(frame));
+        break;
+      case Kind::error:
+        c.errors.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case Kind::ack: {
+        if (!sh->chat) break;
+        uint64_t t = now_ns();
+        c.acks.fetch_add(1, std::memory_order_relaxed);
+        if (!s.ack_times.empty()) {
+          uint64_t sent = s.ack_times.front();
+          s.ack_times.pop_front();
+          if (sent >= sh->measure_start_ns.load(std::memory_order_relaxed) &&
+              sent < sh->measure_end_ns.load(std::memory_order_relaxed)) {
+            latency_us.record((t - sent) / 1000);
+            c.delivered_measured.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        if (s.inflight) --s.inflight;
+        if (sh->opt.rate == 0) fill_window(s);
+        break;
+      }
+      case Kind::delivery: {
+        uint64_t t = now_ns();
+        c.delivered.fetch_add(1, std::memory_order_relaxed);
+        // body = "<publisher conn>:<id>:<send ns>:..."
+        auto b = p.body;
+        int from = -1;
+        uint64_t sent = 0;
+        auto c1 = b.find(':');
+        auto c2 = b.find(':', c1 + 1);
+        auto c3 = b.find(':', c2 + 1);
+        if (c1 == std::string_view::npos || c3 == std::string_view::npos) break;
+        std::from_chars(b.data(), b.data() + c1, from);
+        std::from_chars(b.data() + c2 + 1, b.data() + c3, sent);
+        if (!sh->chat && sent >= sh->measure_start_ns.load(std::memory_order_relaxed) &&
+            sent < sh->measure_end_ns.load(std::memory_order_relaxed)) {
+          latency_us.record((t - sent) / 1000);
+          c.delivered_measured.fetch_add(1, std::memory_order_relaxed);
+        }
+        if (!sh->chat && from == s.index) {  // our own message came back: flow control
+          if (s.inflight) --s.inflight;
+          if (sh->opt.rate == 0) fill_window(s);
+        }
+        break;
+      }
+      case Kind::other:
+        if (frame.starts_with(R"({"cmd":"sync")")) sync_log.emplace_back(frame);
+        break;
+    }
+  }
+
+  // Fixed offered rate: every millisecond, send what is due.
+  void start_ticker() {
+    tick = std::make_unique<asio::steady_timer>(io);
+    arm();
+  }
+  void arm() {
+    tick->expires_after(std::chrono::milliseconds(1));
+    tick->async_wait([this](boost::system::error_code ec) {
+      if (ec || !sh->publishing.load()) return;
+      double per_pub = sh->opt.rate / std::max<double>(1, static_cast<double>(sh->opt.publishers));
+      double elapsed = static_cast<double>(now_ns() - sh->publish_start_ns.load()) / 1e9;
+      uint64_t due = static_cast<uint64_t>(elapsed * per_pub);
+      for (auto* s : publishers)
+        while (s->ready && s->next_id - 1 < due && s->inflight < 10000) publish_one(*s);
+      arm();
+    });
+  }
+};
+
+void print_json(const std::string& path, const json::object& o) {
+  std::string s = json::serialize(o);
+  if (!path.empty()) std::ofstream(path) << s << "\n";
+  std::printf("%s\n", s.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  CLI::App app{"converge-bench: load generator for Converge and its peers"};
+  app.add_option("--target", opt.target, "converge | tcp | ws | socketio");
+  app.add_option("--host", opt.host);
+  app.add_option("--port", opt.port)->required();
+  app.add_option("--scenario", opt.scenario, "fanout | chat | idle | catchup");
+  app.add_option("--groups", opt.groups);
+  app.add_option("--members", opt.members);
+  app.add_option("--publishers", opt.publishers);
+  app.add_option("--rate", opt.rate, "offered messages/s in all; 0 = flat out");
+  app.add_option("--window", opt.window, "messages in flight per publisher (flat out)");
+  app.add_option("--size", opt.size, "body bytes");
+  app.add_option("--duration", opt.duration, "seconds measured");
+  app.add_option("--warmup", opt.warmup, "seconds before measuring");
+  app.add_option("--pairs", opt.pairs, "chat: conversations of two");
+  app.add_option("--conns", opt.conns, "idle: connections");
+  app.add_option("--users", opt.users, "idle: users the connections share");
+  app.add_option("--catchup", opt.catchup, "catchup: messages the device missed");
+  app.add_option("--sources", opt.sources, "source addresses 127.0.0.1..N");
+  app.add_option("--threads", opt.threads);
+  app.add_option("--server-pid", opt.server_pid, "sample this process's RSS and CPU");
+  app.add_option("--json", opt.json_path, "write the result here too");
+  app.add_option("--label", opt.label);
+  CLI11_PARSE(app, argc, argv);
+  if (!crypto_init()) return 1;
+
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  auto target = make_target(opt.target, Endpoint{opt.host, opt.port});
+  if (!target) {
+    std::fprintf(stderr, "unknown target %s\n", opt.target.c_str());
+    return 2;
+  }
+  Shared sh;
+  sh.opt = opt;
+  sh.target = target.get();
+  sh.padding.assign(static_cast<std::size_t>(std::max(opt.size, 0)), 'x');
+  sh.chat = opt.scenario == "chat";
+
+  // Who is where.
+  std::vector<std::vector<int>> groups;
+  int conns = 0, users = 0;
+  if (opt.scenario == "fanout") {
+    for (int g = 0; g < opt.groups; ++g) {
+      groups.emplace_back();
+      for (int m = 0; m < opt.members; ++m) groups.back().push_back(conns++);
+    }
+    users = conns;
+  } else if (opt.scenario == "chat") {
+    for (int p = 0; p < opt.pairs; ++p) groups.push_back({conns, conns + 1}), conns += 2;
+    users = conns;
+    opt.publishers = sh.opt.publishers = conns;
+  } else if (opt.scenario == "idle") {
+    conns = opt.conns;
+    users = std::min(opt.users, opt.conns);
+  } else if (opt.scenario == "catchup") {
+    groups.push_back({0, 1});
+    conns = 2;
+    users = 2;
+  } else {
+    std::fprintf(stderr, "unknown scenario %s\n", opt.scenario.c_str());
+    return 2;
+  }
+  if (target->name() != "converge" && (opt.scenario == "chat" || opt.scenario == "catchup")) {
+    std::fprintf(stderr, "%s stores nothing: scenario %s is converge only\n", opt.target.c_str(),
+                 opt.scenario.c_str());
+    return 2;
+  }
+
+  auto t_prep = now_ns();
+  if (auto s = target->prepare(groups, conns, std::max(users, 1)); !s) {
+    std::fprintf(stderr, "prepare: %s\n", s.error().message.c_str());
+    return 1;
+  }
+  double prepare_s = static_cast<double>(now_ns() - t_prep) / 1e9;
+
+  // Threads and connections.
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < std::max(1, opt.threads); ++i) {
+    auto w = std::make_unique<Worker>();
+    w->sh = &sh;
+    w->id = static_cast<std::size_t>(i);
+    workers.push_back(std::move(w));
+  }
+  std::vector<std::unique_ptr<ConnState>> states(static_cast<std::size_t>(conns));
+  for (int i = 0; i < conns; ++i) {
+    auto st = std::make_unique<ConnState>();
+    st->index = i;
+    st->w = workers[static_cast<std::size_t>(i) % workers.size()].get();
+    st->w->conns.push_back(st.get());
+    states[static_cast<std::size_t>(i)] = std::move(st);
+  }
+  for (std::size_t g = 0; g < groups.size(); ++g)
+    for (std::size_t k = 0; k < groups[g].size(); ++k) {
+      auto& st = *states[static_cast<std::size_t>(groups[g][k])];
+      st.group = static_cast<int>(g);
+      st.group_size = static_cast<int>(groups[g].size());
+    }
+  if (opt.scenario == "fanout") {
+    // Publishers are spread over the groups: member k of group g for k = 0, 1, ...
+    for (int p = 0; p < opt.publishers && !groups.empty(); ++p) {
+      auto& g = groups[static_cast<std::size_t>(p) % groups.size()];
+      std::size_t k = static_cast<std::size_t>(p) / groups.size();
+      if (k < g.size()) states[static_cast<std::size_t>(g[k])]->publisher = true;
+    }
+  } else if (opt.scenario == "chat") {
+    for (auto& st : states) st->publisher = true;
+  }
+  for (auto& st : states)
+    if (st->publisher) st->w->publishers.push_back(st.get());
+
+  std::vector<std::thread> threads;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& w : workers) guards.emplace_back(w->io.get_executor());
+  for (auto& w : workers) threads.emplace_back([w = w.get()] { w->io.run(); });
+
+  auto before = sample_process(opt.server_pid);
+  auto open_conn = [&](ConnState* st) {
+    Worker* w = st->w;
+    std::string local = "127.0.0." + std::to_string(1 + st->index % std::max(1, opt.sources));
+    Conn::Handlers h;
+    h.on_open = [w, st] {
+      for (auto& f : w->sh->target->on_open(st->index)) st->conn->send(f);
+      if (w->sh->target->ready_on_open()) {
+        st->ready = true;
+        w->c.ready.fetch_add(1, std::memory_order_relaxed);
+      }
+    };
+    h.on_message = [w, st](std::string_view f) { w->on_message(*st, f); };
+    h.on_close = [w](uint16_t, const std::string&) {
+      w->c.closed.fetch_add(1, std::memory_order_relaxed);
+    };
+    asio::post(w->io, [w, st, local, h = std::move(h)]() mutable {
+      st->conn = w->sh->target->connect(w->io, st->index, local, std::move(h));
+      st->conn->start();
+    });
+  };
+  auto total = [&](auto field) {
+    uint64_t n = 0;
+    for (auto& w : workers) n += (w->c.*field).load();
+    return n;
+  };
+
+  // Open: at most `in_flight_opens` connecting at once, so a large idle run does not flood the
+  // listen queue.
+  auto t_open = now_ns();
+  int to_open = opt.scenario == "catchup" ? 1 : conns;
+  const int in_flight_opens = 512;
+  int opened = 0;
+  auto deadline = now_ns() + static_cast<uint64_t>(120e9);
+  while (now_ns() < deadline) {
+    uint64_t ready = total(&Counters::ready), closed = total(&Counters::closed);
+    while (opened < to_open && static_cast<uint64_t>(opened) < ready + closed + in_flight_opens)
+      open_conn(states[static_cast<std::size_t>(opened++)].get());
+    if (ready + closed >= static_cast<uint64_t>(to_open)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  double open_s = static_cast<double>(now_ns() - t_open) / 1e9;
+  uint64_t ready = total(&Counters::ready);
+  std::fprintf(stderr, "[%s %s] %llu/%d connections ready in %.2fs (%.0f/s), %llu failed\n",
+               opt.target.c_str(), opt.scenario.c_str(), static_cast<unsigned long long>(ready),
+               to_open, open_s, static_cast<double>(ready) / std::max(open_s, 1e-9),
+               static_cast<unsigned long long>(total(&Counters::closed)));
+
+  json::object result{{"target", opt.target},
+                      {"scenario", opt.scenario},
+                      {"label", opt.label},
+                      {"connections", static_cast<int64_t>(ready)},
+                      {"connections_failed", static_cast<int64_t>(total(&Counters::closed))},
+                      {"connect_seconds", open_s},
+                      {"connects_per_s", static_cast<double>(ready) / std::max(open_s, 1e-9)},
+                      {"prepare_seconds", prepare_s}};
+  json::object params{
+      {"groups", opt.groups},     {"members", opt.members}, {"publishers", opt.publishers},
+      {"rate", opt.rate},         {"window", opt.window},   {"size", opt.size},
+      {"duration", opt.duration}, {"pairs", opt.pairs},     {"conns", opt.conns},
+      {"catchup", opt.catchup},   {"threads", opt.threads}, {"sources", opt.sources}};
+  result["params"] = params;
+
+  if (opt.scenario == "idle") {
+    // Every connection heartbeats once, then the server's memory is read.
+    for (auto& w : workers)
+      asio::post(w->io, [w = w.get()] {
+        auto hb = w->sh->target->heartbeat();
+        if (!hb.empty())
+          for (auto* s : w->conns)
+            if (s->conn) s->conn->send(hb);
+      });
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    auto after = sample_process(opt.server_pid);
+    result["server_rss_before"] = before.rss_bytes;
+    result["server_rss_after"] = after.rss_bytes;
+    result["server_rss_per_conn"] =
+        ready ? static_cast<double>(after.rss_bytes - before.rss_bytes) / static_cast<double>(ready)
+              : 0.0;
+    std::fprintf(stderr, "[idle] server RSS %.1f MiB -> %.1f MiB: %.0f bytes per connection\n",
+                 static_cast<double>(before.rss_bytes) / 1048576.0,
+                 static_cast<double>(after.rss_bytes) / 1048576.0,
+                 result["server_rss_per_conn"].as_double());
+  } else if (opt.scenario == "catchup") {
+    // conn 0 sends N messages (acks awaited, a window of 64) while conn 1 is away; then conn 1
+    // connects and syncs page by page.
+    sh.chat = true;
+    sh.opt.window = 64;
+    sh.measure_start_ns = 0;
+    auto* w0 = states[0]->w;
+    auto* s0 = states[0].get();
+    std::atomic<bool> sent_all{false};
+    asio::post(w0->io, [&, w0, s0] {
+      sh.publishing = true;
+      sh.publish_start_ns = now_ns();
+      w0->fill_window(*s0);
+    });
+    while (total(&Counters::acks) < static_cast<uint64_t>(opt.catchup))
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    sh.publishing = false;
+    (void)sent_all;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto* s1 = states[1].get();
+    auto* w1 = s1->w;
+    open_conn(s1);
+    while (!s1->ready) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    // Page through sync.
+    uint64_t t0 = now_ns();
+    std::string cursor;
+    uint64_t got = 0;
+    for (uint64_t id = 1;; ++id) {
+      std::size_t have = 0;
+      asio::post(w1->io, [&, id] {
+        have = w1->sync_log.size();
+        s1->conn->send(target->sync_request(id, cursor));
+      });
+      std::string page;
+      for (;;) {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        std::promise<std::string> p;
+        auto f = p.get_future();
+        asio::post(w1->io, [&, have] {
+          p.set_value(w1->sync_log.size() > have ? w1->sync_log.back() : std::string());
+        });
+        page = f.get();
+        if (!page.empty()) break;
+      }
+      auto o = json::parse(page).as_object();
+      auto& d = o.at("data").as_object();
+      got += d.at("messages").as_array().size();
+      if (!d.at("more").as_bool()) break;
+      cursor = std::string(d.at("next_cursor").as_string());
+    }
+    double secs = static_cast<double>(now_ns() - t0) / 1e9;
+    result["messages_synced"] = static_cast<int64_t>(got);
+    result["sync_seconds"] = secs;
+    result["sync_messages_per_s"] = static_cast<double>(got) / secs;
+    std::fprintf(stderr, "[catchup] %llu messages synced in %.3fs (%.0f/s)\n",
+                 static_cast<unsigned long long>(got), secs, static_cast<double>(got) / secs);
+  } else {
+    // fanout / chat: warm up, measure, drain.
+    sh.publishing = true;
+    sh.publish_start_ns = now_ns();
+    for (auto& w : workers)
+      asio::post(w->io, [w = w.get()] {
+        if (w->sh->opt.rate > 0) {
+          w->start_ticker();
+        } else {
+          for (auto* s : w->publishers)
+            if (s->ready) w->fill_window(*s);
+        }
+      });
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
+    auto cpu0 = sample_process(opt.server_pid);
+    sh.measure_start_ns = now_ns();
+    sh.measuring = true;
+    auto start = now_ns();
+    for (int sec = 0; sec < static_cast<int>(opt.duration * 10); ++sec) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (sec % 10 == 9)
+        std::fprintf(stderr, "  t=%.0fs sent=%llu delivered=%llu acks=%llu errors=%llu\n",
+                     static_cast<double>(now_ns() - start) / 1e9,
+                     static_cast<unsigned long long>(total(&Counters::sent)),
+                     static_cast<unsigned long long>(total(&Counters::delivered)),
+                     static_cast<unsigned long long>(total(&Counters::acks)),
+                     static_cast<unsigned long long>(total(&Counters::errors)));
+    }
+    sh.measure_end_ns = now_ns();
+    sh.measuring = false;
+    double secs = static_cast<double>(sh.measure_end_ns - sh.measure_start_ns) / 1e9;
+    auto cpu1 = sample_process(opt.server_pid);
+    sh.publishing = false;
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // drain what is in flight
+    Histogram lat;
+    for (auto& w : workers) {
+      std::promise<void> p;
+      asio::post(w->io, [&] {
+        lat.merge(w->latency_us);
+        p.set_value();
+      });
+      p.get_future().wait();
+    }
+    uint64_t sent_m = total(&Counters::sent_measured);
+    uint64_t got_m = total(&Counters::delivered_measured);
+    uint64_t expected = sh.chat ? sent_m : sent_m * static_cast<uint64_t>(std::max(opt.members, 1));
+    double per_s = static_cast<double>(got_m) / secs;
+    result["messages_sent"] = static_cast<int64_t>(sent_m);
+    result[sh.chat ? "acks" : "deliveries"] = static_cast<int64_t>(got_m);
+    result["expected"] = static_cast<int64_t>(expected);
+    result["lost"] = static_cast<int64_t>(expected > got_m ? expected - got_m : 0);
+    result["errors"] = static_cast<int64_t>(total(&Counters::errors));
+    result["seconds"] = secs;
+    result[sh.chat ? "acks_per_s" : "deliveries_per_s"] = per_s;
+    result["latency_us"] = json::object{{"p50", lat.quantile(0.5)},  {"p90", lat.quantile(0.9)},
+                                        {"p99", lat.quantile(0.99)}, {"p999", lat.quantile(0.999)},
+                                        {"max", lat.max()},          {"count", lat.count()}};
+    if (cpu0.ok && cpu1.ok) {
+      result["server_cpu_percent"] = 100.0 * (cpu1.cpu_seconds - cpu0.cpu_seconds) / secs;
+      result["server_rss"] = cpu1.rss_bytes;
+    }
+    std::fprintf(stderr,
+                 "[%s %s] %.0f %s/s  p50 %llu us  p99 %llu us  p99.9 %llu us  max %llu us  lost "
+                 "%lld  errors %llu\n",
+                 opt.target.c_str(), opt.scenario.c_str(), per_s, sh.chat ? "acks" : "deliveries",
+                 static_cast<unsigned long long>(lat.quantile(0.5)),
+                 static_cast<unsigned long long>(lat.quantile(0.99)),
+                 static_cast<unsigned long long>(lat.quantile(0.999)),
+                 static_cast<unsigned long long>(lat.max()),
+                 static_cast<long long>(result["lost"].as_int64()),
+                 static_cast<unsigned long long>(total(&Counters::errors)));
+  }
+
+  for (auto& st : states)
+    if (st->conn) asio::post(st->w->io, [c = st->conn] { c->close(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  guards.clear();
+  for (auto& w : workers) w->io.stop();
+  for (auto& t : threads) t.join();
+  print_json(opt.json_path, result);
+  return 0;
+}

@@ -1,0 +1,53 @@
+#pragma once
+// Protocol adapters: how the generator joins a group, publishes and recognises a delivery on each
+// server it measures. Converge speaks its own protocol through the project's client; the peers
+// are a bare TCP fan-out (the ceiling), a Node `ws` broadcast server and a socket.io server.
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.hpp"
+#include "transport.hpp"
+
+namespace converge::bench {
+
+enum class Kind { other, ready, delivery, ack, error, ping };
+
+struct Parsed {
+  Kind kind = Kind::other;
+  std::string_view body;  // delivery: the message body; ack: the request id
+};
+
+struct Endpoint {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;
+};
+
+class Target {
+ public:
+  virtual ~Target() = default;
+  virtual std::string name() const = 0;
+  // Blocking set-up: `groups[g]` lists the connection indices in group g; connection i acts as
+  // user i % users.
+  virtual Status prepare(const std::vector<std::vector<int>>& groups, int conns, int users) = 0;
+  virtual std::shared_ptr<Conn> connect(boost::asio::io_context& io, int conn,
+                                        const std::string& local, Conn::Handlers h) = 0;
+  virtual std::vector<std::string> on_open(int conn) = 0;
+  virtual bool ready_on_open() const = 0;  // else ready when Kind::ready arrives
+  virtual std::string publish(int conn, int group, std::string_view body, uint64_t id) = 0;
+  virtual Parsed parse(std::string_view frame) const = 0;
+  virtual std::string pong(std::string_view) const { return {}; }
+  virtual std::string heartbeat() const { return {}; }
+  // Converge only: a sync request for the offline catch-up scenario.
+  virtual std::string sync_request(uint64_t id, const std::string& cursor) const {
+    (void)id;
+    (void)cursor;
+    return {};
+  }
+};
+
+// name: converge | tcp | ws | socketio
+std::unique_ptr<Target> make_target(const std::string& name, Endpoint ep);
+
+}  // namespace converge::bench

@@ -1,0 +1,33 @@
+#pragma once
+// The two wires the generator speaks: WebSocket (the project's client) and a bare length-prefixed
+// TCP stream (for the ceiling). Protocols sit on top of either (targets.hpp).
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace converge::bench {
+
+class Conn {
+ public:
+  struct Handlers {
+    std::function<void()> on_open;
+    std::function<void(std::string_view)> on_message;
+    std::function<void(uint16_t code, const std::string& why)> on_close;
+  };
+  virtual ~Conn() = default;
+  virtual void start() = 0;
+  virtual void send(std::string_view payload) = 0;
+  virtual void close() = 0;
+};
+
+std::shared_ptr<Conn> make_ws_conn(boost::asio::io_context& io, const std::string& host,
+                                   uint16_t port, const std::string& path,
+                                   const std::string& local_address, Conn::Handlers h);
+// Frames are [u32 big-endian length][payload].
+std::shared_ptr<Conn> make_tcp_conn(boost::asio::io_context& io, const std::string& host,
+                                    uint16_t port, const std::string& local_address,
+                                    Conn::Handlers h);
+
+}  // namespace converge::bench
