@@ -101,6 +101,8 @@ ServiceOptions service_options(const Config& cfg) {
   o.token_ttl_ms = cfg.token_ttl_s * 1000;
   o.sync_page_max = cfg.sync_page_max;
   o.sync_page_default = std::min<int64_t>(100, cfg.sync_page_max);
+  // A page must fit in a client's send queue with room to spare.
+  o.sync_page_bytes = std::min<int64_t>(1 << 20, cfg.max_send_queue_bytes / 4);
   o.max_file_bytes = cfg.max_file_bytes;
   o.store_batch_max = cfg.store_batch_max;
   o.work_threads = std::max(2u, std::thread::hardware_concurrency());

@@ -1,5 +1,6 @@
 #include "base/config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 
@@ -161,6 +162,10 @@ Status config_validate(const Config& cfg) {
     return make_error(Errc::bad_request, "sqlite_synchronous must be normal or full");
   if (cfg.admin_user.empty() != cfg.admin_password.empty())
     return make_error(Errc::bad_request, "admin_user and admin_password go together");
+  if (cfg.max_send_queue_bytes < 2 * std::max(cfg.max_frame_bytes, cfg.max_http_body_bytes))
+    return make_error(Errc::bad_request,
+                      "max_send_queue_bytes must be at least twice max_frame_bytes and "
+                      "max_http_body_bytes (a queue holds the largest frame it may be sent)");
   if (cfg.max_body_bytes >= cfg.max_frame_bytes)
     return make_error(Errc::bad_request, "max_body_bytes must be below max_frame_bytes");
   return ok_status();

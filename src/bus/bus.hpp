@@ -39,12 +39,18 @@ struct Delivery {
   WireCache wire;
 };
 
-// A notification: an admin event to one user, or a broadcast to every online user.
+// A notification: an admin event to one user, a broadcast to every online user, or a change to
+// a conversation's membership told to the members concerned.
 struct Notice {
-  enum class Kind { event, broadcast };
+  enum class Kind { event, broadcast, conversation };
   Kind kind = Kind::event;
   std::string user_id;       // event target; empty for broadcast
-  std::string payload_json;  // the `data` object, serialized
+  std::string payload_json;  // event/broadcast: the `data` object, serialized
+  // conversation: what changed (created | member_added | member_removed), the conversation as it
+  // now is, and who is told (its members, and a removed member).
+  std::string change;
+  Conversation conversation;
+  std::vector<std::string> user_ids;
   WireCache wire;
 };
 
@@ -52,6 +58,10 @@ class BusListener {
  public:
   virtual ~BusListener() = default;
   virtual void on_delivery(const std::shared_ptr<const Delivery>& d) = 0;
+  // A commit's worth at once, in seq order per conversation.
+  virtual void on_deliveries(const std::vector<std::shared_ptr<const Delivery>>& batch) {
+    for (auto& d : batch) on_delivery(d);
+  }
   virtual void on_notice(const std::shared_ptr<const Notice>& n) = 0;
 };
 
@@ -63,6 +73,7 @@ class Bus {
   virtual void set_listener(BusListener* l) = 0;
   // Called in seq order per conversation; engines keep that order for local listeners.
   virtual void publish(std::shared_ptr<const Delivery> d) = 0;
+  virtual void publish(std::vector<std::shared_ptr<const Delivery>> batch) = 0;
   virtual void publish(std::shared_ptr<const Notice> n) = 0;
 };
 

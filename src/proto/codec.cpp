@@ -23,8 +23,15 @@ Result<json::object> parse_object(std::string_view text) {
 }
 
 std::string_view strip_token_prefix(std::string_view t) {
-  for (std::string_view p : {"Tricolor", "Bearer "})
-    if (t.substr(0, p.size()) == p) {
+  auto starts_nocase = [&](std::string_view p) {
+    if (t.size() < p.size()) return false;
+    for (std::size_t i = 0; i < p.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(t[i])) != p[i]) return false;
+    return true;
+  };
+  // The auth scheme is case-insensitive (RFC 9110 section 11.1); "Tricolor" is seed 000's.
+  for (std::string_view p : {"tricolor", "bearer "})
+    if (starts_nocase(p)) {
       t.remove_prefix(p.size());
       break;
     }
@@ -32,21 +39,20 @@ std::string_view strip_token_prefix(std::string_view t) {
   return t;
 }
 
-Result<Envelope> parse_envelope(std::string_view text) {
+Result<Envelope> parse_envelope(std::string_view text, std::string* id_out) {
   auto obj = parse_object(text);
   if (!obj) return obj.error();
   Envelope env;
   auto& o = obj.value();
+  // The id first, so that an error about any other field can still be matched to its request.
   if (auto* id = o.if_contains("id")) {
     if (!id->is_string() && !id->is_int64() && !id->is_uint64())
       return bad("id must be a string or an integer");
     env.id_json = json::serialize(*id);
+    if (id_out) *id_out = env.id_json;
   }
   auto* cmd = o.if_contains("cmd");
-  if (cmd == nullptr || !cmd->is_string()) {
-    Error e = bad("cmd must be a string");
-    return e;
-  }
+  if (cmd == nullptr || !cmd->is_string()) return bad("cmd must be a string");
   env.cmd = std::string(cmd->as_string());
   if (auto* tok = o.if_contains("token")) {
     if (!tok->is_string()) return bad("token must be a string");

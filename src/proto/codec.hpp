@@ -24,7 +24,8 @@ struct Envelope {
 
 // Parses a JSON document that must be an object; `max_depth` guards against nesting bombs.
 Result<json::object> parse_object(std::string_view text);
-Result<Envelope> parse_envelope(std::string_view text);
+// On failure, `id_out` (when given) receives the request id if the id itself was readable.
+Result<Envelope> parse_envelope(std::string_view text, std::string* id_out = nullptr);
 
 // Strips an optional "Tricolor" or "Bearer " prefix from a token.
 std::string_view strip_token_prefix(std::string_view token);

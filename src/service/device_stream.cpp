@@ -2,18 +2,33 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "service/service.hpp"
 
 namespace converge {
 
 std::shared_ptr<DeviceStream> DeviceStream::create(Service& svc, Post post, Emit emit,
-                                                   Overflow overflow) {
-  return std::shared_ptr<DeviceStream>(
-      new DeviceStream(svc, std::move(post), std::move(emit), std::move(overflow)));
+                                                   Overflow overflow, Backlogged backlogged) {
+  return std::shared_ptr<DeviceStream>(new DeviceStream(
+      svc, std::move(post), std::move(emit), std::move(overflow), std::move(backlogged)));
 }
 
-DeviceStream::DeviceStream(Service& svc, Post post, Emit emit, Overflow overflow)
-    : svc_(svc), post_(std::move(post)), emit_(std::move(emit)), overflow_(std::move(overflow)) {}
+DeviceStream::DeviceStream(Service& svc, Post post, Emit emit, Overflow overflow,
+                           Backlogged backlogged)
+    : svc_(svc),
+      post_(std::move(post)),
+      emit_(std::move(emit)),
+      overflow_(std::move(overflow)),
+      backlogged_(std::move(backlogged)) {}
+
+void DeviceStream::resume() {
+  if (closed_ || waiting_.empty()) return;
+  auto ids = std::move(waiting_);
+  waiting_.clear();
+  for (auto id : ids)
+    if (auto it = convs_.find(id); it != convs_.end()) drain(id, it->second);
+}
 
 void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs) {
   if (closed_) return;
@@ -85,7 +100,12 @@ void DeviceStream::drain(ConversationId id, Conv& c) {
     --held_total_;
     emit_(d);
   }
-  if (!c.held.empty() || c.target > c.pos) fill(id, c);
+  if (c.held.empty() && c.target <= c.pos) return;
+  if (backlogged_ && backlogged_()) {
+    if (std::find(waiting_.begin(), waiting_.end(), id) == waiting_.end()) waiting_.push_back(id);
+    return;
+  }
+  fill(id, c);
 }
 
 void DeviceStream::fill(ConversationId id, Conv& c) {
@@ -97,7 +117,7 @@ void DeviceStream::fill(ConversationId id, Conv& c) {
   Service* svc = &svc_;
   Post post = post_;
   svc_.run_blocking([svc, post, weak, id, from, upto] {
-    auto r = svc->messages_after(id, from, upto - from);
+    auto r = svc->messages_after(id, from, std::min(upto - from, kFillPage));
     std::vector<Message> msgs;
     if (r)
       msgs = std::move(r.value());
@@ -121,6 +141,8 @@ void DeviceStream::on_filled(ConversationId id, std::vector<Message> msgs, Seq a
       if (m.seq <= c.pos) continue;
       break;
     }
+    // A full queue stops the page here; the rest is read again once it drains.
+    if (c.pos > before && backlogged_ && backlogged_()) break;
     c.pos = m.seq;
     auto d = std::make_shared<Delivery>();
     d->msg = std::move(m);

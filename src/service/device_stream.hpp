@@ -22,11 +22,15 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
   using Post = std::function<void(std::function<void()>)>;  // onto the owner's thread
   using Emit = std::function<void(const std::shared_ptr<const Delivery>&)>;
   using Overflow = std::function<void()>;  // too much held: the owner should drop the device
+  // True while the owner's send queue is too full to take a page read from the store: catch-up
+  // then waits for resume() instead of pushing the device over its queue limit.
+  using Backlogged = std::function<bool()>;
 
   static constexpr std::size_t kMaxHeld = 4096;  // deliveries held across all conversations
+  static constexpr int64_t kFillPage = 200;      // messages per store read
 
-  static std::shared_ptr<DeviceStream> create(Service& svc, Post post, Emit emit,
-                                              Overflow overflow);
+  static std::shared_ptr<DeviceStream> create(Service& svc, Post post, Emit emit, Overflow overflow,
+                                              Backlogged backlogged = nullptr);
 
   // Positions: where the device stands per conversation (max of acked and fetched cursors).
   // Last seqs: each of the user's conversations now; ranges between are caught up at once.
@@ -34,6 +38,8 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
   void on_delivery(const std::shared_ptr<const Delivery>& d);
   // The device received up to `seq` by other means (a sync reply).
   void advance(ConversationId c, Seq seq);
+  // The owner's queue drained: continue catch-ups that waited for it.
+  void resume();
   void close();
 
  private:
@@ -44,7 +50,7 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
     std::map<Seq, std::shared_ptr<const Delivery>> held;
   };
 
-  DeviceStream(Service& svc, Post post, Emit emit, Overflow overflow);
+  DeviceStream(Service& svc, Post post, Emit emit, Overflow overflow, Backlogged backlogged);
   void drain(ConversationId id, Conv& c);
   void fill(ConversationId id, Conv& c);
   void on_filled(ConversationId id, std::vector<Message> msgs, Seq asked_from);
@@ -53,6 +59,8 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
   Post post_;
   Emit emit_;
   Overflow overflow_;
+  Backlogged backlogged_;
+  std::vector<ConversationId> waiting_;  // catch-ups paused until resume()
   bool started_ = false;
   bool closed_ = false;
   std::size_t held_total_ = 0;

@@ -29,19 +29,34 @@ void Hub::detach(int shard, DeviceSink* sink) {
   s.count.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void Hub::deliver_here(Shard* s, const Delivery& d, const std::shared_ptr<const Delivery>& p) {
+  for (auto& uid : *d.members) {
+    auto it = s->by_user.find(uid);
+    if (it == s->by_user.end()) continue;
+    // Sinks never detach synchronously inside deliver() (they post their close), so the
+    // vector is stable while we walk it.
+    for (auto* sink : it->second) sink->deliver(p);
+  }
+}
+
 void Hub::on_delivery(const std::shared_ptr<const Delivery>& d) {
   if (!d->members) return;
   for (auto& sp : shards_) {
     Shard* s = sp.get();
     if (s->count.load(std::memory_order_relaxed) == 0) continue;
-    s->post([s, d] {
-      for (auto& uid : *d->members) {
-        auto it = s->by_user.find(uid);
-        if (it == s->by_user.end()) continue;
-        // Sinks never detach synchronously inside deliver() (they post their close), so the
-        // vector is stable while we walk it.
-        for (auto* sink : it->second) sink->deliver(d);
-      }
+    s->post([s, d] { deliver_here(s, *d, d); });
+  }
+}
+
+void Hub::on_deliveries(const std::vector<std::shared_ptr<const Delivery>>& batch) {
+  if (batch.empty()) return;
+  auto shared = std::make_shared<const std::vector<std::shared_ptr<const Delivery>>>(batch);
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    if (s->count.load(std::memory_order_relaxed) == 0) continue;
+    s->post([s, shared] {
+      for (auto& d : *shared)
+        if (d->members) deliver_here(s, *d, d);
     });
   }
 }
@@ -54,6 +69,10 @@ void Hub::on_notice(const std::shared_ptr<const Notice>& n) {
       std::vector<DeviceSink*> targets;
       if (n->kind == Notice::Kind::broadcast) {
         for (auto& [_, v] : s->by_user) targets.insert(targets.end(), v.begin(), v.end());
+      } else if (n->kind == Notice::Kind::conversation) {
+        for (auto& uid : n->user_ids)
+          if (auto it = s->by_user.find(uid); it != s->by_user.end())
+            targets.insert(targets.end(), it->second.begin(), it->second.end());
       } else if (auto it = s->by_user.find(n->user_id); it != s->by_user.end()) {
         targets = it->second;
       }

@@ -36,12 +36,21 @@ class Hub final : public BusListener {
   void attach(int shard, DeviceSink* sink);
   void detach(int shard, DeviceSink* sink);
 
+  // Runs `fn` on the shard's thread.
+  void post(int shard, std::function<void()> fn) {
+    shards_[static_cast<std::size_t>(shard)]->post(std::move(fn));
+  }
+
   void on_delivery(const std::shared_ptr<const Delivery>& d) override;
+  // One post per shard for the whole batch: cross-thread wake-ups are per commit, not per message.
+  void on_deliveries(const std::vector<std::shared_ptr<const Delivery>>& batch) override;
   void on_notice(const std::shared_ptr<const Notice>& n) override;
 
   int64_t sinks() const;  // approximate, for metrics
 
  private:
+  struct Shard;
+  static void deliver_here(Shard* s, const Delivery& d, const std::shared_ptr<const Delivery>& p);
   struct Shard {
     Post post;
     std::unordered_map<std::string, std::vector<DeviceSink*>> by_user;  // shard thread only

@@ -54,7 +54,8 @@ Status Service::start() {
     return make_error(Errc::internal, "cannot create " + opts_.files_dir + ": " + ec.message());
   auto s = store_.open_session();
   if (!s) return s.error();
-  writer_ = std::make_unique<Writer>(std::move(s.value()), bus_, metrics_, opts_.store_batch_max);
+  writer_ =
+      std::make_unique<Writer>(std::move(s.value()), bus_, hub_, metrics_, opts_.store_batch_max);
   writer_->start();
   // Expired tokens are dead weight; drop them once per start.
   return write([](StoreSession& st) { return st.delete_expired_tokens(now_ms()); });
@@ -197,6 +198,16 @@ Result<Conversation> Service::load_member_view(StoreSession& s, const AuthContex
   return std::move(*c.value());
 }
 
+void Service::announce(const Conversation& c, const char* change, const std::string& also) {
+  auto n = std::make_shared<Notice>();
+  n->kind = Notice::Kind::conversation;
+  n->change = change;
+  n->conversation = c;
+  for (auto& m : c.members) n->user_ids.push_back(m.user_id);
+  if (!also.empty()) n->user_ids.push_back(also);
+  bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+}
+
 Result<Conversation> Service::get_conversation(const AuthContext& who, ConversationId id) {
   auto s = lease();
   return load_member_view(*s, who, id);
@@ -251,6 +262,7 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
   auto s = lease();
   auto out = load_member_view(*s, who, id);
   if (!out) return out.error();
+  if (created) announce(out.value(), "created");
   return std::make_pair(std::move(out.value()), created);
 }
 
@@ -283,7 +295,9 @@ Result<Conversation> Service::add_members(const AuthContext& who, ConversationId
   writer_->submit(std::move(job));
   if (auto st = f.get(); !st) return st.error();
   auto s = lease();
-  return load_member_view(*s, who, id);
+  auto out = load_member_view(*s, who, id);
+  if (out) announce(out.value(), "member_added");
+  return out;
 }
 
 Result<Conversation> Service::remove_member(const AuthContext& who, ConversationId id,
@@ -310,19 +324,24 @@ Result<Conversation> Service::remove_member(const AuthContext& who, Conversation
   auto it = std::remove_if(before.members.begin(), before.members.end(),
                            [&](const Member& m) { return m.user_id == user_id; });
   before.members.erase(it, before.members.end());
+  announce(before, "member_removed", user_id);
   return before;
 }
 
 Status Service::set_muted(const AuthContext& who, ConversationId id, bool muted) {
+  {
+    auto s = lease();
+    if (auto c = load_member_view(*s, who, id); !c) return c.error();
+  }
   return write([&](StoreSession& s) { return s.set_muted(id, who.user_id, muted); });
 }
 
 // ---------------------------------------------------------------------------------- messages
 
 void Service::send(const AuthContext& who, SendRequest req,
-                   std::function<void(Result<SendAck>)> done) {
+                   std::function<void(Result<SendAck>)> done, int shard) {
   metrics_.messages_in_total.add();
-  writer_->submit(Writer::SendJob{who, std::move(req), std::move(done)});
+  writer_->submit(Writer::SendJob{who, std::move(req), std::move(done), shard});
 }
 
 Result<std::vector<Message>> Service::history(const AuthContext& who, ConversationId id,
@@ -371,12 +390,17 @@ Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
 
   SyncPage page;
   std::vector<std::pair<ConversationId, Seq>> fetched;  // what this page hands the device
+  int64_t page_bytes = 0;  // message bodies so far: a page also stops at sync_page_bytes
+  auto full = [&] {
+    return static_cast<int64_t>(page.messages.size()) >= limit ||
+           page_bytes >= opts_.sync_page_bytes;
+  };
   for (auto& c : convs.value()) {
     if (c.id < from_conv) continue;
     Seq after = acked.count(c.id) ? acked[c.id] : 0;
     if (c.id == from_conv) after = std::max(after, from_seq);
     if (page.more) break;
-    if (static_cast<int64_t>(page.messages.size()) >= limit) {
+    if (full()) {
       if (c.last_seq > after) page.more = true;
       continue;
     }
@@ -388,8 +412,14 @@ Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
     auto msgs = s->messages_after(c.id, after, room + 1);
     if (!msgs) return msgs.error();
     auto& v = msgs.value();
-    if (static_cast<int64_t>(v.size()) > room) {
-      v.resize(static_cast<std::size_t>(room));
+    std::size_t keep = 0;
+    while (keep < v.size() && static_cast<int64_t>(keep) < room &&
+           ((page.messages.empty() && keep == 0) || page_bytes < opts_.sync_page_bytes)) {
+      page_bytes += static_cast<int64_t>(v[keep].body.size()) + 256;  // + envelope estimate
+      ++keep;
+    }
+    if (keep < v.size()) {
+      v.resize(keep);
       page.more = true;
     }
     if (!v.empty()) {
@@ -402,15 +432,14 @@ Result<SyncPage> Service::sync(const AuthContext& who, const SyncRequest& req) {
     page.next_cursor = std::to_string(page.messages.back().conversation_id) + ":" +
                        std::to_string(page.messages.back().seq);
   if (!fetched.empty()) {
-    // Fire and forget: a lost update only means a live stream re-sends a few messages.
-    writer_->submit(
-        Writer::FnJob{[who, fetched = std::move(fetched)](StoreSession& st) -> Status {
-                        for (auto& [c, seq] : fetched)
-                          if (auto r = st.advance_fetched(who.user_id, who.device_id, c, seq); !r)
-                            return r;
-                        return ok_status();
-                      },
-                      [](Status) {}, 0});
+    // Committed before the page is returned: a WebSocket the device opens next starts its live
+    // stream from here, so nothing stored in between can fall through.
+    auto st = write([&](StoreSession& w) -> Status {
+      for (auto& [c, seq] : fetched)
+        if (auto r = w.advance_fetched(who.user_id, who.device_id, c, seq); !r) return r;
+      return ok_status();
+    });
+    if (!st) return st.error();
   }
   return page;
 }

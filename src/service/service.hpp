@@ -34,6 +34,7 @@ struct ServiceOptions {
   int64_t token_ttl_ms = 30LL * 24 * 3600 * 1000;
   int64_t sync_page_max = 1000;
   int64_t sync_page_default = 100;
+  int64_t sync_page_bytes = 1 << 20;  // a sync/offline page also stops after this many body bytes
   int64_t max_file_bytes = 25 << 20;
   int64_t store_batch_max = 1024;
   unsigned work_threads = 4;
@@ -88,7 +89,9 @@ class Service {
   Status set_muted(const AuthContext& who, ConversationId id, bool muted);
 
   // --- messages ---
-  void send(const AuthContext& who, SendRequest req, std::function<void(Result<SendAck>)> done);
+  // `done` runs after the commit: on hub shard `shard`'s thread, or (shard -1) on the writer's.
+  void send(const AuthContext& who, SendRequest req, std::function<void(Result<SendAck>)> done,
+            int shard = -1);
   // Ascending seq: after `after_seq`, or (before_seq > 0) the page just before `before_seq`.
   Result<std::vector<Message>> history(const AuthContext& who, ConversationId id, Seq after_seq,
                                        Seq before_seq, int64_t limit);
@@ -118,6 +121,8 @@ class Service {
   SessionLease lease();
   // Runs `fn` inside the writer's transaction and waits for the commit.
   Status write(std::function<Status(StoreSession&)> fn);
+  // Tells the members (and `also`, e.g. a removed member) that a conversation changed.
+  void announce(const Conversation& c, const char* change, const std::string& also = "");
   Result<Conversation> load_member_view(StoreSession& s, const AuthContext& who, ConversationId id);
 
   ServiceOptions opts_;

@@ -13,9 +13,11 @@ namespace {
 constexpr std::size_t kConvCacheMax = 200000;  // entries; cleared wholesale beyond this
 }
 
-Writer::Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics, int64_t batch_max)
+Writer::Writer(std::unique_ptr<StoreSession> session, Bus& bus, Hub& hub, Metrics& metrics,
+               int64_t batch_max)
     : session_(std::move(session)),
       bus_(bus),
+      hub_(hub),
       metrics_(metrics),
       batch_max_(static_cast<std::size_t>(batch_max)) {}
 
@@ -161,6 +163,7 @@ void Writer::process(std::vector<Job>& batch) {
     Done d;
     if (auto* s = std::get_if<SendJob>(&job)) {
       d.send_done = std::move(s->done);
+      d.shard = s->shard;
       if (!begun)
         d.send_result = Result<SendAck>(begun.error());
       else
@@ -198,6 +201,11 @@ void Writer::process(std::vector<Job>& batch) {
   metrics_.store_commit_seconds.observe(static_cast<double>(mono_us() - t0) / 1e6);
   metrics_.store_batch_messages.observe(static_cast<double>(messages));
 
+  // Completions grouped by the thread they run on: one post per shard for the whole batch.
+  std::vector<std::vector<std::function<void()>>> per_shard(
+      static_cast<std::size_t>(hub_.shard_count()));
+  std::vector<std::shared_ptr<const Delivery>> published;
+  published.reserve(messages);
   for (auto& d : done) {
     if (d.send_done) {
       Result<SendAck> r =
@@ -210,13 +218,22 @@ void Writer::process(std::vector<Job>& batch) {
       } else {
         metrics_.messages_rejected_total.add();
       }
-      d.send_done(std::move(r));
-      if (committed && d.delivery)
-        bus_.publish(std::shared_ptr<const Delivery>(std::move(d.delivery)));
+      if (d.shard >= 0 && d.shard < hub_.shard_count())
+        per_shard[static_cast<std::size_t>(d.shard)].push_back(
+            [fn = std::move(d.send_done), r = std::move(r)]() mutable { fn(std::move(r)); });
+      else
+        d.send_done(std::move(r));
+      if (committed && d.delivery) published.push_back(std::move(d.delivery));
     } else if (d.fn_done) {
       d.fn_done(committed ? d.fn_status : committed);
     }
   }
+  for (std::size_t i = 0; i < per_shard.size(); ++i)
+    if (!per_shard[i].empty())
+      hub_.post(static_cast<int>(i), [fns = std::move(per_shard[i])]() mutable {
+        for (auto& fn : fns) fn();
+      });
+  if (!published.empty()) bus_.publish(std::move(published));
 }
 
 }  // namespace converge

@@ -17,6 +17,7 @@
 #include "base/metrics.hpp"
 #include "bus/bus.hpp"
 #include "model/requests.hpp"
+#include "service/hub.hpp"
 #include "store/store.hpp"
 
 namespace converge {
@@ -26,7 +27,8 @@ class Writer {
   struct SendJob {
     AuthContext who;
     SendRequest req;
-    std::function<void(Result<SendAck>)> done;  // called on the writer thread after commit
+    std::function<void(Result<SendAck>)> done;  // after commit: on `shard`'s thread, or here
+    int shard = -1;  // the hub shard (network thread) to run `done` on; -1 = the writer thread
   };
   struct FnJob {
     std::function<Status(StoreSession&)> fn;  // runs under a savepoint inside the batch
@@ -34,7 +36,9 @@ class Writer {
     ConversationId invalidates = 0;           // membership cache entry to drop
   };
 
-  Writer(std::unique_ptr<StoreSession> session, Bus& bus, Metrics& metrics, int64_t batch_max);
+  // Completions of sends that name a shard are posted through `hub`, one post per shard per batch.
+  Writer(std::unique_ptr<StoreSession> session, Bus& bus, Hub& hub, Metrics& metrics,
+         int64_t batch_max);
   ~Writer();
 
   void start();
@@ -48,6 +52,7 @@ class Writer {
   };
   struct Done {
     std::function<void(Result<SendAck>)> send_done;
+    int shard = -1;
     std::function<void(Status)> fn_done;
     std::optional<Result<SendAck>> send_result;
     Status fn_status = ok_status();
@@ -64,6 +69,7 @@ class Writer {
 
   std::unique_ptr<StoreSession> session_;
   Bus& bus_;
+  Hub& hub_;
   Metrics& metrics_;
   const std::size_t batch_max_;
 

@@ -11,6 +11,9 @@ class LocalBus final : public Bus {
   void publish(std::shared_ptr<const Delivery> d) override {
     if (listener_) listener_->on_delivery(d);
   }
+  void publish(std::vector<std::shared_ptr<const Delivery>> batch) override {
+    if (listener_) listener_->on_deliveries(batch);
+  }
   void publish(std::shared_ptr<const Notice> n) override {
     if (listener_) listener_->on_notice(n);
   }

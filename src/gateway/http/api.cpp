@@ -82,7 +82,11 @@ class Handler {
       if (s.size() == 3 && s[2] == "messages" && m == "GET") return history(a, *id);
       if (s.size() == 3 && s[2] == "messages" && m == "POST") return send(a, *id);
       if (s.size() == 3 && s[2] == "mute" && m == "POST") return mute(a, *id);
-      return s.size() <= 4 ? not_allowed() : not_found();
+      // A known path with another method is 405; anything else is 404.
+      bool known = s.size() == 2 ||
+                   (s.size() == 3 && (s[2] == "members" || s[2] == "messages" || s[2] == "mute")) ||
+                   (s.size() == 4 && s[2] == "members");
+      return known ? not_allowed() : not_found();
     }
     if (s.size() == 1 && s[0] == "offline" && m == "GET") return offline(a);
     if (s.size() == 1 && s[0] == "heartbeat" && m == "POST") return heartbeat(a);
@@ -113,16 +117,18 @@ class Handler {
     return proto::parse_object(req_.body);
   }
 
+  // The Authorization header, or ?token= (for <img src> and downloads, which cannot add one).
+  std::string_view token() const {
+    std::string_view t = req_.authorization;
+    if (t.empty())
+      if (auto it = r_.query.find("token"); it != r_.query.end()) t = it->second;
+    return proto::strip_token_prefix(t);
+  }
+
   Result<AuthContext> auth() {
-    std::string_view token = req_.authorization;
-    if (token.empty()) {
-      // For <img src> and downloads a browser cannot add a header to.
-      if (auto it = r_.query.find("token"); it != r_.query.end()) token = it->second;
-    }
-    token = proto::strip_token_prefix(token);
-    if (token.empty())
-      return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
-    return svc_.authenticate(token);
+    auto t = token();
+    if (t.empty()) return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
+    return svc_.authenticate(t);
   }
 
   ApiResponse register_user(bool by_admin) {
@@ -166,7 +172,7 @@ class Handler {
   }
 
   ApiResponse logout() {
-    auto st = svc_.logout(proto::strip_token_prefix(req_.authorization));
+    auto st = svc_.logout(token());
     if (!st) return error_response(st.error());
     return json_response(200, json::object{});
   }
@@ -345,7 +351,14 @@ class Handler {
     r.file_path = f->path;
     std::string safe;
     for (char c : f->meta.name) safe += (c == '"' || c == '\\') ? '_' : c;
-    r.headers["Content-Disposition"] = "inline; filename=\"" + safe + "\"";
+    // Media is shown inline; anything else (HTML, SVG, scripts) is a download, and no upload
+    // ever runs as a page of this origin, where the web client keeps its token.
+    const auto& mime = f->meta.mime;
+    bool media = (mime.starts_with("image/") && !mime.starts_with("image/svg")) ||
+                 mime.starts_with("audio/") || mime.starts_with("video/");
+    r.headers["Content-Disposition"] =
+        std::string(media ? "inline" : "attachment") + "; filename=\"" + safe + "\"";
+    r.headers["Content-Security-Policy"] = "sandbox; default-src 'none'";
     r.headers["Cache-Control"] = "private, max-age=31536000, immutable";
     r.headers["X-Content-Type-Options"] = "nosniff";
     return r;

@@ -2,6 +2,7 @@
 #include "gateway/http/server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -73,6 +74,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void do_read() {
     parser_.emplace();
     parser_->header_limit(16 * 1024);
+    // The route's own limit is applied once the target is known (on_header); until then the
+    // parser must not refuse a Content-Length that some route allows.
+    parser_->body_limit(std::max(ctx_.opts.max_file_bytes, ctx_.opts.max_http_body_bytes));
     stream_.expires_after(kReadTimeout);
     http::async_read_header(
         stream_, buf_, *parser_,
@@ -80,11 +84,14 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   }
 
   void on_header(beast::error_code ec) {
+    if (ec == http::error::body_limit) return too_large();
     if (ec) return close();
     auto& req = parser_->get();
     // Uploads may be large; every other body is small JSON.
     bool upload = req.method() == http::verb::post && req.target().starts_with("/api/v1/files");
-    parser_->body_limit(upload ? ctx_.opts.max_file_bytes : ctx_.opts.max_http_body_bytes);
+    std::size_t limit = upload ? ctx_.opts.max_file_bytes : ctx_.opts.max_http_body_bytes;
+    if (auto len = parser_->content_length(); len && *len > limit) return too_large();
+    parser_->body_limit(limit);  // chunked bodies stop here
     if (req[http::field::expect] == "100-continue") {
       // curl asks before sending a large body.
       auto cont = std::make_shared<http::response<http::empty_body>>(http::status::continue_, 11);
@@ -104,11 +111,31 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_request(ec); });
   }
 
+  // Answers 413 and closes without reading the body: a lingering close (drain) lets the
+  // client read the answer instead of getting a reset for the bytes it is still sending.
+  void too_large() {
+    keep_alive_ = false;
+    draining_ = true;
+    reply(api_error(413, "too_large", "request body over the limit"), 11);
+  }
+
+  void drain() {
+    stream_.expires_after(std::chrono::seconds(2));
+    auto scratch = std::make_shared<std::array<char, 16384>>();
+    stream_.async_read_some(asio::buffer(*scratch), [self = shared_from_this(), scratch](
+                                                        beast::error_code ec, std::size_t n) {
+      self->drained_ += n;
+      if (ec || self->drained_ > (64u << 20)) {
+        beast::error_code ignored;
+        self->stream_.socket().close(ignored);
+        return;
+      }
+      self->drain();
+    });
+  }
+
   void on_request(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      return reply(api_error(413, "too_large", "request body over the limit"), 11);
-    }
+    if (ec == http::error::body_limit) return too_large();
     if (ec) return close();
     ctx_.metrics.http_requests_total.add();
     HttpRequest req = parser_->release();
@@ -238,6 +265,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void close() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (draining_) return drain();
     stream_.socket().close(ec);
   }
 
@@ -247,6 +275,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  bool draining_ = false;    // answered 413: discard the rest of the body, then close
+  std::size_t drained_ = 0;  // bytes discarded so far
 };
 
 void do_accept(HttpServer::Impl& ctx) {

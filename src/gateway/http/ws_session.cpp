@@ -154,8 +154,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   void handle_text(std::string_view text) {
-    auto env = proto::parse_envelope(text);
-    if (!env) return send_error("", env.error());
+    std::string id;
+    auto env = proto::parse_envelope(text, &id);
+    if (!env) return send_error(id, env.error());
     auto& e = env.value();
     if (e.cmd == "auth") {
       if (authed_ || authenticating_)
@@ -240,7 +241,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
           asio::post(exec, [weak] {
             if (auto s = weak.lock()) s->cut_off("too many messages held for ordering");
           });
-        });
+        },
+        [this] { return queued_bytes_ > low_water(); });
     // Attach first, then read positions: a message stored in between is live (held by the stream)
     // or below the last seqs read (caught up); none falls between the two.
     ctx_.hub.attach(static_cast<int>(loop_), this);
@@ -275,27 +277,24 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       ctx_.metrics.messages_rejected_total.add();
       return send_error(e.id_json, req.error());
     }
-    auto self = shared_from_this();
-    ctx_.svc.send(auth_, std::move(req.value()), [self, id = e.id_json](Result<SendAck> r) {
-      // Writer thread: build the frame there, hand it to our thread.
-      std::string frame;
-      if (r) {
-        json::object d{{"conversation_id", proto::conversation_id_str(r->conversation_id)},
-                       {"seq", r->seq},
-                       {"client_msg_id", r->client_msg_id},
-                       {"ts", r->ts_ms}};
-        if (r->duplicate) d["duplicate"] = true;
-        frame = proto::frame("ack", id, d);
-      } else {
-        frame = proto::frame_error(id, r.error());
-      }
-      auto f = std::make_shared<const std::string>(std::move(frame));
-      bool failed = !r;
-      asio::post(self->socket_.get_executor(), [self, f, failed] {
-        if (failed) self->ctx_.metrics.errors_total.add();
-        self->send(f);
-      });
-    });
+    // The ack is built here, on this connection's thread: the writer posts each batch's
+    // completions once per thread.
+    ctx_.svc.send(
+        auth_, std::move(req.value()),
+        [self = shared_from_this(), id = e.id_json](Result<SendAck> r) {
+          if (!r) {
+            self->ctx_.metrics.errors_total.add();
+            return self->send(
+                std::make_shared<const std::string>(proto::frame_error(id, r.error())));
+          }
+          json::object d{{"conversation_id", proto::conversation_id_str(r->conversation_id)},
+                         {"seq", r->seq},
+                         {"client_msg_id", r->client_msg_id},
+                         {"ts", r->ts_ms}};
+          if (r->duplicate) d["duplicate"] = true;
+          self->send(std::make_shared<const std::string>(proto::frame("ack", id, d)));
+        },
+        static_cast<int>(loop_));
   }
 
   void on_heartbeat(proto::Envelope& e) {
@@ -351,6 +350,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     uint8_t header_len = 0;
     bool raw = false;  // the 101 response: no frame header
   };
+
+  // Below this, catch-up reads from the store go on; above it they wait for the queue to drain.
+  std::size_t low_water() const { return ctx_.opts.max_send_queue_bytes / 4; }
 
   void send(std::shared_ptr<const std::string> frame) {
     if (closing_ || dead_) return;  // a close was asked for: let the queue drain
@@ -409,6 +411,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       queued_bytes_ -= queue_.front().header_len + queue_.front().payload->size();
       queue_.pop_front();
     }
+    if (stream_ && queued_bytes_ <= low_water()) stream_->resume();
     if (!queue_.empty()) return do_write();
     if (close_sent_) {
       // Our close frame is out: no more writes. Wait for the peer's close (or EOF) on the read

@@ -1,0 +1,329 @@
+// 1:1 and group chat across three users, one of them on two devices (DESIGN.md sections 3, 4).
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { assertGapless, assertHttpError, assertRange, assertWsError } from './lib/check.mjs';
+import { createConversation, history, http, lastSeq, makeUser } from './lib/http.mjs';
+import { useNode } from './lib/node.mjs';
+import { WsClient, closeAll } from './lib/ws.mjs';
+
+const h = useNode();
+
+describe('chat', () => {
+  let node;
+  let alice; // devices phone + laptop
+  let bob;
+  let carol;
+  let aPhone;
+  let aLaptop;
+  let bWs;
+  let cWs;
+
+  before(async () => {
+    node = await h.ready;
+    alice = await makeUser(node, 'alice', ['phone', 'laptop']);
+    bob = await makeUser(node, 'bob');
+    carol = await makeUser(node, 'carol');
+    aPhone = await WsClient.connect(node, { token: alice.tokens.phone });
+    aLaptop = await WsClient.connect(node, { token: alice.tokens.laptop, auth: 'header' });
+    bWs = await WsClient.connect(node, { token: bob.token });
+    cWs = await WsClient.connect(node, { token: carol.token });
+  });
+
+  after(() => closeAll(aPhone, aLaptop, bWs, cWs));
+
+  test('ready frame describes the device and the limits', () => {
+    const ready = aPhone.frames.find((f) => f.cmd === 'ready');
+    assert.equal(ready.data.user_id, 'alice');
+    assert.equal(ready.data.device_id, 'phone');
+    assert.equal(ready.data.name, 'alice');
+    for (const k of ['heartbeat_interval_ms', 'heartbeat_timeout_ms', 'max_frame_bytes', 'max_body_bytes'])
+      assert.equal(typeof ready.data[k], 'number', k);
+    assert.equal(aLaptop.frames.find((f) => f.cmd === 'ready').data.device_id, 'laptop');
+  });
+
+  test('1:1: direct conversation is idempotent per pair; every device of both members gets each message in order', async () => {
+    const c1 = await http(node, 'POST', '/api/v1/conversations', {
+      token: alice.token,
+      json: { type: 'direct', members: ['bob'] },
+    });
+    assert.equal(c1.status, 201);
+    assert.equal(c1.json.type, 'direct');
+    assert.deepEqual([...c1.json.members].sort(), ['alice', 'bob']);
+    assert.equal(c1.json.last_seq, 0);
+    assert.equal(c1.json.id, c1.json.conversation_id);
+    assert.equal(typeof c1.json.id, 'string');
+    // Bob asking for the same pair gets the same conversation, 200 instead of 201.
+    const c2 = await http(node, 'POST', '/api/v1/conversations', {
+      token: bob.token,
+      json: { type: 'direct', members: ['alice'] },
+    });
+    assert.equal(c2.status, 200);
+    assert.equal(c2.json.id, c1.json.id);
+    const conv = c1.json.id;
+
+    // Alice's phone sends five messages without waiting for the acks.
+    const acks = await Promise.all(
+      [1, 2, 3, 4, 5].map((i) =>
+        aPhone.send({ conversation_id: conv, type: 'text', body: `hello ${i}`, client_msg_id: `dm-${i}` }),
+      ),
+    );
+    assert.deepEqual(acks.map((a) => a.seq).sort((x, y) => x - y), [1, 2, 3, 4, 5]);
+    for (const a of acks) {
+      assert.equal(a.conversation_id, conv);
+      assert.equal(typeof a.ts, 'number');
+      assert.equal(a.duplicate, undefined);
+    }
+    // Bob's reply.
+    const bAck = await bWs.send({ conversation_id: conv, body: 'hi alice', client_msg_id: 'b-dm-1' });
+    assert.equal(bAck.seq, 6);
+
+    // Every device of every member (the sending device included) gets 1..6 in order.
+    for (const [name, c] of [['alice phone', aPhone], ['alice laptop', aLaptop], ['bob', bWs]]) {
+      await c.waitForMsg(conv, 6);
+      const msgs = c.msgs(conv);
+      assertRange(msgs.map((m) => m.seq), 1, 6, name);
+    }
+    const m6 = bWs.msgs(conv)[5];
+    assert.equal(m6.publisher_id, 'bob');
+    assert.equal(m6.publisher_name, 'bob');
+    assert.equal(m6.type, 'text');
+    assert.equal(m6.body, 'hi alice');
+    assert.equal(m6.client_msg_id, 'b-dm-1');
+    // Same content at the same seq everywhere, and the same as the stored history.
+    const stored = await history(node, bob.token, conv);
+    assert.deepEqual(aPhone.msgs(conv), stored);
+    assert.deepEqual(aLaptop.msgs(conv), stored);
+    assert.deepEqual(bWs.msgs(conv), stored);
+    const byAck = new Map(acks.map((a) => [a.client_msg_id, a.seq]));
+    for (const m of stored.filter((x) => x.publisher_id === 'alice')) assert.equal(byAck.get(m.client_msg_id), m.seq);
+
+    // Carol is no member: a later message of her own reaches her first (per-thread FIFO fan-out
+    // means anything for her from before would have come first).
+    const own = await createConversation(node, carol.token, 'direct', ['bob']);
+    await cWs.send({ conversation_id: own.id, body: 'marker', client_msg_id: 'c-marker-1' });
+    await cWs.waitForMsg(own.id, 1);
+    assert.equal(cWs.msgs(conv).length, 0, 'carol must not receive alice/bob messages');
+    // Nor may she read or write it.
+    assertHttpError(await http(node, 'GET', `/api/v1/conversations/${conv}/messages`, { token: carol.token }), 403, 'forbidden');
+    assertHttpError(await http(node, 'GET', `/api/v1/conversations/${conv}`, { token: carol.token }), 403, 'forbidden');
+    assertWsError(await cWs.request('msg', { conversation_id: conv, body: 'intrude' }), 'forbidden');
+    assert.equal(await lastSeq(node, alice.token, conv), 6);
+  });
+
+  test('group: three users, four devices, concurrent senders; every device sees the same gapless sequence', async () => {
+    const created = await http(node, 'POST', '/api/v1/conversations', {
+      token: alice.token,
+      json: { type: 'group', members: ['bob', 'carol'], name: 'team' },
+    });
+    assert.equal(created.status, 201);
+    const g = created.json;
+    assert.equal(g.type, 'group');
+    assert.equal(g.name, 'team');
+    assert.equal(g.owner, 'alice');
+    assert.deepEqual([...g.members].sort(), ['alice', 'bob', 'carol']);
+
+    // Every member lists it with its last_seq.
+    for (const u of [alice, bob, carol]) {
+      const r = await http(node, 'GET', '/api/v1/conversations', { token: u.token });
+      assert.equal(r.status, 200);
+      const mine = r.json.conversations.find((c) => c.id === g.id);
+      assert.ok(mine, `${u.id} lists the group`);
+      assert.equal(mine.last_seq, 0);
+      assert.equal(mine.muted, false);
+    }
+
+    const senders = [
+      ['ap', aPhone],
+      ['al', aLaptop],
+      ['b', bWs],
+      ['c', cWs],
+    ];
+    const perSender = 8;
+    const sends = [];
+    for (let i = 0; i < perSender; i++)
+      for (const [tag, c] of senders)
+        sends.push(c.send({ conversation_id: g.id, body: `${tag} ${i}`, client_msg_id: `g-${tag}-${i}` }));
+    const acks = await Promise.all(sends);
+    const total = perSender * senders.length;
+    assert.deepEqual(acks.map((a) => a.seq).sort((x, y) => x - y), Array.from({ length: total }, (_, i) => i + 1));
+
+    const stored = await history(node, carol.token, g.id);
+    assertRange(stored.map((m) => m.seq), 1, total, 'history');
+    // One sender's messages keep their order within the conversation.
+    for (const [tag] of senders) {
+      const mine = stored.filter((m) => m.client_msg_id.startsWith(`g-${tag}-`)).map((m) => Number(m.body.split(' ')[1]));
+      assert.deepEqual(mine, [...Array(perSender).keys()], `order of ${tag}'s messages`);
+    }
+    for (const [name, c] of [['alice phone', aPhone], ['alice laptop', aLaptop], ['bob', bWs], ['carol', cWs]]) {
+      await c.waitForMsg(g.id, total);
+      const got = c.msgs(g.id);
+      assertGapless(got.map((m) => m.seq), name);
+      assert.deepEqual(got, stored, `${name} got exactly the stored messages`);
+    }
+  });
+
+  test('creating conversations: bad shapes are refused', async () => {
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'group', members: [] } }),
+      400,
+      'bad_request',
+    );
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'direct', members: ['bob', 'carol'] } }),
+      400,
+      'bad_request',
+    );
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'direct', members: ['alice'] } }),
+      400,
+      'bad_request',
+    );
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'room', members: ['bob'] } }),
+      400,
+      'bad_request',
+    );
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'group', members: ['bob', 'nobody'] } }),
+      404,
+      'not_found',
+    );
+    assertHttpError(
+      await http(node, 'POST', '/api/v1/conversations', { token: alice.token, json: { type: 'group', members: 'bob' } }),
+      400,
+      'bad_request',
+    );
+  });
+
+  test('membership: any member adds, only the owner removes others, anyone may leave; removed members lose access', async () => {
+    const dave = await makeUser(node, 'dave');
+    const dWs = await WsClient.connect(node, { token: dave.token });
+    try {
+      const g = await createConversation(node, alice.token, 'group', ['bob'], 'club');
+      // Bob (not the owner) adds carol and dave.
+      const added = await http(node, 'POST', `/api/v1/conversations/${g.id}/members`, {
+        token: bob.token,
+        json: { members: ['carol', 'dave'] },
+      });
+      assert.equal(added.status, 200);
+      assert.deepEqual([...added.json.members].sort(), ['alice', 'bob', 'carol', 'dave']);
+      // The single-user form.
+      const again = await http(node, 'POST', `/api/v1/conversations/${g.id}/members`, {
+        token: bob.token,
+        json: { user_id: 'dave' },
+      });
+      assert.equal(again.status, 200);
+      assert.equal(again.json.members.length, 4);
+      assertHttpError(
+        await http(node, 'POST', `/api/v1/conversations/${g.id}/members`, { token: bob.token, json: { members: ['ghost'] } }),
+        404,
+        'not_found',
+      );
+      // Dave receives the next message live.
+      const a1 = await aPhone.send({ conversation_id: g.id, body: 'welcome', client_msg_id: 'club-1' });
+      assert.equal(a1.seq, 1);
+      await dWs.waitForMsg(g.id, 1);
+
+      // Bob may not remove carol; alice (owner) may; dave may leave by himself.
+      assertHttpError(await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/carol`, { token: bob.token }), 403, 'forbidden');
+      const rm = await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/carol`, { token: alice.token });
+      assert.equal(rm.status, 200);
+      assert.deepEqual([...rm.json.members].sort(), ['alice', 'bob', 'dave']);
+      const leave = await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/dave`, { token: dave.token });
+      assert.equal(leave.status, 200);
+      assertHttpError(await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/carol`, { token: alice.token }), 404, 'not_found');
+
+      // Carol and dave can no longer send, read or receive.
+      assertWsError(await cWs.request('msg', { conversation_id: g.id, body: 'still here?' }), 'forbidden');
+      assertWsError(await dWs.request('msg', { conversation_id: g.id, body: 'still here?' }), 'forbidden');
+      assertHttpError(await http(node, 'GET', `/api/v1/conversations/${g.id}/messages`, { token: carol.token }), 403, 'forbidden');
+      const a2 = await aPhone.send({ conversation_id: g.id, body: 'after', client_msg_id: 'club-2' });
+      assert.equal(a2.seq, 2, 'the refused sends stored nothing');
+      await bWs.waitForMsg(g.id, 2);
+      // A later message in dave's own conversation reaches him; seq 2 of the club never does.
+      const own = await createConversation(node, dave.token, 'direct', ['bob']);
+      await dWs.send({ conversation_id: own.id, body: 'marker', client_msg_id: 'd-marker' });
+      await dWs.waitForMsg(own.id, 1);
+      assert.deepEqual(dWs.msgs(g.id).map((m) => m.seq), [1]);
+      const carolList = await http(node, 'GET', '/api/v1/conversations', { token: carol.token });
+      assert.ok(!carolList.json.conversations.some((c) => c.id === g.id));
+
+      // A direct conversation's members are fixed.
+      const d = await createConversation(node, alice.token, 'direct', ['bob']);
+      assertHttpError(
+        await http(node, 'POST', `/api/v1/conversations/${d.id}/members`, { token: alice.token, json: { members: ['carol'] } }),
+        400,
+        'bad_request',
+      );
+    } finally {
+      await dWs.close();
+    }
+  });
+
+  test('history pages: after_seq, before_seq and limit', async () => {
+    const g = await createConversation(node, alice.token, 'group', ['bob'], 'pages');
+    for (let i = 1; i <= 7; i++) await aPhone.send({ conversation_id: g.id, body: `p${i}`, client_msg_id: `pages-${i}` });
+    const all = await history(node, bob.token, g.id);
+    assertRange(all.map((m) => m.seq), 1, 7);
+    assertRange((await history(node, bob.token, g.id, '?after_seq=3&limit=2')).map((m) => m.seq), 4, 5);
+    assertRange((await history(node, bob.token, g.id, '?before_seq=6&limit=3')).map((m) => m.seq), 3, 5);
+    assert.deepEqual(await history(node, bob.token, g.id, '?after_seq=7'), []);
+    assertHttpError(await http(node, 'GET', `/api/v1/conversations/${g.id}/messages?limit=0`, { token: bob.token }), 400, 'bad_request');
+    assertHttpError(await http(node, 'GET', `/api/v1/conversations/${g.id}/messages?after_seq=x`, { token: bob.token }), 400, 'bad_request');
+    assertHttpError(await http(node, 'GET', '/api/v1/conversations/99999/messages', { token: bob.token }), 404, 'not_found');
+  });
+
+  test('HTTP send: stored, acked with seq, delivered live like a WebSocket send', async () => {
+    const g = await createConversation(node, bob.token, 'group', ['alice', 'carol'], 'http');
+    const r = await http(node, 'POST', `/api/v1/conversations/${g.id}/messages`, {
+      token: bob.token,
+      json: { body: 'over http', client_msg_id: 'http-1' },
+    });
+    assert.equal(r.status, 201);
+    assert.equal(r.json.seq, 1);
+    assert.equal(r.json.conversation_id, g.id);
+    assert.equal(r.json.duplicate, false);
+    assert.equal(r.json.client_msg_id, 'http-1');
+    for (const c of [aPhone, aLaptop, cWs, bWs]) {
+      const f = await c.waitForMsg(g.id, 1);
+      assert.equal(f.data.body, 'over http');
+      assert.equal(f.data.type, 'text');
+    }
+  });
+
+  test('envelope details: ids echoed as sent, numeric conversation ids, frames sent before `ready` wait for it', async () => {
+    const g = await createConversation(node, alice.token, 'group', ['bob'], 'envelope');
+    // Integer ids come back as integers, string ids as strings; data may be omitted.
+    aPhone.sendJson({ cmd: 'ping', id: 7 });
+    const pong = await aPhone.waitFor((f) => f.cmd === 'pong' && f.id === 7);
+    assert.equal(typeof pong.data.ts, 'number');
+    // conversation_id as a JSON number is accepted; replies carry it as a string.
+    const ack = await aPhone.send({ conversation_id: Number(g.id), body: 'numeric id' });
+    assert.equal(ack.conversation_id, g.id);
+    // With the token in the URL a client may send at once: commands wait for authentication.
+    const early = await WsClient.connect(node, { token: bob.token, ready: false });
+    try {
+      early.sendJson({ cmd: 'ping', id: 'e1' });
+      early.sendJson({ cmd: 'msg', id: 'e2', data: { conversation_id: g.id, body: 'early bird', client_msg_id: 'early-1' } });
+      const reply = await early.waitFor((f) => f.id === 'e2');
+      assert.equal(reply.cmd, 'ack');
+      const order = early.frames.map((f) => f.cmd + (f.id ? `:${f.id}` : ''));
+      assert.ok(order.indexOf('ready') >= 0 && order.indexOf('ready') < order.indexOf('pong:e1'), order.join(' '));
+    } finally {
+      await early.close();
+    }
+  });
+
+  test('mute is per member and shows in the conversation list', async () => {
+    const g = await createConversation(node, alice.token, 'group', ['bob'], 'mute');
+    const r = await http(node, 'POST', `/api/v1/conversations/${g.id}/mute`, { token: bob.token, json: { muted: true } });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.json, { muted: true });
+    const bl = await http(node, 'GET', '/api/v1/conversations', { token: bob.token });
+    assert.equal(bl.json.conversations.find((c) => c.id === g.id).muted, true);
+    const al = await http(node, 'GET', '/api/v1/conversations', { token: alice.token });
+    assert.equal(al.json.conversations.find((c) => c.id === g.id).muted, false);
+    assertHttpError(await http(node, 'POST', `/api/v1/conversations/${g.id}/mute`, { token: bob.token, json: { muted: 'yes' } }), 400, 'bad_request');
+  });
+});
