@@ -1,0 +1,762 @@
+// ConvergeClient: one logged-in device of a Converge user.
+//
+// HTTP for calls (login, conversations, history, files), one WebSocket for the live stream.
+// The order after login follows the protocol: conversation list, offline messages, live stream,
+// heartbeats. Every message reaches the app once ('message' event), whatever path it came by
+// (offline fetch, live push, resync after a reconnect). Sends carry a client_msg_id and are
+// retried with the same id until acked; sends made while disconnected wait in an outbox.
+
+import { Backoff } from './backoff.js';
+import { SeqTracker } from './dedupe.js';
+import { Emitter } from './emitter.js';
+import { Api, ApiError } from './http.js';
+
+export const State = Object.freeze({ offline: 'offline', connecting: 'connecting', online: 'online' });
+
+const CLOSE_UNAUTHORIZED = 4001;
+
+/** A random id (hex), good for client_msg_id and device_id; works in insecure browser contexts too. */
+export function randomId(bytes = 16) {
+  const a = new Uint8Array(bytes);
+  const c = globalThis.crypto;
+  if (c && typeof c.getRandomValues === 'function') c.getRandomValues(a);
+  else for (let i = 0; i < bytes; i++) a[i] = Math.floor(Math.random() * 256);
+  return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function frameText(data) {
+  if (typeof data === 'string') return data;
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return null; // binary: room audio
+  return String(data);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class ConvergeClient extends Emitter {
+  /**
+   * @param {object} [opts]
+   * @param {string} [opts.baseUrl] node address, e.g. "http://127.0.0.1:8080" (default: the page's origin)
+   * @param {Function} [opts.WebSocket] WebSocket class (default: globalThis.WebSocket; in Node < 22 pass `ws`)
+   * @param {Function} [opts.fetch] fetch implementation (default: globalThis.fetch)
+   * @param {object} [opts.session] {token, user_id, name, device_id} of an earlier login
+   * @param {object} [opts.backoff] {initialMs, maxMs, factor, jitter} for reconnects
+   * @param {number} [opts.heartbeatIntervalMs] override the interval the server advises
+   * @param {number} [opts.ackTimeoutMs=10000] resend an unacked message after this long
+   * @param {number} [opts.requestTimeoutMs=20000] a WebSocket request unanswered this long drops the connection
+   * @param {number} [opts.connectTimeoutMs=15000] a connection not ready after this long is retried
+   * @param {number} [opts.syncPageSize=100] messages per offline / sync page
+   * @param {boolean} [opts.autoProcess=true] a message counts as processed once the 'message'
+   *   handlers have returned; with false the app calls markProcessed() itself
+   * @param {boolean} [opts.watchNetwork=true] in a browser, follow window online/offline events
+   */
+  constructor(opts = {}) {
+    super();
+    const baseUrl = opts.baseUrl ?? globalThis.location?.origin;
+    if (!baseUrl) throw new TypeError('ConvergeClient: baseUrl is required outside a browser');
+    this.baseUrl = String(baseUrl).replace(/\/+$/, '');
+    this._WebSocket = opts.WebSocket ?? globalThis.WebSocket;
+    const f = opts.fetch ?? globalThis.fetch;
+    if (typeof f !== 'function') throw new TypeError('ConvergeClient: no fetch implementation');
+    this._fetchImpl = opts.fetch ? f : (...a) => globalThis.fetch(...a);
+    this.options = {
+      heartbeatIntervalMs: opts.heartbeatIntervalMs,
+      ackTimeoutMs: opts.ackTimeoutMs ?? 10000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 20000,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 15000,
+      syncPageSize: opts.syncPageSize ?? 100,
+      autoProcess: opts.autoProcess ?? true,
+      watchNetwork: opts.watchNetwork ?? true,
+    };
+    this.session = opts.session ? { ...opts.session } : null;
+    this.api = new Api({ baseUrl: this.baseUrl, fetch: this._fetchImpl, getToken: () => this.session?.token });
+    this.tracker = new SeqTracker();
+    this.backoff = new Backoff(opts.backoff);
+    /** Map conversation id -> conversation ({id, type, name, owner, members, last_seq, muted, ...}). */
+    this.conversations = new Map();
+    /** 'offline' | 'connecting' | 'online' */
+    this.state = State.offline;
+    /** The server's `ready` frame data while connected. */
+    this.ready = null;
+
+    this._outbox = new Map(); // client_msg_id -> entry, in send order
+    this._requests = new Map(); // frame id -> {resolve, reject, timer, cmd, cmid?}
+    this._nextId = 1;
+    this._ws = null;
+    this._gen = 0;
+    this._started = false;
+    this._closed = true;
+    this._attempting = false;
+    this._bootstrapped = false;
+    this._everOnline = false;
+    this._timers = { reconnect: null, heartbeat: null, tick: null, connect: null, refresh: null };
+    this._lastFrameAt = 0;
+    this._hbSentAt = 0;
+    this._processed = new Map();
+    this._users = new Map();
+    this._netHandlers = null;
+  }
+
+  // ------------------------------------------------------------------ accounts
+
+  /** Signs up: {user_id?, name?, password} -> {user_id, name, ...}. */
+  register({ user_id, name, password }) {
+    return this.api.request('POST', '/users', { json: { user_id, name, password }, auth: false });
+  }
+
+  /** Logs in this device: {user_id, password, device_id?} -> session {token, user_id, name, device_id, expires_at}. */
+  async login({ user_id, password, device_id }) {
+    const r = await this.api.request('POST', '/login', {
+      json: { user_id, password, device_id: device_id || randomId(8) },
+      auth: false,
+    });
+    this.session = { token: r.token, user_id: r.user_id, name: r.name, device_id: r.device_id, expires_at: r.expires_at };
+    this.emit('session', this.session);
+    return this.session;
+  }
+
+  /** Uses the session of an earlier login (e.g. kept in localStorage). */
+  useSession(session) {
+    this.session = session ? { ...session } : null;
+  }
+
+  /** Ends the session on the server and disconnects. */
+  async logout() {
+    if (this.session) await this.api.request('POST', '/logout').catch(() => {});
+    this.close();
+    this.session = null;
+  }
+
+  /** The logged-in user: {user_id, name, device_id, admin, expires_at}. */
+  me() {
+    return this.api.request('GET', '/me');
+  }
+
+  /** Another user's public profile {user_id, name} (cached). */
+  getUser(userId) {
+    let p = this._users.get(userId);
+    if (!p) {
+      p = this.api.request('GET', `/users/${encodeURIComponent(userId)}`);
+      this._users.set(userId, p);
+      p.catch(() => this._users.delete(userId));
+    }
+    return p;
+  }
+
+  // ------------------------------------------------------------------ conversations
+
+  /** Fetches this user's conversations (also kept in `client.conversations`). */
+  async listConversations() {
+    const r = await this.api.request('GET', '/conversations');
+    const list = r.conversations || [];
+    const next = new Map();
+    for (const c of list) {
+      const old = this.conversations.get(c.id);
+      if (old && old.last_seq > c.last_seq) c.last_seq = old.last_seq;
+      next.set(c.id, c);
+    }
+    this.conversations = next;
+    this.emit('conversations', [...next.values()]);
+    return [...next.values()];
+  }
+
+  async getConversation(id) {
+    const c = await this.api.request('GET', `/conversations/${encodeURIComponent(id)}`);
+    this._remember(c);
+    return c;
+  }
+
+  /** Creates a conversation: {type: 'direct'|'group', members: [user ids], name?}. Direct ones are idempotent per pair. */
+  async createConversation({ type, members, name }) {
+    const c = await this.api.request('POST', '/conversations', { json: { type, members, name } });
+    this._remember(c);
+    return c;
+  }
+
+  /** The direct conversation with one user (created on first use). */
+  createDirect(userId) {
+    return this.createConversation({ type: 'direct', members: [userId] });
+  }
+
+  createGroup({ name, members }) {
+    return this.createConversation({ type: 'group', name, members });
+  }
+
+  async addMembers(conversationId, members) {
+    const c = await this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/members`, {
+      json: { members },
+    });
+    this._remember(c);
+    return c;
+  }
+
+  async removeMember(conversationId, userId) {
+    const c = await this.api.request(
+      'DELETE',
+      `/conversations/${encodeURIComponent(conversationId)}/members/${encodeURIComponent(userId)}`,
+    );
+    if (userId === this.session?.user_id) {
+      this.conversations.delete(String(conversationId));
+      this.emit('conversations', [...this.conversations.values()]);
+    } else {
+      this._remember(c);
+    }
+    return c;
+  }
+
+  mute(conversationId, muted) {
+    return this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/mute`, { json: { muted } });
+  }
+
+  _remember(c) {
+    const old = this.conversations.get(c.id);
+    if (old && old.last_seq > c.last_seq) c.last_seq = old.last_seq;
+    this.conversations.set(c.id, c);
+    this.emit('conversations', [...this.conversations.values()]);
+  }
+
+  // ------------------------------------------------------------------ history
+
+  /**
+   * History of one conversation, ascending seq. {afterSeq, limit}: the messages after afterSeq;
+   * {beforeSeq, limit}: the `limit` messages just before beforeSeq (paging upward).
+   * History is not deduplicated and raises no 'message' events: the app merges it by seq.
+   */
+  async history(conversationId, { afterSeq, beforeSeq, limit } = {}) {
+    const r = await this.api.request('GET', `/conversations/${encodeURIComponent(conversationId)}/messages`, {
+      query: { after_seq: afterSeq, before_seq: beforeSeq, limit },
+    });
+    return r.messages || [];
+  }
+
+  /** The newest `limit` messages of a conversation (ascending). */
+  latest(conversationId, limit = 50) {
+    return this.history(conversationId, { beforeSeq: Number.MAX_SAFE_INTEGER, limit });
+  }
+
+  // ------------------------------------------------------------------ files
+
+  /**
+   * Uploads bytes (Blob/File, ArrayBuffer, typed array or string): -> {file_id, name, size, mime, url}.
+   * @param {object} [o] {name, type} (defaults: the File's own name and type)
+   */
+  uploadFile(data, { name, type } = {}) {
+    const fileName = name || data?.name || 'file';
+    const mime = type || data?.type || 'application/octet-stream';
+    return this.api.request('POST', '/files', { query: { name: fileName }, body: data, contentType: mime });
+  }
+
+  /** An absolute URL for a file (a message, its `file`, or a file_id) usable in <img src> / <audio src>. */
+  fileUrl(f) {
+    const id = typeof f === 'string' ? f : f?.file?.file_id ?? f?.file_id;
+    if (!id) return '';
+    const token = this.session?.token ?? '';
+    return `${this.baseUrl}/api/v1/files/${encodeURIComponent(id)}?token=${encodeURIComponent(token)}`;
+  }
+
+  // ------------------------------------------------------------------ sending
+
+  /**
+   * Sends a message. Resolves with the ack {conversation_id, seq, client_msg_id, ts} once the
+   * server stored it; rejects on a final error (not a member, bad input) or close().
+   * While disconnected the message waits and goes out on reconnect, with the same client_msg_id,
+   * so a retry is never stored twice. The promise has a `client_msg_id` property.
+   * @param {string} conversationId
+   * @param {{type?: string, body?: string, file_id?: string, client_msg_id?: string}} msg
+   */
+  send(conversationId, { type = 'text', body = '', file_id, client_msg_id } = {}) {
+    const cmid = client_msg_id || randomId();
+    const existing = this._outbox.get(cmid);
+    if (existing) return existing.promise;
+    const data = { conversation_id: String(conversationId), type, body, client_msg_id: cmid };
+    if (file_id) data.file_id = file_id;
+    const entry = { cmid, data, sentAt: 0, attempts: 0, frameId: 0 };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    entry.promise.client_msg_id = cmid;
+    this._outbox.set(cmid, entry);
+    this.emit('pending', { ...data });
+    if (this.ready) this._transmit(entry);
+    return entry.promise;
+  }
+
+  sendText(conversationId, text, opts = {}) {
+    return this.send(conversationId, { ...opts, type: 'text', body: text });
+  }
+
+  /**
+   * Uploads a file, then sends it as a message of `type` ('image' | 'file' | 'voice').
+   * The upload is retried while the connection is down. Resolves with the ack (plus `file`).
+   */
+  async sendFile(conversationId, data, { type = 'file', name, mime, body, client_msg_id } = {}) {
+    const cmid = client_msg_id || randomId();
+    const file = await this._retrying(() => this.uploadFile(data, { name, type: mime }));
+    const ack = await this.send(conversationId, { type, body: body ?? file.name, file_id: file.file_id, client_msg_id: cmid });
+    return { ...ack, file };
+  }
+
+  /** Messages not acked yet, in send order: [{conversation_id, type, body, client_msg_id, file_id?}]. */
+  pending() {
+    return [...this._outbox.values()].map((e) => ({ ...e.data }));
+  }
+
+  /**
+   * Runs fn again on retryable failures. While the connection is down it waits for it to come
+   * back (up to `attempts` tries); a failure while online (the node answers the socket but not
+   * this request) is given `onlineAttempts` tries only.
+   */
+  async _retrying(fn, { attempts = 30, onlineAttempts = 3 } = {}) {
+    const b = new Backoff({ initialMs: 300, maxMs: 5000 });
+    let online = 0;
+    for (let i = 1; ; i++) {
+      const wasOnline = this.state === State.online;
+      try {
+        return await fn();
+      } catch (err) {
+        if (wasOnline) online++;
+        if (!(err instanceof ApiError) || !err.retryable || i >= attempts || online >= onlineAttempts || !this._started) throw err;
+        const delay = b.next();
+        await (this.state === State.online ? sleep(delay) : Promise.race([sleep(delay), this._waitState(State.online)]));
+      }
+    }
+  }
+
+  _waitState(state) {
+    if (this.state === state) return sleep(0);
+    return new Promise((resolve) => {
+      const off = this.on('state', (s) => {
+        if (s === state) {
+          off();
+          resolve();
+        }
+      });
+    });
+  }
+
+  _transmit(entry) {
+    const id = this._nextId++;
+    entry.frameId = id;
+    entry.sentAt = Date.now();
+    entry.attempts++;
+    if (!this._sendFrame({ cmd: 'msg', id, data: entry.data })) {
+      entry.sentAt = 0;
+      return;
+    }
+    this._requests.set(id, { cmd: 'msg', cmid: entry.cmid });
+  }
+
+  _onAck(data, id) {
+    if (id !== undefined) this._requests.delete(id);
+    const entry = this._outbox.get(data?.client_msg_id);
+    if (!entry) return; // an ack for a retry whose first ack already came
+    this._outbox.delete(entry.cmid);
+    this.emit('ack', data);
+    entry.resolve(data);
+  }
+
+  // ------------------------------------------------------------------ processing and heartbeats
+
+  /**
+   * With autoProcess: false, tells the client the app has processed a conversation up to `seq`;
+   * heartbeats report it, and offline sync resumes after it.
+   */
+  markProcessed(conversationId, seq) {
+    const k = String(conversationId);
+    if ((this._processed.get(k) ?? 0) < seq) this._processed.set(k, seq);
+  }
+
+  /** The per-conversation seqs heartbeats carry: processed with no hole, for current conversations. */
+  processedSeqs() {
+    const seqs = this.tracker.snapshot(this.conversations.keys());
+    if (!this.options.autoProcess)
+      for (const k of Object.keys(seqs)) {
+        const p = this._processed.get(k) ?? 0;
+        if (p < seqs[k]) seqs[k] = p;
+        if (!seqs[k]) delete seqs[k];
+      }
+    return seqs;
+  }
+
+  /** Sends a heartbeat now (over the WebSocket when connected, else over HTTP). */
+  async heartbeat() {
+    const seqs = this.processedSeqs();
+    try {
+      if (this.ready) {
+        this._hbSentAt = Date.now();
+        return await this._request('heartbeat', { seqs });
+      }
+      return await this.api.request('POST', '/heartbeat', { json: { seqs } });
+    } catch (err) {
+      // A conversation we were removed from: refresh the list (heartbeats then leave it out).
+      if (err?.code === 'forbidden') this.listConversations().catch(() => {});
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------ incoming messages
+
+  /** Hands a message to the app unless it is a duplicate; returns whether it was new. */
+  _deliver(m, source) {
+    const id = String(m.conversation_id);
+    if (!this.tracker.accept(id, m.seq)) return false;
+    const c = this.conversations.get(id);
+    if (c) {
+      if (m.seq > (c.last_seq ?? 0)) c.last_seq = m.seq;
+    } else {
+      this._refreshSoon(); // a conversation we were just added to
+    }
+    this.emit('message', m, { source });
+    return true;
+  }
+
+  _refreshSoon() {
+    if (this._timers.refresh) return;
+    this._timers.refresh = setTimeout(() => {
+      this._timers.refresh = null;
+      if (this.session) this.listConversations().catch(() => {});
+    }, 100);
+  }
+
+  /**
+   * Fetches offline messages over HTTP (everything after this device's heartbeat seqs), all
+   * pages, emitting 'message' for each new one. Returns how many were new.
+   */
+  async syncOffline({ initial = false } = {}) {
+    let cursor;
+    let n = 0;
+    for (;;) {
+      const page = await this.api.request('GET', '/offline', { query: { limit: this.options.syncPageSize, cursor } });
+      for (const m of page.messages || []) {
+        // The first offline message of a conversation is the one right after the device's cursor.
+        if (initial) this.tracker.initFloor(m.conversation_id, m.seq - 1);
+        if (this._deliver(m, 'offline')) n++;
+      }
+      if (!page.more || !page.next_cursor) break;
+      cursor = page.next_cursor;
+    }
+    return n;
+  }
+
+  /** Sync over the live connection (all pages); used after every (re)connect. */
+  async resync() {
+    let cursor;
+    let n = 0;
+    for (;;) {
+      const page = await this._request('sync', cursor ? { limit: this.options.syncPageSize, cursor } : { limit: this.options.syncPageSize });
+      for (const m of page.messages || []) if (this._deliver(m, 'sync')) n++;
+      if (!page.more || !page.next_cursor) break;
+      cursor = page.next_cursor;
+    }
+    return n;
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  /**
+   * Starts the device: conversation list, offline messages, live stream, heartbeats; then keeps
+   * the connection up (reconnects with backoff, resyncs). Resolves when first online; rejects if
+   * the token is refused or close() is called first.
+   */
+  connect() {
+    if (!this.session?.token) return Promise.reject(new ApiError(401, 'unauthorized', 'log in first'));
+    if (this._started) return this._connectPromise;
+    if (!this._WebSocket)
+      return Promise.reject(
+        new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package) in Node < 22'),
+      );
+    this._started = true;
+    this._closed = false;
+    this._connectPromise = new Promise((resolve, reject) => {
+      this._connectResolve = resolve;
+      this._connectReject = reject;
+    });
+    this._connectPromise.catch(() => {});
+    this._watchNetwork(true);
+    this._setState(State.connecting);
+    this._attempt();
+    return this._connectPromise;
+  }
+
+  /** Disconnects for good; unacked sends are rejected. connect() may be called again. */
+  close() {
+    this._closed = true;
+    this._started = false;
+    for (const k of Object.keys(this._timers)) {
+      clearTimeout(this._timers[k]);
+      clearInterval(this._timers[k]);
+      this._timers[k] = null;
+    }
+    this._watchNetwork(false);
+    this._dropSocket('client closed');
+    const err = new ApiError(0, 'closed', 'client closed');
+    for (const e of this._outbox.values()) e.reject(err);
+    this._outbox.clear();
+    this._connectReject?.(err);
+    this._connectResolve = this._connectReject = null;
+    this._setState(State.offline);
+  }
+
+  _setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    this.emit('state', s);
+  }
+
+  /**
+   * Before each connection: the conversation list, offline messages over HTTP (all pages), and a
+   * heartbeat of what is processed. The live stream then starts after what this fetched (the
+   * node's catch-up stays small), and the resync over the new socket only brings what is newer.
+   */
+  async _prepare() {
+    await this.listConversations();
+    // The socket is closed: nothing else is flowing, so the first offline message of a
+    // conversation not seen before is the one right after the device's cursor...
+    await this.syncOffline({ initial: true });
+    // ...and a conversation with nothing offline is at its last seq.
+    for (const c of this.conversations.values()) this.tracker.initFloor(c.id, c.last_seq ?? 0);
+    const seqs = this.processedSeqs();
+    if (Object.keys(seqs).length) await this.api.request('POST', '/heartbeat', { json: { seqs } }).catch(() => {});
+    this._bootstrapped = true;
+  }
+
+  async _attempt() {
+    if (this._closed || this._attempting || this._ws) return;
+    this._attempting = true;
+    try {
+      try {
+        await this._prepare();
+      } catch (err) {
+        if (this._closed) return;
+        if (err?.status === 401) return this._fail(err);
+        this.emit('error', err);
+        return this._scheduleReconnect();
+      }
+      if (this._closed || this._ws) return;
+      this._openSocket();
+    } finally {
+      this._attempting = false;
+    }
+  }
+
+  _openSocket() {
+    const WS = this._WebSocket;
+    const url = `${this.baseUrl.replace(/^http/, 'ws')}/ws?token=${encodeURIComponent(this.session.token)}`;
+    const gen = ++this._gen;
+    let ws;
+    try {
+      ws = new WS(url);
+    } catch (err) {
+      this.emit('error', err);
+      return this._scheduleReconnect();
+    }
+    this._ws = ws;
+    this._lastFrameAt = Date.now();
+    ws.onmessage = (ev) => {
+      if (gen === this._gen) this._onFrame(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (gen === this._gen) this._onSocketClosed(ev?.code, ev?.reason);
+    };
+    ws.onerror = () => {}; // a close event follows
+    this._timers.connect = setTimeout(() => {
+      this._timers.connect = null;
+      if (gen === this._gen && !this.ready) this._dropSocket('connect timeout');
+    }, this.options.connectTimeoutMs);
+  }
+
+  /** Forgets the current socket at once (a dead network may take minutes to report it). */
+  _dropSocket(reason) {
+    const ws = this._ws;
+    if (!ws) return;
+    this._gen++;
+    try {
+      if (typeof ws.terminate === 'function') ws.terminate();
+      else ws.close(1000, reason);
+    } catch {
+      /* already closed */
+    }
+    this._onSocketClosed(1006, reason);
+  }
+
+  _onSocketClosed(code, reason) {
+    this._ws = null;
+    this.ready = null;
+    for (const k of ['heartbeat', 'tick', 'connect']) {
+      clearTimeout(this._timers[k]);
+      clearInterval(this._timers[k]);
+      this._timers[k] = null;
+    }
+    const err = new ApiError(0, 'disconnected', `connection closed${reason ? ': ' + reason : ''}`);
+    for (const [id, r] of this._requests) {
+      this._requests.delete(id);
+      if (r.timer) clearTimeout(r.timer);
+      r.reject?.(err);
+    }
+    for (const e of this._outbox.values()) e.sentAt = 0;
+    this.emit('disconnect', { code, reason });
+    if (this._closed) return this._setState(State.offline);
+    if (code === CLOSE_UNAUTHORIZED) return this._fail(new ApiError(401, 'unauthorized', reason || 'unauthorized'));
+    this._setState(State.connecting);
+    this._scheduleReconnect();
+  }
+
+  _fail(err) {
+    this._closed = true;
+    this._started = false;
+    this._watchNetwork(false);
+    this._setState(State.offline);
+    this.emit('unauthorized', err);
+    this._connectReject?.(err);
+    this._connectResolve = this._connectReject = null;
+  }
+
+  _scheduleReconnect() {
+    if (this._closed || this._timers.reconnect) return;
+    const delay = this.backoff.next();
+    this.emit('reconnecting', { delay, attempt: this.backoff.attempt });
+    this._timers.reconnect = setTimeout(() => {
+      this._timers.reconnect = null;
+      this._attempt();
+    }, delay);
+  }
+
+  _watchNetwork(on) {
+    const w = globalThis.window;
+    if (!this.options.watchNetwork || !w || typeof w.addEventListener !== 'function') return;
+    if (on && !this._netHandlers) {
+      this._netHandlers = {
+        offline: () => this._dropSocket('network offline'),
+        online: () => {
+          // Back online: try now rather than at the end of the backoff.
+          if (this._closed || this._ws || this._attempting) return;
+          clearTimeout(this._timers.reconnect);
+          this._timers.reconnect = null;
+          this.backoff.reset();
+          this._attempt();
+        },
+      };
+      w.addEventListener('offline', this._netHandlers.offline);
+      w.addEventListener('online', this._netHandlers.online);
+    } else if (!on && this._netHandlers) {
+      w.removeEventListener('offline', this._netHandlers.offline);
+      w.removeEventListener('online', this._netHandlers.online);
+      this._netHandlers = null;
+    }
+  }
+
+  _sendFrame(obj) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1) return false;
+    try {
+      ws.send(JSON.stringify(obj));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** A command that gets a reply echoing its id; rejects on `error` or a lost connection. */
+  _request(cmd, data) {
+    return new Promise((resolve, reject) => {
+      const id = this._nextId++;
+      if (!this._sendFrame({ cmd, id, data })) return reject(new ApiError(0, 'disconnected', 'not connected'));
+      const r = { cmd, resolve, reject };
+      r.timer = setTimeout(() => {
+        if (!this._requests.delete(id)) return;
+        reject(new ApiError(0, 'timeout', `${cmd}: no reply`));
+        this._dropSocket(`${cmd} timed out`);
+      }, this.options.requestTimeoutMs);
+      this._requests.set(id, r);
+    });
+  }
+
+  _onFrame(raw) {
+    this._lastFrameAt = Date.now();
+    const text = frameText(raw);
+    if (text === null) return;
+    let f;
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const { cmd, id, data } = f;
+    switch (cmd) {
+      case 'msg':
+        return void this._deliver(data, 'live');
+      case 'ack':
+        return this._onAck(data, id);
+      case 'ready':
+        return this._onReady(data);
+      case 'event':
+        return void this.emit('event', data);
+      case 'broadcast':
+        return void this.emit('broadcast', data);
+      case 'error':
+        return this._onError(id, data);
+      default: {
+        // heartbeat / sync / pong replies
+        const r = id !== undefined ? this._requests.get(id) : undefined;
+        if (!r) return;
+        this._requests.delete(id);
+        clearTimeout(r.timer);
+        r.resolve?.(data);
+      }
+    }
+  }
+
+  _onError(id, data) {
+    const err = new ApiError(400, data?.code || 'error', data?.message || 'error');
+    const r = id !== undefined ? this._requests.get(id) : undefined;
+    if (!r) return void this.emit('error', err);
+    this._requests.delete(id);
+    clearTimeout(r.timer);
+    if (r.cmd !== 'msg') return r.reject(err);
+    const entry = this._outbox.get(r.cmid);
+    if (!entry || entry.frameId !== id) return;
+    if (err.code === 'unavailable' || err.code === 'internal') {
+      entry.sentAt = Date.now() - this.options.ackTimeoutMs + 1000; // resend in about a second
+      return;
+    }
+    this._outbox.delete(entry.cmid);
+    this.emit('send_failed', { ...entry.data, error: err });
+    entry.reject(err);
+  }
+
+  _onReady(data) {
+    this.ready = data;
+    clearTimeout(this._timers.connect);
+    this._timers.connect = null;
+    this.backoff.reset();
+    this._everOnline = true;
+    this._setState(State.online);
+    const interval = this.options.heartbeatIntervalMs || data?.heartbeat_interval_ms || 30000;
+    this._hbSentAt = 0;
+    this._timers.heartbeat = setInterval(() => this._heartbeatTick(), interval);
+    this._timers.tick = setInterval(() => this._retryTick(), Math.min(1000, this.options.ackTimeoutMs));
+    for (const e of this._outbox.values()) this._transmit(e);
+    this._connectResolve?.();
+    this._connectResolve = this._connectReject = null;
+    const gen = this._gen;
+    (async () => {
+      await this.resync();
+      if (gen === this._gen) await this.heartbeat().catch(() => {});
+      if (gen === this._gen) this.emit('synced');
+    })().catch(() => {}); // a drop mid-way: the next connection does it again
+  }
+
+  _heartbeatTick() {
+    if (!this.ready) return;
+    // Nothing heard since the last heartbeat went out: the connection is dead.
+    if (this._hbSentAt && this._lastFrameAt < this._hbSentAt) return this._dropSocket('heartbeat unanswered');
+    this.heartbeat().catch(() => {});
+  }
+
+  _retryTick() {
+    if (!this.ready) return;
+    const now = Date.now();
+    for (const e of this._outbox.values())
+      if (e.sentAt === 0 || now - e.sentAt >= this.options.ackTimeoutMs) this._transmit(e);
+  }
+}

@@ -1,0 +1,6 @@
+// Converge JavaScript SDK. See README.md.
+export { ConvergeClient, State, randomId } from './client.js';
+export { Api, ApiError } from './http.js';
+export { Backoff } from './backoff.js';
+export { SeqTracker } from './dedupe.js';
+export { Emitter } from './emitter.js';

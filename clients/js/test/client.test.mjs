@@ -1,0 +1,393 @@
+// The SDK against a real node (started here, stopped by PID): accounts, conversations, live
+// messages, offline sync, retries, reconnects, files, events and broadcasts.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { ApiError, ConvergeClient, State } from '../src/index.js';
+import { flakyWebSocket } from '../test-support/flaky-ws.mjs';
+import { api, startNode } from '../test-support/node.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(fn, { timeout = 10000, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+let node;
+let seq = 0;
+const ADMIN = { user_id: 'root', password: 'root-password-1' };
+
+before(async () => {
+  node = await startNode({
+    env: {
+      CONVERGE_HEARTBEAT_INTERVAL_MS: '300',
+      CONVERGE_HEARTBEAT_TIMEOUT_MS: '3000',
+      CONVERGE_ADMIN_USER: ADMIN.user_id,
+      CONVERGE_ADMIN_PASSWORD: ADMIN.password,
+      CONVERGE_MAX_FILE_BYTES: String(1500 * 1000),
+    },
+  });
+});
+after(async () => {
+  await node?.stop();
+});
+
+const clients = [];
+function client(opts = {}) {
+  const c = new ConvergeClient({
+    baseUrl: node.baseUrl,
+    WebSocket,
+    backoff: { initialMs: 50, maxMs: 400 },
+    ackTimeoutMs: 2000,
+    ...opts,
+  });
+  clients.push(c);
+  return c;
+}
+after(() => clients.forEach((c) => c.close()));
+
+/** A new user, logged in on a new device; messages it receives are collected in `.got`. */
+async function user(name, opts = {}) {
+  const id = `${name}${++seq}${Date.now() % 100000}`;
+  const c = client(opts);
+  await c.register({ user_id: id, name, password: 'password-' + id });
+  await c.login({ user_id: id, password: 'password-' + id, device_id: opts.device_id || 'dev-' + id });
+  c.id = id;
+  c.got = [];
+  c.on('message', (m, info) => c.got.push({ ...m, source: info.source }));
+  return c;
+}
+
+/** Another device (or a later session of the same device) of an existing user. */
+async function sameUser(c, device_id, opts = {}) {
+  const d = client(opts);
+  await d.login({ user_id: c.id, password: 'password-' + c.id, device_id });
+  d.id = c.id;
+  d.got = [];
+  d.on('message', (m, info) => d.got.push({ ...m, source: info.source }));
+  return d;
+}
+
+// The bodies a client received in one conversation, by seq. (Arrival order can differ from seq
+// order when a message comes live while a resync is still bringing older ones.)
+const bodies = (c, conv) =>
+  c.got
+    .filter((m) => m.conversation_id === conv)
+    .sort((x, y) => x.seq - y.seq)
+    .map((m) => m.body);
+
+describe('accounts', () => {
+  test('register, login, me, user profile; errors carry code and status', async () => {
+    const a = await user('alice');
+    const me = await a.me();
+    assert.equal(me.user_id, a.id);
+    assert.equal(me.name, 'alice');
+    assert.equal(a.session.device_id, 'dev-' + a.id);
+    assert.deepEqual(await a.getUser(a.id), { user_id: a.id, name: 'alice' });
+    await assert.rejects(a.register({ user_id: a.id, name: 'x', password: 'whatever-1' }), (e) => {
+      assert.ok(e instanceof ApiError);
+      assert.equal(e.code, 'conflict');
+      assert.equal(e.status, 409);
+      return true;
+    });
+    await assert.rejects(a.login({ user_id: a.id, password: 'wrong' }), { code: 'unauthorized', status: 401 });
+    await assert.rejects(a.getUser('nobody-here'), { code: 'not_found' });
+  });
+
+  test('connect without a session or with a bad token fails cleanly', async () => {
+    await assert.rejects(client().connect(), { code: 'unauthorized' });
+    const c = client({ session: { token: 'bad', user_id: 'x', device_id: 'y' } });
+    const states = [];
+    c.on('state', (s) => states.push(s));
+    await assert.rejects(c.connect(), { status: 401 });
+    assert.equal(c.state, State.offline);
+    assert.deepEqual(states, ['connecting', 'offline']);
+  });
+});
+
+describe('conversations and live messages', () => {
+  test('two users chat both ways; acks carry seq; each message arrives once', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    const states = [];
+    a.on('state', (s) => states.push(s));
+    await Promise.all([a.connect(), b.connect()]);
+    assert.equal(a.state, 'online');
+    assert.deepEqual(states, ['connecting', 'online']);
+    assert.ok(a.ready.heartbeat_interval_ms > 0);
+
+    const conv = await a.createDirect(b.id);
+    assert.equal(conv.type, 'direct');
+    assert.deepEqual([...conv.members].sort(), [a.id, b.id].sort());
+    assert.equal((await b.createDirect(a.id)).id, conv.id, 'direct conversations are one per pair');
+
+    const ack1 = await a.sendText(conv.id, 'hi bob');
+    assert.equal(ack1.seq, 1);
+    assert.equal(ack1.conversation_id, conv.id);
+    const ack2 = await b.sendText(conv.id, 'hi alice');
+    assert.equal(ack2.seq, 2);
+    await waitFor(() => bodies(b, conv.id).length === 2 && bodies(a, conv.id).length === 2, { what: 'both messages on both sides' });
+    assert.deepEqual(bodies(a, conv.id), ['hi bob', 'hi alice']);
+    assert.deepEqual(bodies(b, conv.id), ['hi bob', 'hi alice']);
+    const m = b.got[0];
+    assert.equal(m.publisher_id, a.id);
+    assert.equal(m.publisher_name, 'alice');
+    assert.equal(m.type, 'text');
+    assert.equal(m.source, 'live');
+    assert.equal(m.client_msg_id, ack1.client_msg_id);
+    // b learned of the conversation from the message and refreshed its list.
+    await waitFor(() => b.conversations.has(conv.id), { what: "b's conversation list" });
+    assert.equal(b.conversations.get(conv.id).last_seq, 2);
+
+    await sleep(700); // a few heartbeats: nothing is delivered twice
+    assert.equal(bodies(a, conv.id).length, 2);
+  });
+
+  test('a retried send (same client_msg_id) is stored once', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await a.connect();
+    const conv = await a.createDirect(b.id);
+    const first = await a.send(conv.id, { body: 'once', client_msg_id: 'fixed-id-1' });
+    const again = await a.send(conv.id, { body: 'once', client_msg_id: 'fixed-id-1' });
+    assert.equal(again.seq, first.seq);
+    assert.equal(again.duplicate, true);
+    const h = await a.history(conv.id, { afterSeq: 0 });
+    assert.equal(h.length, 1);
+  });
+
+  test('a send the server refuses rejects and leaves the outbox', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    const c = await user('carol');
+    await a.connect();
+    const conv = await b.createDirect(c.id);
+    const failed = [];
+    a.on('send_failed', (m) => failed.push(m));
+    await assert.rejects(a.sendText(conv.id, 'not mine'), { code: 'forbidden' });
+    assert.equal(failed.length, 1);
+    assert.deepEqual(a.pending(), []);
+  });
+
+  test('group: members added later receive new messages and can read the history', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    const c = await user('carol');
+    await Promise.all([a.connect(), b.connect(), c.connect()]);
+    const g = await a.createGroup({ name: 'team', members: [b.id] });
+    assert.equal(g.type, 'group');
+    assert.equal(g.name, 'team');
+    for (let i = 1; i <= 5; i++) await a.sendText(g.id, `m${i}`);
+    await waitFor(() => bodies(b, g.id).length === 5, { what: 'b has 5' });
+    const g2 = await a.addMembers(g.id, [c.id]);
+    assert.ok(g2.members.includes(c.id));
+    await b.sendText(g.id, 'welcome carol');
+    await waitFor(() => bodies(c, g.id).includes('welcome carol'), { what: 'carol gets the live message' });
+    await waitFor(() => c.conversations.has(g.id), { what: "carol's list refreshed" });
+    const hist = await c.latest(g.id, 10);
+    assert.deepEqual(hist.map((m) => m.body), ['m1', 'm2', 'm3', 'm4', 'm5', 'welcome carol']);
+    await a.removeMember(g.id, c.id);
+    await assert.rejects(c.sendText(g.id, 'still here?'), { code: 'forbidden' });
+  });
+
+  test('history pages upward (before_seq) and forward (after_seq)', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    const conv = await a.createDirect(b.id);
+    for (let i = 1; i <= 25; i++) await api(node.baseUrl, 'POST', `/conversations/${conv.id}/messages`, {
+      token: a.session.token,
+      json: { type: 'text', body: `n${i}`, client_msg_id: `h${i}` },
+    });
+    const last = await a.latest(conv.id, 10);
+    assert.deepEqual(last.map((m) => m.seq), [16, 17, 18, 19, 20, 21, 22, 23, 24, 25]);
+    const older = await a.history(conv.id, { beforeSeq: last[0].seq, limit: 10 });
+    assert.deepEqual(older.map((m) => m.seq), [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    const oldest = await a.history(conv.id, { beforeSeq: older[0].seq, limit: 10 });
+    assert.deepEqual(oldest.map((m) => m.body), ['n1', 'n2', 'n3', 'n4', 'n5']);
+    const fwd = await a.history(conv.id, { afterSeq: 20, limit: 3 });
+    assert.deepEqual(fwd.map((m) => m.seq), [21, 22, 23]);
+  });
+});
+
+describe('offline, heartbeats, reconnects', () => {
+  test('offline messages arrive at connect (all pages), and heartbeats mark them processed', async () => {
+    const a = await user('alice');
+    const b = await user('bob', { syncPageSize: 7 });
+    const conv = await a.createDirect(b.id);
+    for (let i = 1; i <= 20; i++) await api(node.baseUrl, 'POST', `/conversations/${conv.id}/messages`, {
+      token: a.session.token,
+      json: { type: 'text', body: `o${i}`, client_msg_id: `o${i}` },
+    });
+    await b.connect();
+    await waitFor(() => bodies(b, conv.id).length === 20, { what: '20 offline messages' });
+    assert.deepEqual(bodies(b, conv.id), Array.from({ length: 20 }, (_, i) => `o${i + 1}`));
+    assert.ok(b.got.every((m) => m.source === 'offline'));
+    assert.deepEqual(b.processedSeqs(), { [conv.id]: 20 });
+    await sleep(800); // heartbeats and the post-connect sync: still once each
+    assert.equal(bodies(b, conv.id).length, 20);
+    b.close();
+
+    // A later session of the same device gets only what came after its heartbeat.
+    await api(node.baseUrl, 'POST', `/conversations/${conv.id}/messages`, {
+      token: a.session.token,
+      json: { type: 'text', body: 'after', client_msg_id: 'after-1' },
+    });
+    const b2 = await sameUser(b, b.session.device_id);
+    await b2.connect();
+    await waitFor(() => bodies(b2, conv.id).length >= 1, { what: 'the newer message' });
+    await sleep(500);
+    assert.deepEqual(bodies(b2, conv.id), ['after']);
+  });
+
+  test('with autoProcess off, heartbeats carry only what the app marked processed', async () => {
+    const a = await user('alice');
+    const b = await user('bob', { autoProcess: false });
+    const conv = await a.createDirect(b.id);
+    for (let i = 1; i <= 4; i++) await api(node.baseUrl, 'POST', `/conversations/${conv.id}/messages`, {
+      token: a.session.token,
+      json: { type: 'text', body: `p${i}`, client_msg_id: `p${i}` },
+    });
+    await b.connect();
+    await waitFor(() => b.got.length === 4, { what: '4 messages' });
+    assert.deepEqual(b.processedSeqs(), {});
+    b.markProcessed(conv.id, 2);
+    assert.deepEqual(b.processedSeqs(), { [conv.id]: 2 });
+    await b.heartbeat();
+    b.close();
+    const b2 = await sameUser(b, b.session.device_id);
+    await b2.connect();
+    await waitFor(() => b2.got.length === 2, { what: 'the 2 unprocessed' });
+    assert.deepEqual(bodies(b2, conv.id), ['p3', 'p4']);
+  });
+
+  test('a cut connection reconnects with backoff, resyncs, and the outbox goes out once', async () => {
+    const net = flakyWebSocket();
+    const a = await user('alice');
+    const b = await user('bob', { WebSocket: net.WebSocket });
+    await Promise.all([a.connect(), b.connect()]);
+    const conv = await a.createDirect(b.id);
+    await a.sendText(conv.id, 'before');
+    await waitFor(() => bodies(b, conv.id).length === 1, { what: 'first message' });
+
+    const states = [];
+    const delays = [];
+    b.on('state', (s) => states.push(s));
+    b.on('reconnecting', (r) => delays.push(r.delay));
+    net.refuse = true;
+    net.cut();
+    await waitFor(() => b.state === 'connecting', { what: 'b connecting' });
+    // Missed while away: sent by the other side...
+    for (let i = 1; i <= 3; i++) await a.sendText(conv.id, `missed${i}`);
+    // ...and queued on this side.
+    const queued = b.sendText(conv.id, 'from the outbox');
+    assert.equal(b.pending().length, 1);
+    await waitFor(() => delays.length >= 3, { what: 'several reconnect attempts' });
+    net.refuse = false;
+    const ack = await queued;
+    assert.ok(ack.seq > 4);
+    await waitFor(() => bodies(b, conv.id).length === 5, { what: 'b resynced' });
+    assert.deepEqual(bodies(b, conv.id), ['before', 'missed1', 'missed2', 'missed3', 'from the outbox']);
+    await waitFor(() => bodies(a, conv.id).includes('from the outbox'), { what: 'a got the queued message' });
+    assert.equal(bodies(a, conv.id).filter((x) => x === 'from the outbox').length, 1);
+    assert.equal(states[0], 'connecting');
+    assert.equal(states.at(-1), 'online');
+    assert.ok(delays.every((d) => d <= 400), 'capped at maxMs');
+    const h = await a.history(conv.id, { afterSeq: 0 });
+    assert.equal(h.filter((m) => m.body === 'from the outbox').length, 1, 'stored once');
+  });
+
+  test('a silent (dead) connection is noticed by heartbeats and replaced', async () => {
+    const net = flakyWebSocket();
+    const b = await user('bob', { WebSocket: net.WebSocket });
+    const a = await user('alice');
+    await Promise.all([a.connect(), b.connect()]);
+    const conv = await a.createDirect(b.id);
+    const opened = net.opened;
+    net.deafen(); // the socket stays "open" but nothing gets through
+    await a.sendText(conv.id, 'into the void');
+    await waitFor(() => net.opened > opened, { what: 'a new connection', timeout: 5000 });
+    await waitFor(() => bodies(b, conv.id).includes('into the void'), { what: 'the message after resync' });
+  });
+
+  test('sends queued while the node restarts go out once it is back', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    const conv = await a.createDirect(b.id);
+    await a.sendText(conv.id, 'one');
+    const states = [];
+    a.on('state', (s) => states.push(s));
+    await node.stop({ keepData: true });
+    await waitFor(() => a.state === 'connecting', { what: 'a notices' });
+    const p = a.sendText(conv.id, 'two');
+    await sleep(300);
+    await node.start();
+    const ack = await p;
+    assert.equal(ack.seq, 2);
+    await waitFor(() => bodies(b, conv.id).length === 2, { what: 'b reconnected and got both' });
+    assert.deepEqual(bodies(b, conv.id), ['one', 'two']);
+    assert.deepEqual(states.slice(0, 1), ['connecting']);
+    assert.equal(states.at(-1), 'online');
+  });
+});
+
+describe('files, events, broadcasts', () => {
+  test('upload, send as image, download through fileUrl', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    const conv = await a.createDirect(b.id);
+    const bytes = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10, 1, 2, 3]);
+    const ack = await a.sendFile(conv.id, new Blob([bytes], { type: 'image/png' }), { type: 'image', name: 'dot.png' });
+    assert.equal(ack.file.name, 'dot.png');
+    assert.equal(ack.file.size, bytes.length);
+    const m = await waitFor(() => b.got.find((x) => x.type === 'image'), { what: 'image message' });
+    assert.equal(m.body, 'dot.png');
+    assert.equal(m.file.file_id, ack.file.file_id);
+    assert.equal(m.file.mime, 'image/png');
+    const r = await fetch(b.fileUrl(m));
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'image/png');
+    assert.deepEqual(new Uint8Array(await r.arrayBuffer()), bytes);
+    const c = await user('carol');
+    assert.equal((await fetch(c.fileUrl(m))).status, 403, 'not for non-members');
+  });
+
+  test('an upload the node refuses fails the send instead of retrying forever', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await a.connect();
+    const conv = await a.createDirect(b.id);
+    const started = Date.now();
+    await assert.rejects(a.sendFile(conv.id, new Uint8Array(2 * 1000 * 1000), { name: 'big.bin' }), (e) => {
+      assert.ok(e instanceof ApiError);
+      assert.ok(['too_large', 'network'].includes(e.code), e.code);
+      return true;
+    });
+    assert.ok(Date.now() - started < 5000);
+    assert.deepEqual(a.pending(), []);
+  });
+
+  test('events and broadcasts reach the callbacks', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    const events = [];
+    const casts = [];
+    a.on('event', (e) => events.push(e));
+    a.on('broadcast', (e) => casts.push(e));
+    b.on('broadcast', (e) => casts.push(e));
+    const login = await api(node.baseUrl, 'POST', '/login', { json: { ...ADMIN, device_id: 'admin' } });
+    await api(node.baseUrl, 'POST', '/admin/events', { token: login.token, json: { user_id: a.id, data: { kind: 'ping', n: 1 } } });
+    await api(node.baseUrl, 'POST', '/admin/broadcast', { token: login.token, json: { data: { text: 'maintenance' } } });
+    await waitFor(() => events.length === 1 && casts.length >= 2, { what: 'event and broadcasts' });
+    assert.deepEqual(events[0], { kind: 'ping', n: 1 });
+    assert.deepEqual(casts[0], { text: 'maintenance' });
+  });
+});
