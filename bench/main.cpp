@@ -1,8 +1,6 @@
 // converge-bench: a load generator for Converge and the servers it is compared with.
 // Scenarios: fanout (group fan-out), chat (1:1, stored, acks awaited), idle (held connections),
 // catchup (an offline device syncing N missed messages). Run with --help for the flags.
-#include <sys/resource.h>
-
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -18,6 +16,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/process.hpp"
 #include "histogram.hpp"
 #include "proc_stats.hpp"
 #include "targets.hpp"
@@ -238,11 +237,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (!crypto_init()) return 1;
 
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  raise_fd_limit();
 
   auto target = make_target(opt.target, Endpoint{opt.host, opt.port});
   if (!target) {

@@ -13,6 +13,7 @@
 #include "base/config.hpp"
 #include "base/crypto.hpp"
 #include "base/metrics.hpp"
+#include "base/process.hpp"
 #include "bus/local/local_bus.hpp"
 #include "gateway/http/server.hpp"
 #include "net/io_pool.hpp"
@@ -130,6 +131,7 @@ int serve(const Cli& cli) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  const uint64_t fd_limit = raise_fd_limit();
 
   auto store = open_store(cfg);
   if (!store) {
@@ -187,9 +189,11 @@ int serve(const Cli& cli) {
   }
   std::string url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
                     ":" + std::to_string(bound);
-  spdlog::info("Converge {} listening on {} ({} network threads, store {}, bus {}, data {})",
-               CONVERGE_VERSION, url, io.size(), store.value()->engine_name(), bus->engine_name(),
-               fs::absolute(cfg.data_dir).string());
+  spdlog::info(
+      "Converge {} listening on {} ({} network threads, store {}, bus {}, data {}, "
+      "{} file descriptors)",
+      CONVERGE_VERSION, url, io.size(), store.value()->engine_name(), bus->engine_name(),
+      fs::absolute(cfg.data_dir).string(), fd_limit);
   if (cfg.mqtt_listen != Config{}.mqtt_listen)
     spdlog::warn("mqtt_listen is set, but the MQTT front is not built in this version");
   std::printf(

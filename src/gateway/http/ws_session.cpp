@@ -1,5 +1,6 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
 #include <spdlog/spdlog.h>
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,7 +53,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Server: converge\r\nSec-WebSocket-Accept: " +
         ws::accept_key(client_key) + "\r\n\r\n";
-    rbuf_.assign(early.begin(), early.end());
+    carry_ = std::move(early);
     Out o;
     o.payload = std::make_shared<const std::string>(std::move(res));
     o.raw = true;
@@ -95,40 +96,60 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     accepted_at_us_ = last_activity_us_ = mono_us();
     arm_timer(ctx_.opts.heartbeat_timeout_ms);
     if (!pending_token_.empty()) authenticate(std::move(pending_token_), "");
+    error_code ignored;
+    socket_.non_blocking(true, ignored);
     // Bytes that came with the upgrade request are framed before reading more.
-    std::size_t have = rbuf_.size();
-    rbuf_.resize(std::max<std::size_t>(kReadChunk, have));
-    consume(have);
-  }
-
-  void do_read() {
-    if (rlen_ == rbuf_.size()) rbuf_.resize(rbuf_.size() * 2);  // a header split over reads
-    socket_.async_read_some(
-        asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
-        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
-  }
-
-  void on_read(error_code ec, std::size_t n) {
-    if (ec) return finish();
-    consume(n);
-  }
-
-  // Frames the `n` new bytes after the `rlen_` kept ones.
-  void consume(std::size_t n) {
-    rlen_ += n;
-    if (rlen_ > 0 && !peer_closed_) {
-      last_activity_us_ = mono_us();
-      std::size_t used = parser_.feed(rbuf_.data(), rlen_, *this);
-      if (parser_.failed()) {
-        if (parser_.failure_code() == ws::too_big) ctx_.metrics.errors_total.add();
-        peer_closed_ = true;  // read nothing more from a peer that broke the protocol
-        begin_close(parser_.failure_code(), parser_.failure_reason());
-        used = rlen_;
-      }
-      std::memmove(rbuf_.data(), rbuf_.data() + used, rlen_ - used);
-      rlen_ -= used;
+    if (!carry_.empty()) {
+      std::string early = std::move(carry_);
+      carry_.clear();
+      frame_bytes(reinterpret_cast<const uint8_t*>(early.data()), early.size());
     }
-    do_read();  // even while closing: the read side sees the end and runs finish()
+    wait_readable();
+  }
+
+  // An idle connection holds no read buffer: it waits for readability, then reads into its
+  // thread's buffer (as Redis and muduo do). Only an incomplete frame header (under 14 bytes) is
+  // kept per connection; payload bytes go straight into the parser's message.
+  void wait_readable() {
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+  }
+
+  void on_readable(error_code ec) {
+    if (ec) return finish();
+    thread_local std::array<uint8_t, kReadChunk> buf;
+    // A few reads per wake-up, then back to the loop so one busy client cannot starve others.
+    for (int i = 0; i < 4; ++i) {
+      std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec) return finish();  // includes EOF
+      frame_bytes(buf.data(), n);
+      if (n < buf.size()) break;
+    }
+    wait_readable();  // even while closing: the read side sees the end and runs finish()
+  }
+
+  void frame_bytes(const uint8_t* data, std::size_t n) {
+    if (n == 0 || peer_closed_) return;
+    last_activity_us_ = mono_us();
+    if (!carry_.empty()) {  // a header split across reads: rare, so copying is fine
+      carry_.append(reinterpret_cast<const char*>(data), n);
+      std::string all = std::move(carry_);
+      carry_.clear();
+      return frame_bytes_now(reinterpret_cast<const uint8_t*>(all.data()), all.size());
+    }
+    frame_bytes_now(data, n);
+  }
+
+  void frame_bytes_now(const uint8_t* data, std::size_t n) {
+    std::size_t used = parser_.feed(data, n, *this);
+    if (parser_.failed()) {
+      if (parser_.failure_code() == ws::too_big) ctx_.metrics.errors_total.add();
+      peer_closed_ = true;  // read nothing more from a peer that broke the protocol
+      begin_close(parser_.failure_code(), parser_.failure_reason());
+      return;
+    }
+    if (used < n) carry_.assign(reinterpret_cast<const char*>(data + used), n - used);
   }
 
   // --- FrameParser::Handler ---
@@ -493,8 +514,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   tcp::socket socket_;
   asio::steady_timer timer_;
   ws::FrameParser parser_;
-  std::vector<uint8_t> rbuf_;  // bytes read; the first rlen_ are not yet framed
-  std::size_t rlen_ = 0;
+  std::string carry_;  // bytes read but not yet framed: an incomplete header, or early bytes
   std::string pending_token_;
 
   AuthContext auth_;
