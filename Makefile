@@ -6,7 +6,7 @@ PORT ?= 8080
 DATA ?= ./data
 BIN := $(BUILD)/src/app/converge
 
-.PHONY: all deps deps-test build web run test unit integration browser clean format
+.PHONY: all deps deps-test build web run test unit bench bench-smoke clean format
 
 all: build
 
@@ -34,6 +34,14 @@ test: deps-test build web
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j2
+
+# Benchmarks side by side with peers; rewrites docs/benchmarks.md (under 10 minutes on 2 cores).
+bench: deps-test build
+	node bench/run.mjs
+
+# Every scenario against every peer, tiny and short: keeps the harness working (part of make test).
+bench-smoke: deps-test build
+	node bench/run.mjs --smoke
 
 clean:
 	rm -rf $(BUILD) web/dist

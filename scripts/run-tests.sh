@@ -22,4 +22,7 @@ if compgen -G "tests/browser/*.test.mjs" >/dev/null; then
   echo "== browser tests (Chromium)"
   node --test --test-concurrency=1 tests/browser/
 fi
+echo "== benchmark harness smoke run (no timing asserted)"
+node bench/run.mjs --smoke
+
 echo "== all tests passed"

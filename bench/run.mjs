@@ -1,0 +1,216 @@
+// Runs the benchmark suite side by side in one run and writes docs/benchmarks.md.
+//   node bench/run.mjs            full suite (under 10 minutes on 2 cores), rewrites the doc
+//   node bench/run.mjs --smoke    every scenario and peer, tiny and short; checks the harness
+//                                 works, asserts no timing, writes nothing under docs/
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { cpus, totalmem, tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const build = process.env.BUILD || join(root, 'build');
+const smoke = process.argv.includes('--smoke');
+const bin = {
+  converge: join(build, 'src/app/converge'),
+  bench: join(build, 'bench/converge-bench'),
+  tcp: join(build, 'bench/tcp-fanout'),
+};
+const work = mkdtempSync(join(tmpdir(), 'converge-bench-'));
+const started = [];
+
+// Connections one process can hold here: its hard open-file limit, less a margin.
+function maxConnections() {
+  const hard = Number(execFileSync('sh', ['-c', 'ulimit -Hn']).toString().trim());
+  return Number.isFinite(hard) ? Math.max(100, hard - 1000) : 100000;
+}
+
+function log(...a) { console.error('[bench]', ...a); }
+
+// Starts a server whose first stdout line (or port file) is its port.
+async function startServer(name, cmd, args, portFile) {
+  // Peers cannot raise their own open-file limit: the soft limit goes up to the hard one first.
+  [cmd, args] = ['sh', ['-c', 'ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"', cmd, ...args]];
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd: work });
+  started.push(child);
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 20000);
+    if (portFile) {
+      const poll = setInterval(() => {
+        if (existsSync(portFile)) {
+          const p = Number(readFileSync(portFile, 'utf8'));
+          if (p) { clearInterval(poll); clearTimeout(timer); resolve(p); }
+        }
+      }, 50);
+    } else {
+      child.stdout.once('data', (d) => { clearTimeout(timer); resolve(Number(String(d).trim())); });
+    }
+    child.once('exit', (c) => reject(new Error(`${name} exited with ${c}`)));
+  });
+  log(`${name} on port ${port} (pid ${child.pid})`);
+  return { name, port, pid: child.pid, child };
+}
+
+function run(server, target, scenario, opts = {}) {
+  const out = join(work, `${target}-${scenario}-${Object.values(opts).join('_')}.json`);
+  const args = ['--target', target, '--port', String(server.port), '--scenario', scenario,
+    '--server-pid', String(server.pid), '--json', out];
+  for (const [k, v] of Object.entries(opts)) args.push(`--${k}`, String(v));
+  log(`${target} ${scenario} ${JSON.stringify(opts)}`);
+  execFileSync(bin.bench, args, { stdio: ['ignore', 'ignore', 'inherit'], timeout: 300000 });
+  const r = JSON.parse(readFileSync(out, 'utf8'));
+  if (r.connections === 0) throw new Error(`${target} ${scenario}: no connection was ready`);
+  return r;
+}
+
+const S = smoke
+  ? { fan: { groups: 2, members: 5, publishers: 2, duration: 1, warmup: 0.3 }, chat: { pairs: 4, window: 4, duration: 1, warmup: 0.3 },
+      idle: 200, catchup: 500, rates: [0.5] }
+  : { fan: { groups: 10, members: 20, publishers: 10, duration: 8, warmup: 2 }, chat: { pairs: 50, window: 16, duration: 8, warmup: 2 },
+      idle: Math.min(100000, maxConnections()), catchup: 20000, rates: [0.25, 0.5, 0.75] };
+
+async function main() {
+  const conv = await startServer('converge', bin.converge, ['serve', '--listen', '127.0.0.1:0',
+    '--data-dir', join(work, 'data'), '--port-file', join(work, 'port'), '--password-cost', 'min',
+    '--log-level', 'warn'], join(work, 'port'));
+  const tcp = await startServer('tcp-fanout', bin.tcp, ['0']);
+  const ws = await startServer('node-ws', process.execPath, [join(root, 'bench/peers/ws-server.mjs'), '0']);
+  const sio = await startServer('socket.io', process.execPath, [join(root, 'bench/peers/socketio-server.mjs'), '0']);
+  const servers = { converge: conv, tcp, ws, socketio: sio };
+
+  const results = { fanout: {}, latency: [], chat: null, idle: {}, catchup: null };
+  // 1. Group fan-out, flat out, every server under the same generator.
+  for (const t of ['tcp', 'ws', 'socketio', 'converge']) results.fanout[t] = run(servers[t], t, 'fanout', S.fan);
+  // 4. Latency at fixed fractions of each server's measured peak.
+  for (const t of ['converge', 'ws']) {
+    const peakMsgs = results.fanout[t].deliveries_per_s / S.fan.members;
+    for (const f of S.rates) {
+      const r = run(servers[t], t, 'fanout', { ...S.fan, rate: Math.max(1, Math.round(peakMsgs * f)) });
+      results.latency.push({ target: t, fraction: f, ...r });
+    }
+  }
+  // 2. 1:1 chat, stored, acks awaited.
+  results.chat = run(conv, 'converge', 'chat', S.chat);
+  // 5. Catch-up of an offline device.
+  results.catchup = run(conv, 'converge', 'catchup', { catchup: S.catchup });
+  // 3. Idle connections (last: it leaves the most behind).
+  for (const t of ['ws', 'converge'])
+    results.idle[t] = run(servers[t], t, 'idle', { conns: S.idle, users: 1000, sources: 8 });
+  return results;
+}
+
+function machine() {
+  const c = cpus();
+  let kernel = '';
+  try { kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(); } catch {}
+  return `${c.length} × ${c[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${kernel}, Node ${process.version}`;
+}
+
+const fmt = (n, d = 0) => (n === undefined || n === null ? '–' : Number(n).toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
+const ms = (us) => fmt(us / 1000, 2);
+
+function report(r) {
+  const f = r.fanout;
+  const ceiling = f.tcp.deliveries_per_s;
+  const lines = [];
+  lines.push('# Benchmarks', '');
+  lines.push('Measured by `make bench` (`node bench/run.mjs`), which starts every server on this machine and');
+  lines.push('drives each with the same generator, `converge-bench` (C++, the project\'s own WebSocket client),');
+  lines.push('in one run. The generator shares the machine with the server it measures, so every figure is');
+  lines.push('bounded by both; the ratios are what carries over to other machines.', '');
+  lines.push(`- Machine: ${machine()}`);
+  lines.push(`- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
+  lines.push('- Converge: `converge serve --password-cost min` (SQLite, synchronous=NORMAL, default threads)');
+  lines.push('- Peers: `tcp-fanout` (bench/peers/tcp_fanout.cpp, the ceiling: length-prefixed frames, no protocol),');
+  lines.push('  a Node `ws` broadcast server (bench/peers/ws-server.mjs) and socket.io 4 (bench/peers/socketio-server.mjs)', '');
+
+  lines.push('## 1. Group fan-out', '');
+  const p = f.converge.params;
+  lines.push(`${p.groups} groups × ${p.members} members, ${p.publishers} publishers sending flat out (a window of ${p.window} own messages in flight each), ${p.size}-byte bodies, ${p.duration} s measured after ${S.fan.warmup} s warm-up. Every member, the sender included, receives each message.`, '');
+  lines.push('| server | deliveries/s | × ceiling | Converge ÷ it | p50 ms | p99 ms | p99.9 ms | max ms | lost | server CPU % |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const t of ['tcp', 'ws', 'socketio', 'converge']) {
+    const x = f[t];
+    lines.push(`| ${t === 'tcp' ? 'bare TCP (ceiling)' : t === 'ws' ? 'Node ws' : t === 'socketio' ? 'socket.io' : '**Converge**'} | ${fmt(x.deliveries_per_s)} | ${fmt(x.deliveries_per_s / ceiling, 2)} | ${fmt(f.converge.deliveries_per_s / x.deliveries_per_s, 2)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${ms(x.latency_us.max)} | ${x.lost} | ${fmt(x.server_cpu_percent)} |`);
+  }
+  lines.push('', 'Flat out, latency is queueing in the window; see section 4 for latency under a fixed load.', '');
+
+  lines.push('## 2. 1:1 chat, stored, acks awaited', '');
+  const c = r.chat;
+  lines.push(`${c.params.pairs} direct conversations, both users sending with ${c.params.window} messages awaiting their ack each; every message stored in SQLite (group commit) before its ack.`, '');
+  lines.push('| stored messages/s (acks) | ack p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU % |');
+  lines.push('|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(`| ${fmt(c.acks_per_s)} | ${ms(c.latency_us.p50)} | ${ms(c.latency_us.p99)} | ${ms(c.latency_us.p999)} | ${ms(c.latency_us.max)} | ${c.errors} | ${fmt(c.server_cpu_percent)} |`, '');
+
+  lines.push('## 3. Idle connections', '');
+  lines.push(`Connections opened from 8 source addresses (127.0.0.1–8), each authenticated and heartbeating once; server RSS read from /proc before and after. The target is 100,000; this machine's hard open-file limit (\`ulimit -Hn\` = ${fmt(maxConnections() + 1000)}, not raisable here) caps one process at ${fmt(maxConnections())}.`, '');
+  lines.push('| server | connections held | set-up/s | server RSS before → after | bytes per connection |');
+  lines.push('|---|---:|---:|---:|---:|');
+  for (const t of ['ws', 'converge']) {
+    const x = r.idle[t];
+    lines.push(`| ${t === 'ws' ? 'Node ws' : '**Converge**'} | ${fmt(x.connections)} | ${fmt(x.connects_per_s)} | ${fmt(x.server_rss_before / 2 ** 20, 1)} → ${fmt(x.server_rss_after / 2 ** 20, 1)} MiB | ${fmt(x.server_rss_per_conn)} |`);
+  }
+  lines.push('');
+
+  lines.push('## 4. Latency under a fixed offered load', '');
+  lines.push('The fan-out of section 1 at a fixed rate: a fraction of each server\'s own measured peak.', '');
+  lines.push('| server | load (of its peak) | offered msgs/s | deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const x of r.latency)
+    lines.push(`| ${x.target === 'ws' ? 'Node ws' : '**Converge**'} | ${Math.round(x.fraction * 100)} % | ${fmt(x.params.rate)} | ${fmt(x.deliveries_per_s)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p90)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${ms(x.latency_us.max)} |`);
+  lines.push('', '![latency against offered load](bench-latency.png)', '');
+
+  lines.push('## 5. Catch-up', '');
+  const k = r.catchup;
+  lines.push(`A device that missed ${fmt(k.params.catchup)} messages connects and pages through \`sync\` (1000 per page).`, '');
+  lines.push('| messages synced | seconds | messages/s |');
+  lines.push('|---:|---:|---:|');
+  lines.push(`| ${fmt(k.messages_synced)} | ${fmt(k.sync_seconds, 3)} | ${fmt(k.sync_messages_per_s)} |`, '');
+  return lines.join('\n');
+}
+
+function plot(r, png) {
+  const data = join(work, 'latency.dat');
+  const rows = [];
+  for (const t of ['converge', 'ws']) {
+    for (const x of r.latency.filter((l) => l.target === t))
+      rows.push(`${t} ${x.fraction * 100} ${x.latency_us.p50 / 1000} ${x.latency_us.p99 / 1000} ${x.latency_us.p999 / 1000}`);
+  }
+  writeFileSync(data, rows.join('\n') + '\n');
+  const script = `set terminal pngcairo size 800,450
+set output '${png}'
+set title 'Fan-out latency against offered load (of each server\\'s own peak)'
+set xlabel 'offered load, % of peak'
+set ylabel 'latency, ms'
+set logscale y
+set key top left
+plot '< grep ^converge ${data}' using 2:3 with linespoints title 'Converge p50', \\
+     '< grep ^converge ${data}' using 2:4 with linespoints title 'Converge p99', \\
+     '< grep ^converge ${data}' using 2:5 with linespoints title 'Converge p99.9', \\
+     '< grep ^ws ${data}' using 2:3 with linespoints title 'Node ws p50', \\
+     '< grep ^ws ${data}' using 2:4 with linespoints title 'Node ws p99'
+`;
+  writeFileSync(join(work, 'plot.gp'), script);
+  execFileSync('gnuplot', [join(work, 'plot.gp')]);
+}
+
+let code = 0;
+try {
+  const r = await main();
+  if (smoke) {
+    log('smoke: every scenario ran against every server');
+  } else {
+    writeFileSync(join(root, 'docs/benchmarks.md'), report(r) + `\nCommand: \`make bench\`. Raw results: one JSON object per run, printed by \`converge-bench --json\`.\n`);
+    plot(r, join(root, 'docs/bench-latency.png'));
+    log('wrote docs/benchmarks.md and docs/bench-latency.png');
+  }
+} catch (e) {
+  console.error(e);
+  code = 1;
+} finally {
+  for (const c of started) { try { process.kill(c.pid, 'SIGTERM'); } catch {} }
+  await new Promise((r) => setTimeout(r, 500));
+  for (const c of started) { try { process.kill(c.pid, 'SIGKILL'); } catch {} }
+  rmSync(work, { recursive: true, force: true });
+}
+process.exit(code);
