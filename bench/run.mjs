@@ -179,7 +179,7 @@ function plot(r, png) {
   writeFileSync(data, rows.join('\n') + '\n');
   const script = `set terminal pngcairo size 800,450
 set output '${png}'
-set title 'Fan-out latency against offered load (of each server\\'s own peak)'
+set title "Fan-out latency against offered load (of each server's own peak)"
 set xlabel 'offered load, % of peak'
 set ylabel 'latency, ms'
 set logscale y
