@@ -160,6 +160,21 @@ function report(r) {
     lines.push(`| ${x.target === 'ws' ? 'Node ws' : '**Converge**'} | ${Math.round(x.fraction * 100)} % | ${fmt(x.params.rate)} | ${fmt(x.deliveries_per_s)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p90)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${ms(x.latency_us.max)} |`);
   lines.push('', '![latency against offered load](bench-latency.png)', '');
 
+  lines.push('## Against the targets (single node, this machine, generator on the same machine)', '');
+  const half = r.latency.find((x) => x.target === 'converge' && x.fraction === 0.5);
+  const idle = r.idle.converge;
+  const row = (what, target, got, ok) => lines.push(`| ${what} | ${target} | ${got} | ${ok ? 'met' : '**missed**'} |`);
+  lines.push('| what | target | measured | |', '|---|---|---|---|');
+  row('fan-out vs the bare TCP ceiling', '≥ 0.50 ×', `${fmt(f.converge.deliveries_per_s / ceiling, 2)} ×`, f.converge.deliveries_per_s >= 0.5 * ceiling);
+  row('fan-out vs Node ws', '≥ 5 ×', `${fmt(f.converge.deliveries_per_s / f.ws.deliveries_per_s, 2)} ×`, f.converge.deliveries_per_s >= 5 * f.ws.deliveries_per_s);
+  row('1:1 stored messages/s, acks awaited (SQLite)', '≥ 100,000/s', `${fmt(c.acks_per_s)}/s`, c.acks_per_s >= 100000);
+  if (half) {
+    row('p99 at 50 % of peak', '< 5 ms', `${ms(half.latency_us.p99)} ms`, half.latency_us.p99 < 5000);
+    row('p99.9 at 50 % of peak', '< 20 ms', `${ms(half.latency_us.p999)} ms`, half.latency_us.p999 < 20000);
+  }
+  row('idle WebSocket, server RSS per connection', '≤ 8 KiB at 100,000', `${fmt(idle.server_rss_per_conn)} B at ${fmt(idle.connections)}`, idle.server_rss_per_conn <= 8192 && idle.connections >= 100000);
+  lines.push('');
+
   lines.push('## 5. Catch-up', '');
   const k = r.catchup;
   lines.push(`A device that missed ${fmt(k.params.catchup)} messages connects and pages through \`sync\` (1000 per page).`, '');
