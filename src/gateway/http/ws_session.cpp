@@ -389,7 +389,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                  [self = shared_from_this()] { self->cut_off("slow consumer"); });
       return;
     }
-    if (!writing_) do_write();
+    schedule_write();
   }
 
   void enqueue_control(ws::Opcode op, std::string payload) {
@@ -399,7 +399,19 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     queued_bytes_ += payload.size() + o.header_len;
     o.payload = std::make_shared<const std::string>(std::move(payload));
     queue_.push_back(std::move(o));
-    if (!writing_) do_write();
+    schedule_write();
+  }
+
+  // The write starts after the current handler, not inside it (Redis flushes clients in
+  // beforeSleep for the same reason): a batch delivered to this loop queues all its frames for
+  // this connection first, and they leave in one gathered write instead of one write each.
+  void schedule_write() {
+    if (writing_ || write_scheduled_) return;
+    write_scheduled_ = true;
+    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+      self->write_scheduled_ = false;
+      if (!self->writing_) self->do_write();
+    });
   }
 
   void do_write() {
@@ -531,10 +543,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool authed_ = false;
   bool attached_ = false;
   bool writing_ = false;
-  bool closing_ = false;      // a close was asked for; nothing but the close frame is queued
-  bool close_sent_ = false;   // our close frame is queued or written
-  bool peer_closed_ = false;  // the peer sent its close frame (or broke the protocol)
-  bool dead_ = false;         // the socket failed or was cut; drop further sends
+  bool write_scheduled_ = false;  // a do_write is posted to run after the current handler
+  bool closing_ = false;          // a close was asked for; nothing but the close frame is queued
+  bool close_sent_ = false;       // our close frame is queued or written
+  bool peer_closed_ = false;      // the peer sent its close frame (or broke the protocol)
+  bool dead_ = false;             // the socket failed or was cut; drop further sends
   bool finished_ = false;
 };
 
