@@ -315,7 +315,18 @@ Result<Conversation> Service::remove_member(const AuthContext& who, Conversation
     return make_error(Errc::forbidden, "only the owner removes other members");
   Writer::FnJob job;
   std::promise<Status> p;
-  job.fn = [&](StoreSession& s) { return s.remove_member(id, user_id); };
+  // An owner who leaves hands the group to the longest-standing member left.
+  std::string heir;
+  if (user_id == before.owner)
+    for (auto& m : before.members)
+      if (m.user_id != user_id) {
+        heir = m.user_id;
+        break;
+      }
+  job.fn = [&](StoreSession& s) -> Status {
+    if (auto st = s.remove_member(id, user_id); !st) return st;
+    return heir.empty() ? ok_status() : s.set_owner(id, heir);
+  };
   job.done = [&p](Status st) { p.set_value(std::move(st)); };
   job.invalidates = id;
   auto f = p.get_future();
@@ -324,6 +335,7 @@ Result<Conversation> Service::remove_member(const AuthContext& who, Conversation
   auto it = std::remove_if(before.members.begin(), before.members.end(),
                            [&](const Member& m) { return m.user_id == user_id; });
   before.members.erase(it, before.members.end());
+  if (!heir.empty()) before.owner = heir;
   announce(before, "member_removed", user_id);
   return before;
 }

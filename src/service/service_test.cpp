@@ -94,6 +94,22 @@ TEST_F(Conversations, OnlyMembersReadAndOnlyTheOwnerRemovesOthers) {
   EXPECT_EQ(svc_->history(c, g, 0, 0, 10).error().code, Errc::forbidden);
 }
 
+TEST_F(Conversations, AnOwnerWhoLeavesHandsTheGroupOn) {
+  auto a = user("alice"), b = user("bob");
+  user("carol");
+  auto g = group(a, {"bob", "carol"});
+  auto left = svc_->remove_member(a, g, "alice");
+  ASSERT_TRUE(left);
+  EXPECT_NE(left->owner, "alice");
+  auto now = svc_->get_conversation(b, g);
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->owner, left->owner);
+  // The new owner may now remove others.
+  auto heir = left->owner == "bob" ? b : user("carol");
+  auto other = left->owner == "bob" ? std::string("carol") : std::string("bob");
+  EXPECT_TRUE(svc_->remove_member(heir, g, other));
+}
+
 class Messaging : public ServiceFixture {};
 
 TEST_F(Messaging, SeqIsGaplessAndRetriesAreStoredOnce) {

@@ -66,6 +66,7 @@ class StoreSession {
   virtual Status add_member(ConversationId id, const std::string& user_id, int64_t now_ms) = 0;
   virtual Status remove_member(ConversationId id, const std::string& user_id) = 0;
   virtual Status set_muted(ConversationId id, const std::string& user_id, bool muted) = 0;
+  virtual Status set_owner(ConversationId id, const std::string& user_id) = 0;
 
   // Messages
   virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,

@@ -134,6 +134,9 @@ TYPED_TEST(StoreSuite, MembershipChanges) {
     if (m.user_id == "carol") muted = m.muted;
   EXPECT_TRUE(muted);
   EXPECT_FALSE(s.get_conversation(id + 100).value());
+  ASSERT_TRUE(s.set_owner(id, "carol"));
+  EXPECT_EQ(s.get_conversation(id).value()->owner, "carol");
+  EXPECT_EQ(s.set_owner(id + 100, "carol").error().code, Errc::not_found);
 }
 
 TYPED_TEST(StoreSuite, SeqsAreGaplessAndPagesAscend) {

@@ -331,6 +331,13 @@ class SqliteSession final : public StoreSession {
     return done_changed(s, "set_muted", "not a member");
   }
 
+  Status set_owner(ConversationId id, const std::string& user_id) override {
+    auto* s = prepare("UPDATE conversations SET owner = ?2 WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    return done_changed(s, "set_owner", "no such conversation");
+  }
+
   // --- messages ---
   Result<std::optional<SentRef>> find_sent(const std::string& publisher,
                                            const std::string& cmid) override {
