@@ -111,7 +111,10 @@ struct Worker {
     ++s.inflight;
     if (sh->chat) s.ack_times.push_back(t);
     c.sent.fetch_add(1, std::memory_order_relaxed);
-    if (sh->measuring.load(std::memory_order_relaxed))
+    // Sends and deliveries are both counted by the send timestamp, so a message at the edge of
+    // the window is in both counts or in neither.
+    if (t >= sh->measure_start_ns.load(std::memory_order_relaxed) &&
+        t < sh->measure_end_ns.load(std::memory_order_relaxed))
       c.sent_measured.fetch_add(1, std::memory_order_relaxed);
   }
 
