@@ -1,11 +1,10 @@
 // The web client in Chromium: two users chat both ways, a third joins a group and reads its
 // history, images and files, events and broadcasts. One node and one browser for the file.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import {
   ADMIN,
   api,
-  launchBrowser,
   makePng,
   messages,
   openConversation,
@@ -13,10 +12,10 @@ import {
   sendText,
   signUp,
   startDirectChat,
-  startWebNode,
   tokenOf,
   until,
   withArtifacts,
+  useWebNodeAndBrowser,
 } from './helpers.mjs';
 
 let node;
@@ -24,12 +23,9 @@ let browser;
 let alice;
 let bob;
 
+const env = useWebNodeAndBrowser();
 before(async () => {
-  [node, browser] = await Promise.all([startWebNode(), launchBrowser()]);
-});
-after(async () => {
-  await browser?.close();
-  await node?.stop();
+  ({ node, browser } = await env.ready);
 });
 
 test('two users chat both ways (bob on a phone-sized screen)', async (t) => {

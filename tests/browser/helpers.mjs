@@ -1,3 +1,4 @@
+import { after, before } from 'node:test';
 // Shared by the browser tests: a private node serving web/dist, Chromium through playwright-core,
 // users signed up through the UI, polling, and screenshots on failure.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -25,6 +26,31 @@ export function startWebNode() {
       CONVERGE_ADMIN_PASSWORD: ADMIN.password,
     },
   });
+}
+
+/**
+ * The node and browser of one test file: started in a before hook, stopped in an after hook.
+ * Other before hooks must `await env.ready` (the runner does not wait for one file-level hook
+ * before starting the next).
+ */
+export function useWebNodeAndBrowser() {
+  const env = {};
+  env.ready = new Promise((resolve, reject) => {
+    before(async () => {
+      try {
+        [env.node, env.browser] = await Promise.all([startWebNode(), launchBrowser()]);
+        resolve(env);
+      } catch (e) {
+        reject(e);
+        throw e;
+      }
+    });
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.node?.stop();
+  });
+  return env;
 }
 
 export function launchBrowser() {

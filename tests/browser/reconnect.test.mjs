@@ -2,10 +2,9 @@
 // reconnecting, queues what is typed, and on return receives what it missed; the same after the
 // node itself restarts.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import {
   connection,
-  launchBrowser,
   messages,
   openConversation,
   seeMessage,
@@ -13,10 +12,10 @@ import {
   signUp,
   sleep,
   startDirectChat,
-  startWebNode,
   until,
   waitOnline,
   withArtifacts,
+  useWebNodeAndBrowser,
 } from './helpers.mjs';
 
 let node;
@@ -24,17 +23,14 @@ let browser;
 let alice;
 let bob;
 
+const env = useWebNodeAndBrowser();
 before(async () => {
-  [node, browser] = await Promise.all([startWebNode(), launchBrowser()]);
+  ({ node, browser } = await env.ready);
   [alice, bob] = await Promise.all([signUp(browser, node, 'Alice'), signUp(browser, node, 'Bob')]);
   await startDirectChat(alice.page, bob.id);
   await sendText(alice.page, 'first');
   await openConversation(bob.page, 'Alice');
   await seeMessage(bob.page, 'first');
-});
-after(async () => {
-  await browser?.close();
-  await node?.stop();
 });
 
 const pendingStatus = (page, text) => messages(page).locator('li.pending', { hasText: text }).locator('.status');

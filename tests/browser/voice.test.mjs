@@ -1,17 +1,16 @@
 // A voice note recorded with Chromium's fake microphone (MediaRecorder) and played by the other user.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import {
-  launchBrowser,
   openConversation,
   seeMessage,
   sendText,
   signUp,
   sleep,
   startDirectChat,
-  startWebNode,
   until,
   withArtifacts,
+  useWebNodeAndBrowser,
 } from './helpers.mjs';
 
 let node;
@@ -19,12 +18,9 @@ let browser;
 let alice;
 let bob;
 
+const env = useWebNodeAndBrowser();
 before(async () => {
-  [node, browser] = await Promise.all([startWebNode(), launchBrowser()]);
-});
-after(async () => {
-  await browser?.close();
-  await node?.stop();
+  ({ node, browser } = await env.ready);
 });
 
 test('a recorded voice note is sent and the other user can play it', async (t) => {

@@ -434,8 +434,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   void on_write(error_code ec) {
     writing_ = false;
-    if (ec) {
+    if (ec || dead_) {
+      // The write failed, or the connection was finished or cut while it was in flight: drop
+      // what is queued here, where no write references it any more.
       dead_ = true;
+      in_flight_ = 0;
+      queue_.clear();
+      queued_bytes_ = 0;
       error_code ignored;
       socket_.close(ignored);  // the read side sees the failure and finishes
       return;
@@ -514,7 +519,14 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     attached_ = false;
     if (stream_) stream_->close();
     stream_.reset();
-    queue_.clear();
+    // A write in flight points into queue_: the queue is dropped in on_write, which closing the
+    // socket makes complete. Without one, it can go now.
+    error_code ignored;
+    socket_.close(ignored);
+    if (!writing_) {
+      queue_.clear();
+      queued_bytes_ = 0;
+    }
     if (accepted_) {
       ctx_.metrics.ws_connections.add(-1);
       ctx_.untrack(this);
