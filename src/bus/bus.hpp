@@ -71,8 +71,8 @@ class Bus {
   virtual std::string engine_name() const = 0;
   // The node's listener; set once before publishing starts.
   virtual void set_listener(BusListener* l) = 0;
-  // Called in seq order per conversation; engines keep that order for local listeners.
-  virtual void publish(std::shared_ptr<const Delivery> d) = 0;
+  // A commit's stored messages, in seq order per conversation; engines keep that order for
+  // local listeners.
   virtual void publish(std::vector<std::shared_ptr<const Delivery>> batch) = 0;
   virtual void publish(std::shared_ptr<const Notice> n) = 0;
 };

@@ -8,9 +8,6 @@ class LocalBus final : public Bus {
  public:
   std::string engine_name() const override { return "local"; }
   void set_listener(BusListener* l) override { listener_ = l; }
-  void publish(std::shared_ptr<const Delivery> d) override {
-    if (listener_) listener_->on_delivery(d);
-  }
   void publish(std::vector<std::shared_ptr<const Delivery>> batch) override {
     if (listener_) listener_->on_deliveries(batch);
   }
