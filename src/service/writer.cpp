@@ -93,6 +93,24 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id) {
   return &it->second;
 }
 
+Result<Writer::SeqSlot*> Writer::seq_slot(ConversationId id) {
+  if (auto it = seqs_.find(id); it != seqs_.end()) return &it->second;
+  auto last = session_->lock_last_seq(id);
+  if (!last) return last.error();
+  return &seqs_.emplace(id, SeqSlot{last.value(), false}).first->second;
+}
+
+Status Writer::flush_seqs() {
+  Status st = ok_status();
+  for (auto& [id, slot] : seqs_)
+    if (slot.dirty && st) st = session_->set_last_seq(id, slot.last);
+  seqs_.clear();
+  return st;
+}
+
+// One statement per message: the seq comes from the batch's slot for the conversation (read
+// once per batch), the insert itself detects a retried client_msg_id. A failed insert is undone
+// by SQL's statement atomicity and leaves the slot alone, so no savepoint is needed.
 Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& out) {
   auto& req = job.req;
   auto info = conversation(req.conversation_id);
@@ -101,16 +119,6 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
   if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
     return make_error(Errc::forbidden,
                       "not a member of conversation " + std::to_string(req.conversation_id));
-
-  if (!req.client_msg_id.empty()) {
-    auto prev = session_->find_sent(job.who.user_id, req.client_msg_id);
-    if (!prev) return prev.error();
-    if (prev.value()) {
-      SendAck ack{prev.value()->conversation_id, prev.value()->seq, req.client_msg_id,
-                  prev.value()->ts_ms, true};
-      return ack;
-    }
-  }
 
   std::optional<FileMeta> file;
   if (!req.file_id.empty()) {
@@ -124,32 +132,38 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
     file = std::move(*f.value());
   }
 
-  if (auto st = session_->savepoint(); !st) return st.error();
-  auto seq = session_->next_seq(req.conversation_id);
-  if (!seq) {
-    session_->rollback_to_savepoint();
-    return seq.error();
-  }
+  auto slot = seq_slot(req.conversation_id);
+  if (!slot) return slot.error();
   auto d = std::make_shared<Delivery>();
   Message& m = d->msg;
   m.conversation_id = req.conversation_id;
-  m.seq = seq.value();
+  m.seq = slot.value()->last + 1;
   m.publisher_id = job.who.user_id;
   m.publisher_name = job.who.user_name;
   m.type = req.type;
   // Seed 000: a file message's body is the file name.
-  m.body = (req.type == MessageType::file && req.body.empty() && file) ? file->name : req.body;
-  m.client_msg_id = req.client_msg_id;
+  m.body = (req.type == MessageType::file && req.body.empty() && file) ? file->name
+                                                                       : std::move(req.body);
+  m.client_msg_id = std::move(req.client_msg_id);
   m.ts_ms = now_ms();
   m.file = std::move(file);
-  if (auto st = session_->insert_message(m, req.file_id); !st) {
-    session_->rollback_to_savepoint();
-    return st.error();
+  auto stored = session_->insert_message(m, req.file_id);
+  if (!stored) return stored.error();
+  if (!stored.value()) {  // a retry: answer with what the first send got
+    auto prev = session_->find_sent(job.who.user_id, m.client_msg_id);
+    if (!prev) return prev.error();
+    if (!prev.value())
+      return make_error(Errc::internal, "seq " + std::to_string(m.seq) + " of conversation " +
+                                            std::to_string(m.conversation_id) + " taken");
+    return SendAck{prev.value()->conversation_id, prev.value()->seq, std::move(m.client_msg_id),
+                   prev.value()->ts_ms, true};
   }
-  if (auto st = session_->release_savepoint(); !st) return st.error();
+  slot.value()->last = m.seq;
+  slot.value()->dirty = true;
   d->members = info.value()->members;
+  SendAck ack{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
   out = std::move(d);
-  return SendAck{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
+  return ack;
 }
 
 void Writer::process(std::vector<Job>& batch) {
@@ -159,6 +173,7 @@ void Writer::process(std::vector<Job>& batch) {
   std::size_t messages = 0;
 
   auto begun = session_->begin();
+  Status seqs_stored = ok_status();
   for (auto& job : batch) {
     Done d;
     if (auto* s = std::get_if<SendJob>(&job)) {
@@ -173,6 +188,9 @@ void Writer::process(std::vector<Job>& batch) {
       auto& f = std::get<FnJob>(job);
       d.fn_done = std::move(f.done);
       if (f.invalidates != 0) conv_cache_.erase(f.invalidates);
+      // The function may read last_seq or change members: the batch's seqs go to the store
+      // first and are read again after it.
+      if (begun && seqs_stored) seqs_stored = flush_seqs();
       if (!begun) {
         d.fn_status = begun.error();
       } else if (auto sp = session_->savepoint(); !sp) {
@@ -188,8 +206,15 @@ void Writer::process(std::vector<Job>& batch) {
     done.push_back(std::move(d));
   }
 
+  if (begun && seqs_stored) seqs_stored = flush_seqs();
+  seqs_.clear();
   Status committed = begun;
-  if (begun) {
+  if (begun && !seqs_stored) {
+    committed = seqs_stored;
+    session_->rollback();
+    conv_cache_.clear();
+    spdlog::error("store: saving seqs failed: {}", committed.error().message);
+  } else if (begun) {
     committed = session_->commit();
     if (!committed) {
       session_->rollback();
@@ -234,6 +259,7 @@ void Writer::process(std::vector<Job>& batch) {
         for (auto& fn : fns) fn();
       });
   if (!published.empty()) bus_.publish(std::move(published));
+  session_->maintain();
 }
 
 }  // namespace converge

@@ -66,6 +66,14 @@ class Writer {
   void process(std::vector<Job>& batch);
   Result<SendAck> process_send(SendJob& job, std::shared_ptr<Delivery>& out);
   Result<const ConvInfo*> conversation(ConversationId id);
+  // The batch's view of a conversation's last seq: read (and locked) at its first message in
+  // the batch, stored back before commit (and before any function job runs).
+  struct SeqSlot {
+    Seq last = 0;
+    bool dirty = false;
+  };
+  Result<SeqSlot*> seq_slot(ConversationId id);
+  Status flush_seqs();
 
   std::unique_ptr<StoreSession> session_;
   Bus& bus_;
@@ -81,6 +89,7 @@ class Writer {
 
   // Writer thread only.
   std::unordered_map<ConversationId, ConvInfo> conv_cache_;
+  std::unordered_map<ConversationId, SeqSlot> seqs_;
 };
 
 }  // namespace converge

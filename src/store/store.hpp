@@ -33,6 +33,10 @@ class StoreSession {
  public:
   virtual ~StoreSession() = default;
 
+  // Called by the writer between transactions: housekeeping that needs no transaction open
+  // (SQLite: finishing a WAL checkpoint so that the WAL starts over).
+  virtual void maintain() {}
+
   virtual Status begin() = 0;
   virtual Status commit() = 0;
   virtual void rollback() = 0;
@@ -71,10 +75,15 @@ class StoreSession {
   // Messages
   virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,
                                                    const std::string& client_msg_id) = 0;
-  // Increments the conversation's last_seq and returns it: the database assigns seqs, so they
-  // stay gapless when several nodes write (the row lock serializes them).
-  virtual Result<Seq> next_seq(ConversationId id) = 0;
-  virtual Status insert_message(const Message& m, const std::string& file_id) = 0;
+  // Seqs are assigned inside a write transaction: lock_last_seq reads the conversation's
+  // last_seq and holds it (the row lock of engines that several nodes share) until the
+  // transaction ends; the writer numbers the batch's messages from it and stores the new top
+  // with set_last_seq before committing. Gapless across nodes: the lock serializes them.
+  virtual Result<Seq> lock_last_seq(ConversationId id) = 0;  // not_found
+  virtual Status set_last_seq(ConversationId id, Seq seq) = 0;
+  // Stores the message unless the publisher already stored one with the same client_msg_id:
+  // then nothing is written and the result is false (find_sent tells what it was).
+  virtual Result<bool> insert_message(const Message& m, const std::string& file_id) = 0;
   // seq > after_seq, ascending, at most `limit`, file metadata joined.
   virtual Result<std::vector<Message>> messages_after(ConversationId id, Seq after_seq,
                                                       int64_t limit) = 0;

@@ -51,17 +51,19 @@ class StoreSuite : public ::testing::Test {
   Message append(ConversationId id, const std::string& from, const std::string& body,
                  const std::string& cmid = "") {
     EXPECT_TRUE(s_->begin());
-    auto seq = s_->next_seq(id);
-    EXPECT_TRUE(seq);
+    auto last = s_->lock_last_seq(id);
+    EXPECT_TRUE(last);
     Message m;
     m.conversation_id = id;
-    m.seq = seq.value();
+    m.seq = last.value() + 1;
     m.publisher_id = from;
     m.publisher_name = from;
     m.body = body;
     m.client_msg_id = cmid;
     m.ts_ms = 100 + m.seq;
-    EXPECT_TRUE(s_->insert_message(m, ""));
+    auto stored = s_->insert_message(m, "");
+    EXPECT_TRUE(stored && stored.value());
+    EXPECT_TRUE(s_->set_last_seq(id, m.seq));
     EXPECT_TRUE(s_->commit());
     return m;
   }
@@ -152,7 +154,10 @@ TYPED_TEST(StoreSuite, SeqsAreGaplessAndPagesAscend) {
   ASSERT_EQ(before.size(), 2u);
   EXPECT_EQ(before[0].seq, 3);
   EXPECT_EQ(before[1].seq, 4);
-  EXPECT_EQ(s.next_seq(id + 100).error().code, Errc::not_found);
+  ASSERT_TRUE(s.begin());
+  EXPECT_EQ(s.lock_last_seq(id + 100).error().code, Errc::not_found);
+  EXPECT_EQ(s.set_last_seq(id + 100, 1).error().code, Errc::not_found);
+  s.rollback();
 }
 
 TYPED_TEST(StoreSuite, RolledBackSeqIsReused) {
@@ -160,12 +165,24 @@ TYPED_TEST(StoreSuite, RolledBackSeqIsReused) {
   auto id = this->make_group({"alice", "bob"});
   this->append(id, "alice", "one");
   ASSERT_TRUE(s.begin());
-  ASSERT_TRUE(s.savepoint());
-  EXPECT_EQ(s.next_seq(id).value(), 2);
-  s.rollback_to_savepoint();
-  EXPECT_EQ(s.next_seq(id).value(), 2);
+  EXPECT_EQ(s.lock_last_seq(id).value(), 1);
+  ASSERT_TRUE(s.set_last_seq(id, 2));
+  EXPECT_EQ(s.lock_last_seq(id).value(), 2);
   s.rollback();
   EXPECT_EQ(this->append(id, "alice", "two").seq, 2);
+}
+
+TYPED_TEST(StoreSuite, SavepointUndoesOnlyItsPart) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.set_last_seq(id, 1));
+  ASSERT_TRUE(s.savepoint());
+  ASSERT_TRUE(s.set_last_seq(id, 2));
+  s.rollback_to_savepoint();
+  EXPECT_EQ(s.lock_last_seq(id).value(), 1);
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.get_conversation(id).value()->last_seq, 1);
 }
 
 TYPED_TEST(StoreSuite, ClientMsgIdIdentifiesARetry) {
@@ -178,9 +195,15 @@ TYPED_TEST(StoreSuite, ClientMsgIdIdentifiesARetry) {
   EXPECT_FALSE(s.find_sent("bob", "c-1").value());  // scoped to the publisher
   ASSERT_TRUE(s.begin());
   Message dup = m;
-  dup.seq = s.next_seq(id).value();
-  EXPECT_EQ(s.insert_message(dup, "").error().code, Errc::conflict);
+  dup.seq = s.lock_last_seq(id).value() + 1;
+  dup.body = "again";
+  EXPECT_FALSE(s.insert_message(dup, "").value());  // a retry: nothing written
+  dup.publisher_id = "bob";                         // another publisher's c-1 is another message
+  EXPECT_TRUE(s.insert_message(dup, "").value());
   s.rollback();
+  auto all = s.messages_after(id, 0, 10).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].body, "hi");
 }
 
 TYPED_TEST(StoreSuite, CursorsOnlyMoveForward) {
@@ -206,10 +229,11 @@ TYPED_TEST(StoreSuite, FileAccessIsUploaderOrMemberWhereSent) {
   ASSERT_TRUE(s.begin());
   Message m;
   m.conversation_id = id;
-  m.seq = s.next_seq(id).value();
+  m.seq = s.lock_last_seq(id).value() + 1;
   m.publisher_id = "alice";
   m.type = MessageType::image;
-  ASSERT_TRUE(s.insert_message(m, "f1"));
+  ASSERT_TRUE(s.insert_message(m, "f1").value());
+  ASSERT_TRUE(s.set_last_seq(id, m.seq));
   ASSERT_TRUE(s.commit());
   EXPECT_TRUE(s.file_accessible("f1", "bob").value());
   EXPECT_FALSE(s.file_accessible("f1", "carol").value());

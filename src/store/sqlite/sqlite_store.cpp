@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -88,9 +89,34 @@ Error db_error(sqlite3* db, const char* what) {
   return make_error(Errc::internal, std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
+// WAL frames (4 KiB pages) past which the writer completes a checkpoint between transactions
+// so that its next transaction writes the WAL from the start again: 8192 x 4 KiB = 32 MiB.
+constexpr int kWalResetFrames = 8192;
+// Frames the WAL grows by before the writer wakes the checkpointer early.
+constexpr int kWalWakeFrames = 1024;
+
+// What the sessions and the checkpointer thread share about the WAL. Checkpoints copy committed
+// pages from the WAL into the database file. SQLite runs them in the committing connection by
+// default, which put 25-250 ms stalls into the writer's commits (and every ack of that batch);
+// a RESTART checkpoint from another connection stalled it as long, waiting in busy handlers.
+// So: the checkpointer thread copies in the background (PASSIVE, never blocks the writer) while
+// the WAL is below kWalResetFrames; past it, the checkpointer stands aside and the writer, between
+// two transactions, copies the little that is left (PASSIVE on its own connection: no lock to
+// wait for) so that its next BEGIN restarts the WAL at frame 0. The WAL stays near 32 MiB.
+struct WalState {
+  std::atomic<int> frames{0};  // frames in the WAL after the last commit
+  std::atomic<bool> checkpointing{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<int> woken_at{0};  // frames when the checkpointer was last woken
+  bool stopping = false;
+};
+
 class SqliteSession final : public StoreSession {
  public:
-  explicit SqliteSession(sqlite3* db) : db_(db) {}
+  SqliteSession(sqlite3* db, WalState* wal) : db_(db), wal_(wal) {
+    if (wal_) sqlite3_wal_hook(db_, &SqliteSession::on_wal_commit, this);
+  }
   ~SqliteSession() override {
     for (auto& [_, s] : cache_) sqlite3_finalize(s);
     sqlite3_close_v2(db_);
@@ -113,6 +139,14 @@ class SqliteSession final : public StoreSession {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, mode, &log, &done);
     return rc == SQLITE_OK ? log : -1;
+  }
+
+  void maintain() override {
+    if (!wal_ || wal_->frames.load(std::memory_order_relaxed) <= kWalResetFrames) return;
+    if (wal_->checkpointing.load()) return;  // the checkpointer is mid-copy: next time
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log == done) wal_->frames.store(0);  // the next BEGIN restarts it
   }
 
   Status begin() override { return exec("BEGIN IMMEDIATE"); }
@@ -358,45 +392,53 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
-  Result<Seq> next_seq(ConversationId id) override {
-    auto* s = prepare(
-        "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = ?1 RETURNING last_seq");
+  Result<Seq> lock_last_seq(ConversationId id) override {
+    // The writer holds SQLite's one write lock for the whole transaction: a read is enough.
+    auto* s = prepare("SELECT last_seq FROM conversations WHERE id = ?1");
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    Seq seq = 0;
+    std::optional<Seq> seq;
     if (rc == SQLITE_ROW) {
       seq = sqlite3_column_int64(s, 0);
       rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return db_error(db_, "next_seq");
-    if (seq == 0) return make_error(Errc::not_found, "no such conversation");
-    return seq;
+    if (rc != SQLITE_DONE) return db_error(db_, "lock_last_seq");
+    if (!seq) return make_error(Errc::not_found, "no such conversation");
+    return *seq;
   }
 
-  Status insert_message(const Message& m, const std::string& file_id) override {
+  Status set_last_seq(ConversationId id, Seq seq) override {
+    auto* s = prepare("UPDATE conversations SET last_seq = ?2 WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_int64(s, 2, seq);
+    return done_changed(s, "set_last_seq", "no such conversation");
+  }
+
+  Result<bool> insert_message(const Message& m, const std::string& file_id) override {
+    // OR IGNORE: a (publisher, client_msg_id) already stored is a retry, not an error; the
+    // unique index answers it in the same descent that inserts, so a send costs one statement.
     auto* s = prepare(
-        "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
-        "client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+        "INSERT OR IGNORE INTO messages(conversation_id, seq, publisher_id, publisher_name, "
+        "type, body, client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
     sqlite3_bind_int64(s, 1, m.conversation_id);
     sqlite3_bind_int64(s, 2, m.seq);
-    bind(s, 3, m.publisher_id);
-    bind(s, 4, m.publisher_name);
-    bind(s, 5, std::string(message_type_name(m.type)));
-    bind(s, 6, m.body);
+    bind_static(s, 3, m.publisher_id);
+    bind_static(s, 4, m.publisher_name);
+    bind_static(s, 5, message_type_name(m.type));
+    bind_static(s, 6, m.body);
     if (m.client_msg_id.empty())
       sqlite3_bind_null(s, 7);
     else
-      bind(s, 7, m.client_msg_id);
+      bind_static(s, 7, m.client_msg_id);
     if (file_id.empty())
       sqlite3_bind_null(s, 8);
     else
-      bind(s, 8, file_id);
+      bind_static(s, 8, file_id);
     sqlite3_bind_int64(s, 9, m.ts_ms);
     int rc = step_done(s);
-    if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "duplicate message");
     if (rc != SQLITE_DONE) return db_error(db_, "insert_message");
-    return ok_status();
+    return sqlite3_changes(db_) == 1;
   }
 
   Result<std::vector<Message>> messages_after(ConversationId id, Seq after,
@@ -526,6 +568,11 @@ class SqliteSession final : public StoreSession {
   static void bind(sqlite3_stmt* s, int i, const std::string& v) {
     sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   }
+  // For values that outlive the statement's step (every parameter is bound again before the
+  // next one): no copy.
+  static void bind_static(sqlite3_stmt* s, int i, std::string_view v) {
+    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
   static std::string col(sqlite3_stmt* s, int i) {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s, i))) : std::string();
@@ -620,44 +667,51 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
+  static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
+    auto& wal = *static_cast<SqliteSession*>(self)->wal_;
+    wal.frames.store(frames, std::memory_order_relaxed);
+    int woken = wal.woken_at.load(std::memory_order_relaxed);
+    if (frames < woken) woken = 0;  // the WAL was restarted
+    if (frames - woken >= kWalWakeFrames && frames <= kWalResetFrames) {
+      wal.woken_at.store(frames, std::memory_order_relaxed);
+      wal.cv.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
   sqlite3* db_;
+  WalState* wal_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
-
-// WAL frames (pages) past which the checkpointer resets the WAL: 16384 x 4 KiB = 64 MiB.
-constexpr int kWalResetFrames = 16384;
 
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {}
   ~SqliteStore() override {
     {
-      std::lock_guard lk(mu_);
-      stopping_ = true;
+      std::lock_guard lk(wal_.mu);
+      wal_.stopping = true;
     }
-    cv_.notify_all();
+    wal_.cv.notify_all();
     if (checkpointer_.joinable()) checkpointer_.join();
   }
   std::string engine_name() const override { return "sqlite"; }
 
-  // WAL checkpoints copy committed pages into the main file and fsync it. SQLite runs them in
-  // the committing connection by default, which put 25-250 ms stalls into the writer thread's
-  // commits (and every ack of that batch). Sessions here turn auto-checkpointing off and this
-  // thread checkpoints (PASSIVE: never blocks the writer) on a connection of its own.
+  // See WalState.
   Status start_checkpointer() {
     auto s = open_session();
     if (!s) return s.error();
     checkpointer_ = std::thread([this, session = std::move(s.value())]() mutable {
       auto* db = static_cast<SqliteSession*>(session.get());
-      std::unique_lock lk(mu_);
-      while (!cv_.wait_for(lk, std::chrono::milliseconds(200), [this] { return stopping_; })) {
+      std::unique_lock lk(wal_.mu);
+      for (;;) {
+        wal_.cv.wait_for(lk, std::chrono::milliseconds(200));
+        if (wal_.stopping) break;
+        if (wal_.frames.load() == 0 || wal_.frames.load() > kWalResetFrames) continue;
         lk.unlock();
-        // Under a steady write load a PASSIVE checkpoint never finds the WAL fully copied when
-        // the writer starts its next transaction, so the WAL is never reset and grows without
-        // end. Past kWalResetFrames, a RESTART checkpoint waits for the writer between batches,
-        // copies the little the passive ones left, and resets the WAL.
-        int frames = db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
-        if (frames > kWalResetFrames) (void)db->wal_checkpoint(SQLITE_CHECKPOINT_RESTART);
+        wal_.checkpointing.store(true);
+        (void)db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+        wal_.checkpointing.store(false);
         lk.lock();
       }
       lk.unlock();
@@ -676,7 +730,7 @@ class SqliteStore final : public Store {
       sqlite3_close_v2(db);
       return make_error(Errc::internal, "cannot open " + opts_.path + ": " + m);
     }
-    auto session = std::make_unique<SqliteSession>(db);
+    auto session = std::make_unique<SqliteSession>(db, &wal_);
     sqlite3_busy_timeout(db, 5000);
     std::string pragmas =
         "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; "
@@ -729,15 +783,17 @@ class SqliteStore final : public Store {
   }
 
   SqliteOptions opts_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  WalState wal_;
   std::thread checkpointer_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteOptions& opts) {
+  // Before SQLite initializes: without memory statistics its allocator takes no global mutex
+  // (a lock and unlock per allocation, shared by every connection, otherwise).
+  static std::once_flag configured;
+  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   auto store = std::make_unique<SqliteStore>(opts);
   if (auto st = store->migrate(); !st) return st.error();
   if (auto st = store->start_checkpointer(); !st) return st.error();
