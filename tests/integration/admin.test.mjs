@@ -1,11 +1,17 @@
 // Admin: admin-only registration, user management, events to one user, broadcasts to everyone
 // online; and the node's /healthz and /metrics.
+//
+// Events and broadcasts are received through the SDK (clients/js, lib/sdk.mjs) as its 'event' and
+// 'broadcast' events, with the exact frames checked off the wire too. Everything else here is the
+// wire contract and stays raw (lib/http.mjs, lib/ws.mjs): who may call what (status and error
+// codes), an unauthenticated connection, the metrics.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { assertHttpError } from './lib/check.mjs';
 import { createConversation, http, login, makeUser, metrics } from './lib/http.mjs';
 import { useNode } from './lib/node.mjs';
+import { closeDevices, sdkDevice } from './lib/sdk.mjs';
 import { WsClient, closeAll } from './lib/ws.mjs';
 
 const h = useNode({
@@ -24,8 +30,12 @@ describe('admin', () => {
     root = await login(node, 'root', 'console', { password: 'root-secret' });
   });
 
-  after(() => closeAll(clients));
+  after(async () => {
+    closeDevices();
+    await closeAll(clients);
+  });
 
+  // Raw: status and error codes.
   test('admin-only registration: POST /api/v1/users is refused with 403 and creates nobody', async () => {
     assertHttpError(
       await http(node, 'POST', '/api/v1/users', { json: { user_id: 'mallory', password: 'x' } }),
@@ -69,6 +79,7 @@ describe('admin', () => {
     assertHttpError(await http(node, 'GET', '/api/v1/users/nobody', { token: bob.token }), 404, 'not_found');
   });
 
+  // Raw: status and error codes.
   test('non-admins get 403 on every admin call', async () => {
     for (const [method, path, json] of [
       ['POST', '/api/v1/admin/users', { user_id: 'x1', password: 'x' }],
@@ -81,46 +92,65 @@ describe('admin', () => {
   });
 
   test('an event reaches every device of its user only; a broadcast reaches everyone online', async () => {
-    const aPhone = await WsClient.connect(node, { token: alice.tokens.phone });
-    const aLaptop = await WsClient.connect(node, { token: alice.tokens.laptop });
-    const bWs = await WsClient.connect(node, { token: bob.token });
-    const rootWs = await WsClient.connect(node, { token: root });
-    const anon = await WsClient.connect(node, {}); // not authenticated: gets nothing
-    clients.push(aPhone, aLaptop, bWs, rootWs, anon);
+    const aPhone = await sdkDevice(node, 'alice', 'phone');
+    const aLaptop = await sdkDevice(node, 'alice', 'laptop');
+    const bSdk = await sdkDevice(node, 'bob', 'd1');
+    const rootSdk = await sdkDevice(node, 'root', 'console', { password: 'root-secret' });
+    const anon = await WsClient.connect(node, {}); // raw, not authenticated: gets nothing
+    clients.push(anon);
 
-    const ev = await http(node, 'POST', '/api/v1/admin/events', {
-      token: root,
-      json: { user_id: 'alice', data: { kind: 'policy', text: 'please update' } },
-    });
-    assert.equal(ev.status, 202);
-    assert.deepEqual(ev.json, { queued: true });
-    for (const c of [aPhone, aLaptop]) {
-      const f = await c.waitFor((x) => x.cmd === 'event');
-      assert.deepEqual(f, { cmd: 'event', data: { kind: 'policy', text: 'please update' } });
-    }
+    try {
+      const ev = await http(node, 'POST', '/api/v1/admin/events', {
+        token: root,
+        json: { user_id: 'alice', data: { kind: 'policy', text: 'please update' } },
+      });
+      assert.equal(ev.status, 202);
+      assert.deepEqual(ev.json, { queued: true });
+      for (const d of [aPhone, aLaptop]) {
+        const data = await d.waitForEvent();
+        assert.deepEqual(data, { kind: 'policy', text: 'please update' });
+        // The frame itself, as it came off the wire.
+        assert.deepEqual(d.frames().find((x) => x.cmd === 'event'), {
+          cmd: 'event',
+          data: { kind: 'policy', text: 'please update' },
+        });
+      }
 
-    const bc = await http(node, 'POST', '/api/v1/admin/broadcast', {
-      token: root,
-      json: { data: { kind: 'maintenance', at: '02:00' } },
-    });
-    assert.equal(bc.status, 202);
-    for (const c of [aPhone, aLaptop, bWs, rootWs]) {
-      const f = await c.waitFor((x) => x.cmd === 'broadcast');
-      assert.deepEqual(f, { cmd: 'broadcast', data: { kind: 'maintenance', at: '02:00' } });
+      const bc = await http(node, 'POST', '/api/v1/admin/broadcast', {
+        token: root,
+        json: { data: { kind: 'maintenance', at: '02:00' } },
+      });
+      assert.equal(bc.status, 202);
+      for (const d of [aPhone, aLaptop, bSdk, rootSdk]) {
+        const data = await d.waitForBroadcast();
+        assert.deepEqual(data, { kind: 'maintenance', at: '02:00' });
+        assert.deepEqual(d.frames().find((x) => x.cmd === 'broadcast'), {
+          cmd: 'broadcast',
+          data: { kind: 'maintenance', at: '02:00' },
+        });
+        assert.equal(d.broadcasts.length, 1, `${d.label}: one broadcast`);
+      }
+      for (const d of [aPhone, aLaptop]) assert.equal(d.events.length, 1, `${d.label}: one event`);
+      // Notices are fanned out in order per network thread, so bob, who has the broadcast, would
+      // have had alice's event before it.
+      assert.deepEqual(bSdk.events, [], 'bob got no event');
+      assert.ok(!bSdk.frames().some((f) => f.cmd === 'event'), 'bob got no event frame');
+      assert.deepEqual(rootSdk.events, [], 'root got no event');
+      assert.ok(!rootSdk.frames().some((f) => f.cmd === 'event'), 'root got no event frame');
+      // The unauthenticated connection: the notices were queued before this ping was read.
+      const pong = await anon.request('ping', {});
+      assert.equal(pong.data.code, 'unauthorized');
+      assert.ok(!anon.frames.some((f) => f.cmd === 'event' || f.cmd === 'broadcast'));
+      // Notices are not chat messages: nothing stored anywhere.
+      assert.deepEqual(await aPhone.client.listConversations(), []);
+      assert.deepEqual(aPhone.got, []);
+    } finally {
+      // Closed here: the metrics test below counts open WebSockets.
+      closeDevices(aPhone, aLaptop, bSdk, rootSdk);
     }
-    // Notices are fanned out in order per network thread, so bob, who has the broadcast, would
-    // have had alice's event before it.
-    assert.ok(!bWs.frames.some((f) => f.cmd === 'event'), 'bob got no event');
-    assert.ok(!rootWs.frames.some((f) => f.cmd === 'event'), 'root got no event');
-    // The unauthenticated connection: the notices were queued before this ping was read.
-    const pong = await anon.request('ping', {});
-    assert.equal(pong.data.code, 'unauthorized');
-    assert.ok(!anon.frames.some((f) => f.cmd === 'event' || f.cmd === 'broadcast'));
-    // Notices are not chat messages: nothing stored anywhere.
-    const list = await http(node, 'GET', '/api/v1/conversations', { token: alice.token });
-    assert.deepEqual(list.json.conversations, []);
   });
 
+  // Raw: status and error codes.
   test('bad notices: unknown user 404, data not an object 400, malformed JSON 400', async () => {
     assertHttpError(
       await http(node, 'POST', '/api/v1/admin/events', { token: root, json: { user_id: 'ghost', data: {} } }),
@@ -162,6 +192,7 @@ describe('health and metrics', () => {
     return v;
   }
 
+  // Raw: the counters count frames, duplicates and refusals as they are on the wire.
   test('/metrics is Prometheus text and its counters move', async () => {
     const node = h.node;
     assert.equal(await wsGauge(node, 0), 0, 'no WebSocket left from the tests before');

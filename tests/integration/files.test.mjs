@@ -1,11 +1,17 @@
 // Files: upload, send as an image/file message, download by members only (DESIGN.md section 3).
+//
+// Uploading, sending and receiving file messages and downloading them by the URL a client puts in
+// <img src> go through the SDK (clients/js, lib/sdk.mjs). Raw (lib/http.mjs, lib/ws.mjs): who may
+// not download (403/401/404), the download's headers, uploads without a Content-Type, refused
+// file messages (error codes, nothing stored) and upload limits.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import { assertHttpError, assertWsError } from './lib/check.mjs';
-import { createConversation, history, http, lastSeq, makeUser, sendHttp } from './lib/http.mjs';
+import { createConversation, http, lastSeq, makeUser, sendHttp } from './lib/http.mjs';
 import { startNode, useNode } from './lib/node.mjs';
+import { closeDevices, sdkDevice } from './lib/sdk.mjs';
 import { WsClient, closeAll } from './lib/ws.mjs';
 
 const MAX_FILE = 64 * 1024;
@@ -23,8 +29,11 @@ describe('files', () => {
   let alice;
   let bob;
   let carol;
-  let aWs;
+  let aWs; // raw connections
   let bWs;
+  let aSdk; // SDK devices
+  let bSdk;
+  let cSdk;
   let conv;
 
   before(async () => {
@@ -35,15 +44,25 @@ describe('files', () => {
     conv = (await createConversation(node, alice.token, 'group', ['bob'], 'pics')).id;
     aWs = await WsClient.connect(node, { token: alice.token });
     bWs = await WsClient.connect(node, { token: bob.token });
+    aSdk = await sdkDevice(node, 'alice');
+    bSdk = await sdkDevice(node, 'bob');
+    cSdk = await sdkDevice(node, 'carol');
   });
 
-  after(() => closeAll(aWs, bWs));
+  after(async () => {
+    closeDevices(aSdk, bSdk, cSdk);
+    await closeAll(aWs, bWs);
+  });
+
+  // Downloads through the URL the SDK gives for <img src> (the token rides in the query).
+  async function download(dev, fileOrMessage) {
+    const r = await fetch(dev.client.fileUrl(fileOrMessage));
+    return { status: r.status, headers: r.headers, bytes: Buffer.from(await r.arrayBuffer()) };
+  }
 
   test('image round trip: upload, send with file_id, member downloads identical bytes; non-member gets 403', async () => {
     const bytes = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(20000)]);
-    const up = await upload(node, alice.token, bytes, { name: 'holiday photo.png', type: 'image/png' });
-    assert.equal(up.status, 201, up.text);
-    const f = up.json;
+    const f = await aSdk.client.uploadFile(bytes, { name: 'holiday photo.png', type: 'image/png' });
     assert.match(f.file_id, /^[0-9a-f]{32}$/);
     assert.equal(f.name, 'holiday photo.png');
     assert.equal(f.size, bytes.length);
@@ -51,34 +70,40 @@ describe('files', () => {
     assert.equal(f.url, `/api/v1/files/${f.file_id}`);
 
     // The uploader may fetch it before it is sent anywhere; bob may not yet.
-    const own = await http(node, 'GET', f.url, { token: alice.token });
+    const own = await download(aSdk, f);
     assert.equal(own.status, 200);
+    assert.ok(own.bytes.equals(bytes));
     assertHttpError(await http(node, 'GET', f.url, { token: bob.token }), 403, 'forbidden');
 
-    const ack = await aWs.send({ conversation_id: conv, type: 'image', file_id: f.file_id, client_msg_id: 'img-1' });
-    const live = await bWs.waitForMsg(conv, ack.seq);
-    assert.equal(live.data.type, 'image');
-    assert.deepEqual(live.data.file, f);
-    const [stored] = (await history(node, bob.token, conv)).filter((m) => m.seq === ack.seq);
+    const ack = await aSdk.client.send(conv, { type: 'image', file_id: f.file_id, client_msg_id: 'img-1' });
+    const live = await bSdk.waitForMsg(conv, ack.seq);
+    assert.equal(live.type, 'image');
+    assert.deepEqual(live.file, f);
+    const [stored] = (await bSdk.client.history(conv)).filter((m) => m.seq === ack.seq);
     assert.deepEqual(stored.file, f);
 
-    const dl = await http(node, 'GET', live.data.file.url, { token: bob.token });
+    // Bob's <img src>: the SDK's URL with ?token= (a browser cannot add a header to it).
+    const viaQuery = await download(bSdk, live);
+    assert.equal(viaQuery.status, 200);
+    assert.equal(viaQuery.headers.get('content-type'), 'image/png');
+    assert.ok(viaQuery.bytes.equals(bytes), 'downloaded bytes are identical');
+    // Raw: with the Authorization header, and the download's headers.
+    const dl = await http(node, 'GET', live.file.url, { token: bob.token });
     assert.equal(dl.status, 200);
     assert.equal(dl.headers.get('content-type'), 'image/png');
     assert.ok(dl.bytes.equals(bytes), 'downloaded bytes are identical');
     assert.match(dl.headers.get('content-disposition') || '', /filename="holiday photo.png"/);
     assert.equal(dl.headers.get('x-content-type-options'), 'nosniff');
-    // A browser cannot add a header to <img src>: ?token= works too.
-    const viaQuery = await http(node, 'GET', `${f.url}?token=${bob.token}`);
-    assert.equal(viaQuery.status, 200);
-    assert.ok(viaQuery.bytes.equals(bytes));
 
     // Carol is in no conversation the file was sent in.
     assertHttpError(await http(node, 'GET', f.url, { token: carol.token }), 403, 'forbidden');
+    assert.equal((await download(cSdk, f)).status, 403);
     assertHttpError(await http(node, 'GET', f.url), 401, 'unauthorized');
     assertHttpError(await http(node, 'GET', '/api/v1/files/0123456789abcdef0123456789abcdef', { token: bob.token }), 404, 'not_found');
   });
 
+  // The upload without a Content-Type and the HTTP send are raw (server defaults, status code);
+  // alice receives and downloads it through the SDK.
   test('file message: body defaults to the file name; Content-Type defaults to application/octet-stream', async () => {
     const bytes = randomBytes(3000);
     const up = await upload(node, bob.token, bytes, { name: 'dir/../report.bin' });
@@ -88,15 +113,33 @@ describe('files', () => {
     assert.equal(up.json.mime, 'application/octet-stream');
     const r = await sendHttp(node, bob.token, conv, { type: 'file', file_id: up.json.file_id, client_msg_id: 'file-1' });
     assert.equal(r.status, 201, r.text);
-    const m = await aWs.waitForMsg(conv, r.json.seq);
-    assert.equal(m.data.type, 'file');
-    assert.equal(m.data.body, 'report.bin');
-    const dl = await http(node, 'GET', m.data.file.url, { token: alice.token });
+    const m = await aSdk.waitForMsg(conv, r.json.seq);
+    assert.equal(m.type, 'file');
+    assert.equal(m.body, 'report.bin');
+    assert.deepEqual(m.file, up.json);
+    const dl = await download(aSdk, m);
     assert.equal(dl.status, 200);
     assert.equal(dl.headers.get('content-type'), 'application/octet-stream');
     assert.ok(dl.bytes.equals(bytes));
   });
 
+  test('file message sent by the SDK in one call (upload, then send): body is the file name', async () => {
+    const bytes = randomBytes(1200);
+    const sent = await bSdk.client.sendFile(conv, bytes, { type: 'file', name: 'notes.txt', mime: 'text/plain' });
+    assert.equal(sent.file.name, 'notes.txt');
+    assert.equal(sent.file.size, bytes.length);
+    assert.equal(sent.file.mime, 'text/plain');
+    const m = await aSdk.waitForMsg(conv, sent.seq);
+    assert.equal(m.type, 'file');
+    assert.equal(m.body, 'notes.txt');
+    assert.equal(m.publisher_id, 'bob');
+    assert.deepEqual(m.file, sent.file);
+    const dl = await download(aSdk, m);
+    assert.equal(dl.status, 200);
+    assert.ok(dl.bytes.equals(bytes));
+  });
+
+  // Raw: error codes, nothing stored.
   test('unknown file_id in a message -> not_found, nothing stored, connection fine', async () => {
     const before = await lastSeq(node, alice.token, conv);
     assertWsError(
@@ -110,6 +153,7 @@ describe('files', () => {
     await bWs.waitForMsg(conv, before + 1);
   });
 
+  // Raw: error codes, nothing stored.
   test("someone else's unshared file cannot be sent; message shapes are checked", async () => {
     const up = await upload(node, carol.token, randomBytes(100), { name: 'secret.bin' });
     assert.equal(up.status, 201);
@@ -125,17 +169,21 @@ describe('files', () => {
   });
 
   test('a member may forward a file shared with them', async () => {
-    const up = await upload(node, alice.token, randomBytes(500), { name: 'fwd.bin', type: 'application/x-test' });
-    await aWs.send({ conversation_id: conv, type: 'file', file_id: up.json.file_id, client_msg_id: 'fwd-orig' });
-    const other = (await createConversation(node, bob.token, 'direct', ['carol'])).id;
-    const fwd = await bWs.send({ conversation_id: other, type: 'file', file_id: up.json.file_id, client_msg_id: 'fwd-1' });
+    const bytes = randomBytes(500);
+    const orig = await aSdk.client.sendFile(conv, bytes, { type: 'file', name: 'fwd.bin', mime: 'application/x-test' });
+    const other = (await bSdk.client.createDirect('carol')).id;
+    const fwd = await bSdk.client.send(other, { type: 'file', file_id: orig.file.file_id, client_msg_id: 'fwd-1' });
     assert.equal(fwd.seq, 1);
-    // Now carol, member of the conversation it was forwarded to, may download it.
-    const dl = await http(node, 'GET', up.json.url, { token: carol.token });
+    // Now carol, member of the conversation it was forwarded to, gets it and may download it.
+    const m = await cSdk.waitForMsg(other, 1);
+    assert.deepEqual(m.file, orig.file);
+    const dl = await download(cSdk, m);
     assert.equal(dl.status, 200);
     assert.equal(dl.headers.get('content-type'), 'application/x-test');
+    assert.ok(dl.bytes.equals(bytes));
   });
 
+  // Raw: status and error codes.
   test('upload limits: over --max-file-bytes -> 413 too_large; empty -> 400; bad Content-Type -> 400', async () => {
     assertHttpError(await upload(node, alice.token, randomBytes(MAX_FILE + 1), { name: 'big.bin' }), 413, 'too_large');
     assertHttpError(await upload(node, alice.token, Buffer.alloc(0), { name: 'empty.bin' }), 400, 'bad_request');
@@ -147,6 +195,7 @@ describe('files', () => {
     assert.equal(ok.json.size, MAX_FILE);
   });
 
+  // Raw: the download's headers.
   test(
     'uploaded active content (text/html, image/svg+xml) is not rendered inline on the node origin',
     async () => {
@@ -166,18 +215,21 @@ describe('files', () => {
     'uploads larger than 1 MiB work under the default 25 MiB --max-file-bytes',
     async () => {
       const other = await startNode();
+      let big;
       try {
-        const u = await makeUser(other, 'big');
+        await makeUser(other, 'big');
+        big = await sdkDevice(other, 'big', 'sdk', { connect: false });
         const bytes = randomBytes(2 * 1024 * 1024);
-        let r;
+        let f;
         try {
-          r = await upload(other, u.token, bytes, { name: 'two-mib.bin' });
+          f = await big.client.uploadFile(bytes, { name: 'two-mib.bin' });
         } catch (e) {
-          assert.fail(`upload of 2 MiB failed at the transport: ${e.cause?.code || e.message}`);
+          assert.fail(`upload of 2 MiB failed: ${e.status} ${e.code} ${e.cause?.cause?.code || e.cause?.code || e.message}`);
         }
-        assert.equal(r.status, 201, r.text);
-        assert.equal(r.json.size, bytes.length);
+        assert.equal(f.size, bytes.length);
+        assert.equal(f.name, 'two-mib.bin');
       } finally {
+        big?.close();
         await other.stop({ removeData: true });
       }
     },

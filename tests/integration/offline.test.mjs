@@ -2,10 +2,27 @@
 // missed, whether it reconnects in the seed order (conversations -> offline -> live stream ->
 // heartbeat) or opens its live stream first and syncs over it, also while others keep sending.
 // Heartbeats (WebSocket and HTTP) move the device's cursors.
+//
+// The returning devices of the happy paths are SDK clients (clients/js, lib/sdk.mjs): the SDK's
+// start-up is the seed order plus a `sync` over the new socket, and its 'message' events must
+// bring every missed message exactly once. What they received is also checked off the wire (the
+// offline pages, the live stream's order). Raw (lib/ws.mjs, lib/http.mjs): the other order (live
+// stream first, then sync pages over it: the SDK never does that, it fetches offline messages
+// over HTTP while its socket is closed), the live stream's own catch-up of a device that never
+// asks for offline, and the contract of /offline, sync and heartbeats (cursors, pages, clamping,
+// error codes).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { assertGapless, assertHttpError, assertIncreasing, assertRange, assertWsError, seqsOf } from './lib/check.mjs';
+import {
+  assertGapless,
+  assertHttpError,
+  assertIncreasing,
+  assertLiveOrder,
+  assertRange,
+  assertWsError,
+  seqsOf,
+} from './lib/check.mjs';
 import {
   createConversation,
   heartbeatHttp,
@@ -16,31 +33,32 @@ import {
   offlineAll,
 } from './lib/http.mjs';
 import { useNode } from './lib/node.mjs';
+import { closeDevices, sdkDevice } from './lib/sdk.mjs';
 import { WsClient, closeAll } from './lib/ws.mjs';
 
 const h = useNode();
 
+// A raw client's or an SDK device's send of one text message; resolves with the ack.
+const rawSend = (ws) => (conv, body, client_msg_id) => ws.send({ conversation_id: conv, body, client_msg_id });
+const sdkSend = (dev) => (conv, body, client_msg_id) => dev.client.send(conv, { body, client_msg_id });
+
 // Sends `n` messages alternating between the conversations, pipelined (not awaited one by one);
 // resolves with the acks.
-function burst(client, convs, n, tag) {
+function burst(send, convs, n, tag) {
   const sends = [];
-  for (let i = 0; i < n; i++) {
-    const conv = convs[i % convs.length];
-    sends.push(client.send({ conversation_id: conv, body: `${tag} ${i}`, client_msg_id: `${tag}-${i}` }));
-  }
+  for (let i = 0; i < n; i++) sends.push(send(convs[i % convs.length], `${tag} ${i}`, `${tag}-${i}`));
   return Promise.all(sends);
 }
 
 // Keeps sending (one message at a time, alternating conversations, paced a little) until stop()
 // is called; stop() resolves with the acks. Used to have messages stored during every step of
 // a reconnect.
-function sender(client, convs, tag) {
+function sender(send, convs, tag) {
   let stopped = false;
   const acks = [];
   const done = (async () => {
     for (let i = 0; !stopped && i < 2000; i++) {
-      const conv = convs[i % convs.length];
-      acks.push(await client.send({ conversation_id: conv, body: `${tag} ${i}`, client_msg_id: `${tag}-${i}` }));
+      acks.push(await send(convs[i % convs.length], `${tag} ${i}`, `${tag}-${i}`));
       await new Promise((r) => setTimeout(r, 2)); // pacing the load, not waiting for anything
     }
   })();
@@ -54,6 +72,8 @@ function sender(client, convs, tag) {
   };
 }
 
+const ascending = (seqs) => [...seqs].sort((a, b) => a - b);
+
 // Every seq of `conv` the device has, from offline/sync pages and from its live stream.
 function union(pages, live, conv) {
   return [...new Set([...seqsOf(pages, conv), ...live.msgs(conv).map((m) => m.seq)])].sort((a, b) => a - b);
@@ -63,7 +83,8 @@ describe('offline catch-up', () => {
   let node;
   let alice; // phone stays online; laptop goes away and comes back
   let bob;
-  let bWs;
+  let bWs; // raw: bob's device d1
+  let bSdk; // SDK: bob's device 'sdk', the sender in the SDK tests
   let aPhone;
   let direct;
   let group;
@@ -77,17 +98,23 @@ describe('offline catch-up', () => {
     group = (await createConversation(node, bob.token, 'group', ['alice', 'carol'], 'g')).id;
     bWs = await WsClient.connect(node, { token: bob.token });
     aPhone = await WsClient.connect(node, { token: alice.tokens.phone });
-    await burst(bWs, [direct, group], 6, 'warmup');
+    bSdk = await sdkDevice(node, 'bob', 'sdk');
+    await burst(rawSend(bWs), [direct, group], 6, 'warmup');
   });
 
-  after(() => closeAll(bWs, aPhone));
+  after(async () => {
+    closeDevices();
+    await closeAll(bWs, aPhone);
+  });
+
+  const lastSeqs = async () => ({
+    [direct]: await lastSeq(node, alice.token, direct),
+    [group]: await lastSeq(node, alice.token, group),
+  });
 
   // The laptop acknowledges everything so far with a heartbeat and goes away.
   async function laptopAcksAndLeaves(useWs) {
-    const seqs = {
-      [direct]: await lastSeq(node, alice.token, direct),
-      [group]: await lastSeq(node, alice.token, group),
-    };
+    const seqs = await lastSeqs();
     if (useWs) {
       const ws = await WsClient.connect(node, { token: alice.tokens.laptop });
       const r = await ws.request('heartbeat', { seqs });
@@ -103,61 +130,93 @@ describe('offline catch-up', () => {
     return seqs;
   }
 
-  test('seed order: conversations -> offline (paged) -> live stream -> heartbeat, with sends racing the reconnect', async () => {
-    const acked = await laptopAcksAndLeaves(true);
-    // Missed while away.
-    await burst(bWs, [direct, group], 7, 'away1');
-    // More keeps coming during every step of the reconnect.
-    const racing = sender(bWs, [direct, group], 'race1');
-
-    const list = await http(node, 'GET', '/api/v1/conversations', { token: alice.tokens.laptop });
-    assert.equal(list.status, 200);
-    assert.deepEqual(list.json.conversations.map((c) => c.id).sort(), [direct, group].sort());
-    const pages = await offlineAll(node, alice.tokens.laptop, 3);
-    // Offline starts right after the heartbeat seqs, ordered by conversation then seq.
-    for (const conv of [direct, group]) {
-      const s = seqsOf(pages, conv);
-      assert.ok(s.length > 0, `offline returned ${conv}`);
-      assert.equal(s[0], acked[conv] + 1, `offline of ${conv} starts after the heartbeat seq`);
-      assertGapless(s, `offline ${conv}`);
-    }
-    const order = pages.map((m) => Number(m.conversation_id));
-    assert.deepEqual(order, [...order].sort((a, b) => a - b), 'pages ordered by conversation id');
-
-    const laptop = await WsClient.connect(node, { token: alice.tokens.laptop });
+  // The same through the SDK: the laptop's app starts, catches up, acknowledges everything it
+  // processed with a heartbeat and quits.
+  async function laptopCatchesUpAndLeaves() {
+    const seqs = await lastSeqs();
+    const laptop = await sdkDevice(node, 'alice', 'laptop');
     try {
-      // Some messages reach the live stream while the sender is still going.
-      await laptop.waitForCount((f) => f.cmd === 'msg', 6, { label: '6 live messages' });
-      const raced = await racing.stop();
-      assert.ok(raced.length >= 6);
-      const final = {
-        [direct]: await lastSeq(node, alice.token, direct),
-        [group]: await lastSeq(node, alice.token, group),
-      };
-      await laptop.waitFor(
-        () => [direct, group].every((c) => union(pages, laptop, c).at(-1) === final[c]),
-        { label: 'offline + live reach the last seqs' },
-      );
-      for (const conv of [direct, group]) {
-        assertRange(union(pages, laptop, conv), acked[conv] + 1, final[conv], `laptop ${conv}`);
-        // The live stream itself is in order without gaps or repeats.
-        assertGapless(laptop.msgs(conv).map((m) => m.seq), `live ${conv}`);
-      }
+      const processed = () => laptop.client.processedSeqs();
+      await laptop.waitFor(() => [direct, group].every((c) => processed()[c] === seqs[c]), {
+        label: `processed up to ${JSON.stringify(seqs)}`,
+      });
+      const r = await laptop.client.heartbeat();
+      assert.deepEqual(r.seqs, seqs);
+      assert.equal(typeof r.ts, 'number');
+    } finally {
+      laptop.close();
+    }
+    return seqs;
+  }
+
+  // A device came back in the SDK's start-up order while bob kept sending: checks what it got.
+  // `from`: per conversation the first seq it was missing; `pageSize`: its syncPageSize.
+  // Returns the last seqs.
+  async function assertCaughtUp(dev, from, racing, pageSize) {
+    // Some messages reach the live stream while the sender is still going.
+    await dev.waitFor(() => dev.msgsFrom('live').length >= 6, { label: '6 live messages' });
+    const raced = await racing.stop();
+    assert.ok(raced.length >= 6);
+    const final = await lastSeqs();
+    for (const conv of [direct, group]) await dev.waitForSeqs(conv, final[conv], { from: from[conv] });
+    const off = dev.msgsFrom('offline');
+    for (const conv of [direct, group]) {
+      // Every missed message reached the app exactly once.
+      assertRange(ascending(dev.seqs(conv)), from[conv], final[conv], `${dev.label} ${conv}`);
+      // Offline starts right after the heartbeat seq, without a gap.
+      const s = seqsOf(off, conv);
+      assert.ok(s.length > 0, `offline returned ${conv}`);
+      assert.equal(s[0], from[conv], `offline of ${conv} starts after the heartbeat seq`);
+      assertGapless(s, `offline ${conv}`);
+      // The live stream continues right after what offline handed out, in order without gaps or
+      // repeats (except what the SDK's sync replies held).
+      assertLiveOrder(dev.frames(0), conv, { startAfter: s.at(-1), what: `${dev.label} live ${conv}` });
+    }
+    assert.equal(dev.wire.length, 1, 'one connection');
+    const order = off.map((m) => Number(m.conversation_id));
+    assert.deepEqual(order, [...order].sort((a, b) => a - b), 'offline pages ordered by conversation id');
+    // The offline messages came in pages of `pageSize` that join up.
+    const pages = dev.requests.filter((r) => r.path.startsWith('/api/v1/offline'));
+    assert.ok(pages.length >= Math.ceil(off.length / pageSize), `${pages.length} offline pages for ${off.length} messages`);
+    pages.forEach((p, i) => {
+      const q = new URL(p.path, node.url).searchParams;
+      assert.equal(p.status, 200);
+      assert.equal(q.get('limit'), String(pageSize));
+      const last = off[i * pageSize - 1];
+      if (i > 0) assert.equal(q.get('cursor'), `${last.conversation_id}:${last.seq}`, 'each page continues after the one before');
+    });
+    return final;
+  }
+
+  test('seed order (the SDK start-up: conversations -> offline pages -> live stream -> sync -> heartbeat), with sends racing the reconnect', async () => {
+    const acked = await laptopCatchesUpAndLeaves();
+    // Missed while away.
+    await burst(sdkSend(bSdk), [direct, group], 7, 'away1');
+    // More keeps coming during every step of the reconnect.
+    const racing = sender(sdkSend(bSdk), [direct, group], 'race1');
+    const laptop = await sdkDevice(node, 'alice', 'laptop', { syncPageSize: 3, connect: false });
+    try {
+      await laptop.connect();
+      assert.deepEqual([...laptop.client.conversations.keys()].sort(), [direct, group].sort());
+      const from = { [direct]: acked[direct] + 1, [group]: acked[group] + 1 };
+      const final = await assertCaughtUp(laptop, from, racing, 3);
+      assert.ok(laptop.msgsFrom('offline').length >= 7, 'what was missed came offline');
       // Heartbeat: from now on offline is empty.
-      const hb = await laptop.request('heartbeat', { seqs: final });
-      assert.deepEqual(hb.data.seqs, final);
-      const rest = await offline(node, alice.tokens.laptop);
+      const hb = await laptop.client.heartbeat();
+      assert.deepEqual(hb.seqs, final);
+      const rest = await offline(node, laptop.client.session.token);
       assert.deepEqual(rest.messages, []);
       assert.equal(rest.more, false);
     } finally {
-      await laptop.close();
+      laptop.close();
     }
   });
 
+  // Raw: the SDK never opens its live stream before fetching offline messages.
   test('live stream first, then sync pages over it, with sends racing the reconnect', async () => {
     const acked = await laptopAcksAndLeaves(false);
-    await burst(bWs, [direct, group], 9, 'away2');
-    const racing = sender(bWs, [direct, group], 'race2');
+    await burst(rawSend(bWs), [direct, group], 9, 'away2');
+    const racing = sender(rawSend(bWs), [direct, group], 'race2');
 
     const laptop = await WsClient.connect(node, { token: alice.tokens.laptop });
     try {
@@ -200,37 +259,20 @@ describe('offline catch-up', () => {
     }
   });
 
-  test('a brand-new device in seed order, while others send: offline + live stream have no gap', async () => {
-    const token = await (async () => {
-      const r = await http(node, 'POST', '/api/v1/login', {
-        json: { user_id: 'alice', password: 'pw-alice', device_id: 'desk' },
-      });
-      assert.equal(r.status, 200);
-      assert.equal(r.json.device_id, 'desk');
-      return r.json.token;
-    })();
-    const racing = sender(bWs, [direct, group], 'race-new');
-    const pages = await offlineAll(node, token, 7);
-    const desk = await WsClient.connect(node, { token });
+  test('a brand-new device in seed order (the SDK start-up), while others send: offline + live stream have no gap', async () => {
+    const desk = await sdkDevice(node, 'alice', 'desk', { syncPageSize: 7, connect: false });
     try {
-      await desk.waitForCount((f) => f.cmd === 'msg', 6, { label: '6 live messages' });
-      await racing.stop();
-      const final = {
-        [direct]: await lastSeq(node, alice.token, direct),
-        [group]: await lastSeq(node, alice.token, group),
-      };
-      await desk.waitFor(() => [direct, group].every((c) => union(pages, desk, c).at(-1) === final[c]), {
-        label: 'offline + live reach the last seqs',
-      });
-      for (const conv of [direct, group]) {
-        assertRange(union(pages, desk, conv), 1, final[conv], `desk ${conv}`);
-        assertGapless(desk.msgs(conv).map((m) => m.seq), `live ${conv}`);
-      }
+      assert.equal(desk.client.session.device_id, 'desk');
+      assert.equal(desk.client.session.user_id, 'alice');
+      const racing = sender(sdkSend(bSdk), [direct, group], 'race-new');
+      await desk.connect();
+      await assertCaughtUp(desk, { [direct]: 1, [group]: 1 }, racing, 7);
     } finally {
-      await desk.close();
+      desk.close();
     }
   });
 
+  // Raw: the contract of /offline (fetching is not acknowledging).
   test('a device that never sent a heartbeat gets the whole history offline, and offline does not move without one', async () => {
     const all = await offlineAll(node, alice.tokens.tablet);
     for (const conv of [direct, group]) assertRange(seqsOf(all, conv), 1, await lastSeq(node, alice.token, conv), `tablet ${conv}`);
@@ -239,6 +281,7 @@ describe('offline catch-up', () => {
     assert.deepEqual(again, all);
   });
 
+  // Raw: page sizes, cursor form, error codes.
   test('offline pagination: limit, next_cursor "conv:seq", pages join up exactly; bad cursor refused', async () => {
     const all = (await offline(node, alice.tokens.tablet, '?limit=1000')).messages;
     assert.ok(all.length > 10);
@@ -270,10 +313,11 @@ describe('offline catch-up', () => {
     }
   });
 
+  // Raw: the heartbeat's effective cursors, clamping, error codes.
   test('heartbeat over HTTP and WebSocket moves the cursor: offline then returns only later messages', async () => {
     const dev = await makeUser(node, 'dana', ['d1']);
     const conv = (await createConversation(node, bob.token, 'group', ['dana'], 'hb')).id;
-    await burst(bWs, [conv], 5, 'hb-a');
+    await burst(rawSend(bWs), [conv], 5, 'hb-a');
     assertRange(seqsOf((await offline(node, dev.token)).messages, conv), 1, 5);
 
     // HTTP heartbeat at 3: offline starts at 4. A seq past the end is clamped to last_seq.
@@ -296,7 +340,7 @@ describe('offline catch-up', () => {
       const hb = await ws.request('heartbeat', { seqs: { [conv]: 999 } });
       assert.equal(hb.cmd, 'heartbeat');
       assert.deepEqual(hb.data.seqs, { [conv]: 5 }, 'clamped to the last seq');
-      await burst(bWs, [conv], 3, 'hb-b');
+      await burst(rawSend(bWs), [conv], 3, 'hb-b');
       await ws.waitForMsg(conv, 8);
       assertRange(seqsOf((await offline(node, dev.token)).messages, conv), 6, 8);
       // An empty heartbeat is a keep-alive: cursors stay.
@@ -320,11 +364,12 @@ describe('offline catch-up', () => {
     }
   });
 
+  // Raw: the SDK always fetches offline first, so it never relies on this catch-up alone.
   test('a device with cursors that reconnects is caught up by its live stream alone', async () => {
     // The laptop heartbeats, leaves; messages arrive; it comes back and never asks for offline.
     const acked = await laptopAcksAndLeaves(true);
-    await burst(bWs, [direct, group], 6, 'away3');
-    const racing = sender(bWs, [direct, group], 'race3');
+    await burst(rawSend(bWs), [direct, group], 6, 'away3');
+    const racing = sender(rawSend(bWs), [direct, group], 'race3');
     const laptop = await WsClient.connect(node, { token: alice.tokens.laptop });
     try {
       await laptop.waitForCount((f) => f.cmd === 'msg', 6, { label: '6 live messages' });

@@ -40,3 +40,33 @@ export function assertHttpError(r, status, code) {
 export function seqsOf(messages, conversationId) {
   return messages.filter((m) => m.conversation_id === String(conversationId)).map((m) => m.seq);
 }
+
+// The order of a connection's live stream for one conversation (docs/protocol.md, "Order per
+// device"): its `msg` pushes come in increasing seq order, each exactly one more than the one
+// before, except that after a `sync` reply the stream skips what that reply contained.
+// `frames` is every frame the connection received, in order; `startAfter` (when known) is the
+// seq the stream starts right after. Returns the live seqs.
+export function assertLiveOrder(frames, conversationId, { startAfter, what = `live ${conversationId}` } = {}) {
+  const conv = String(conversationId);
+  const inSync = new Set(); // seqs of `conv` some sync reply received so far contained
+  let prev = startAfter;
+  const live = [];
+  for (const f of frames) {
+    if (f.cmd === 'sync' && Array.isArray(f.data?.messages)) {
+      for (const m of f.data.messages) if (m.conversation_id === conv) inSync.add(m.seq);
+    } else if (f.cmd === 'msg' && f.data?.conversation_id === conv) {
+      const s = f.data.seq;
+      live.push(s);
+      if (prev !== undefined) {
+        assert.ok(s > prev, `${what}: seq ${s} after ${prev}; live ${JSON.stringify(live)}`);
+        for (let k = prev + 1; k < s; k++)
+          assert.ok(
+            inSync.has(k),
+            `${what}: skipped ${k} (${prev} -> ${s}) though no sync reply held it; live ${JSON.stringify(live)}`,
+          );
+      }
+      prev = s;
+    }
+  }
+  return live;
+}

@@ -2,12 +2,14 @@
 //
 //   const node = await startNode({ flags: ['--heartbeat-timeout-ms', '1500'] });
 //   ... node.url, node.wsUrl, node.port, node.dataDir ...
-//   await node.restart();   // SIGTERM, then start again on the same data dir
+//   await node.restart();   // SIGTERM, then start again on the same data dir and port
 //   await node.stop();      // SIGTERM, SIGKILL after a timeout
 //
 // Every node gets a fresh data dir from mkdtemp (removed by stop({ removeData: true }), which
 // the test hook `useNode` does), listens on 127.0.0.1:0 and reports its port through
-// --port-file. The process is tracked by PID only; nothing else is ever signalled.
+// --port-file; a restart listens on the port of the first start again, so that clients which
+// reconnect by themselves (the SDK) find the node where it was. The process is tracked by PID
+// only; nothing else is ever signalled.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,7 +61,7 @@ export class ConvergeNode {
   args() {
     return [
       'serve',
-      '--listen', '127.0.0.1:0',
+      '--listen', `127.0.0.1:${this.port || 0}`, // a restart keeps the port of the first start
       '--data-dir', this.dataDir,
       '--port-file', this.portFile,
       '--password-cost', 'min',
@@ -156,7 +158,7 @@ export class ConvergeNode {
     return result;
   }
 
-  // Stops the process (SIGTERM) and starts a new one on the same data dir and flags.
+  // Stops the process (SIGTERM) and starts a new one on the same data dir, port and flags.
   async restart() {
     const r = await this.stop();
     await this.start();
