@@ -7,7 +7,7 @@ want=${1:-build}
 
 build_pkgs=(g++ cmake ninja-build ccache pkg-config git make curl ca-certificates
   libboost1.81-all-dev libsqlite3-dev libpq-dev librabbitmq-dev libsodium-dev
-  libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libcli11-dev)
+  libjemalloc-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libcli11-dev)
 test_pkgs=(postgresql rabbitmq-server mosquitto mosquitto-clients chromium sqlite3 procps gnuplot-nox)
 
 pkgs=("${build_pkgs[@]}")

@@ -301,8 +301,82 @@ std::string frame(std::string_view cmd, std::string_view id_json, const json::ob
   return out;
 }
 
+namespace {
+
+// Appends `s` as a JSON string. Text that needs no escape (the common case) is copied as is;
+// anything else goes through Boost.JSON's serializer.
+void append_string(std::string& out, std::string_view s) {
+  bool plain = true;
+  for (unsigned char ch : s)
+    if (ch < 0x20 || ch == '"' || ch == '\\') {
+      plain = false;
+      break;
+    }
+  if (plain) {
+    out += '"';
+    out += s;
+    out += '"';
+  } else {
+    out += json::serialize(json::string_view(s.data(), s.size()));
+  }
+}
+
+void append_int(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+void append_field(std::string& out, std::string_view key, std::string_view value) {
+  out += key;
+  append_string(out, value);
+}
+
+void append_field(std::string& out, std::string_view key, int64_t value) {
+  out += key;
+  append_int(out, value);
+}
+
+}  // namespace
+
 std::string frame_msg(const Message& m) {
-  return frame("msg", "", message_json(m));
+  std::string out;
+  out.reserve(192 + m.body.size() + m.publisher_name.size());
+  out += R"({"cmd":"msg","data":{"conversation_id":")";
+  append_int(out, m.conversation_id);
+  out += '"';
+  append_field(out, R"(,"seq":)", m.seq);
+  append_field(out, R"(,"publisher_id":)", m.publisher_id);
+  append_field(out, R"(,"publisher_name":)", m.publisher_name);
+  append_field(out, R"(,"type":)", message_type_name(m.type));
+  append_field(out, R"(,"body":)", m.body);
+  append_field(out, R"(,"client_msg_id":)", m.client_msg_id);
+  append_field(out, R"(,"ts":)", m.ts_ms);
+  if (m.file) {
+    out += R"(,"file":)";
+    out += json::serialize(file_json(*m.file));
+  }
+  out += "}}";
+  return out;
+}
+
+std::string frame_ack(std::string_view id_json, const SendAck& a) {
+  std::string out;
+  out.reserve(128 + a.client_msg_id.size());
+  out += R"({"cmd":"ack")";
+  if (!id_json.empty()) {
+    out += R"(,"id":)";
+    out += id_json;
+  }
+  out += R"(,"data":{"conversation_id":")";
+  append_int(out, a.conversation_id);
+  out += '"';
+  append_field(out, R"(,"seq":)", a.seq);
+  append_field(out, R"(,"client_msg_id":)", a.client_msg_id);
+  append_field(out, R"(,"ts":)", a.ts_ms);
+  if (a.duplicate) out += R"(,"duplicate":true)";
+  out += "}}";
+  return out;
 }
 
 std::string frame_error(std::string_view id_json, const Error& e) {

@@ -53,7 +53,10 @@ json::object sync_page_json(const SyncPage& page);
 
 // WebSocket frames (server -> client).
 std::string frame(std::string_view cmd, std::string_view id_json, const json::object& data);
+// The two frames of every message, written straight into a string (no json::object): the same
+// document as frame("msg", "", message_json(m)) and frame("ack", id, {...}).
 std::string frame_msg(const Message& m);
+std::string frame_ack(std::string_view id_json, const SendAck& a);
 std::string frame_error(std::string_view id_json, const Error& e);
 // HTTP error body {"error":{"code","message"}}.
 std::string error_body(const Error& e);

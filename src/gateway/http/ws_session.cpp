@@ -308,12 +308,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
             return self->send(
                 std::make_shared<const std::string>(proto::frame_error(id, r.error())));
           }
-          json::object d{{"conversation_id", proto::conversation_id_str(r->conversation_id)},
-                         {"seq", r->seq},
-                         {"client_msg_id", r->client_msg_id},
-                         {"ts", r->ts_ms}};
-          if (r->duplicate) d["duplicate"] = true;
-          self->send(std::make_shared<const std::string>(proto::frame("ack", id, d)));
+          self->send(std::make_shared<const std::string>(proto::frame_ack(id, *r)));
         },
         static_cast<int>(loop_));
   }
