@@ -186,23 +186,38 @@ struct Worker {
     }
   }
 
-  // Fixed offered rate: every millisecond, send what is due.
+  // Fixed offered rate, open loop (sends never wait for answers): every 250 us this worker sends
+  // what is due by now at its share of the rate, one message per publisher in turn. Publishers
+  // that each kept their own schedule would all come due at the same instants and send in
+  // bursts, and the generator's own queue of answers to a burst would be measured as latency.
   void start_ticker() {
     tick = std::make_unique<asio::steady_timer>(io);
     arm();
   }
   void arm() {
-    tick->expires_after(std::chrono::milliseconds(1));
+    tick->expires_after(std::chrono::microseconds(250));
     tick->async_wait([this](boost::system::error_code ec) {
-      if (ec || !sh->publishing.load()) return;
-      double per_pub = sh->opt.rate / std::max<double>(1, static_cast<double>(sh->opt.publishers));
+      if (ec || !sh->publishing.load() || publishers.empty()) return;
+      double share = sh->opt.rate * static_cast<double>(publishers.size()) /
+                     std::max<double>(1, static_cast<double>(sh->opt.publishers));
       double elapsed = static_cast<double>(now_ns() - sh->publish_start_ns.load()) / 1e9;
-      uint64_t due = static_cast<uint64_t>(elapsed * per_pub);
-      for (auto* s : publishers)
-        while (s->ready && s->next_id - 1 < due && s->inflight < 10000) publish_one(*s);
+      auto due = static_cast<uint64_t>(elapsed * share);
+      for (std::size_t tried = 0; issued < due && tried < publishers.size();) {
+        auto* s = publishers[next_publisher];
+        next_publisher = (next_publisher + 1) % publishers.size();
+        if (s->ready && s->inflight < 10000) {
+          publish_one(*s);
+          ++issued;
+          tried = 0;
+        } else {
+          ++tried;  // not ready or backed up: its turn passes; the schedule does not wait
+        }
+      }
       arm();
     });
   }
+  uint64_t issued = 0;
+  std::size_t next_publisher = 0;
 };
 
 void print_json(const std::string& path, const json::object& o) {
