@@ -89,21 +89,18 @@ Error db_error(sqlite3* db, const char* what) {
   return make_error(Errc::internal, std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
-// WAL frames (4 KiB pages) past which the writer completes a checkpoint between transactions
-// so that its next transaction writes the WAL from the start again: 8192 x 4 KiB = 32 MiB.
-constexpr int kWalResetFrames = 8192;
-// Frames the WAL grows by before the writer wakes the checkpointer early.
-constexpr int kWalWakeFrames = 1024;
-
 // What the sessions and the checkpointer thread share about the WAL. Checkpoints copy committed
 // pages from the WAL into the database file. SQLite runs them in the committing connection by
 // default, which put 25-250 ms stalls into the writer's commits (and every ack of that batch);
 // a RESTART checkpoint from another connection stalled it as long, waiting in busy handlers.
 // So: the checkpointer thread copies in the background (PASSIVE, never blocks the writer) while
-// the WAL is below kWalResetFrames; past it, the checkpointer stands aside and the writer, between
-// two transactions, copies the little that is left (PASSIVE on its own connection: no lock to
-// wait for) so that its next BEGIN restarts the WAL at frame 0. The WAL stays near 32 MiB.
+// the WAL is below reset_frames (32 MiB by default); past it, the checkpointer stands aside and the
+// writer, between two transactions, copies the little that is left (PASSIVE on its own connection:
+// no lock to wait for) so that its next BEGIN restarts the WAL at frame 0. The WAL file stays near
+// that size.
 struct WalState {
+  int reset_frames = 8192;  // SqliteOptions::wal_reset_frames
+  int wake_frames = 1024;
   std::atomic<int> frames{0};  // frames in the WAL after the last commit
   std::atomic<bool> checkpointing{false};
   std::mutex mu;
@@ -114,9 +111,11 @@ struct WalState {
 
 class SqliteSession final : public StoreSession {
  public:
-  SqliteSession(sqlite3* db, WalState* wal) : db_(db), wal_(wal) {
-    if (wal_) sqlite3_wal_hook(db_, &SqliteSession::on_wal_commit, this);
-  }
+  SqliteSession(sqlite3* db, WalState* wal) : db_(db), wal_(wal) {}
+
+  // Replaces SQLite's auto-checkpoint hook (so after any PRAGMA wal_autocheckpoint, which would
+  // replace this one): commits report the WAL's size here instead of checkpointing.
+  void watch_wal() { sqlite3_wal_hook(db_, &SqliteSession::on_wal_commit, this); }
   ~SqliteSession() override {
     for (auto& [_, s] : cache_) sqlite3_finalize(s);
     sqlite3_close_v2(db_);
@@ -142,7 +141,7 @@ class SqliteSession final : public StoreSession {
   }
 
   void maintain() override {
-    if (!wal_ || wal_->frames.load(std::memory_order_relaxed) <= kWalResetFrames) return;
+    if (!wal_ || wal_->frames.load(std::memory_order_relaxed) <= wal_->reset_frames) return;
     if (wal_->checkpointing.load()) return;  // the checkpointer is mid-copy: next time
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
@@ -672,7 +671,7 @@ class SqliteSession final : public StoreSession {
     wal.frames.store(frames, std::memory_order_relaxed);
     int woken = wal.woken_at.load(std::memory_order_relaxed);
     if (frames < woken) woken = 0;  // the WAL was restarted
-    if (frames - woken >= kWalWakeFrames && frames <= kWalResetFrames) {
+    if (frames - woken >= wal.wake_frames && frames <= wal.reset_frames) {
       wal.woken_at.store(frames, std::memory_order_relaxed);
       wal.cv.notify_one();
     }
@@ -686,7 +685,10 @@ class SqliteSession final : public StoreSession {
 
 class SqliteStore final : public Store {
  public:
-  explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {}
+  explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {
+    wal_.reset_frames = std::max(opts_.wal_reset_frames, 8);
+    wal_.wake_frames = std::max(wal_.reset_frames / 8, 1);
+  }
   ~SqliteStore() override {
     {
       std::lock_guard lk(wal_.mu);
@@ -707,7 +709,8 @@ class SqliteStore final : public Store {
       for (;;) {
         wal_.cv.wait_for(lk, std::chrono::milliseconds(200));
         if (wal_.stopping) break;
-        if (wal_.frames.load() == 0 || wal_.frames.load() > kWalResetFrames) continue;
+        int frames = wal_.frames.load();
+        if (frames == 0 || frames > wal_.reset_frames) continue;
         lk.unlock();
         wal_.checkpointing.store(true);
         (void)db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
@@ -733,13 +736,14 @@ class SqliteStore final : public Store {
     auto session = std::make_unique<SqliteSession>(db, &wal_);
     sqlite3_busy_timeout(db, 5000);
     std::string pragmas =
-        "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0; "
+        "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
         // Pages are read through a memory map and 64 MiB of cache per connection: the hot
         // B-tree pages of the message tables stay in memory instead of costing a pread each.
         "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536; "
         "PRAGMA synchronous=";
     pragmas += opts_.synchronous_full ? "FULL;" : "NORMAL;";
     if (auto s = session->exec(pragmas.c_str()); !s) return s.error();
+    session->watch_wal();  // and no auto-checkpoint: see WalState
     return std::unique_ptr<StoreSession>(std::move(session));
   }
 
