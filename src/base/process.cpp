@@ -2,9 +2,15 @@
 
 #include <sys/resource.h>
 
+#include <pthread.h>
+
 #include <fstream>
 
 namespace converge {
+
+void name_this_thread(const char* name) {
+  pthread_setname_np(pthread_self(), name);
+}
 
 uint64_t raise_fd_limit() {
   rlimit rl{};

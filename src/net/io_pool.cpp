@@ -1,4 +1,5 @@
 #include "net/io_pool.hpp"
+#include "base/process.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -27,9 +28,10 @@ std::size_t IoPool::next_index() {
 }
 
 void IoPool::start() {
-  for (auto& l : loops_) {
-    Loop* lp = l.get();
-    lp->thread = std::thread([lp] {
+  for (std::size_t i = 0; i < loops_.size(); ++i) {
+    Loop* lp = loops_[i].get();
+    lp->thread = std::thread([lp, i] {
+      name_this_thread(("net-" + std::to_string(i)).c_str());
       for (;;) {
         try {
           lp->ctx->run();

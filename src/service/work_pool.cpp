@@ -1,11 +1,16 @@
 #include "service/work_pool.hpp"
+#include "base/process.hpp"
 
 #include <spdlog/spdlog.h>
 
 namespace converge {
 
 WorkPool::WorkPool(unsigned threads) {
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+  for (unsigned i = 0; i < threads; ++i)
+    threads_.emplace_back([this] {
+      name_this_thread("work");
+      run();
+    });
 }
 
 WorkPool::~WorkPool() {

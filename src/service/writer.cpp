@@ -1,4 +1,5 @@
 #include "service/writer.hpp"
+#include "base/process.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -26,7 +27,10 @@ Writer::~Writer() {
 }
 
 void Writer::start() {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("writer");
+    run();
+  });
 }
 
 void Writer::stop() {

@@ -1,4 +1,5 @@
 #include "store/sqlite/sqlite_store.hpp"
+#include "base/process.hpp"
 
 #include <sqlite3.h>
 
@@ -704,6 +705,7 @@ class SqliteStore final : public Store {
     auto s = open_session();
     if (!s) return s.error();
     checkpointer_ = std::thread([this, session = std::move(s.value())]() mutable {
+      name_this_thread("checkpointer");
       auto* db = static_cast<SqliteSession*>(session.get());
       std::unique_lock lk(wal_.mu);
       for (;;) {
