@@ -94,20 +94,34 @@ Error db_error(sqlite3* db, const char* what) {
 // pages from the WAL into the database file. SQLite runs them in the committing connection by
 // default, which put 25-250 ms stalls into the writer's commits (and every ack of that batch);
 // a RESTART checkpoint from another connection stalled it as long, waiting in busy handlers.
-// So: the checkpointer thread copies in the background (PASSIVE, never blocks the writer) while
-// the WAL is below reset_frames (32 MiB by default); past it, the checkpointer stands aside and the
-// writer, between two transactions, copies the little that is left (PASSIVE on its own connection:
-// no lock to wait for) so that its next BEGIN restarts the WAL at frame 0. The WAL file stays near
-// that size.
+//
+// So the checkpointer thread copies in the background (PASSIVE: never blocks the writer), woken
+// every wake_frames of WAL. The WAL can only start over when a transaction begins with every
+// frame copied, which under steady load never happens by itself: commits go on during each copy.
+// Past reset_frames (32 MiB by default) the checkpointer pauses 10 ms after each pass: if what
+// is left (what was committed during that pass) is under finish_frames, the writer, between two
+// transactions, copies those few on its own connection (no lock to wait for; a short stall,
+// mostly two fsyncs) and its next BEGIN restarts the WAL at frame 0; if not, the checkpointer
+// copies again. Should the checkpointer fall behind the writer, the writer
+// finishes the copy itself past twice reset_frames: the WAL stays bounded either way.
 struct WalState {
   int reset_frames = 8192;  // SqliteOptions::wal_reset_frames
   int wake_frames = 1024;
-  std::atomic<int> frames{0};  // frames in the WAL after the last commit
+  int finish_frames = 512;
+  std::atomic<int> frames{0};      // frames in the WAL after the last commit
+  std::atomic<int> backfilled{0};  // frames copied by the checkpointer's last pass
   std::atomic<bool> checkpointing{false};
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<int> woken_at{0};  // frames when the checkpointer was last woken
   bool stopping = false;
+
+  // The writer's part, between transactions: is the rest small enough (or the WAL too big)?
+  bool writer_should_finish() const {
+    int f = frames.load(std::memory_order_relaxed);
+    if (f <= reset_frames || checkpointing.load()) return false;
+    return f - backfilled.load() <= finish_frames || f > 2 * reset_frames;
+  }
 };
 
 class SqliteSession final : public StoreSession {
@@ -134,19 +148,20 @@ class SqliteSession final : public StoreSession {
     return ok_status();
   }
 
-  // Returns the WAL's frames after the checkpoint (0 once it was reset), or -1 on failure.
-  int wal_checkpoint(int mode) {
+  // {frames in the WAL, frames copied into the database}; {-1, -1} on failure.
+  std::pair<int, int> wal_checkpoint(int mode) {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, mode, &log, &done);
-    return rc == SQLITE_OK ? log : -1;
+    return rc == SQLITE_OK ? std::pair{log, done} : std::pair{-1, -1};
   }
 
   void maintain() override {
-    if (!wal_ || wal_->frames.load(std::memory_order_relaxed) <= wal_->reset_frames) return;
-    if (wal_->checkpointing.load()) return;  // the checkpointer is mid-copy: next time
-    int log = 0, done = 0;
-    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc == SQLITE_OK && log == done) wal_->frames.store(0);  // the next BEGIN restarts it
+    if (!wal_ || !wal_->writer_should_finish()) return;
+    auto [log, done] = wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+    if (log >= 0 && log == done) {  // the next BEGIN restarts the WAL
+      wal_->frames.store(0);
+      wal_->backfilled.store(0);
+    }
   }
 
   Status begin() override { return exec("BEGIN IMMEDIATE"); }
@@ -672,7 +687,7 @@ class SqliteSession final : public StoreSession {
     wal.frames.store(frames, std::memory_order_relaxed);
     int woken = wal.woken_at.load(std::memory_order_relaxed);
     if (frames < woken) woken = 0;  // the WAL was restarted
-    if (frames - woken >= wal.wake_frames && frames <= wal.reset_frames) {
+    if (frames - woken >= wal.wake_frames) {
       wal.woken_at.store(frames, std::memory_order_relaxed);
       wal.cv.notify_one();
     }
@@ -689,6 +704,7 @@ class SqliteStore final : public Store {
   explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {
     wal_.reset_frames = std::max(opts_.wal_reset_frames, 8);
     wal_.wake_frames = std::max(wal_.reset_frames / 8, 1);
+    wal_.finish_frames = std::max(wal_.reset_frames / 16, 1);
   }
   ~SqliteStore() override {
     {
@@ -708,14 +724,20 @@ class SqliteStore final : public Store {
       name_this_thread("checkpointer");
       auto* db = static_cast<SqliteSession*>(session.get());
       std::unique_lock lk(wal_.mu);
+      // Past reset_frames, a short pause after each pass: the writer's window to finish.
+      bool past_reset = false;
       for (;;) {
-        wal_.cv.wait_for(lk, std::chrono::milliseconds(200));
+        wal_.cv.wait_for(lk, std::chrono::milliseconds(past_reset ? 10 : 200));
         if (wal_.stopping) break;
         int frames = wal_.frames.load();
-        if (frames == 0 || frames > wal_.reset_frames) continue;
+        if (frames == 0) continue;
+        past_reset = frames > wal_.reset_frames;
+        if (past_reset && frames - wal_.backfilled.load() <= wal_.finish_frames)
+          continue;  // the writer's turn
         lk.unlock();
         wal_.checkpointing.store(true);
-        (void)db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+        auto [log, done] = db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+        if (done >= 0) wal_.backfilled.store(done);
         wal_.checkpointing.store(false);
         lk.lock();
       }
