@@ -102,8 +102,8 @@ Error db_error(sqlite3* db, const char* what) {
 // is left (what was committed during that pass) is under finish_frames, the writer, between two
 // transactions, copies those few on its own connection (no lock to wait for; a short stall,
 // mostly two fsyncs) and its next BEGIN restarts the WAL at frame 0; if not, the checkpointer
-// copies again. Should the checkpointer fall behind the writer, the writer
-// finishes the copy itself past twice reset_frames: the WAL stays bounded either way.
+// copies again. Should the checkpointer fall behind the writer, the writer waits for its pass
+// to end past twice reset_frames and finishes the copy itself: the WAL stays bounded.
 struct WalState {
   int reset_frames = 8192;  // SqliteOptions::wal_reset_frames
   int wake_frames = 1024;
@@ -116,11 +116,19 @@ struct WalState {
   std::atomic<int> woken_at{0};  // frames when the checkpointer was last woken
   bool stopping = false;
 
+  std::condition_variable pass_done;  // a checkpointer pass ended (checkpointing went false)
+
   // The writer's part, between transactions: is the rest small enough (or the WAL too big)?
-  bool writer_should_finish() const {
+  // Past twice reset_frames it waits for the checkpointer's pass to end and then finishes.
+  bool writer_should_finish() {
     int f = frames.load(std::memory_order_relaxed);
-    if (f <= reset_frames || checkpointing.load()) return false;
-    return f - backfilled.load() <= finish_frames || f > 2 * reset_frames;
+    if (f <= reset_frames) return false;
+    if (f > 2 * reset_frames) {
+      std::unique_lock lk(mu);
+      pass_done.wait(lk, [this] { return !checkpointing.load(); });
+      return true;
+    }
+    return !checkpointing.load() && f - backfilled.load() <= finish_frames;
   }
 };
 
@@ -734,12 +742,13 @@ class SqliteStore final : public Store {
         past_reset = frames > wal_.reset_frames;
         if (past_reset && frames - wal_.backfilled.load() <= wal_.finish_frames)
           continue;  // the writer's turn
-        lk.unlock();
         wal_.checkpointing.store(true);
+        lk.unlock();
         auto [log, done] = db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
         if (done >= 0) wal_.backfilled.store(done);
-        wal_.checkpointing.store(false);
         lk.lock();
+        wal_.checkpointing.store(false);
+        wal_.pass_done.notify_all();
       }
       lk.unlock();
       (void)db->wal_checkpoint(SQLITE_CHECKPOINT_TRUNCATE);  // leave a small WAL behind at exit
