@@ -293,6 +293,47 @@ describe('chat', () => {
     }
   });
 
+  // Raw: the `conversation` push of docs/protocol.md, exactly as sent, to each party.
+  test('membership pushes: created, member_added, member_removed, as the conversation object plus change', async () => {
+    const frank = await makeUser(node, 'frank');
+    const eWs = await WsClient.connect(node, { token: frank.token });
+    try {
+      const isPush = (id, change) => (f) => f.cmd === 'conversation' && f.data?.id === id && f.data.change === change;
+      const aMark = aWs.mark();
+      const bMark = bWs.mark();
+      const g = await createConversation(node, alice.token, 'group', ['bob'], 'pushed');
+      for (const [c, from] of [[aWs, aMark], [bWs, bMark]]) {
+        const f = await c.waitFor(isPush(g.id, 'created'), { from });
+        assert.deepEqual(Object.keys(f).sort(), ['cmd', 'data']);
+        assert.equal(f.data.conversation_id, g.id);
+        assert.equal(f.data.type, 'group');
+        assert.equal(f.data.name, 'pushed');
+        assert.equal(f.data.owner, 'alice');
+        assert.deepEqual([...f.data.members].sort(), ['alice', 'bob']);
+        assert.equal(f.data.muted, false);
+      }
+      // Bob mutes it; alice adds frank: each recipient sees its own `muted`.
+      await http(node, 'POST', `/api/v1/conversations/${g.id}/mute`, { token: bob.token, json: { muted: true } });
+      await http(node, 'POST', `/api/v1/conversations/${g.id}/members`, { token: alice.token, json: { members: ['frank'] } });
+      const byB = await bWs.waitFor(isPush(g.id, 'member_added'));
+      const byE = await eWs.waitFor(isPush(g.id, 'member_added'));
+      const byA = await aWs.waitFor(isPush(g.id, 'member_added'));
+      for (const f of [byA, byB, byE]) assert.deepEqual([...f.data.members].sort(), ['alice', 'bob', 'frank']);
+      assert.equal(byB.data.muted, true);
+      assert.equal(byA.data.muted, false);
+      assert.equal(byE.data.muted, false);
+      // The removed member is told too.
+      await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/frank`, { token: alice.token });
+      const gone = await eWs.waitFor(isPush(g.id, 'member_removed'));
+      assert.deepEqual([...gone.data.members].sort(), ['alice', 'bob']);
+      await bWs.waitFor(isPush(g.id, 'member_removed'));
+      // Every frame the node sent was JSON (a bad push used to read {"cmd":"broadcast","data":}).
+      for (const c of [aWs, bWs, eWs]) assert.ok(!c.frames.some((f) => 'raw' in f), c.describe());
+    } finally {
+      await eWs.close();
+    }
+  });
+
   // Raw: query parameters and their error codes.
   test('history pages: after_seq, before_seq and limit', async () => {
     const g = await createConversation(node, alice.token, 'group', ['bob'], 'pages');

@@ -71,6 +71,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   void notify(const std::shared_ptr<const Notice>& n) override {
+    ctx_.metrics.notices_total.add();
+    if (n->kind == Notice::Kind::conversation) {
+      // Built per recipient: `muted` is the recipient's own flag. Rare (membership changes).
+      auto data = proto::conversation_json(n->conversation, auth_.user_id);
+      data["change"] = n->change;
+      return send(std::make_shared<const std::string>(proto::frame("conversation", "", data)));
+    }
     auto frame = n->wire.get(WireCache::ws_frame, [&] {
       std::string f = n->kind == Notice::Kind::event ? R"({"cmd":"event","data":)"
                                                      : R"({"cmd":"broadcast","data":)";
@@ -78,7 +85,6 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       f += '}';
       return f;
     });
-    ctx_.metrics.notices_total.add();
     send(std::move(frame));
   }
 
