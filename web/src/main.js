@@ -71,6 +71,7 @@ function model(id) {
       unread: 0,
       last: null, // newest message known
       historyLoaded: false,
+      shownFrom: Infinity, // lowest seq in the open view; older ones wait behind "Load earlier"
       loadingEarlier: false,
     };
     app.convs.set(id, m);
@@ -168,6 +169,8 @@ function stop() {
   $('notices').replaceChildren();
   $('chat-body').hidden = true;
   $('chat-empty').hidden = false;
+  $('chat-gone').hidden = true;
+  $('composer').hidden = false;
   closeChatView();
 }
 
@@ -179,6 +182,7 @@ function start(session) {
   client = new ConvergeClient({ session, backoff: { initialMs: 300, maxMs: 5000 } });
   client.on('state', renderState);
   client.on('conversations', onConversations);
+  client.on('conversation', onConversationPush);
   client.on('message', onMessage);
   client.on('event', (d) => notice('Event', d));
   client.on('broadcast', (d) => notice('Broadcast', d));
@@ -191,14 +195,11 @@ function start(session) {
   showMain();
   renderState(client.state);
   const c = client;
+  // Conversations others put us in (or take us out of) come as 'conversation' pushes; each
+  // reconnect re-reads the list. No polling.
   c.connect()
     .then(() => fillPreviews(c))
     .catch(() => {});
-  // New conversations others put us in show up with their first message; this catches empty ones.
-  const refresh = setInterval(() => {
-    if (client !== c) return clearInterval(refresh);
-    if (c.state === 'online') c.listConversations().catch(() => {});
-  }, 15000);
 }
 
 function renderState(state) {
@@ -220,35 +221,55 @@ const pendingText = () => (client?.state === 'online' ? 'Sending…' : 'Waiting 
 function onConversations(list) {
   // The SDK always hands over the whole list: conversations missing from it were left.
   const ids = new Set(list.map((c) => String(c.id)));
-  for (const m of app.convs.values()) if (m.info && !ids.has(m.id)) m.info = null;
-  if (app.current && !ids.has(app.current)) {
-    app.current = null;
-    closeChatView();
-    $('chat-body').hidden = true;
-    $('chat-empty').hidden = false;
-  }
-  for (const c of list) {
-    const m = model(c.id);
-    m.info = c;
-    m.title = c.type === 'group' ? c.name || `Group ${c.id}` : m.title;
-    if (c.type === 'direct') {
-      const other = c.members.find((u) => u !== app.me.user_id) || app.me.user_id;
-      if (!m.otherName) {
-        m.title = other;
-        client
-          ?.getUser(other)
-          .then((u) => {
-            m.otherName = u.name || other;
-            m.title = m.otherName;
-            renderConvList();
-            if (app.current === m.id) renderChatHead();
-          })
-          .catch(() => {});
-      }
-    }
-  }
+  for (const m of app.convs.values()) if (m.info && !ids.has(m.id)) noLongerMember(m);
+  for (const c of list) applyInfo(c);
   renderConvList();
   if (app.current) renderChatHead();
+}
+
+/**
+ * A membership push: a conversation we were put in (created with us, or we were added), one we
+ * were taken out of (or left on another device), or a change to one we are in (members, owner).
+ */
+function onConversationPush(c, { member }) {
+  const id = String(c.id);
+  if (member) {
+    applyInfo(client?.conversations.get(id) || c);
+  } else {
+    const m = app.convs.get(id);
+    if (m) noLongerMember(m);
+  }
+  renderConvList();
+  if (app.current === id) renderChatHead();
+}
+
+/** Takes the server's conversation object into the model: list entry, title, members. */
+function applyInfo(c) {
+  const m = model(c.id);
+  m.info = c;
+  if (c.type === 'group') m.title = c.name || `Group ${c.id}`;
+  if (c.type === 'direct') {
+    const other = c.members.find((u) => u !== app.me.user_id) || app.me.user_id;
+    if (!m.otherName) {
+      m.title = other;
+      client
+        ?.getUser(other)
+        .then((u) => {
+          m.otherName = u.name || other;
+          m.title = m.otherName;
+          renderConvList();
+          if (app.current === m.id) renderChatHead();
+        })
+        .catch(() => {});
+    }
+  }
+  return m;
+}
+
+/** Out of the list; if it is open, the view stays (read-only) and says so. */
+function noLongerMember(m) {
+  m.info = null;
+  m.unread = 0;
 }
 
 /** For conversations with messages but none known here: fetch the newest for the preview. */
@@ -421,9 +442,15 @@ function scrollToBottom() {
   s.scrollTop = s.scrollHeight;
 }
 
-/** Puts a stored message in the open list, in seq order (replacing its pending twin). */
-function renderMessage(m, msg, { keepScroll = false } = {}) {
+/**
+ * Puts a stored message in the open list, in seq order (replacing its pending twin). One older
+ * than everything shown (e.g. the history of a conversation just joined, coming in after a newer
+ * one) waits behind "Load earlier" unless `older` says it is being paged in.
+ */
+function renderMessage(m, msg, { keepScroll = false, older = false } = {}) {
   const list = $('messages');
+  if (msg.seq < m.shownFrom && m.shownFrom !== Infinity && !older) return void updateLoadEarlier(m);
+  if (msg.seq < m.shownFrom) m.shownFrom = msg.seq;
   if (list.querySelector(`li[data-seq="${msg.seq}"]:not(.pending)`)) return;
   const stick = nearBottom();
   // Our own message: the pending element becomes the stored one (its image is already loaded).
@@ -603,6 +630,11 @@ function renderChatHead() {
   const m = app.convs.get(app.current);
   if (!m) return;
   $('chat-title').textContent = m.title;
+  // Not (or no longer) a member: what was loaded stays readable, nothing can be sent.
+  const gone = !m.info;
+  $('chat-gone').hidden = !gone;
+  $('composer').hidden = gone;
+  if (gone && recorder) recorder.stop();
   const group = m.info?.type === 'group';
   $('members-toggle').hidden = !group;
   if (!group) {
@@ -613,8 +645,7 @@ function renderChatHead() {
 }
 
 function updateLoadEarlier(m) {
-  const seqs = [...m.messages.keys()];
-  const min = seqs.length ? Math.min(...seqs) : Infinity;
+  const min = m.shownFrom;
   $('load-earlier').hidden = !(min > 1 && min !== Infinity);
 }
 
@@ -623,8 +654,7 @@ async function openConversation(id) {
   const m = model(id);
   if (!m.info) {
     try {
-      m.info = await client.getConversation(id);
-      onConversations([m.info]);
+      applyInfo(await client.getConversation(id));
     } catch {}
   }
   app.current = id;
@@ -636,7 +666,10 @@ async function openConversation(id) {
   renderConvList();
   const list = $('messages');
   list.replaceChildren();
-  for (const msg of [...m.messages.values()].sort((a, b) => a.seq - b.seq)) list.append(messageEl(msg, false));
+  // The newest page of what is known here; older ones on demand.
+  const known = [...m.messages.values()].sort((a, b) => a.seq - b.seq).slice(-PAGE);
+  m.shownFrom = known.length ? known[0].seq : Infinity;
+  for (const msg of known) list.append(messageEl(msg, false));
   for (const p of m.pending.values()) list.append(messageEl(p, true));
   updateLoadEarlier(m);
   scrollToBottom();
@@ -647,7 +680,7 @@ async function openConversation(id) {
       if (app.current !== id) return;
       for (const msg of msgs) {
         addMessage(m, msg);
-        renderMessage(m, m.messages.get(msg.seq), { keepScroll: true });
+        renderMessage(m, m.messages.get(msg.seq), { keepScroll: true, older: true });
       }
       updateLoadEarlier(m);
       scrollToBottom();
@@ -662,10 +695,8 @@ async function openConversation(id) {
 async function loadEarlier() {
   const m = app.convs.get(app.current);
   if (!m || m.loadingEarlier) return;
-  const seqs = [...m.messages.keys()];
-  if (!seqs.length) return;
-  const min = Math.min(...seqs);
-  if (min <= 1) return;
+  const min = m.shownFrom;
+  if (!(min > 1) || min === Infinity) return;
   m.loadingEarlier = true;
   const s = $('scroller');
   try {
@@ -674,7 +705,7 @@ async function loadEarlier() {
     const fromBottom = s.scrollHeight - s.scrollTop;
     for (const msg of msgs) {
       addMessage(m, msg);
-      renderMessage(m, m.messages.get(msg.seq), { keepScroll: true });
+      renderMessage(m, m.messages.get(msg.seq), { keepScroll: true, older: true });
     }
     s.scrollTop = s.scrollHeight - fromBottom; // keep the reader where they were
     updateLoadEarlier(m);

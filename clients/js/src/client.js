@@ -5,6 +5,8 @@
 // heartbeats. Every message reaches the app once ('message' event), whatever path it came by
 // (offline fetch, live push, resync after a reconnect). Sends carry a client_msg_id and are
 // retried with the same id until acked; sends made while disconnected wait in an outbox.
+// Membership changes the node pushes ('conversation' frames) keep `conversations` current; a
+// conversation the user joins is caught up from its first message not seen yet.
 
 import { Backoff } from './backoff.js';
 import { SeqTracker } from './dedupe.js';
@@ -94,6 +96,8 @@ export class ConvergeClient extends Emitter {
     this._processed = new Map();
     this._users = new Map();
     this._netHandlers = null;
+    this._convEpoch = 0; // bumped by every conversation push (a list fetched across one is stale)
+    this._fillTo = new Map(); // conversation id -> seq a history fill is bringing it up to (see _fill)
   }
 
   // ------------------------------------------------------------------ accounts
@@ -146,15 +150,23 @@ export class ConvergeClient extends Emitter {
 
   /** Fetches this user's conversations (also kept in `client.conversations`). */
   async listConversations() {
-    const r = await this.api.request('GET', '/conversations');
+    let r;
+    for (let tries = 0; ; tries++) {
+      const epoch = this._convEpoch;
+      r = await this.api.request('GET', '/conversations');
+      // A push applied while the request was out may be newer than the answer: ask again.
+      if (epoch === this._convEpoch || tries >= 2) break;
+    }
     const list = r.conversations || [];
+    const previous = this.conversations;
     const next = new Map();
     for (const c of list) {
-      const old = this.conversations.get(c.id);
+      const old = previous.get(c.id);
       if (old && old.last_seq > c.last_seq) c.last_seq = old.last_seq;
       next.set(c.id, c);
     }
     this.conversations = next;
+    for (const id of previous.keys()) if (!next.has(id)) this._processed.delete(id);
     this.emit('conversations', [...next.values()]);
     return [...next.values()];
   }
@@ -195,7 +207,9 @@ export class ConvergeClient extends Emitter {
       `/conversations/${encodeURIComponent(conversationId)}/members/${encodeURIComponent(userId)}`,
     );
     if (userId === this.session?.user_id) {
+      this._convEpoch++;
       this.conversations.delete(String(conversationId));
+      this._processed.delete(String(conversationId));
       this.emit('conversations', [...this.conversations.values()]);
     } else {
       this._remember(c);
@@ -208,10 +222,82 @@ export class ConvergeClient extends Emitter {
   }
 
   _remember(c) {
+    this._convEpoch++;
     const old = this.conversations.get(c.id);
     if (old && old.last_seq > c.last_seq) c.last_seq = old.last_seq;
     this.conversations.set(c.id, c);
     this.emit('conversations', [...this.conversations.values()]);
+  }
+
+  /**
+   * A `conversation` push (docs/protocol.md, WebSocket, node -> client): the conversation object
+   * as it now is plus `change` ('created' | 'member_added' | 'member_removed'). Sent to its
+   * members and to a member just removed, for changes made on any device by anyone.
+   */
+  _onConversationPush(data) {
+    if (!data || typeof data !== 'object' || (data.id ?? data.conversation_id) == null) return;
+    const { change, ...conv } = data;
+    const id = String(conv.id ?? conv.conversation_id);
+    conv.id = conv.conversation_id = id;
+    const me = this.session?.user_id;
+    const member = Array.isArray(conv.members) && conv.members.includes(me);
+    const old = this.conversations.get(id);
+    const joined = member && !old;
+    this._convEpoch++;
+    if (member) {
+      if (old && old.last_seq > conv.last_seq) conv.last_seq = old.last_seq;
+      // `muted` is the caller's own flag, and a push has no caller of ours: keep what we know
+      // (a conversation just joined starts unmuted).
+      conv.muted = old ? old.muted : false;
+      this.conversations.set(id, conv);
+    } else {
+      // Removed, or left (maybe on another device). The seq floor is kept: if the user is added
+      // back, what came meanwhile is caught up and nothing seen before comes again. Heartbeats
+      // name listed conversations only, so they leave this one out (naming it would be refused).
+      this.conversations.delete(id);
+      this._processed.delete(id);
+    }
+    this.emit('conversation', data, { change, member, joined });
+    this.emit('conversations', [...this.conversations.values()]);
+    if (joined) {
+      // Its live stream starts at the first message stored after the join: what came before
+      // (down to what this device has seen: nothing for a conversation new to it) is fetched.
+      const next = this.tracker.lowestAbove(id);
+      this._fill(id, next ? next - 1 : conv.last_seq ?? 0);
+    }
+  }
+
+  /**
+   * Fetches, as history, the messages of a conversation from the first one not seen up to
+   * `upTo`, and hands them over as 'message' events (source 'sync') — what the protocol's client
+   * loop does for a gap ("fetch after_seq=have[c] to fill in"). Used for a conversation the user
+   * joins while connected (its live stream starts after the join; an offline fetch would bring
+   * the rest only at the next connection). The seq floor then rises with no hole, so heartbeats
+   * carry the conversation; copies that also come live are duplicates the tracker drops.
+   */
+  async _fill(id, upTo) {
+    id = String(id);
+    if (!(upTo > (this._fillTo.get(id) ?? 0))) return;
+    const running = this._fillTo.has(id);
+    this._fillTo.set(id, upTo); // a fill under way goes on to the new end
+    if (running) return;
+    try {
+      for (;;) {
+        const floor = this.tracker.floor(id);
+        const target = this._fillTo.get(id);
+        if (floor >= target || !this._started) break;
+        const page = await this.history(id, { afterSeq: floor, limit: Math.min(this.options.syncPageSize, target - floor) });
+        if (!this._started) break;
+        for (const m of page) this._deliver(m, 'sync');
+        if (this.tracker.floor(id) <= floor) break; // nothing more to be had
+      }
+    } catch (err) {
+      // Removed again meanwhile: nothing to fill. Otherwise the next connection's offline fetch
+      // brings what is missing.
+      if (err?.code !== 'forbidden' && err?.code !== 'not_found') this.emit('error', err);
+    } finally {
+      this._fillTo.delete(id);
+    }
   }
 
   // ------------------------------------------------------------------ history
@@ -399,7 +485,11 @@ export class ConvergeClient extends Emitter {
   /** Hands a message to the app unless it is a duplicate; returns whether it was new. */
   _deliver(m, source) {
     const id = String(m.conversation_id);
+    // The live stream of a conversation has no gaps, except where it starts for a conversation
+    // joined while connected: a first live message above floor + 1 leaves a hole to fetch.
+    const hole = source === 'live' && m.seq > this.tracker.floor(id) + 1 && !this.tracker.seen(id, m.seq);
     if (!this.tracker.accept(id, m.seq)) return false;
+    if (hole) this._fill(id, (this.tracker.lowestAbove(id) || m.seq) - 1);
     const c = this.conversations.get(id);
     if (c) {
       if (m.seq > (c.last_seq ?? 0)) c.last_seq = m.seq;
@@ -679,12 +769,17 @@ export class ConvergeClient extends Emitter {
     try {
       f = JSON.parse(text);
     } catch {
+      // Not JSON: nothing can be done with it but to say so.
+      this.emit('error', new Error(`unreadable frame from the node: ${text.slice(0, 80)}`));
       return;
     }
+    if (!f || typeof f !== 'object') return;
     const { cmd, id, data } = f;
     switch (cmd) {
       case 'msg':
         return void this._deliver(data, 'live');
+      case 'conversation':
+        return this._onConversationPush(data);
       case 'ack':
         return this._onAck(data, id);
       case 'ready':

@@ -50,6 +50,15 @@ export class SeqTracker {
     this._advance(c);
   }
 
+  /** The lowest seq seen above the floor, i.e. the top of the hole below it (0 if there is none). */
+  lowestAbove(id) {
+    const c = this._conv(id, false);
+    if (!c || c.above.size === 0) return 0;
+    let low = Infinity;
+    for (const s of c.above) if (s < low) low = s;
+    return low;
+  }
+
   /** Whether (id, seq) was seen. */
   seen(id, seq) {
     const c = this._conv(id, false);

@@ -337,6 +337,196 @@ describe('offline, heartbeats, reconnects', () => {
   });
 });
 
+// The node's `conversation` push (docs/protocol.md, WebSocket, node -> client). These tests hand
+// the client the documented frame themselves (built from the node's own HTTP answer, as the
+// node builds it) and keep back whatever the node sends about membership, so they check the
+// SDK's side whatever the node does; the last two talk to the node alone.
+const notices = (text) => {
+  try {
+    return JSON.parse(text).cmd === 'conversation';
+  } catch {
+    return false; // not a notice; reported on 'error' by the client
+  }
+};
+
+/** A user whose membership pushes come from the test (net.inject) only. */
+async function pushedUser(name) {
+  const net = flakyWebSocket();
+  net.drop = notices;
+  const u = await user(name, { WebSocket: net.WebSocket });
+  u.net = net;
+  u.pushes = [];
+  u.on('conversation', (c, info) => u.pushes.push({ c, info }));
+  return u;
+}
+
+const push = (u, conv, change) => u.net.inject({ cmd: 'conversation', data: { ...conv, change } });
+const sources = (c, conv) =>
+  c.got
+    .filter((m) => m.conversation_id === conv)
+    .sort((x, y) => x.seq - y.seq)
+    .map((m) => m.source);
+
+describe('membership pushes (the conversation event)', () => {
+  test('added to a group: event, list, the earlier messages once, then live; heartbeats carry it', async () => {
+    const a = await user('alice');
+    const b = await pushedUser('bob');
+    const c = await user('carol');
+    await Promise.all([a.connect(), b.connect()]);
+    const g = await a.createGroup({ name: 'crew', members: [c.id] });
+    for (let i = 1; i <= 3; i++) await a.sendText(g.id, `before${i}`);
+    const lists = [];
+    b.on('conversations', (l) => lists.push(l.map((x) => x.id)));
+
+    const added = await a.addMembers(g.id, [b.id]);
+    assert.equal(b.conversations.has(g.id), false);
+    push(b, added, 'member_added');
+    // Synchronous: the list is current when the event comes.
+    assert.equal(b.pushes.length, 1);
+    const { c: data, info } = b.pushes[0];
+    assert.deepEqual(info, { change: 'member_added', member: true, joined: true });
+    assert.equal(data.change, 'member_added');
+    assert.equal(data.id, g.id);
+    assert.equal(data.name, 'crew');
+    const cached = b.conversations.get(g.id);
+    assert.equal(cached.name, 'crew');
+    assert.deepEqual([...cached.members].sort(), [a.id, b.id, c.id].sort());
+    assert.equal(cached.change, undefined, 'the cached conversation is the object, without change');
+    assert.ok(lists.at(-1).includes(g.id));
+
+    // What was said before the join comes at once (fetched), each message once...
+    await waitFor(() => bodies(b, g.id).length === 3, { what: 'the 3 earlier messages' });
+    assert.deepEqual(bodies(b, g.id), ['before1', 'before2', 'before3']);
+    assert.deepEqual(sources(b, g.id), ['sync', 'sync', 'sync']);
+    // ...and what is said after it, live.
+    await a.sendText(g.id, 'after');
+    await waitFor(() => bodies(b, g.id).length === 4, { what: 'the live message' });
+    assert.deepEqual(sources(b, g.id), ['sync', 'sync', 'sync', 'live']);
+    assert.equal(b.processedSeqs()[g.id], 4);
+    const hb = await b.heartbeat();
+    assert.equal(hb.seqs[g.id], 4);
+    await sleep(700); // heartbeats: nothing twice
+    assert.equal(bodies(b, g.id).length, 4);
+  });
+
+  test('created with the user in it; removed (gone, heartbeats leave it out); added back (only what came meanwhile)', async () => {
+    const a = await user('alice');
+    const b = await pushedUser('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    const g = await a.createGroup({ name: 'club', members: [b.id] });
+    push(b, g, 'created');
+    assert.deepEqual(b.pushes[0].info, { change: 'created', member: true, joined: true });
+    assert.equal(b.conversations.get(g.id).last_seq, 0);
+    await a.sendText(g.id, 'one');
+    await a.sendText(g.id, 'two');
+    await waitFor(() => bodies(b, g.id).length === 2, { what: 'two live messages' });
+    assert.deepEqual(sources(b, g.id), ['live', 'live'], 'a new conversation starts at seq 1: no fetch');
+    assert.equal(b.processedSeqs()[g.id], 2);
+
+    const removed = await a.removeMember(g.id, b.id);
+    assert.ok(!removed.members.includes(b.id));
+    push(b, removed, 'member_removed');
+    assert.deepEqual(b.pushes[1].info, { change: 'member_removed', member: false, joined: false });
+    assert.equal(b.pushes[1].c.owner, a.id);
+    assert.equal(b.conversations.has(g.id), false);
+    assert.equal(g.id in b.processedSeqs(), false);
+    await b.heartbeat(); // not refused: it does not name the conversation
+    await a.sendText(g.id, 'while away 1');
+    await a.sendText(g.id, 'while away 2');
+
+    const back = await a.addMembers(g.id, [b.id]);
+    push(b, back, 'member_added');
+    assert.deepEqual(b.pushes[2].info, { change: 'member_added', member: true, joined: true });
+    await waitFor(() => bodies(b, g.id).length === 4, { what: 'what came meanwhile' });
+    assert.deepEqual(bodies(b, g.id), ['one', 'two', 'while away 1', 'while away 2']);
+    assert.deepEqual(sources(b, g.id), ['live', 'live', 'sync', 'sync']);
+    assert.equal(b.processedSeqs()[g.id], 4);
+    await sleep(500);
+    assert.equal(bodies(b, g.id).length, 4);
+  });
+
+  test('others leaving and the owner handing over: the member list and owner follow, no event flags a join', async () => {
+    const a = await user('alice');
+    const b = await pushedUser('bob');
+    const c = await user('carol');
+    await Promise.all([a.connect(), b.connect()]);
+    const g = await a.createGroup({ name: 'trio', members: [b.id, c.id] });
+    push(b, g, 'created');
+    const left = await a.removeMember(g.id, a.id); // the owner leaves: bob joined first after her
+    push(b, left, 'member_removed');
+    assert.deepEqual(b.pushes[1].info, { change: 'member_removed', member: true, joined: false });
+    const cached = b.conversations.get(g.id);
+    assert.equal(cached.owner, b.id);
+    assert.deepEqual([...cached.members].sort(), [b.id, c.id].sort());
+    // A push's `muted` is not this user's flag: the one known here is kept.
+    await b.mute(g.id, true);
+    b.conversations.get(g.id).muted = true;
+    const readd = await c.addMembers(g.id, [a.id]);
+    push(b, { ...readd, muted: false }, 'member_added');
+    assert.equal(b.conversations.get(g.id).muted, true);
+    assert.equal(b.conversations.get(g.id).members.length, 3);
+  });
+
+  test('a live message before the push: the hole below it is fetched once; the late push adds nothing', async () => {
+    const a = await user('alice');
+    const b = await pushedUser('bob');
+    const c = await user('carol');
+    await Promise.all([a.connect(), b.connect()]);
+    const g = await a.createGroup({ name: 'late', members: [c.id] });
+    for (let i = 1; i <= 5; i++) await a.sendText(g.id, `old${i}`);
+    const added = await a.addMembers(g.id, [b.id]);
+    await a.sendText(g.id, 'first live');
+    await waitFor(() => bodies(b, g.id).length === 6, { what: 'the live message and the 5 before it' });
+    assert.deepEqual(bodies(b, g.id), ['old1', 'old2', 'old3', 'old4', 'old5', 'first live']);
+    assert.equal(b.got.find((m) => m.body === 'first live').source, 'live');
+    await waitFor(() => b.conversations.has(g.id), { what: 'the list refreshed' });
+    push(b, added, 'member_added');
+    assert.deepEqual(b.pushes[0].info, { change: 'member_added', member: true, joined: false });
+    assert.equal(b.conversations.get(g.id).last_seq, 6, 'a stale last_seq does not go backwards');
+    await sleep(500);
+    assert.equal(bodies(b, g.id).length, 6);
+    assert.equal(b.processedSeqs()[g.id], 6);
+  });
+
+  test('the list follows membership changes made by others, with no message and no reconnect', async () => {
+    const a = await user('alice');
+    const b = await user('bob');
+    await Promise.all([a.connect(), b.connect()]);
+    const g = await a.createGroup({ name: 'quiet', members: [b.id] });
+    await waitFor(() => b.conversations.get(g.id)?.name === 'quiet', { what: "the group in bob's list", timeout: 3000 });
+    await a.removeMember(g.id, b.id);
+    await waitFor(() => !b.conversations.has(g.id), { what: "the group gone from bob's list", timeout: 3000 });
+  });
+
+  test(
+    'the node sends membership changes as conversation frames',
+    async () => {
+      const net = flakyWebSocket();
+      const frames = [];
+      net.drop = (text) => void frames.push(text);
+      const a = await user('alice');
+      const b = await user('bob', { WebSocket: net.WebSocket });
+      const events = [];
+      b.on('conversation', (c, info) => events.push({ c, info }));
+      await Promise.all([a.connect(), b.connect()]);
+      const g = await a.createGroup({ name: 'wire', members: [b.id] });
+      await waitFor(() => events.length >= 1, { what: 'a conversation event', timeout: 3000 }).catch(() => {});
+      const parsed = frames.map((t) => {
+        try {
+          return JSON.parse(t);
+        } catch {
+          return { raw: t };
+        }
+      });
+      const pushFrame = parsed.find((f) => f.cmd === 'conversation');
+      assert.ok(pushFrame, `no conversation frame; got ${JSON.stringify(parsed.filter((f) => f.cmd !== 'ready' && f.cmd !== 'heartbeat'))}`);
+      assert.equal(pushFrame.data.id, g.id);
+      assert.equal(pushFrame.data.change, 'created');
+      assert.deepEqual(events[0].info, { change: 'created', member: true, joined: true });
+    },
+  );
+});
+
 describe('files, events, broadcasts', () => {
   test('upload, send as image, download through fileUrl', async () => {
     const a = await user('alice');

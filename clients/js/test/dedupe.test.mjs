@@ -78,3 +78,17 @@ test('snapshot: only given conversations, only floors above 0; forget drops one'
   assert.equal(t.has('a'), false);
   assert.deepEqual(t.snapshot(), { c: 1 });
 });
+
+test('lowestAbove: the top of the hole below what was seen', () => {
+  const t = new SeqTracker();
+  assert.equal(t.lowestAbove('n'), 0, 'unknown conversation');
+  t.accept('n', 7); // e.g. the first live message of a conversation joined at seq 6
+  t.accept('n', 9);
+  assert.equal(t.floor('n'), 0);
+  assert.equal(t.lowestAbove('n'), 7, 'seqs 1..6 are missing');
+  for (let s = 1; s <= 6; s++) t.accept('n', s);
+  assert.equal(t.floor('n'), 7);
+  assert.equal(t.lowestAbove('n'), 9);
+  t.accept('n', 8);
+  assert.equal(t.lowestAbove('n'), 0, 'no hole left');
+});
