@@ -98,8 +98,12 @@ TEST(Frames, MessageFrameHasTheStoredMessageShape) {
 // frame_msg and frame_ack write JSON by hand: byte for byte what the json::object route writes,
 // for text that needs escaping too.
 TEST(Frames, HandWrittenFramesMatchTheObjectRoute) {
-  const std::string texts[] = {"", "plain", "quote \" and \\ slash /", "tab\tnl\n\x01\x1f",
-                               "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80", "<script>"};
+  const std::string texts[] = {"",
+                               "plain",
+                               "quote \" and \\ slash /",
+                               "tab\tnl\n\x01\x1f",
+                               "caf\xc3\xa9 \xe2\x80\xa8 \xf0\x9f\x98\x80",
+                               "<script>"};
   for (auto& t : texts) {
     Message m;
     m.conversation_id = 12;
@@ -117,8 +121,8 @@ TEST(Frames, HandWrittenFramesMatchTheObjectRoute) {
     for (bool dup : {false, true})
       for (std::string id : {"", "7", "\"q\""}) {
         SendAck a{12, 34, t, 1700000000123, dup};
-        json::object d{{"conversation_id", "12"}, {"seq", 34}, {"client_msg_id", t},
-                       {"ts", 1700000000123}};
+        json::object d{
+            {"conversation_id", "12"}, {"seq", 34}, {"client_msg_id", t}, {"ts", 1700000000123}};
         if (dup) d["duplicate"] = true;
         EXPECT_EQ(frame_ack(id, a), frame("ack", id, d)) << t;
       }
