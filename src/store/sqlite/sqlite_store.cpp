@@ -105,9 +105,9 @@ Error db_error(sqlite3* db, const char* what) {
 // copies again. Should the checkpointer fall behind the writer, the writer waits for its pass
 // to end past twice reset_frames and finishes the copy itself: the WAL stays bounded.
 struct WalState {
-  int reset_frames = 8192;  // SqliteOptions::wal_reset_frames
-  int wake_frames = 1024;
-  int finish_frames = 512;
+  int reset_frames = 0;            // SqliteOptions::wal_reset_frames
+  int wake_frames = 0;             // reset_frames / 8
+  int finish_frames = 0;           // reset_frames / 16
   std::atomic<int> frames{0};      // frames in the WAL after the last commit
   std::atomic<int> backfilled{0};  // frames copied by the checkpointer's last pass
   std::atomic<bool> checkpointing{false};
@@ -136,8 +136,9 @@ class SqliteSession final : public StoreSession {
  public:
   SqliteSession(sqlite3* db, WalState* wal) : db_(db), wal_(wal) {}
 
-  // Replaces SQLite's auto-checkpoint hook (so after any PRAGMA wal_autocheckpoint, which would
-  // replace this one): commits report the WAL's size here instead of checkpointing.
+  // Installs the WAL hook, which replaces SQLite's auto-checkpointing: commits report the WAL's
+  // size here instead of checkpointing. Call it after any PRAGMA wal_autocheckpoint (that pragma
+  // installs a hook of its own).
   void watch_wal() { sqlite3_wal_hook(db_, &SqliteSession::on_wal_commit, this); }
   ~SqliteSession() override {
     for (auto& [_, s] : cache_) sqlite3_finalize(s);
@@ -744,7 +745,7 @@ class SqliteStore final : public Store {
           continue;  // the writer's turn
         wal_.checkpointing.store(true);
         lk.unlock();
-        auto [log, done] = db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+        int done = db->wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE).second;
         if (done >= 0) wal_.backfilled.store(done);
         lk.lock();
         wal_.checkpointing.store(false);
