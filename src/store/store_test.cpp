@@ -291,7 +291,8 @@ TEST(SqliteWal, IsCheckpointedAndStartsOver) {
   auto db = std::filesystem::file_size(dir / "t.db");
   auto wal = std::filesystem::file_size(dir / "t.db-wal");
   EXPECT_GT(db, 6u << 20) << "the messages reached the database file";
-  EXPECT_LT(wal, 3u << 20) << "the WAL started over near 1 MiB instead of holding everything";
+  // The WAL file grows in 1 MiB reservations (see wal_vfs.hpp): 2 MiB of frames at most.
+  EXPECT_LE(wal, 3u << 20) << "the WAL started over near 1 MiB instead of holding everything";
   EXPECT_EQ(s->messages_after(id, 0, 5000).value().size(), static_cast<std::size_t>(seq));
   s.reset();
   store.value().reset();

@@ -1,5 +1,6 @@
 #include "store/sqlite/sqlite_store.hpp"
 #include "base/process.hpp"
+#include "store/sqlite/wal_vfs.hpp"
 
 #include <sqlite3.h>
 
@@ -106,7 +107,7 @@ Error db_error(sqlite3* db, const char* what) {
 // to end past twice reset_frames and finishes the copy itself: the WAL stays bounded.
 struct WalState {
   int reset_frames = 0;            // SqliteOptions::wal_reset_frames
-  int wake_frames = 0;             // reset_frames / 8
+  int wake_frames = 0;             // reset_frames / 2
   int finish_frames = 0;           // reset_frames / 16
   std::atomic<int> frames{0};      // frames in the WAL after the last commit
   std::atomic<int> backfilled{0};  // frames copied by the checkpointer's last pass
@@ -712,7 +713,7 @@ class SqliteStore final : public Store {
  public:
   explicit SqliteStore(SqliteOptions o) : opts_(std::move(o)) {
     wal_.reset_frames = std::max(opts_.wal_reset_frames, 8);
-    wal_.wake_frames = std::max(wal_.reset_frames / 8, 1);
+    wal_.wake_frames = std::max(wal_.reset_frames / 2, 1);
     wal_.finish_frames = std::max(wal_.reset_frames / 16, 1);
   }
   ~SqliteStore() override {
@@ -759,9 +760,9 @@ class SqliteStore final : public Store {
 
   Result<std::unique_ptr<StoreSession>> open_session() override {
     sqlite3* db = nullptr;
-    int rc =
-        sqlite3_open_v2(opts_.path.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc = sqlite3_open_v2(opts_.path.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             sqlite_vfs::name());
     if (rc != SQLITE_OK) {
       std::string m = db ? sqlite3_errmsg(db) : "out of memory";
       sqlite3_close_v2(db);

@@ -12,7 +12,7 @@ struct SqliteOptions {
   std::string path;               // database file
   bool synchronous_full = false;  // false: synchronous=NORMAL (durable across process crashes)
   // WAL frames (pages) past which the writer finishes a checkpoint between transactions so the
-  // WAL starts over (8192 x 4 KiB = 32 MiB); the checkpointer is woken every eighth of that.
+  // WAL starts over (8192 x 4 KiB = 32 MiB); the checkpointer is woken every half of that.
   int wal_reset_frames = 8192;
 };
 
