@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <charconv>
+#include <cstring>
 #include <map>
 
 #include "base/crypto.hpp"
@@ -13,10 +14,12 @@ namespace json = boost::json;
 
 namespace {
 
+// memmem: string_view::find tries every '"' with a memcmp, a tenth of the generator's time.
 std::string_view after(std::string_view s, std::string_view key) {
-  auto p = s.find(key);
-  if (p == std::string_view::npos) return {};
-  return s.substr(p + key.size());
+  const void* p = ::memmem(s.data(), s.size(), key.data(), key.size());
+  if (!p) return {};
+  auto at = static_cast<std::size_t>(static_cast<const char*>(p) - s.data());
+  return s.substr(at + key.size());
 }
 
 // Converge: users and groups set up over HTTP, WebSocket with ?token=, the seed envelope.

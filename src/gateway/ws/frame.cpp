@@ -58,6 +58,22 @@ std::string accept_key(std::string_view client_key) {
   return std::string(reinterpret_cast<char*>(out), static_cast<std::size_t>(n));
 }
 
+// XORs with the frame's mask, continuing at payload offset offset_: eight bytes at a time.
+void FrameParser::unmask(char* p, std::size_t n) const {
+  uint8_t m[8];
+  for (int i = 0; i < 8; ++i) m[i] = mask_[(offset_ + static_cast<uint64_t>(i)) & 3];
+  uint64_t m64;
+  std::memcpy(&m64, m, 8);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    w ^= m64;
+    std::memcpy(p + i, &w, 8);
+  }
+  for (; i < n; ++i) p[i] = static_cast<char>(p[i] ^ m[i & 7]);
+}
+
 std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h) {
   std::size_t used = 0;
   while (used < size) {
@@ -93,6 +109,7 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
       } else {
         std::memset(mask_, 0, 4);
       }
+      masked_ = masked;
       bool control = (op & 0x8) != 0;
       if (control) {
         if (!fin) return fail(protocol_error, "fragmented control frame");
@@ -116,13 +133,26 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
       remaining_ = len;
       offset_ = 0;
     }
+    // A whole unmasked, unfragmented data frame in the input (what a client reads): handed over
+    // where it lies, without a copy.
+    if (fin_ && !masked_ && offset_ == 0 && !(opcode_ & 0x8) && opcode_ != cont &&
+        remaining_ <= size - used) {
+      const auto n = static_cast<std::size_t>(remaining_);
+      std::string_view payload(reinterpret_cast<const char*>(data + used), n);
+      used += n;
+      in_frame_ = false;
+      remaining_ = 0;
+      auto op = static_cast<Opcode>(msg_opcode_);
+      msg_opcode_ = 0;
+      h.on_message(op, payload);
+      continue;
+    }
     // Payload: unmask into the message (or control) buffer.
     std::size_t take = static_cast<std::size_t>(std::min<uint64_t>(remaining_, size - used));
     std::string& dst = (opcode_ & 0x8) ? control_ : message_;
     std::size_t start = dst.size();
     dst.append(reinterpret_cast<const char*>(data + used), take);
-    for (std::size_t i = 0; i < take; ++i)
-      dst[start + i] = static_cast<char>(dst[start + i] ^ mask_[(offset_ + i) & 3]);
+    if (masked_) unmask(dst.data() + start, take);
     offset_ += take;
     remaining_ -= take;
     used += take;

@@ -67,6 +67,8 @@ class FrameParser {
     return 0;
   }
 
+  void unmask(char* p, std::size_t n) const;
+
   const std::size_t max_message_;
   const Side side_;
   // The frame being read.
@@ -74,6 +76,7 @@ class FrameParser {
   bool fin_ = false;
   uint8_t opcode_ = 0;
   uint8_t mask_[4] = {};
+  bool masked_ = false;
   uint64_t remaining_ = 0;  // payload bytes of this frame still to come
   uint64_t offset_ = 0;     // payload bytes of this frame already unmasked (mask phase)
   std::string control_;     // payload of a control frame being read

@@ -148,3 +148,51 @@ TEST(WsFrame, ClientSideReadsUnmaskedAndWritesMasked) {
   strict.feed(reinterpret_cast<const uint8_t*>(f.data()), f.size(), d);
   EXPECT_TRUE(strict.failed());  // a masked frame from a "server"
 }
+
+// The unmasking works eight bytes at a time from any payload offset: every length, split at
+// every point, comes out as sent.
+TEST(WsFrame, UnmasksAnyLengthSplitAnywhere) {
+  for (std::size_t len = 0; len < 40; ++len) {
+    std::string payload;
+    for (std::size_t i = 0; i < len; ++i) payload += static_cast<char>('a' + (i * 7) % 26);
+    auto f = client_frame(binary, payload);
+    for (std::size_t cut = 0; cut <= f.size(); ++cut) {
+      FrameParser p(1024);
+      Collect c;
+      std::vector<uint8_t> pending(f.begin(), f.begin() + static_cast<std::ptrdiff_t>(cut));
+      auto used = p.feed(pending.data(), pending.size(), c);
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(used));
+      pending.insert(pending.end(), f.begin() + static_cast<std::ptrdiff_t>(cut), f.end());
+      p.feed(pending.data(), pending.size(), c);
+      ASSERT_FALSE(p.failed());
+      ASSERT_EQ(c.messages.size(), 1u) << len << " " << cut;
+      EXPECT_EQ(c.messages[0].second, payload) << len << " " << cut;
+    }
+  }
+}
+
+// A client hands over whole frames where they lie in its read buffer; frames split across reads
+// and fragmented messages are assembled as before, in order with the whole ones.
+TEST(WsFrame, ClientReadsWholeAndSplitFramesAlike) {
+  std::vector<uint8_t> all;
+  for (auto f : {client_frame(text, "one", true, false), client_frame(text, "tw", false, false),
+                 client_frame(cont, "o", true, false), client_frame(text, "three", true, false),
+                 client_frame(binary, std::string(300, 'f'), true, false)})
+    all.insert(all.end(), f.begin(), f.end());
+  for (std::size_t cut = 0; cut <= all.size(); ++cut) {
+    FrameParser p(1024, FrameParser::Side::client);
+    Collect c;
+    std::vector<uint8_t> pending(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(cut));
+    auto used = p.feed(pending.data(), pending.size(), c);
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(used));
+    pending.insert(pending.end(), all.begin() + static_cast<std::ptrdiff_t>(cut), all.end());
+    EXPECT_EQ(p.feed(pending.data(), pending.size(), c), pending.size());
+    ASSERT_FALSE(p.failed());
+    ASSERT_EQ(c.messages.size(), 4u) << cut;
+    EXPECT_EQ(c.messages[0].second, "one");
+    EXPECT_EQ(c.messages[1].second, "two");
+    EXPECT_EQ(c.messages[2].second, "three");
+    EXPECT_EQ(c.messages[3].first, binary);
+    EXPECT_EQ(c.messages[3].second, std::string(300, 'f'));
+  }
+}
