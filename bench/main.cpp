@@ -499,6 +499,9 @@ int main(int argc, char** argv) {
       });
     std::this_thread::sleep_for(std::chrono::duration<double>(opt.warmup));
     auto cpu0 = sample_process(opt.server_pid);
+    auto threads0 = thread_cpu_seconds(opt.server_pid);
+    auto gen0 = sample_process(static_cast<int>(::getpid()));
+    auto busy0 = machine_busy_seconds();
     sh.measure_start_ns = now_ns();
     sh.measuring = true;
     auto start = now_ns();
@@ -516,6 +519,9 @@ int main(int argc, char** argv) {
     sh.measuring = false;
     double secs = static_cast<double>(sh.measure_end_ns - sh.measure_start_ns) / 1e9;
     auto cpu1 = sample_process(opt.server_pid);
+    auto threads1 = thread_cpu_seconds(opt.server_pid);
+    auto gen1 = sample_process(static_cast<int>(::getpid()));
+    auto busy1 = machine_busy_seconds();
     sh.publishing = false;
     std::this_thread::sleep_for(std::chrono::seconds(2));  // drain what is in flight
     Histogram lat;
@@ -544,6 +550,18 @@ int main(int argc, char** argv) {
     if (cpu0.ok && cpu1.ok) {
       result["server_cpu_percent"] = 100.0 * (cpu1.cpu_seconds - cpu0.cpu_seconds) / secs;
       result["server_rss"] = cpu1.rss_bytes;
+      // Where the machine's CPU went while measuring, in seconds: the server's threads by name,
+      // this generator, and every CPU's busy time (softirq included, which no thread is charged).
+      json::object th;
+      for (auto& [name, t] : threads1) {
+        auto it = threads0.find(name);
+        double d = t - (it == threads0.end() ? 0.0 : it->second);
+        if (d > 0) th[name] = d;
+      }
+      result["cpu_seconds"] = json::object{{"server_threads", th},
+                                           {"generator", gen1.cpu_seconds - gen0.cpu_seconds},
+                                           {"machine_busy", busy1 - busy0},
+                                           {"machine_cpus", sysconf(_SC_NPROCESSORS_ONLN)}};
     }
     std::fprintf(stderr,
                  "[%s %s] %.0f %s/s  p50 %llu us  p99 %llu us  p99.9 %llu us  max %llu us  lost "

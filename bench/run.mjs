@@ -149,6 +149,18 @@ function report(r) {
     lines.push(`| ${t === 'tcp' ? 'bare TCP (ceiling)' : t === 'ws' ? 'Node ws' : t === 'socketio' ? 'socket.io' : '**Converge**'} | ${fmt(x.deliveries_per_s)} | ${fmt(x.deliveries_per_s / ceiling, 2)} | ${fmt(f.converge.deliveries_per_s / x.deliveries_per_s, 2)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${ms(x.latency_us.max)} | ${x.lost} | ${fmt(x.server_cpu_percent)} | ${x.rounds.map((n) => fmt(n)).join(', ')} |`);
   }
   lines.push('', 'Flat out, latency is queueing in the window; see section 4 for latency under a fixed load.', '');
+  lines.push('Where the CPU went in each median round (from /proc while measuring: the server\'s threads, the generator, and all CPUs\' busy time, softirq included), per delivery:', '');
+  lines.push(`| server | server ns/delivery | generator ns/delivery | machine busy (of ${f.converge.cpu_seconds?.machine_cpus ?? '?'} CPUs) |`);
+  lines.push('|---|---:|---:|---:|');
+  for (const t of ['tcp', 'ws', 'socketio', 'converge']) {
+    const x = f[t];
+    const cs = x.cpu_seconds;
+    if (!cs) continue;
+    const n = x.deliveries_per_s * x.seconds;
+    const server = Object.values(cs.server_threads).reduce((a, b) => a + b, 0);
+    lines.push(`| ${t === 'tcp' ? 'bare TCP' : t === 'ws' ? 'Node ws' : t === 'socketio' ? 'socket.io' : '**Converge**'} | ${fmt((server * 1e9) / n)} | ${fmt((cs.generator * 1e9) / n)} | ${fmt((100 * cs.machine_busy) / (x.seconds * cs.machine_cpus))} % |`);
+  }
+  lines.push('');
 
   lines.push('## 2. 1:1 chat, stored, acks awaited', '');
   const c = r.chat;
@@ -156,6 +168,19 @@ function report(r) {
   lines.push('| stored messages/s (acks) | ack p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU % | rounds (acks/s) |');
   lines.push('|---:|---:|---:|---:|---:|---:|---:|---|');
   lines.push(`| ${fmt(c.acks_per_s)} | ${ms(c.latency_us.p50)} | ${ms(c.latency_us.p99)} | ${ms(c.latency_us.p999)} | ${ms(c.latency_us.max)} | ${c.errors} | ${fmt(c.server_cpu_percent)} | ${c.rounds.map((x) => fmt(x)).join(', ')} |`, '');
+  if (c.cpu_seconds) {
+    const cs = c.cpu_seconds;
+    const n = c.acks_per_s * c.seconds;
+    const us = (sec) => fmt((sec * 1e6) / n, 2);
+    const th = cs.server_threads;
+    const named = ['writer', 'checkpointer', 'net'];
+    const other = Object.entries(th).filter(([k]) => !named.includes(k)).reduce((a, [, v]) => a + v, 0);
+    const total = Object.values(th).reduce((a, b) => a + b, 0) + cs.generator;
+    lines.push('CPU per stored message in the median round, by thread (from /proc while measuring):', '');
+    lines.push(`| writer µs | checkpointer µs | network threads µs | other node threads µs | generator µs | all µs | machine busy (of ${cs.machine_cpus} CPUs) |`);
+    lines.push('|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(`| ${us(th.writer ?? 0)} | ${us(th.checkpointer ?? 0)} | ${us(th.net ?? 0)} | ${us(other)} | ${us(cs.generator)} | ${us(total)} | ${fmt((100 * cs.machine_busy) / (c.seconds * cs.machine_cpus))} % |`, '');
+  }
 
   lines.push('## 3. Idle connections', '');
   lines.push(`Connections opened from 8 source addresses (127.0.0.1–8), each authenticated and heartbeating once; server RSS read from /proc before and after. The target is 100,000; this machine's hard open-file limit (\`ulimit -Hn\` = ${fmt(maxConnections() + 1000)}, not raisable here) caps one process at ${fmt(maxConnections())}.`, '');
