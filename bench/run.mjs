@@ -132,7 +132,9 @@ function report(r) {
   lines.push('Measured by `make bench` (`node bench/run.mjs`), which starts every server on this machine and');
   lines.push('drives each with the same generator, `converge-bench` (C++, the project\'s own WebSocket client),');
   lines.push('in one run. The generator shares the machine with the server it measures, so every figure is');
-  lines.push('bounded by both; the ratios are what carries over to other machines.', '');
+  lines.push('bounded by both; the ratios are what carries over to other machines. This machine is shared: the');
+  lines.push('same build has measured 80,000 and 107,000 chat acks/s three hours apart on one day, so compare');
+  lines.push('figures of one run (each section interleaves its servers), not figures of different runs.', '');
   lines.push(`- Machine: ${machine()}`);
   lines.push(`- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
   lines.push('- Converge: `converge serve --password-cost min` (SQLite, synchronous=NORMAL, default threads)');
