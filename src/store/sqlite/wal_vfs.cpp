@@ -95,10 +95,16 @@ int x_close(sqlite3_file* p) {
   return rc != SQLITE_OK ? rc : rc2;
 }
 
-int x_read(sqlite3_file* p, void* out, int amt, sqlite3_int64 off) {
+// Writes the connection's buffered frames out, then calls the platform file's method.
+template <class Method, class... Args>
+int forward(sqlite3_file* p, Method sqlite3_io_methods::*method, Args... args) {
   File* f = as_file(p);
   if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xRead(f->real, out, amt, off);
+  return (f->real->pMethods->*method)(f->real, args...);
+}
+
+int x_read(sqlite3_file* p, void* out, int amt, sqlite3_int64 off) {
+  return forward(p, &sqlite3_io_methods::xRead, out, amt, off);
 }
 
 // Reserves the file up to `end` (in kChunk steps) so that the deferred write cannot run out of
@@ -140,33 +146,19 @@ int x_truncate(sqlite3_file* p, sqlite3_int64 size) {
 }
 
 int x_sync(sqlite3_file* p, int flags) {
-  File* f = as_file(p);
-  if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xSync(f->real, flags);
+  return forward(p, &sqlite3_io_methods::xSync, flags);
 }
-
 int x_file_size(sqlite3_file* p, sqlite3_int64* size) {
-  File* f = as_file(p);
-  if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xFileSize(f->real, size);
+  return forward(p, &sqlite3_io_methods::xFileSize, size);
 }
-
 int x_lock(sqlite3_file* p, int level) {
-  File* f = as_file(p);
-  if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xLock(f->real, level);
+  return forward(p, &sqlite3_io_methods::xLock, level);
 }
-
 int x_unlock(sqlite3_file* p, int level) {
-  File* f = as_file(p);
-  if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xUnlock(f->real, level);
+  return forward(p, &sqlite3_io_methods::xUnlock, level);
 }
-
 int x_check_reserved_lock(sqlite3_file* p, int* out) {
-  File* f = as_file(p);
-  if (int rc = flush_for(f); rc != SQLITE_OK) return rc;
-  return f->real->pMethods->xCheckReservedLock(f->real, out);
+  return forward(p, &sqlite3_io_methods::xCheckReservedLock, out);
 }
 
 int x_file_control(sqlite3_file* p, int op, void* arg) {

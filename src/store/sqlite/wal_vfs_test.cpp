@@ -60,6 +60,22 @@ fs::path fresh_dir(const char* name) {
   return dir;
 }
 
+// A WAL database with table t, then `txns` transactions, transaction i inserting rows(i) rows
+// of 3000 bytes.
+template <class Rows>
+std::string script(int txns, Rows rows) {
+  const std::string v(3000, 'v');
+  std::string sql =
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; "
+      "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT);";
+  for (int t = 0; t < txns; ++t) {
+    sql += "BEGIN;";
+    for (int i = 0; i < rows(t); ++i) sql += "INSERT INTO t(v) VALUES('" + v + "');";
+    sql += "COMMIT;";
+  }
+  return sql;
+}
+
 // Transaction t inserts `rows(t)` rows of 3000 bytes and records their count in `totals` in the
 // same transaction: a reader's snapshot must always agree with itself. Sizes run from one page
 // to past the VFS's 8 MiB buffer, and past the 128 KiB the platform VFS writes per call.
@@ -144,15 +160,7 @@ TEST(SqliteWalVfs, CommitsSurviveAWriterThatDies) {
       if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                           converge::sqlite_vfs::name()) != SQLITE_OK)
         _exit(2);
-      const std::string v(3000, 'v');
-      std::string sql =
-          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; "
-          "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT);";
-      for (int t = 0; t < 10; ++t) {
-        sql += "BEGIN;";
-        for (int i = 0; i < 60; ++i) sql += "INSERT INTO t(v) VALUES('" + v + "');";
-        sql += "COMMIT;";
-      }
+      const std::string sql = script(10, [](int) { return 60; });
       if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) _exit(3);
       _exit(0);  // no close, no checkpoint: only the WAL holds the rows
     }
@@ -238,15 +246,7 @@ TEST(SqliteWalVfs, FramesAreInTheFileWhenTheHeaderIsPublished) {
   ASSERT_EQ(
       sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, Spy::name()),
       SQLITE_OK);
-  const std::string v(3000, 'v');
-  std::string sql =
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; "
-      "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT);";
-  for (int t = 0; t < 20; ++t) {
-    sql += "BEGIN;";
-    for (int i = 0; i < 1 + t * 7; ++i) sql += "INSERT INTO t(v) VALUES('" + v + "');";
-    sql += "COMMIT;";
-  }
+  const std::string sql = script(20, [](int t) { return 1 + t * 7; });
   ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close_v2(db);
   EXPECT_GE(Spy::checked.load(), 20);
