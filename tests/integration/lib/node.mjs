@@ -4,6 +4,7 @@
 //   ... node.url, node.wsUrl, node.port, node.dataDir ...
 //   await node.restart();   // SIGTERM, then start again on the same data dir and port
 //   await node.stop();      // SIGTERM, SIGKILL after a timeout
+//   await node.kill();      // SIGKILL at once (a crash); node.start() starts it again
 //
 // Every node gets a fresh data dir from mkdtemp (removed by stop({ removeData: true }), which
 // the test hook `useNode` does), listens on 127.0.0.1:0 and reports its port through
@@ -156,6 +157,21 @@ export class ConvergeNode {
     }
     if (removeData) await rm(this.dataDir, { recursive: true, force: true });
     return result;
+  }
+
+  // SIGKILL: the process dies at once, mid-write if it was writing (a crash). Resolves with
+  // {code, signal}.
+  async kill() {
+    const proc = this.proc;
+    if (!proc) return { code: null, signal: null };
+    try {
+      process.kill(this.pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+    const r = await this.exited;
+    this.proc = null;
+    return r;
   }
 
   // Stops the process (SIGTERM) and starts a new one on the same data dir, port and flags.
