@@ -177,9 +177,7 @@ class SqliteSession final : public StoreSession {
 
   void maintain() override {
     if (!wal_ || !wal_->writer_should_finish()) return;
-    auto t0 = std::chrono::steady_clock::now();
     auto [log, done] = wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
-    if (getenv("DBGFIN")) fprintf(stderr, "DBG finish %d frames %.2f ms\n", log - wal_->backfilled.load(), std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     if (log >= 0 && log == done) {  // the next BEGIN restarts the WAL
       wal_->frames.store(0);
       wal_->backfilled.store(0);
