@@ -36,7 +36,8 @@ inline double stat_cpu_seconds(const std::string& path) {
 
 // CPU seconds of a process's threads, summed by name with any "-N" suffix dropped (net-0 and
 // net-1 are "net"). Time the kernel spends in softirq (loopback delivery, much of a network
-// benchmark) is not in any thread's count: see machine_busy_seconds.
+// benchmark) is charged to threads or not depending on the kernel's IRQ time accounting:
+// machine_busy_seconds counts it either way.
 inline std::map<std::string, double> thread_cpu_seconds(int pid) {
   std::map<std::string, double> out;
   if (pid <= 0) return out;
