@@ -2,6 +2,7 @@
 // place that names concrete engines (SQLite, in-process bus) and wires the layers together.
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <csignal>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include "base/crypto.hpp"
 #include "base/metrics.hpp"
 #include "base/process.hpp"
+#include "base/rate_limit.hpp"
 #include "bus/local/local_bus.hpp"
 #include "gateway/http/server.hpp"
 #include "net/io_pool.hpp"
@@ -107,6 +109,15 @@ ServiceOptions service_options(const Config& cfg) {
   o.max_file_bytes = cfg.max_file_bytes;
   o.store_batch_max = cfg.store_batch_max;
   o.work_threads = std::max(2u, std::thread::hardware_concurrency());
+  o.auth_threads = static_cast<unsigned>(cfg.auth_threads);
+  o.auth_queue_max = static_cast<std::size_t>(cfg.auth_queue_max);
+  // Validated when the configuration was read.
+  o.rate_login_user = parse_rate(cfg.rate_login_user).value();
+  o.rate_login_address = parse_rate(cfg.rate_login_address).value();
+  o.rate_register_address = parse_rate(cfg.rate_register_address).value();
+  o.rate_conversations_user = parse_rate(cfg.rate_conversations_user).value();
+  o.rate_members_user = parse_rate(cfg.rate_members_user).value();
+  o.max_groups_per_user = cfg.max_groups_per_user;
   return o;
 }
 
@@ -118,6 +129,20 @@ int serve(const Cli& cli) {
   }
   const Config& cfg = cfg_r.value();
   set_log_level(cfg.log_level);
+  if (!cfg.web_root.empty()) {
+    // The static route never serves the data dir (the database, its WAL, uploads); a web root
+    // inside it would be nothing but that.
+    std::error_code ec;
+    fs::create_directories(cfg.data_dir, ec);
+    auto data = fs::weakly_canonical(cfg.data_dir, ec);
+    auto root = fs::weakly_canonical(cfg.web_root, ec);
+    auto [d, r] = std::mismatch(data.begin(), data.end(), root.begin(), root.end());
+    if (!ec && d == data.end()) {
+      std::fprintf(stderr, "converge: web_root %s is inside data_dir %s: refusing to serve it\n",
+                   cfg.web_root.c_str(), cfg.data_dir.c_str());
+      return 2;
+    }
+  }
   if (!cfg.bus.empty()) {
     std::fprintf(stderr, "converge: bus %s: only the in-process bus is built in this version\n",
                  cfg.bus.c_str());
@@ -173,6 +198,7 @@ int serve(const Cli& cli) {
   ho.max_send_queue_bytes = static_cast<std::size_t>(cfg.max_send_queue_bytes);
   ho.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
   ho.web_root = cfg.web_root;
+  ho.data_dir = cfg.data_dir;
   HttpServer http(ho, svc, hub, io, metrics);
   std::string host;
   uint16_t port = 0;

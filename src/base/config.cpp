@@ -4,6 +4,8 @@
 #include <charconv>
 #include <fstream>
 
+#include "base/rate_limit.hpp"
+
 namespace converge {
 
 namespace {
@@ -36,6 +38,16 @@ ConfigKey int_key(std::string key, std::string help, I Config::*m, int64_t min) 
             return ok_status();
           },
           [m](const Config& c) { return std::to_string(c.*m); }};
+}
+
+ConfigKey rate_key(std::string key, std::string help, std::string Config::*m) {
+  return {key, std::move(help),
+          [m](Config& c, std::string_view v) -> Status {
+            if (auto r = parse_rate(v); !r) return r.error();
+            c.*m = std::string(v);
+            return ok_status();
+          },
+          [m](const Config& c) { return c.*m; }};
 }
 
 std::string trim(std::string_view s) {
@@ -82,6 +94,22 @@ const std::vector<ConfigKey>& config_keys() {
       int_key("store_batch_max", "most jobs per group commit", &Config::store_batch_max, 1),
       int_key("shutdown_grace_ms", "time allowed to flush connections at stop",
               &Config::shutdown_grace_ms, 0),
+      rate_key("rate_login_user", "failed logins per user id, N/S seconds (0 = off)",
+               &Config::rate_login_user),
+      rate_key("rate_login_address", "failed logins per source address, N/S seconds",
+               &Config::rate_login_address),
+      rate_key("rate_register_address", "registrations per source address, N/S seconds",
+               &Config::rate_register_address),
+      rate_key("rate_conversations_user", "conversations created per user, N/S seconds",
+               &Config::rate_conversations_user),
+      rate_key("rate_members_user", "members added per user, N/S seconds",
+               &Config::rate_members_user),
+      int_key("max_groups_per_user", "groups one user may be a member of",
+              &Config::max_groups_per_user, 1),
+      int_key("auth_threads", "threads that hash passwords (logins, registrations)",
+              &Config::auth_threads, 1),
+      int_key("auth_queue_max", "logins waiting for a hashing thread before 429",
+              &Config::auth_queue_max, 1),
   };
   return keys;
 }

@@ -38,6 +38,15 @@ struct Config {
   int64_t sync_page_max = 1000;            // most messages one offline/sync/history page returns
   int64_t store_batch_max = 1024;          // most jobs in one group commit
   int64_t shutdown_grace_ms = 5000;        // time to flush connections on stop
+  // Abuse limits: "N/S" = N per S seconds (a burst of N, then N every S seconds); "0" = off.
+  std::string rate_login_user = "10/300";         // failed logins per user id
+  std::string rate_login_address = "50/300";      // failed logins per source address
+  std::string rate_register_address = "60/600";   // registrations per source address
+  std::string rate_conversations_user = "30/60";  // conversations created per user
+  std::string rate_members_user = "300/60";       // members added per user
+  int64_t max_groups_per_user = 1000;             // groups one user may be a member of
+  int64_t auth_threads = 2;                       // password-hashing threads
+  int64_t auth_queue_max = 64;  // logins waiting for a hashing thread; more are refused (429)
 };
 
 struct ConfigKey {

@@ -20,6 +20,8 @@ std::string_view errc_name(Errc c) {
       return "conflict";
     case Errc::too_large:
       return "too_large";
+    case Errc::rate_limited:
+      return "rate_limited";
     case Errc::unavailable:
       return "unavailable";
     case Errc::internal:
@@ -44,6 +46,8 @@ int errc_http_status(Errc c) {
       return 409;
     case Errc::too_large:
       return 413;
+    case Errc::rate_limited:
+      return 429;
     case Errc::unavailable:
       return 503;
     case Errc::internal:

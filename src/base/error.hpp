@@ -2,6 +2,7 @@
 // One error vocabulary for the whole node. Each edge maps it: HTTP status, WebSocket error frame,
 // MQTT reason code. Errors are values at module boundaries (Result<T>); exceptions never cross
 // a completion handler.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -18,6 +19,7 @@ enum class Errc {
   not_found,     // the named user, conversation or file does not exist
   conflict,      // it exists already (user id taken)
   too_large,     // body, frame or field over its configured limit
+  rate_limited,  // too many calls of this kind from this user or address: retry later
   unavailable,   // shutting down or overloaded
   internal,      // a bug or a storage failure
 };
@@ -28,10 +30,11 @@ int errc_http_status(Errc c);
 struct Error {
   Errc code = Errc::internal;
   std::string message;
+  int64_t retry_after_s = 0;  // rate_limited: when to try again (HTTP Retry-After), else 0
 };
 
 inline Error make_error(Errc c, std::string msg) {
-  return Error{c, std::move(msg)};
+  return Error{c, std::move(msg), 0};
 }
 
 // A small expected<T, Error>; std::expected is C++23.

@@ -39,18 +39,22 @@ struct Delivery {
   WireCache wire;
 };
 
-// A notification: an admin event to one user, a broadcast to every online user, or a change to
-// a conversation's membership told to the members concerned.
+// A notification: an admin event to one user, a broadcast to every online user, a change to
+// a conversation's membership told to the members concerned, or tokens of a user revoked.
 struct Notice {
-  enum class Kind { event, broadcast, conversation };
+  enum class Kind { event, broadcast, conversation, revoke };
   Kind kind = Kind::event;
-  std::string user_id;       // event target; empty for broadcast
+  std::string user_id;       // event and revoke target; empty for broadcast
   std::string payload_json;  // event/broadcast: the `data` object, serialized
   // conversation: what changed (created | member_added | member_removed), the conversation as it
   // now is, and who is told (its members, and a removed member).
   std::string change;
   Conversation conversation;
   std::vector<std::string> user_ids;
+  // revoke: the user's connections opened with token `token_hash` close (4001); with
+  // token_hash empty, every one of them except those opened with `keep_token_hash`.
+  std::string token_hash;
+  std::string keep_token_hash;
   WireCache wire;
 };
 

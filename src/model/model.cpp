@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "base/utf8.hpp"
+
 namespace converge {
 
 std::string_view message_type_name(MessageType t) {
@@ -36,12 +38,50 @@ std::optional<ConversationType> parse_conversation_type(std::string_view s) {
   return std::nullopt;
 }
 
+namespace {
+bool id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '@' || c == '-';
+}
+bool alnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+}  // namespace
+
 bool valid_user_id(std::string_view id) {
+  if (id.empty() || id.size() > 64 || !alnum(id[0])) return false;
+  for (char c : id)
+    if (!id_char(c)) return false;
+  return canonical_user_id(id) != "all";
+}
+
+std::string canonical_user_id(std::string_view id) {
+  std::string out(id);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool valid_device_id(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '@' || c == '-';
-    if (!ok) return false;
+  for (char c : id)
+    if (!id_char(c)) return false;
+  return true;
+}
+
+bool valid_display_name(std::string_view name) {
+  if (!utf8_valid(name)) return false;
+  const auto* p = reinterpret_cast<const unsigned char*>(name.data());
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    unsigned char c = p[i];
+    if (c < 0x20 || c == 0x7F) return false;
+    if (c == 0xC2 && i + 1 < name.size() && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F)
+      return false;  // C1 controls U+0080-U+009F
+    if (c == 0xE2 && i + 2 < name.size()) {
+      unsigned char b = p[i + 1], d = p[i + 2];
+      if (b == 0x80 && d >= 0xAA && d <= 0xAE) return false;  // U+202A-U+202E
+      if (b == 0x81 && d >= 0xA6 && d <= 0xA9) return false;  // U+2066-U+2069
+    }
   }
   return true;
 }

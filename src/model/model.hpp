@@ -20,12 +20,18 @@ enum class ConversationType { direct, group };
 std::string_view conversation_type_name(ConversationType t);
 std::optional<ConversationType> parse_conversation_type(std::string_view s);
 
-// User and device ids: 1-64 of [A-Za-z0-9_.@-]. No '/', '+', '#' so they can be MQTT topic
-// levels, no spaces so they can be AMQP routing-key words.
+// User ids: 1-64 of [a-z0-9_.@-], the first a letter or a digit (so never ".", ".." or "-x"),
+// compared without ASCII case: every edge folds them with canonical_user_id, and valid_user_id
+// accepts either case. No '/', '+', '#' so they can be MQTT topic levels, no spaces so they can
+// be AMQP routing-key words. "all" is reserved (a mention of every member).
 bool valid_user_id(std::string_view id);
-inline bool valid_device_id(std::string_view id) {
-  return valid_user_id(id);
-}
+std::string canonical_user_id(std::string_view id);  // ASCII lower case
+// Device ids: 1-64 of [A-Za-z0-9_.@-], case-sensitive (MQTT client ids are).
+bool valid_device_id(std::string_view id);
+// Display names (users, conversations): valid UTF-8 without control characters (C0, DEL, C1)
+// or bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+// let a name disguise itself or what follows it. Empty is allowed (the caller defaults it).
+bool valid_display_name(std::string_view name);
 std::optional<ConversationId> parse_conversation_id(std::string_view s);
 
 struct User {
@@ -42,6 +48,7 @@ struct AuthContext {
   std::string device_id;
   bool is_admin = false;
   int64_t expires_at_ms = 0;
+  std::string token_hash;  // digest of the token this context came from (revocation matches it)
 };
 
 struct FileMeta {

@@ -4,11 +4,21 @@
 #include <boost/json/serialize.hpp>
 #include <charconv>
 
+#include "base/utf8.hpp"
+
 namespace converge::proto {
 
 namespace {
 Error bad(std::string msg) {
   return make_error(Errc::bad_request, std::move(msg));
+}
+
+// Text the node emits must be UTF-8 (a browser drops a WebSocket over one bad text frame).
+// Input is checked at the edges; this repairs what an older version stored, or a message that
+// quotes input, instead of passing it on.
+json::string text(std::string_view s) {
+  if (utf8_valid(s)) return json::string(s);
+  return json::string(utf8_repair(s));
 }
 }  // namespace
 
@@ -36,6 +46,19 @@ std::string_view strip_token_prefix(std::string_view t) {
       break;
     }
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  return t;
+}
+
+std::optional<std::string_view> token_from_authorization(std::string_view h) {
+  auto starts_nocase = [&](std::string_view p) {
+    if (h.size() < p.size()) return false;
+    for (std::size_t i = 0; i < p.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(h[i])) != p[i]) return false;
+    return true;
+  };
+  if (!starts_nocase("bearer ") && !starts_nocase("tricolor")) return std::nullopt;
+  auto t = strip_token_prefix(h);
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
   return t;
 }
 
@@ -213,9 +236,9 @@ std::string conversation_id_str(ConversationId id) {
 json::object file_json(const FileMeta& f) {
   json::object o;
   o["file_id"] = f.id;
-  o["name"] = f.name;
+  o["name"] = text(f.name);
   o["size"] = f.size;
-  o["mime"] = f.mime;
+  o["mime"] = text(f.mime);
   o["url"] = "/api/v1/files/" + f.id;
   return o;
 }
@@ -226,10 +249,10 @@ json::object message_json(const Message& m) {
   o["conversation_id"] = conversation_id_str(m.conversation_id);
   o["seq"] = m.seq;
   o["publisher_id"] = m.publisher_id;
-  o["publisher_name"] = m.publisher_name;
+  o["publisher_name"] = text(m.publisher_name);
   o["type"] = message_type_name(m.type);
-  o["body"] = m.body;
-  o["client_msg_id"] = m.client_msg_id;
+  o["body"] = text(m.body);
+  o["client_msg_id"] = text(m.client_msg_id);
   o["ts"] = m.ts_ms;
   if (m.file) o["file"] = file_json(*m.file);
   return o;
@@ -240,7 +263,7 @@ json::object conversation_json(const Conversation& c, std::string_view for_user)
   o["id"] = conversation_id_str(c.id);
   o["conversation_id"] = conversation_id_str(c.id);
   o["type"] = conversation_type_name(c.type);
-  o["name"] = c.name;
+  o["name"] = text(c.name);
   o["owner"] = c.owner;
   json::array members;
   bool muted = false;
@@ -258,7 +281,7 @@ json::object conversation_json(const Conversation& c, std::string_view for_user)
 json::object user_json(const User& u) {
   json::object o;
   o["user_id"] = u.id;
-  o["name"] = u.name;
+  o["name"] = text(u.name);
   o["admin"] = u.is_admin;
   o["created_at"] = u.created_at_ms;
   return o;
@@ -307,11 +330,18 @@ namespace {
 // anything else goes through Boost.JSON's serializer.
 void append_string(std::string& out, std::string_view s) {
   bool plain = true;
-  for (unsigned char ch : s)
+  bool high = false;
+  for (unsigned char ch : s) {
     if (ch < 0x20 || ch == '"' || ch == '\\') {
       plain = false;
       break;
     }
+    high |= ch >= 0x80;
+  }
+  if ((high || !plain) && !utf8_valid(s)) {
+    out += json::serialize(json::string(utf8_repair(s)));
+    return;
+  }
   if (plain) {
     out += '"';
     out += s;
@@ -382,14 +412,15 @@ std::string frame_ack(std::string_view id_json, const SendAck& a) {
 std::string frame_error(std::string_view id_json, const Error& e) {
   json::object d;
   d["code"] = errc_name(e.code);
-  d["message"] = e.message;
+  d["message"] = text(e.message);
+  if (e.retry_after_s > 0) d["retry_after_s"] = e.retry_after_s;
   return frame("error", id_json, d);
 }
 
 std::string error_body(const Error& e) {
   json::object inner;
   inner["code"] = errc_name(e.code);
-  inner["message"] = e.message;
+  inner["message"] = text(e.message);
   json::object o;
   o["error"] = std::move(inner);
   return json::serialize(o);

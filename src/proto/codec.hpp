@@ -4,6 +4,7 @@
 // json_impl.cpp.
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,10 @@ Result<Envelope> parse_envelope(std::string_view text, std::string* id_out = nul
 
 // Strips an optional "Tricolor" or "Bearer " prefix from a token.
 std::string_view strip_token_prefix(std::string_view token);
+// The token of an Authorization header value, which must name its scheme: "Bearer <t>"
+// (any case), or seed 000's "Tricolor<t>" / "Tricolor <t>". Nothing for a bare token or
+// another scheme.
+std::optional<std::string_view> token_from_authorization(std::string_view header);
 
 // Typed field access with the error a client should see.
 Result<std::string> get_string(const json::object& o, std::string_view key, bool required,

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "base/clock.hpp"
+#include "base/utf8.hpp"
 #include "service/writer.hpp"
 
 namespace converge {
@@ -41,7 +42,13 @@ Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics&
       bus_(bus),
       hub_(hub),
       metrics_(metrics),
-      pool_(opts_.work_threads) {}
+      pool_(opts_.work_threads),
+      auth_pool_(std::max(1u, opts_.auth_threads), "auth"),
+      login_user_limit_(opts_.rate_login_user),
+      login_address_limit_(opts_.rate_login_address),
+      register_address_limit_(opts_.rate_register_address),
+      conversations_limit_(opts_.rate_conversations_user),
+      members_limit_(opts_.rate_members_user) {}
 
 Service::~Service() {
   stop();
@@ -54,6 +61,10 @@ Status Service::start() {
     return make_error(Errc::internal, "cannot create " + opts_.files_dir + ": " + ec.message());
   auto s = store_.open_session();
   if (!s) return s.error();
+  // A hash of a password nobody knows, at the node's cost: a login for an unknown user verifies
+  // against it, so that it takes as long as a wrong password for a known one.
+  dummy_hash_ = password_hash(random_hex(16), opts_.password_cost);
+  if (dummy_hash_.empty()) return make_error(Errc::internal, "password hashing failed");
   writer_ =
       std::make_unique<Writer>(std::move(s.value()), bus_, hub_, metrics_, opts_.store_batch_max);
   writer_->start();
@@ -62,6 +73,7 @@ Status Service::start() {
 }
 
 void Service::stop() {
+  auth_pool_.stop();
   pool_.stop();
   if (writer_) writer_->stop();
 }
@@ -90,16 +102,25 @@ Status Service::write(std::function<Status(StoreSession&)> fn) {
 // ---------------------------------------------------------------------------------- accounts
 
 Result<User> Service::register_user(std::string user_id, std::string name,
-                                    const std::string& password, bool by_admin, bool make_admin) {
+                                    const std::string& password, bool by_admin, bool make_admin,
+                                    const std::string& source) {
   if (!opts_.open_registration && !by_admin)
     return make_error(Errc::forbidden, "registration is admin-only on this node");
   if (user_id.empty()) user_id = "u" + random_hex(6);
   if (!valid_user_id(user_id))
-    return make_error(Errc::bad_request, "user_id must be 1-64 of A-Z a-z 0-9 _ . @ -");
+    return make_error(Errc::bad_request,
+                      "user_id must be 1-64 of a-z 0-9 _ . @ -, starting with a letter or a digit "
+                      "(and not \"all\")");
+  user_id = canonical_user_id(user_id);
   if (name.empty()) name = user_id;
   if (name.size() > 128) return make_error(Errc::bad_request, "name is longer than 128 bytes");
+  if (!valid_display_name(name))
+    return make_error(Errc::bad_request, "name has control or bidirectional-override characters");
   if (password.empty() || password.size() > 1024)
     return make_error(Errc::bad_request, "password must be 1-1024 bytes");
+  if (!by_admin)
+    if (int64_t w = register_address_limit_.take(source, now_ms()); w > 0)
+      return rate_limited_error(w, "too many registrations from this address");
   auto hash = password_hash(password, opts_.password_cost);
   if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
   User u{user_id, name, make_admin, now_ms()};
@@ -108,19 +129,32 @@ Result<User> Service::register_user(std::string user_id, std::string name,
   return u;
 }
 
-Result<LoginResult> Service::login(const std::string& user_id, const std::string& password,
-                                   const std::string& device_id) {
-  if (!valid_user_id(user_id)) return make_error(Errc::bad_request, "bad user_id");
+Result<LoginResult> Service::login(const std::string& user_id_in, const std::string& password,
+                                   const std::string& device_id, const std::string& source) {
+  if (!valid_user_id(user_id_in)) return make_error(Errc::bad_request, "bad user_id");
   if (!valid_device_id(device_id))
     return make_error(Errc::bad_request, "device_id must be 1-64 of A-Z a-z 0-9 _ . @ -");
+  const std::string user_id = canonical_user_id(user_id_in);
+  // Throttled before any work: per user id (guessing one account's password, from anywhere)
+  // and per address (trying many accounts from one place). Unknown ids are throttled alike.
+  const int64_t now = now_ms();
+  if (int64_t w = std::max(login_user_limit_.wait_ms(user_id, now),
+                           login_address_limit_.wait_ms(source, now));
+      w > 0)
+    return rate_limited_error(w, "too many failed logins; try again later");
   auto rec = [&] {
     auto s = lease();
     return s->find_user(user_id);
   }();
   if (!rec) return rec.error();
-  // Same answer for an unknown user and a wrong password: ids are not disclosed.
-  if (!rec.value() || !password_verify(rec.value()->password_hash, password))
+  // Same answer, and the same argon2id work, for an unknown user and a wrong password: neither
+  // the answer nor its timing discloses which ids exist.
+  const std::string& hash = rec.value() ? rec.value()->password_hash : dummy_hash_;
+  if (!password_verify(hash, password) || !rec.value()) {
+    login_user_limit_.charge(user_id, now_ms());
+    login_address_limit_.charge(source, now_ms());
     return make_error(Errc::unauthorized, "wrong user_id or password");
+  }
   LoginResult out;
   out.token = random_hex(32);
   out.auth.user_id = user_id;
@@ -128,9 +162,9 @@ Result<LoginResult> Service::login(const std::string& user_id, const std::string
   out.auth.device_id = device_id;
   out.auth.is_admin = rec.value()->user.is_admin;
   out.auth.expires_at_ms = now_ms() + opts_.token_ttl_ms;
-  auto digest = sha256_hex(out.token);
+  out.auth.token_hash = sha256_hex(out.token);
   if (auto st = write([&](StoreSession& s) {
-        return s.insert_token(digest, user_id, device_id, out.auth.expires_at_ms);
+        return s.insert_token(out.auth.token_hash, user_id, device_id, out.auth.expires_at_ms);
       });
       !st)
     return st.error();
@@ -139,16 +173,79 @@ Result<LoginResult> Service::login(const std::string& user_id, const std::string
 
 Result<AuthContext> Service::authenticate(std::string_view token) {
   if (token.empty() || token.size() > 256) return make_error(Errc::unauthorized, "missing token");
+  auto digest = sha256_hex(token);
   auto s = lease();
-  auto a = s->find_token(sha256_hex(token), now_ms());
+  auto a = s->find_token(digest, now_ms());
   if (!a) return a.error();
   if (!a.value()) return make_error(Errc::unauthorized, "invalid or expired token");
+  a.value()->token_hash = std::move(digest);
   return std::move(*a.value());
 }
 
-Status Service::logout(std::string_view token) {
-  auto digest = sha256_hex(token);
-  return write([&](StoreSession& s) { return s.delete_token(digest); });
+void Service::publish_revoke(const std::string& user_id, std::string token_hash,
+                             std::string keep_hash) {
+  auto n = std::make_shared<Notice>();
+  n->kind = Notice::Kind::revoke;
+  n->user_id = user_id;
+  n->token_hash = std::move(token_hash);
+  n->keep_token_hash = std::move(keep_hash);
+  bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+}
+
+Status Service::logout(const AuthContext& who) {
+  if (auto st = write([&](StoreSession& s) { return s.delete_token(who.token_hash); }); !st)
+    return st;
+  publish_revoke(who.user_id, who.token_hash, "");
+  return ok_status();
+}
+
+Result<int64_t> Service::logout_all(const AuthContext& who) {
+  int64_t n = 0;
+  auto st = write([&](StoreSession& s) -> Status {
+    auto r = s.delete_user_tokens(who.user_id, "");
+    if (!r) return r.error();
+    n = r.value();
+    return ok_status();
+  });
+  if (!st) return st.error();
+  publish_revoke(who.user_id, "", "");
+  return n;
+}
+
+Result<int64_t> Service::change_password(const AuthContext& who, const std::string& old_password,
+                                         const std::string& new_password,
+                                         const std::string& source) {
+  if (new_password.empty() || new_password.size() > 1024)
+    return make_error(Errc::bad_request, "new_password must be 1-1024 bytes");
+  const int64_t now = now_ms();
+  if (int64_t w = std::max(login_user_limit_.wait_ms(who.user_id, now),
+                           login_address_limit_.wait_ms(source, now));
+      w > 0)
+    return rate_limited_error(w, "too many failed logins; try again later");
+  auto rec = [&] {
+    auto s = lease();
+    return s->find_user(who.user_id);
+  }();
+  if (!rec) return rec.error();
+  if (!rec.value()) return make_error(Errc::unauthorized, "no such user");
+  if (!password_verify(rec.value()->password_hash, old_password)) {
+    login_user_limit_.charge(who.user_id, now_ms());
+    login_address_limit_.charge(source, now_ms());
+    return make_error(Errc::unauthorized, "wrong old_password");
+  }
+  auto hash = password_hash(new_password, opts_.password_cost);
+  if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
+  int64_t n = 0;
+  auto st = write([&](StoreSession& s) -> Status {
+    if (auto r = s.set_password(who.user_id, hash); !r) return r;
+    auto r = s.delete_user_tokens(who.user_id, who.token_hash);
+    if (!r) return r.error();
+    n = r.value();
+    return ok_status();
+  });
+  if (!st) return st.error();
+  publish_revoke(who.user_id, "", who.token_hash);
+  return n;
 }
 
 Result<std::vector<User>> Service::list_users(const AuthContext& who) {
@@ -160,14 +257,15 @@ Result<std::vector<User>> Service::list_users(const AuthContext& who) {
 Result<User> Service::find_user(const std::string& user_id) {
   if (!valid_user_id(user_id)) return make_error(Errc::not_found, "no such user");
   auto s = lease();
-  auto rec = s->find_user(user_id);
+  auto rec = s->find_user(canonical_user_id(user_id));
   if (!rec) return rec.error();
   if (!rec.value()) return make_error(Errc::not_found, "no such user");
   return std::move(rec.value()->user);
 }
 
-Status Service::ensure_admin(const std::string& user_id, const std::string& password) {
-  if (!valid_user_id(user_id)) return make_error(Errc::bad_request, "bad admin user id");
+Status Service::ensure_admin(const std::string& user_id_in, const std::string& password) {
+  if (!valid_user_id(user_id_in)) return make_error(Errc::bad_request, "bad admin user id");
+  const std::string user_id = canonical_user_id(user_id_in);
   auto hash = password_hash(password, opts_.password_cost);
   if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
   return write([&](StoreSession& s) -> Status {
@@ -184,6 +282,26 @@ Status Service::ensure_admin(const std::string& user_id, const std::string& pass
 Result<std::vector<Conversation>> Service::list_conversations(const AuthContext& who) {
   auto s = lease();
   return s->list_conversations(who.user_id);
+}
+
+Result<std::vector<Conversation>> Service::list_conversations_page(const AuthContext& who,
+                                                                   ConversationId after_id,
+                                                                   int64_t limit) {
+  auto s = lease();
+  return s->list_conversations_page(who.user_id, after_id,
+                                    std::clamp<int64_t>(limit, 1, opts_.sync_page_max));
+}
+
+Status Service::check_group_cap(StoreSession& s, const std::vector<std::string>& users) {
+  for (auto& u : users) {
+    auto n = s.count_groups(u);
+    if (!n) return n.error();
+    if (n.value() >= opts_.max_groups_per_user)
+      return make_error(Errc::forbidden,
+                        u + " is in too many groups already (max_groups_per_user " +
+                            std::to_string(opts_.max_groups_per_user) + ")");
+  }
+  return ok_status();
 }
 
 Result<Conversation> Service::load_member_view(StoreSession& s, const AuthContext& who,
@@ -215,17 +333,12 @@ Result<Conversation> Service::get_conversation(const AuthContext& who, Conversat
 
 Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthContext& who,
                                                                    CreateConversationRequest req) {
-  std::set<std::string> users(req.members.begin(), req.members.end());
+  std::set<std::string> users;
+  for (auto& m : req.members) users.insert(canonical_user_id(m));
   users.insert(who.user_id);
   if (req.name.size() > 256) return make_error(Errc::bad_request, "name is longer than 256 bytes");
-  {
-    auto s = lease();
-    for (auto& u : users) {
-      auto rec = s->find_user(u);
-      if (!rec) return rec.error();
-      if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
-    }
-  }
+  if (!valid_display_name(req.name))
+    return make_error(Errc::bad_request, "name has control or bidirectional-override characters");
   std::string direct_key;
   if (req.type == ConversationType::direct) {
     if (users.size() != 2)
@@ -234,12 +347,37 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
   } else if (users.size() < 2) {
     return make_error(Errc::bad_request, "a group needs at least two members");
   }
+  {
+    auto s = lease();
+    for (auto& u : users) {
+      auto rec = s->find_user(u);
+      if (!rec) return rec.error();
+      if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
+    }
+    if (!direct_key.empty()) {
+      // An existing pair is answered as it is: asking again costs nothing.
+      auto existing = s->find_direct(direct_key);
+      if (!existing) return existing.error();
+      if (existing.value()) {
+        auto out = load_member_view(*s, who, *existing.value());
+        if (!out) return out.error();
+        return std::make_pair(std::move(out.value()), false);
+      }
+    }
+  }
+  const int64_t now = now_ms();
+  if (int64_t w = conversations_limit_.take(who.user_id, now); w > 0)
+    return rate_limited_error(w, "too many conversations created; try again later");
+  if (req.type == ConversationType::group)
+    if (int64_t w = members_limit_.take(who.user_id, now, static_cast<double>(users.size() - 1));
+        w > 0)
+      return rate_limited_error(w, "too many members added; try again later");
 
   Conversation c;
   c.type = req.type;
   c.name = req.name;
   c.owner = who.user_id;
-  c.created_at_ms = now_ms();
+  c.created_at_ms = now;
   for (auto& u : users) c.members.push_back(Member{u, false});
   ConversationId id = 0;
   bool created = false;
@@ -251,6 +389,8 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
         id = *existing.value();
         return ok_status();
       }
+    } else if (auto cap = check_group_cap(s, {users.begin(), users.end()}); !cap) {
+      return cap;
     }
     auto r = s.create_conversation(c, direct_key);
     if (!r) return r.error();
@@ -267,23 +407,33 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
 }
 
 Result<Conversation> Service::add_members(const AuthContext& who, ConversationId id,
-                                          const std::vector<std::string>& users) {
-  if (users.empty()) return make_error(Errc::bad_request, "no members to add");
+                                          const std::vector<std::string>& users_in) {
+  if (users_in.empty()) return make_error(Errc::bad_request, "no members to add");
+  std::vector<std::string> users;  // folded, without the ones already in
   {
     auto s = lease();
     auto c = load_member_view(*s, who, id);
     if (!c) return c.error();
     if (c->type == ConversationType::direct)
       return make_error(Errc::bad_request, "a direct conversation's members are fixed");
-    for (auto& u : users) {
+    std::set<std::string> seen;
+    for (auto& m : c->members) seen.insert(m.user_id);
+    for (auto& raw : users_in) {
+      auto u = canonical_user_id(raw);
       auto rec = s->find_user(u);
       if (!rec) return rec.error();
       if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
+      if (seen.insert(u).second) users.push_back(u);
     }
   }
+  if (!users.empty())
+    if (int64_t w = members_limit_.take(who.user_id, now_ms(), static_cast<double>(users.size()));
+        w > 0)
+      return rate_limited_error(w, "too many members added; try again later");
   Writer::FnJob job;
   std::promise<Status> p;
   job.fn = [&](StoreSession& s) -> Status {
+    if (auto cap = check_group_cap(s, users); !cap) return cap;
     int64_t now = now_ms();
     for (auto& u : users)
       if (auto st = s.add_member(id, u, now); !st) return st;
@@ -296,12 +446,13 @@ Result<Conversation> Service::add_members(const AuthContext& who, ConversationId
   if (auto st = f.get(); !st) return st.error();
   auto s = lease();
   auto out = load_member_view(*s, who, id);
-  if (out) announce(out.value(), "member_added");
+  if (out && !users.empty()) announce(out.value(), "member_added");
   return out;
 }
 
 Result<Conversation> Service::remove_member(const AuthContext& who, ConversationId id,
-                                            const std::string& user_id) {
+                                            const std::string& user_id_in) {
+  const std::string user_id = canonical_user_id(user_id_in);
   Conversation before;
   {
     auto s = lease();
@@ -493,15 +644,23 @@ Result<SeqMap> Service::stream_positions(const AuthContext& who) {
 // ------------------------------------------------------------------------------------- files
 
 namespace {
+// `name` is valid UTF-8. Directory parts go; so do control characters and bidirectional
+// overrides (which make "invoice\u202Efdp.exe" display as "invoiceexe.pdf").
 std::string clean_file_name(std::string name) {
   auto slash = name.find_last_of("/\\");
   if (slash != std::string::npos) name = name.substr(slash + 1);
   std::string out;
-  for (char c : name)
-    if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) out += c;
+  std::size_t i = 0;
+  while (i < name.size()) {
+    auto c = static_cast<unsigned char>(name[i]);
+    std::size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    std::string_view ch(name.data() + i, std::min(len, name.size() - i));
+    i += ch.size();
+    if (!valid_display_name(ch)) continue;
+    out += ch;
+  }
   if (out.empty() || out == "." || out == "..") out = "file";
-  if (out.size() > 255) out.resize(255);
-  return out;
+  return std::string(utf8_truncate(out, 255));
 }
 
 bool valid_mime(const std::string& m) {
@@ -522,6 +681,7 @@ Result<FileMeta> Service::store_file(const AuthContext& who, std::string name, s
     return make_error(Errc::too_large,
                       "file is larger than " + std::to_string(opts_.max_file_bytes) + " bytes");
   if (bytes.empty()) return make_error(Errc::bad_request, "empty file");
+  if (!utf8_valid(name)) return make_error(Errc::bad_request, "name must be UTF-8");
   if (mime.empty()) mime = "application/octet-stream";
   if (!valid_mime(mime)) return make_error(Errc::bad_request, "bad Content-Type");
   FileMeta f;
@@ -570,9 +730,10 @@ Result<OpenedFile> Service::open_file(const AuthContext& who, const std::string&
 
 // ------------------------------------------------------------------------------ notifications
 
-Status Service::send_event(const AuthContext& who, const std::string& user_id,
+Status Service::send_event(const AuthContext& who, const std::string& user_id_in,
                            std::string payload_json) {
   if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  const std::string user_id = canonical_user_id(user_id_in);
   {
     auto s = lease();
     auto rec = s->find_user(user_id);

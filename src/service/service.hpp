@@ -16,6 +16,7 @@
 #include "base/crypto.hpp"
 #include "base/error.hpp"
 #include "base/metrics.hpp"
+#include "base/rate_limit.hpp"
 #include "bus/bus.hpp"
 #include "model/model.hpp"
 #include "model/requests.hpp"
@@ -38,6 +39,17 @@ struct ServiceOptions {
   int64_t max_file_bytes = 25 << 20;
   int64_t store_batch_max = 1024;
   unsigned work_threads = 4;
+  // Password hashing (login, registration, password change) has threads of its own, so that a
+  // flood of logins never starves other calls; past auth_queue_max waiting, it refuses (429).
+  unsigned auth_threads = 2;
+  std::size_t auth_queue_max = 64;
+  // Abuse limits (docs/configuration.md): N per S seconds, unlimited when empty.
+  RateSpec rate_login_user = {10, 10.0 / 300};         // failed logins per user id
+  RateSpec rate_login_address = {50, 50.0 / 300};      // failed logins per source address
+  RateSpec rate_register_address = {60, 60.0 / 600};   // registrations per source address
+  RateSpec rate_conversations_user = {30, 30.0 / 60};  // conversations created per user
+  RateSpec rate_members_user = {300, 300.0 / 60};      // members added per user
+  int64_t max_groups_per_user = 1000;                  // groups a user may be a member of
 };
 
 struct LoginResult {
@@ -62,15 +74,29 @@ class Service {
 
   // Runs `fn` on the work pool.
   void run_blocking(std::function<void()> fn) { pool_.post(std::move(fn)); }
+  // Runs `fn` on the password-hashing pool; false when its queue is full (answer 429).
+  bool run_auth(std::function<void()> fn) {
+    return auth_pool_.try_post(std::move(fn), opts_.auth_queue_max);
+  }
 
-  // --- accounts (blocking) ---
-  // `user_id` may be empty: one is generated. `by_admin` bypasses closed registration.
+  // --- accounts (blocking; the ones that hash passwords belong on run_auth) ---
+  // User ids are folded to lower case here, whatever the gateway. `source` is the caller's
+  // address (for per-address limits; empty when there is none, e.g. the command line).
+  // `user_id` may be empty: one is generated. `by_admin` bypasses closed registration and the
+  // registration limit.
   Result<User> register_user(std::string user_id, std::string name, const std::string& password,
-                             bool by_admin, bool make_admin);
+                             bool by_admin, bool make_admin, const std::string& source = "");
   Result<LoginResult> login(const std::string& user_id, const std::string& password,
-                            const std::string& device_id);
+                            const std::string& device_id, const std::string& source = "");
   Result<AuthContext> authenticate(std::string_view token);
-  Status logout(std::string_view token);
+  // Revokes the caller's token; its connections close (4001).
+  Status logout(const AuthContext& who);
+  // Revokes every token of the caller's user, the caller's own included; returns how many.
+  Result<int64_t> logout_all(const AuthContext& who);
+  // Checks the old password (throttled as a login), sets the new one and revokes every other
+  // token of the user; returns how many.
+  Result<int64_t> change_password(const AuthContext& who, const std::string& old_password,
+                                  const std::string& new_password, const std::string& source);
   Result<std::vector<User>> list_users(const AuthContext& who);
   Result<User> find_user(const std::string& user_id);
   // Creates the user or resets its password, and makes it an admin (bootstrap).
@@ -78,6 +104,9 @@ class Service {
 
   // --- conversations (blocking) ---
   Result<std::vector<Conversation>> list_conversations(const AuthContext& who);
+  // A page: ascending id after `after_id`, at most `limit` (1..sync_page_max).
+  Result<std::vector<Conversation>> list_conversations_page(const AuthContext& who,
+                                                            ConversationId after_id, int64_t limit);
   // second = true when created, false when an existing direct conversation was returned.
   Result<std::pair<Conversation, bool>> create_conversation(const AuthContext& who,
                                                             CreateConversationRequest req);
@@ -124,6 +153,9 @@ class Service {
   // Tells the members (and `also`, e.g. a removed member) that a conversation changed.
   void announce(const Conversation& c, const char* change, const std::string& also = "");
   Result<Conversation> load_member_view(StoreSession& s, const AuthContext& who, ConversationId id);
+  // Inside a write: refuses when one of `users` is already in max_groups_per_user groups.
+  Status check_group_cap(StoreSession& s, const std::vector<std::string>& users);
+  void publish_revoke(const std::string& user_id, std::string token_hash, std::string keep_hash);
 
   ServiceOptions opts_;
   Store& store_;
@@ -131,7 +163,14 @@ class Service {
   Hub& hub_;
   Metrics& metrics_;
   WorkPool pool_;
+  WorkPool auth_pool_;
   std::unique_ptr<Writer> writer_;
+  std::string dummy_hash_;  // verified for unknown users: they cost what known ones do
+  RateLimiter login_user_limit_;
+  RateLimiter login_address_limit_;
+  RateLimiter register_address_limit_;
+  RateLimiter conversations_limit_;
+  RateLimiter members_limit_;
 
   std::mutex sessions_mu_;  // guards idle reading sessions (not on the per-message path)
   std::vector<std::unique_ptr<StoreSession>> idle_sessions_;

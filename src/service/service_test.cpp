@@ -25,7 +25,7 @@ TEST_F(Accounts, RegisterLoginAuthenticate) {
   EXPECT_EQ(a->user_name, "Alice");
   EXPECT_EQ(a->device_id, "phone");
   EXPECT_EQ(svc_->authenticate("deadbeef").error().code, Errc::unauthorized);
-  ASSERT_TRUE(svc_->logout(l->token));
+  ASSERT_TRUE(svc_->logout(a.value()));
   EXPECT_EQ(svc_->authenticate(l->token).error().code, Errc::unauthorized);
 }
 
@@ -34,6 +34,96 @@ TEST_F(Accounts, GeneratesAnIdWhenNoneIsGiven) {
   ASSERT_TRUE(u);
   EXPECT_TRUE(valid_user_id(u->id));
   EXPECT_EQ(u->name, "Zed");
+}
+
+TEST_F(Accounts, UserIdsAreCaseFoldedAndNamesChecked) {
+  auto u = svc_->register_user("ALICE", "", "pw", false, false);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->id, "alice");
+  EXPECT_EQ(svc_->register_user("Alice", "", "pw", false, false).error().code, Errc::conflict);
+  auto l = svc_->login("aLiCe", "pw", "d");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->auth.user_id, "alice");
+  EXPECT_TRUE(svc_->find_user("ALICE"));
+  for (const char* bad : {".", "..", "...", "-x", "_x", "all", "ALL", "a/b"})
+    EXPECT_EQ(svc_->register_user(bad, "", "pw", false, false).error().code, Errc::bad_request)
+        << bad;
+  for (const char* name :
+       {"a\x01b", "evil\xE2\x80\xAEtxt", "x\xC2\x85", "nul\x7f", "iso\xE2\x81\xA6"})
+    EXPECT_EQ(svc_->register_user("", name, "pw", false, false).error().code, Errc::bad_request)
+        << name;
+  EXPECT_TRUE(svc_->register_user("", "Zo\xC3\xAB \xE2\x80\x8F", "pw", false, false))
+      << "letters and marks are names";
+}
+
+class Throttled : public ServiceFixture {
+ protected:
+  void tune(ServiceOptions& o) override {
+    o.rate_login_user = parse_rate("3/60").value();
+    o.rate_login_address = parse_rate("5/60").value();
+    o.rate_register_address = parse_rate("2/60").value();
+    o.rate_conversations_user = parse_rate("2/60").value();
+    o.rate_members_user = parse_rate("4/60").value();
+    o.max_groups_per_user = 2;
+  }
+};
+
+TEST_F(Throttled, FailedLoginsPerUserThenPerAddress) {
+  ASSERT_TRUE(svc_->register_user("alice", "", "pw", true, false));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(svc_->login("alice", "bad", "d", "10.0.0.1").error().code, Errc::unauthorized);
+  auto r = svc_->login("alice", "pw", "d", "10.0.0.2");  // right password, other address
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::rate_limited);
+  EXPECT_GE(r.error().retry_after_s, 1);
+  // Unknown ids: throttled the same way, and by address across ids.
+  EXPECT_EQ(svc_->login("nobody1", "x", "d", "10.0.0.1").error().code, Errc::unauthorized);
+  EXPECT_EQ(svc_->login("nobody2", "x", "d", "10.0.0.1").error().code, Errc::unauthorized);
+  EXPECT_EQ(svc_->login("nobody3", "x", "d", "10.0.0.1").error().code, Errc::rate_limited);
+  ASSERT_TRUE(svc_->register_user("bob", "", "pw", true, false));
+  EXPECT_TRUE(svc_->login("bob", "pw", "d", "10.0.0.3")) << "others are not affected";
+}
+
+TEST_F(Throttled, RegistrationsAndConversationsAndGroupCap) {
+  EXPECT_TRUE(svc_->register_user("a1", "", "pw", false, false, "10.1.1.1"));
+  EXPECT_TRUE(svc_->register_user("a2", "", "pw", false, false, "10.1.1.1"));
+  EXPECT_EQ(svc_->register_user("a3", "", "pw", false, false, "10.1.1.1").error().code,
+            Errc::rate_limited);
+  EXPECT_FALSE(svc_->find_user("a3")) << "nothing created";
+  EXPECT_TRUE(svc_->register_user("a3", "", "pw", true, false, "10.1.1.1")) << "admins exempt";
+  auto a = svc_->login("a1", "pw", "d").value().auth;
+  CreateConversationRequest g{ConversationType::group, {"a2"}, "g"};
+  EXPECT_TRUE(svc_->create_conversation(a, g));
+  EXPECT_TRUE(svc_->create_conversation(a, g));
+  auto third = svc_->create_conversation(a, g);
+  EXPECT_EQ(third.error().code, Errc::rate_limited);
+  EXPECT_EQ(svc_->list_conversations(a).value().size(), 2u);
+  // a3 creates a group with a2, who is in two already: the cap refuses it.
+  auto c = svc_->login("a3", "pw", "d").value().auth;
+  auto capped = svc_->create_conversation(c, g);
+  ASSERT_FALSE(capped);
+  EXPECT_EQ(capped.error().code, Errc::forbidden);
+  EXPECT_NE(capped.error().message.find("a2"), std::string::npos);
+  EXPECT_EQ(svc_->list_conversations(c).value().size(), 0u);
+}
+
+TEST_F(Accounts, LogoutAllAndPasswordChangeRevokeTokens) {
+  user("alice", "d1");
+  auto t1 = svc_->login("alice", "pw", "d1").value();
+  auto t2 = svc_->login("alice", "pw", "d2").value();
+  EXPECT_EQ(svc_->change_password(t1.auth, "wrong", "new", "").error().code, Errc::unauthorized);
+  auto n = svc_->change_password(t1.auth, "pw", "new", "");
+  ASSERT_TRUE(n);
+  EXPECT_GE(n.value(), 2);  // t2 and the fixture's token
+  EXPECT_TRUE(svc_->authenticate(t1.token)) << "the caller's token survives";
+  EXPECT_FALSE(svc_->authenticate(t2.token));
+  EXPECT_FALSE(svc_->login("alice", "pw", "d"));
+  auto t3 = svc_->login("alice", "new", "d3").value();
+  auto all = svc_->logout_all(t3.auth);
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all.value(), 2);
+  EXPECT_FALSE(svc_->authenticate(t1.token));
+  EXPECT_FALSE(svc_->authenticate(t3.token));
 }
 
 class ClosedRegistration : public ServiceFixture {

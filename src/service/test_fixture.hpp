@@ -66,6 +66,7 @@ class ServiceFixture : public ::testing::Test {
     o.open_registration = open_registration_;
     o.sync_page_max = 50;
     o.work_threads = 2;
+    tune(o);
     svc_ = std::make_unique<Service>(o, *store_, *bus_, hub_, metrics_);
     ASSERT_TRUE(svc_->start());
   }
@@ -103,6 +104,9 @@ class ServiceFixture : public ::testing::Test {
     svc_->send(who, r, [&p](Result<SendAck> a) { p.set_value(std::move(a)); });
     return f.get();
   }
+
+  // Fixtures override to change options before the service starts.
+  virtual void tune(ServiceOptions&) {}
 
   bool open_registration_ = true;
   std::filesystem::path dir_;

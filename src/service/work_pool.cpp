@@ -5,10 +5,10 @@
 
 namespace converge {
 
-WorkPool::WorkPool(unsigned threads) {
+WorkPool::WorkPool(unsigned threads, const char* thread_name) {
   for (unsigned i = 0; i < threads; ++i)
-    threads_.emplace_back([this] {
-      name_this_thread("work");
+    threads_.emplace_back([this, thread_name] {
+      name_this_thread(thread_name);
       run();
     });
 }
@@ -24,6 +24,16 @@ void WorkPool::post(std::function<void()> fn) {
     queue_.push_back(std::move(fn));
   }
   cv_.notify_one();
+}
+
+bool WorkPool::try_post(std::function<void()> fn, std::size_t max_queued) {
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_ || queue_.size() >= max_queued) return false;
+    queue_.push_back(std::move(fn));
+  }
+  cv_.notify_one();
+  return true;
 }
 
 void WorkPool::stop() {

@@ -12,12 +12,15 @@ namespace converge {
 
 class WorkPool {
  public:
-  explicit WorkPool(unsigned threads);
+  explicit WorkPool(unsigned threads, const char* thread_name = "work");
   ~WorkPool();
   WorkPool(const WorkPool&) = delete;
   WorkPool& operator=(const WorkPool&) = delete;
 
   void post(std::function<void()> fn);
+  // Queues `fn` unless `max_queued` tasks are already waiting: a bounded pool refuses work
+  // rather than letting it pile up (false: refused, `fn` not run).
+  bool try_post(std::function<void()> fn, std::size_t max_queued);
   // Runs what is queued, then joins. Later posts are dropped.
   void stop();
 

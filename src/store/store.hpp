@@ -57,6 +57,9 @@ class StoreSession {
   virtual Result<std::optional<AuthContext>> find_token(const std::string& token_hash,
                                                         int64_t now_ms) = 0;
   virtual Status delete_token(const std::string& token_hash) = 0;
+  // Deletes every token of the user except `keep_hash` (empty: all of them); returns how many.
+  virtual Result<int64_t> delete_user_tokens(const std::string& user_id,
+                                             const std::string& keep_hash) = 0;
   virtual Status delete_expired_tokens(int64_t now_ms) = 0;
 
   // Conversations
@@ -67,6 +70,12 @@ class StoreSession {
   virtual Result<std::optional<ConversationId>> find_direct(const std::string& direct_key) = 0;
   virtual Result<std::optional<Conversation>> get_conversation(ConversationId id) = 0;
   virtual Result<std::vector<Conversation>> list_conversations(const std::string& user_id) = 0;
+  // A page of them: ascending id, id > after_id, at most `limit`.
+  virtual Result<std::vector<Conversation>> list_conversations_page(const std::string& user_id,
+                                                                    ConversationId after_id,
+                                                                    int64_t limit) = 0;
+  // How many groups (not direct conversations) the user is a member of.
+  virtual Result<int64_t> count_groups(const std::string& user_id) = 0;
   virtual Status add_member(ConversationId id, const std::string& user_id, int64_t now_ms) = 0;
   virtual Status remove_member(ConversationId id, const std::string& user_id) = 0;
   virtual Status set_muted(ConversationId id, const std::string& user_id, bool muted) = 0;

@@ -114,11 +114,16 @@ describe('WebSocket: bad frames get an error, store nothing, and the connection 
     });
   }
 
-  test('a text frame that is not UTF-8 -> bad_json', async () => {
+  // RFC 6455 section 8.1: a text message that is not UTF-8 fails the connection with 1007.
+  // On a connection of its own (alice's third device), since it ends that connection.
+  test('a text frame that is not UTF-8 -> close 1007; nothing stored; others unaffected', async () => {
     const beforeSeq = await lastSeq(node, alice.token, conv);
-    const from = aWs.mark();
-    aWs.ws.send(Buffer.from('{"cmd":"ping","x":"\xff\xfe"}', 'latin1'), { binary: false });
-    assertWsError(await aWs.waitFor((f) => f.cmd === 'error', { from }), 'bad_json');
+    const c = await WsClient.connect(node, { token: alice.tokens.d3 });
+    c.ws.send(Buffer.from(`{"cmd":"msg","data":{"conversation_id":"${conv}","body":"\xff\xfe"}}`, 'latin1'), {
+      binary: false,
+    });
+    const { code } = await c.waitClose();
+    assert.equal(code, 1007);
     await assertRecovered(aWs, beforeSeq);
   });
 

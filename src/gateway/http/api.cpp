@@ -9,6 +9,7 @@
 
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
+#include "base/utf8.hpp"
 #include "proto/codec.hpp"
 #include "service/service.hpp"
 
@@ -22,13 +23,6 @@ ApiResponse json_response(int status, const json::object& o) {
   ApiResponse r;
   r.status = status;
   r.body = proto::serialize(o);
-  return r;
-}
-
-ApiResponse error_response(const Error& e) {
-  ApiResponse r;
-  r.status = errc_http_status(e.code);
-  r.body = proto::error_body(e);
   return r;
 }
 
@@ -65,7 +59,9 @@ class Handler {
     auto who = auth();
     if (!who) return error_response(who.error());
     const AuthContext& a = who.value();
-    if (s.size() == 1 && s[0] == "logout" && m == "POST") return logout();
+    if (s.size() == 1 && s[0] == "logout" && m == "POST") return logout(a);
+    if (s.size() == 1 && s[0] == "logout-all" && m == "POST") return logout_all(a);
+    if (s.size() == 1 && s[0] == "password" && m == "POST") return change_password(a);
     if (s.size() == 1 && s[0] == "me" && m == "GET") return me(a);
     if (s.size() == 2 && s[0] == "users" && m == "GET") return user(s[1]);
     if (s.size() == 1 && s[0] == "conversations") {
@@ -117,18 +113,26 @@ class Handler {
     return proto::parse_object(req_.body);
   }
 
-  // The Authorization header, or ?token= (for <img src> and downloads, which cannot add one).
-  std::string_view token() const {
-    std::string_view t = req_.authorization;
-    if (t.empty())
-      if (auto it = r_.query.find("token"); it != r_.query.end()) t = it->second;
-    return proto::strip_token_prefix(t);
+  // The Authorization header (which must name its scheme), or ?token= (for clients that
+  // cannot add a header).
+  Result<std::string_view> token() const {
+    if (!req_.authorization.empty()) {
+      auto t = proto::token_from_authorization(req_.authorization);
+      if (!t)
+        return make_error(Errc::unauthorized,
+                          "Authorization needs a scheme: Bearer <token> (or Tricolor<token>)");
+      return *t;
+    }
+    if (auto it = r_.query.find("token"); it != r_.query.end())
+      return proto::strip_token_prefix(it->second);
+    return std::string_view();
   }
 
   Result<AuthContext> auth() {
     auto t = token();
-    if (t.empty()) return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
-    return svc_.authenticate(t);
+    if (!t) return t.error();
+    if (t->empty()) return make_error(Errc::unauthorized, "missing Authorization: Bearer <token>");
+    return svc_.authenticate(t.value());
   }
 
   ApiResponse register_user(bool by_admin) {
@@ -144,7 +148,8 @@ class Handler {
     if (by_admin) {
       if (auto* v = b->if_contains("admin"); v && v->is_bool()) admin = v->as_bool();
     }
-    auto u = svc_.register_user(uid.value(), name.value(), pw.value(), by_admin, admin);
+    auto u = svc_.register_user(uid.value(), name.value(), pw.value(), by_admin, admin,
+                                req_.remote_address);
     if (!u) return error_response(u.error());
     return json_response(201, proto::user_json(u.value()));
   }
@@ -159,7 +164,7 @@ class Handler {
     auto dev = proto::get_string(b.value(), "device_id", false, 64);
     if (!dev) return error_response(dev.error());
     std::string device = dev->empty() ? "default" : dev.value();
-    auto r = svc_.login(uid.value(), pw.value(), device);
+    auto r = svc_.login(uid.value(), pw.value(), device, req_.remote_address);
     if (!r) return error_response(r.error());
     json::object o;
     o["token"] = r->token;
@@ -171,10 +176,28 @@ class Handler {
     return json_response(200, o);
   }
 
-  ApiResponse logout() {
-    auto st = svc_.logout(token());
+  ApiResponse logout(const AuthContext& a) {
+    auto st = svc_.logout(a);
     if (!st) return error_response(st.error());
     return json_response(200, json::object{});
+  }
+
+  ApiResponse logout_all(const AuthContext& a) {
+    auto n = svc_.logout_all(a);
+    if (!n) return error_response(n.error());
+    return json_response(200, json::object{{"revoked", n.value()}});
+  }
+
+  ApiResponse change_password(const AuthContext& a) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    auto old_pw = proto::get_string(b.value(), "old_password", true, 1024);
+    if (!old_pw) return error_response(old_pw.error());
+    auto new_pw = proto::get_string(b.value(), "new_password", true, 1024);
+    if (!new_pw) return error_response(new_pw.error());
+    auto n = svc_.change_password(a, old_pw.value(), new_pw.value(), req_.remote_address);
+    if (!n) return error_response(n.error());
+    return json_response(200, json::object{{"revoked", n.value()}});
   }
 
   ApiResponse me(const AuthContext& a) {
@@ -206,12 +229,36 @@ class Handler {
     return json_response(200, o);
   }
 
+  // Without `limit`: every conversation (the original form). With it: pages in id order,
+  // `next` naming the `after` of the next page while more follow.
   ApiResponse list_conversations(const AuthContext& a) {
-    auto cs = svc_.list_conversations(a);
-    if (!cs) return error_response(cs.error());
-    json::array arr;
-    for (auto& c : cs.value()) arr.emplace_back(proto::conversation_json(c, a.user_id));
+    auto limit = query_int(r_, "limit", 0, 1);
+    if (!limit) return error_response(limit.error());
+    ConversationId after = 0;
+    if (auto it = r_.query.find("after"); it != r_.query.end() && !it->second.empty()) {
+      auto id = parse_conversation_id(it->second);
+      if (!id)
+        return error_response(make_error(Errc::bad_request, "after must be a conversation id"));
+      after = *id;
+    }
     json::object o;
+    json::array arr;
+    if (limit.value() == 0 && !r_.has("after")) {
+      auto cs = svc_.list_conversations(a);
+      if (!cs) return error_response(cs.error());
+      for (auto& c : cs.value()) arr.emplace_back(proto::conversation_json(c, a.user_id));
+    } else {
+      if (limit.value() > 1000)
+        return error_response(make_error(Errc::bad_request, "limit must be 1..1000"));
+      int64_t want = limit.value() == 0 ? 100 : limit.value();
+      auto cs = svc_.list_conversations_page(a, after, want + 1);
+      if (!cs) return error_response(cs.error());
+      auto& v = cs.value();
+      bool more = static_cast<int64_t>(v.size()) > want;
+      if (more) v.resize(static_cast<std::size_t>(want));
+      for (auto& c : v) arr.emplace_back(proto::conversation_json(c, a.user_id));
+      if (more) o["next"] = proto::conversation_id_str(v.back().id);
+    }
     o["conversations"] = std::move(arr);
     return json_response(200, o);
   }
@@ -406,6 +453,21 @@ class Handler {
 
 }  // namespace
 
+ApiResponse error_response(const Error& e) {
+  ApiResponse r;
+  r.status = errc_http_status(e.code);
+  r.body = proto::error_body(e);
+  if (e.retry_after_s > 0) r.headers["Retry-After"] = std::to_string(e.retry_after_s);
+  return r;
+}
+
+bool api_hashes_password(std::string_view method, std::string_view path) {
+  if (method != "POST") return false;
+  while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
+  return path == "/api/v1/login" || path == "/api/v1/users" || path == "/api/v1/password" ||
+         path == "/api/v1/admin/users";
+}
+
 ApiResponse api_error(int status, const char* code, const std::string& message) {
   ApiResponse r;
   r.status = status;
@@ -428,6 +490,13 @@ ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& r
   for (; it != segs.end(); ++it) route.seg.push_back(*it);
   while (!route.seg.empty() && route.seg.back().empty()) route.seg.pop_back();  // trailing slash
   for (auto p : parsed->params()) route.query[p.key] = p.has_value ? p.value : std::string();
+  // Everything the node stores or echoes is UTF-8: refuse what is not, here at the edge.
+  for (auto& seg : route.seg)
+    if (!utf8_valid(seg) || seg.find('\0') != std::string::npos)
+      return api_error(400, "bad_request", "the path must be UTF-8 without NUL");
+  for (auto& [k, v] : route.query)
+    if (!utf8_valid(k) || !utf8_valid(v))
+      return api_error(400, "bad_request", "query parameters must be UTF-8");
   try {
     return Handler(svc, opts, req, std::move(route)).run();
   } catch (const std::exception& e) {

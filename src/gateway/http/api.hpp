@@ -4,6 +4,9 @@
 // ApiResponse.
 #include <map>
 #include <string>
+#include <string_view>
+
+#include "base/error.hpp"
 
 namespace converge {
 
@@ -16,6 +19,7 @@ struct ApiRequest {
   std::string authorization;  // Authorization header
   std::string content_type;
   std::string body;
+  std::string remote_address;  // the peer's IP address, for per-address limits
 };
 
 struct ApiResponse {
@@ -39,5 +43,10 @@ ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& r
 ApiResponse handle_healthz();
 ApiResponse handle_metrics(const Metrics& metrics);
 ApiResponse api_error(int status, const char* code, const std::string& message);
+ApiResponse error_response(const Error& e);
+
+// Calls that hash a password (login, registration, password change): the server runs them on
+// the service's bounded auth pool instead of the work pool.
+bool api_hashes_password(std::string_view method, std::string_view path);
 
 }  // namespace converge

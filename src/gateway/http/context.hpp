@@ -12,14 +12,21 @@
 #include <unordered_map>
 
 #include "gateway/http/server.hpp"
+#include "gateway/http/static_files.hpp"
 
 namespace converge {
 
 struct HttpServer::Impl {
   Impl(HttpServerOptions o, Service& s, Hub& h, IoPool& i, Metrics& m)
-      : opts(std::move(o)), svc(s), hub(h), io(i), metrics(m) {}
+      : opts(std::move(o)),
+        files(opts.web_root, opts.data_dir),
+        svc(s),
+        hub(h),
+        io(i),
+        metrics(m) {}
 
   HttpServerOptions opts;
+  StaticFiles files;
   Service& svc;
   Hub& hub;  // shard i belongs to network loop i
   IoPool& io;

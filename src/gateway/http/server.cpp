@@ -1,7 +1,10 @@
 // Listener and plain HTTP sessions; WebSocket upgrades are handed to ws_session.cpp.
 #include "gateway/http/server.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <array>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -13,7 +16,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>  // is_upgrade
 #include <boost/url/parse.hpp>
-#include <filesystem>
+
+#include <boost/beast/core/file.hpp>
 #include <thread>
 
 #include "base/metrics.hpp"
@@ -33,19 +37,27 @@ namespace {
 
 constexpr auto kReadTimeout = std::chrono::seconds(30);
 
-std::string_view mime_for(const std::string& path) {
-  auto dot = path.rfind('.');
-  std::string ext = dot == std::string::npos ? "" : path.substr(dot + 1);
-  if (ext == "html") return "text/html; charset=utf-8";
-  if (ext == "js" || ext == "mjs") return "text/javascript; charset=utf-8";
-  if (ext == "css") return "text/css; charset=utf-8";
-  if (ext == "json" || ext == "map") return "application/json";
-  if (ext == "svg") return "image/svg+xml";
-  if (ext == "png") return "image/png";
-  if (ext == "ico") return "image/x-icon";
-  if (ext == "webmanifest") return "application/manifest+json";
-  if (ext == "woff2") return "font/woff2";
-  return "application/octet-stream";
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// RFC 6455 section 4.1: the key is the base64 encoding of 16 bytes (24 characters, "==" last).
+bool valid_ws_key(std::string_view k) {
+  if (k.size() != 24 || k.substr(22) != "==") return false;
+  for (char c : k.substr(0, 22))
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '/') return false;
+  return true;
 }
 
 class HttpSession final : public std::enable_shared_from_this<HttpSession> {
@@ -55,6 +67,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
 
   void run() {
     ctx_.metrics.http_connections.add(1);
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string();
     std::weak_ptr<HttpSession> weak = weak_from_this();
     auto exec = stream_.get_executor();
     ctx_.track(this, [weak, exec] {
@@ -85,8 +100,27 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
 
   void on_header(beast::error_code ec) {
     if (ec == http::error::body_limit) return too_large();
+    if (ec && ec.category() == http::make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      // A request the parser refused (a NUL or control byte in the target, a malformed header):
+      // say so before closing, rather than dropping the connection without an answer.
+      keep_alive_ = false;
+      if (ec == http::error::header_limit)
+        return reply(api_error(431, "too_large", "request headers over the limit"), 11);
+      return reply(api_error(400, "bad_request", "malformed request: " + ec.message()), 11);
+    }
     if (ec) return close();
     auto& req = parser_->get();
+    // Framing the node and a proxy in front of it could read differently is refused (request
+    // smuggling): a Transfer-Encoding other than plain "chunked", or one beside Content-Length.
+    if (req.count(http::field::transfer_encoding) > 0) {
+      bool chunked = req.count(http::field::transfer_encoding) == 1 &&
+                     iequals(trim(req[http::field::transfer_encoding]), "chunked");
+      if (!chunked || req.count(http::field::content_length) > 0)
+        return refuse_framing(req.version(), chunked
+                                                 ? "Transfer-Encoding together with Content-Length"
+                                                 : "unsupported Transfer-Encoding");
+    }
     // Uploads may be large; every other body is small JSON.
     bool upload = req.method() == http::verb::post && req.target().starts_with("/api/v1/files");
     std::size_t limit = upload ? ctx_.opts.max_file_bytes : ctx_.opts.max_http_body_bytes;
@@ -109,6 +143,13 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     http::async_read(
         stream_, buf_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_request(ec); });
+  }
+
+  void refuse_framing(unsigned version, const char* why) {
+    keep_alive_ = false;
+    draining_ = true;
+    head_ = false;
+    reply(api_error(400, "bad_request", why), version);
   }
 
   // Answers 413 and closes without reading the body: a lingering close (drain) lets the
@@ -141,27 +182,50 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     HttpRequest req = parser_->release();
     parser_.reset();
     keep_alive_ = req.keep_alive() && !ctx_.stopping;
+    head_ = req.method() == http::verb::head;
     auto version = req.version();
     std::string target(req.target());
     auto parsed = boost::urls::parse_origin_form(target);
-    std::string path = parsed ? std::string(parsed->path()) : target;
+    if (!parsed) return reply(api_error(400, "bad_request", "bad request target"), version);
+    std::string encoded_path(parsed->encoded_path());
+    const bool api = encoded_path.starts_with("/api/");
+    // Every route: no NUL, backslash or non-UTF-8 in the path; outside the API also no empty,
+    // "." or ".." segments and no encoded '/'. The API's router reads decoded segments itself.
+    if (auto st = check_path(encoded_path, api); !st) {
+      auto r = error_response(st.error());
+      if (!api) web_headers(r);
+      return reply(std::move(r), version);
+    }
+    std::string path(parsed->path());
 
     if (beast::websocket::is_upgrade(req)) {
       if (path != "/ws")
         return reply(api_error(404, "not_found", "WebSocket endpoint is /ws"), version);
       std::string token;
-      if (parsed)
-        for (auto p : parsed->params())
-          if (p.key == "token") token = p.value;
-      if (token.empty())
-        token = std::string(proto::strip_token_prefix(req[http::field::authorization]));
-      std::string key(req[http::field::sec_websocket_key]);
+      for (auto p : parsed->params())
+        if (p.key == "token") token = p.value;
+      if (token.empty() && req.count(http::field::authorization) > 0) {
+        auto t = proto::token_from_authorization(req[http::field::authorization]);
+        if (!t)
+          return reply(
+              api_error(401, "unauthorized",
+                        "Authorization needs a scheme: Bearer <token> (or Tricolor<token>)"),
+              version);
+        token = std::string(*t);
+      }
+      std::string key(trim(req[http::field::sec_websocket_key]));
       if (req[http::field::sec_websocket_version] != "13" || key.empty()) {
         keep_alive_ = false;
         ApiResponse r =
             api_error(426, "bad_request", "WebSocket version 13 with a key is required");
         r.headers["Sec-WebSocket-Version"] = "13";
         return reply(std::move(r), version);
+      }
+      if (!valid_ws_key(key)) {
+        keep_alive_ = false;
+        return reply(
+            api_error(400, "bad_request", "Sec-WebSocket-Key must be the base64 of 16 bytes"),
+            version);
       }
       auto early = buf_.cdata();
       std::string rest(static_cast<const char*>(early.data()), early.size());
@@ -174,62 +238,90 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
 
     if (path == "/healthz") return reply(handle_healthz(), version);
     if (path == "/metrics") return reply(handle_metrics(ctx_.metrics), version);
-    if (path.starts_with("/api/")) {
-      ApiRequest api;
-      api.method = std::string(req.method_string());
-      api.target = std::move(target);
-      api.authorization = std::string(req[http::field::authorization]);
-      api.content_type = std::string(req[http::field::content_type]);
-      api.body = std::move(req.body());
+    if (api) {
+      ApiRequest r;
+      r.method = std::string(req.method_string());
+      r.target = std::move(target);
+      r.authorization = std::string(req[http::field::authorization]);
+      r.content_type = std::string(req[http::field::content_type]);
+      r.body = std::move(req.body());
+      r.remote_address = remote_;
+      if (head_) r.method = "GET";  // answered as GET, without the body
+      const bool hashing = api_hashes_password(r.method, path);
       auto self = shared_from_this();
-      ctx_.svc.run_blocking([self, api = std::move(api), version] {
-        auto res = handle_api(self->ctx_.svc, self->ctx_.opts.api, api);
+      auto job = [self, r = std::move(r), version] {
+        auto res = handle_api(self->ctx_.svc, self->ctx_.opts.api, r);
         asio::post(self->stream_.get_executor(), [self, res = std::move(res), version]() mutable {
           self->reply(std::move(res), version);
         });
-      });
+      };
+      // Password hashing has its own bounded pool: a flood of logins waits there (or is
+      // refused) instead of holding every thread other calls need.
+      if (hashing) {
+        if (!ctx_.svc.run_auth(std::move(job))) {
+          ApiResponse busy = api_error(429, "rate_limited", "too many logins in progress");
+          busy.headers["Retry-After"] = "1";
+          reply(std::move(busy), version);
+        }
+        return;
+      }
+      ctx_.svc.run_blocking(std::move(job));
       return;
     }
     if (req.method() == http::verb::get || req.method() == http::verb::head)
-      return reply(static_file(path), version);
+      return reply(static_file(encoded_path), version);
     reply(api_error(404, "not_found", "no such endpoint"), version);
   }
 
-  ApiResponse static_file(const std::string& path) {
-    namespace fs = std::filesystem;
-    if (ctx_.opts.web_root.empty())
-      return api_error(404, "not_found", "this node serves no web client");
-    if (path.find("..") != std::string::npos || path.empty() || path[0] != '/')
-      return api_error(404, "not_found", "not found");
-    fs::path root(ctx_.opts.web_root);
-    fs::path p = root / (path == "/" ? std::string("index.html") : path.substr(1));
-    std::error_code ec;
-    if (!fs::is_regular_file(p, ec)) {
-      // Single-page app: unknown paths without an extension get the index.
-      if (path.find('.') != std::string::npos) return api_error(404, "not_found", "not found");
-      p = root / "index.html";
-      if (!fs::is_regular_file(p, ec)) return api_error(404, "not_found", "not found");
-    }
+  static void web_headers(ApiResponse& r) {
+    for (auto& h : kWebClientHeaders) r.headers[h.name] = h.value;
+  }
+
+  ApiResponse static_file(const std::string& encoded_path) {
+    auto f = ctx_.files.resolve(encoded_path);
     ApiResponse r;
-    r.content_type = std::string(mime_for(p.string()));
-    r.file_path = p.string();
-    r.headers["Cache-Control"] = p.filename() == "index.html" ? "no-cache" : "public, max-age=3600";
+    if (!f) {
+      r = error_response(f.error());
+    } else {
+      r.content_type = f->mime;
+      r.file_path = f->path;
+      r.headers["Cache-Control"] = f->index ? "no-cache" : "public, max-age=3600";
+    }
+    web_headers(r);
     return r;
   }
 
   void reply(ApiResponse res, unsigned version) {
     if (res.status >= 400) ctx_.metrics.errors_total.add();
+    const bool head = head_;
+    head_ = false;
     if (!res.file_path.empty()) {
+      // O_NOFOLLOW: the static route resolved every symlink already; a file swapped for one
+      // since is refused rather than followed.
+      int fd = ::open(res.file_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      struct stat st {};
+      if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0) ::close(fd);
+        return reply(api_error(404, "not_found", "not found"), version);
+      }
+      if (head) {
+        ::close(fd);
+        return write_head(res, http::status::ok, version, static_cast<uint64_t>(st.st_size));
+      }
+      beast::file f;
+      f.native_handle(fd);
       http::file_body::value_type body;
       beast::error_code ec;
-      body.open(res.file_path.c_str(), beast::file_mode::scan, ec);
-      if (ec) return reply(api_error(500, "internal", "cannot open file"), version);
+      body.reset(std::move(f), ec);
+      if (ec) return reply(api_error(500, "internal", "cannot read file"), version);
       auto r = std::make_shared<http::response<http::file_body>>(http::status::ok, version);
       r->body() = std::move(body);
       fill(*r, res);
       r->prepare_payload();
       return write(r);
     }
+    if (head)
+      return write_head(res, static_cast<http::status>(res.status), version, res.body.size());
     auto r = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(res.status), version);
     r->body() = std::move(res.body);
@@ -238,10 +330,19 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     write(r);
   }
 
+  // HEAD: the headers a GET would get, Content-Length included, and no body.
+  void write_head(const ApiResponse& res, http::status status, unsigned version, uint64_t length) {
+    auto r = std::make_shared<http::response<http::empty_body>>(status, version);
+    fill(*r, res);
+    r->content_length(length);
+    write(r);
+  }
+
   template <class Res>
   void fill(Res& r, const ApiResponse& res) {
     r.set(http::field::server, "converge");
     r.set(http::field::content_type, res.content_type);
+    r.set("X-Content-Type-Options", "nosniff");
     for (auto& [k, v] : res.headers) r.set(k, v);
     r.keep_alive(keep_alive_);
   }
@@ -274,7 +375,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   beast::tcp_stream stream_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::string remote_;  // the peer's address
   bool keep_alive_ = true;
+  bool head_ = false;        // the request being answered is a HEAD
   bool draining_ = false;    // answered 413: discard the rest of the body, then close
   std::size_t drained_ = 0;  // bytes discarded so far
 };

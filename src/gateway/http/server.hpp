@@ -22,6 +22,7 @@ struct HttpServerOptions {
   std::size_t max_send_queue_bytes = 8 << 20;
   int64_t heartbeat_timeout_ms = 90000;
   std::string web_root;  // static web client; empty = none
+  std::string data_dir;  // never served by the static route, whatever web_root is
 };
 
 class HttpServer {

@@ -9,6 +9,7 @@
 
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
+#include "base/utf8.hpp"
 #include "gateway/http/context.hpp"
 #include "gateway/ws/frame.hpp"
 #include "net/io_pool.hpp"
@@ -41,6 +42,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
         loop_(loop),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
+        expiry_(socket_.get_executor()),
         parser_(ctx.opts.max_frame_bytes),
         pending_token_(std::move(token)) {}
 
@@ -71,6 +73,18 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   void notify(const std::shared_ptr<const Notice>& n) override {
+    if (n->kind == Notice::Kind::revoke) {
+      bool mine = n->token_hash.empty() ? auth_.token_hash != n->keep_token_hash
+                                        : auth_.token_hash == n->token_hash;
+      if (mine) {
+        // Posted: we are inside the hub's loop over this user's sinks.
+        asio::post(socket_.get_executor(), [self = shared_from_this()] {
+          self->send_error("", make_error(Errc::unauthorized, "token revoked"));
+          self->begin_close(kCloseUnauthorized, "token revoked");
+        });
+      }
+      return;
+    }
     ctx_.metrics.notices_total.add();
     if (n->kind == Notice::Kind::conversation) {
       // Built per recipient: `muted` is the recipient's own flag. Rare (membership changes).
@@ -174,10 +188,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   void on_close(uint16_t code, std::string_view) override {
     peer_closed_ = true;
-    // Echo the peer's code, then shut our side down once the echo is written.
-    bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-                    (code >= 3000 && code <= 4999);
-    if (!closing_) begin_close(sendable ? code : static_cast<uint16_t>(ws::normal), "");
+    // Echo the peer's code (the parser refused invalid ones with 1002), then shut our side down
+    // once the echo is written.
+    if (!closing_) begin_close(code, "");
   }
 
   void handle_text(std::string_view text) {
@@ -223,7 +236,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
           std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
     if (e.cmd == "auth")
       return send_error(e.id_json, make_error(Errc::bad_request, "already authenticated"));
-    send_error(e.id_json, make_error(Errc::unknown_cmd, "unknown cmd: " + e.cmd.substr(0, 64)));
+    send_error(e.id_json, make_error(Errc::unknown_cmd,
+                                     "unknown cmd: " + std::string(utf8_truncate(e.cmd, 64))));
   }
 
   // --- auth: authenticate on the work pool, attach here, then read where the device stands ---
@@ -250,6 +264,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     auth_ = std::move(a.value());
     authed_ = true;
+    arm_expiry();
     json::object d{{"user_id", auth_.user_id},
                    {"name", auth_.user_name},
                    {"device_id", auth_.device_id},
@@ -481,6 +496,17 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     socket_.close(ignored);
   }
 
+  // A token that expires closes its connections, as a revoked one does.
+  void arm_expiry() {
+    int64_t left = auth_.expires_at_ms - now_ms();
+    expiry_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, left)));
+    expiry_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->finished_ || self->closing_) return;
+      self->send_error("", make_error(Errc::unauthorized, "token expired"));
+      self->begin_close(kCloseUnauthorized, "token expired");
+    });
+  }
+
   void arm_timer(int64_t ms) {
     timer_.expires_after(std::chrono::milliseconds(ms));
     timer_.async_wait([self = shared_from_this()](error_code ec) {
@@ -516,6 +542,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     finished_ = true;
     dead_ = true;
     timer_.cancel();
+    expiry_.cancel();
     if (attached_) ctx_.hub.detach(static_cast<int>(loop_), this);
     attached_ = false;
     if (stream_) stream_->close();
@@ -538,6 +565,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   std::size_t loop_;  // index of our network loop = our hub shard
   tcp::socket socket_;
   asio::steady_timer timer_;
+  asio::steady_timer expiry_;  // fires when the token expires
   ws::FrameParser parser_;
   std::string carry_;  // bytes read but not yet framed: an incomplete header, or early bytes
   std::string pending_token_;

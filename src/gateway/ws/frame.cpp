@@ -39,6 +39,11 @@ std::string encode_client_frame(Opcode op, std::string_view payload, const uint8
   return out;
 }
 
+bool valid_close_code(uint16_t code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
 std::string close_payload(uint16_t code, std::string_view reason) {
   std::string p;
   p += static_cast<char>(code >> 8);
@@ -122,6 +127,7 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
         if (msg_opcode_ != 0) return fail(protocol_error, "new message inside a fragmented one");
         msg_opcode_ = op;
         message_.clear();
+        utf8_.reset();
       } else {
         return fail(protocol_error, "unknown opcode");
       }
@@ -153,6 +159,9 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
     std::size_t start = dst.size();
     dst.append(reinterpret_cast<const char*>(data + used), take);
     if (masked_) unmask(dst.data() + start, take);
+    if (side_ == Side::server && !(opcode_ & 0x8) && msg_opcode_ == text &&
+        !utf8_.feed(std::string_view(dst).substr(start)))
+      return fail(bad_payload, "text is not UTF-8");
     offset_ += take;
     remaining_ -= take;
     used += take;
@@ -169,6 +178,10 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
           code = static_cast<uint16_t>((static_cast<uint8_t>(control_[0]) << 8) |
                                        static_cast<uint8_t>(control_[1]));
           reason = std::string_view(control_).substr(2);
+          if (side_ == Side::server && !valid_close_code(code))
+            return fail(protocol_error, "invalid close code");
+          if (side_ == Side::server && !utf8_valid(reason))
+            return fail(bad_payload, "close reason is not UTF-8");
         }
         h.on_close(code, reason);
         return used;  // nothing after a close counts
@@ -177,6 +190,8 @@ std::size_t FrameParser::feed(const uint8_t* data, std::size_t size, Handler& h)
     }
     if (fin_) {
       auto op = static_cast<Opcode>(msg_opcode_);
+      if (side_ == Side::server && op == text && !utf8_.complete())
+        return fail(bad_payload, "text is not UTF-8");
       msg_opcode_ = 0;
       h.on_message(op, message_);
       message_.clear();

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/utf8.hpp"
+
 namespace converge::ws {
 
 enum Opcode : uint8_t { cont = 0x0, text = 0x1, binary = 0x2, close = 0x8, ping = 0x9, pong = 0xA };
@@ -32,6 +34,10 @@ std::size_t encode_header(uint8_t* out, Opcode op, std::size_t payload_len, bool
 // A client frame: header with `mask`, then the payload XORed with it (RFC 6455 section 5.3).
 std::string encode_client_frame(Opcode op, std::string_view payload, const uint8_t mask[4]);
 
+// Whether a peer may send `code` in a close frame (RFC 6455 section 7.4: 1000-1003, 1007-1014
+// as registered with IANA, 3000-4999; never 1004-1006, 1015 or outside those ranges).
+bool valid_close_code(uint16_t code);
+
 // A close frame's payload: the code, then a UTF-8 reason of at most 123 bytes.
 std::string close_payload(uint16_t code, std::string_view reason);
 
@@ -54,7 +60,10 @@ class FrameParser {
 
   // Consumes what it can of `data`; returns how many bytes were used (the rest is an incomplete
   // frame header: feed it again with more bytes). On a protocol violation returns 0 and sets
-  // failed(): the caller closes with failure_code().
+  // failed(): the caller closes with failure_code() — 1002 for framing, 1007 for a text message
+  // or close reason that is not UTF-8 (checked as the bytes arrive, so a fragmented message
+  // fails at its first bad fragment), 1009 for size. The server side validates UTF-8; the client
+  // side trusts the server's frames.
   std::size_t feed(const uint8_t* data, std::size_t size, Handler& h);
   bool failed() const { return fail_code_ != 0; }
   uint16_t failure_code() const { return fail_code_; }
@@ -83,6 +92,7 @@ class FrameParser {
   // The fragmented message being assembled.
   uint8_t msg_opcode_ = 0;  // 0 = none in progress
   std::string message_;
+  Utf8Validator utf8_;  // over the text message being assembled
   uint16_t fail_code_ = 0;
   const char* fail_reason_ = "";
 };

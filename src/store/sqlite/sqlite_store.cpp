@@ -85,6 +85,41 @@ CREATE TABLE cursors (
   PRIMARY KEY (user_id, device_id, conversation_id)
 ) WITHOUT ROWID;
 )sql",
+    // Version 2: user ids are compared without ASCII case (model.hpp). Ids stored with upper
+    // case letters are folded to lower case everywhere they appear, unless the folded id is
+    // taken (then the account keeps its old id; docs/operations.md says so).
+    R"sql(
+PRAGMA defer_foreign_keys = ON;
+CREATE TEMP TABLE fold AS SELECT id AS old, lower(id) AS new FROM users u
+  WHERE id <> lower(id)
+    AND (SELECT count(*) FROM users w WHERE lower(w.id) = lower(u.id)) = 1;
+UPDATE users SET id = (SELECT new FROM fold WHERE old = users.id)
+  WHERE id IN (SELECT old FROM fold);
+UPDATE tokens SET user_id = (SELECT new FROM fold WHERE old = tokens.user_id)
+  WHERE user_id IN (SELECT old FROM fold);
+UPDATE members SET user_id = (SELECT new FROM fold WHERE old = members.user_id)
+  WHERE user_id IN (SELECT old FROM fold);
+UPDATE conversations SET owner = (SELECT new FROM fold WHERE old = conversations.owner)
+  WHERE owner IN (SELECT old FROM fold);
+UPDATE messages SET publisher_id = (SELECT new FROM fold WHERE old = messages.publisher_id)
+  WHERE publisher_id IN (SELECT old FROM fold);
+UPDATE files SET uploader = (SELECT new FROM fold WHERE old = files.uploader)
+  WHERE uploader IN (SELECT old FROM fold);
+UPDATE cursors SET user_id = (SELECT new FROM fold WHERE old = cursors.user_id)
+  WHERE user_id IN (SELECT old FROM fold);
+CREATE TEMP TABLE pairs AS SELECT id,
+  coalesce((SELECT new FROM fold WHERE old = substr(direct_key, 1, instr(direct_key, '|') - 1)),
+           substr(direct_key, 1, instr(direct_key, '|') - 1)) AS a,
+  coalesce((SELECT new FROM fold WHERE old = substr(direct_key, instr(direct_key, '|') + 1)),
+           substr(direct_key, instr(direct_key, '|') + 1)) AS b
+  FROM conversations WHERE direct_key IS NOT NULL AND direct_key <> lower(direct_key);
+UPDATE conversations SET direct_key = (SELECT CASE WHEN a < b THEN a || '|' || b
+                                                   ELSE b || '|' || a END
+                                       FROM pairs WHERE pairs.id = conversations.id)
+  WHERE id IN (SELECT id FROM pairs);
+DROP TABLE pairs;
+DROP TABLE fold;
+)sql",
 };
 
 Error db_error(sqlite3* db, const char* what) {
@@ -294,6 +329,15 @@ class SqliteSession final : public StoreSession {
     return done(s, "delete_token");
   }
 
+  Result<int64_t> delete_user_tokens(const std::string& user_id,
+                                     const std::string& keep_hash) override {
+    auto* s = prepare("DELETE FROM tokens WHERE user_id = ?1 AND hash <> ?2");
+    bind(s, 1, user_id);
+    bind(s, 2, keep_hash);
+    if (auto st = done(s, "delete_user_tokens"); !st) return st.error();
+    return static_cast<int64_t>(sqlite3_changes(db_));
+  }
+
   Status delete_expired_tokens(int64_t now) override {
     auto* s = prepare("DELETE FROM tokens WHERE expires_at <= ?1");
     sqlite3_bind_int64(s, 1, now);
@@ -373,6 +417,41 @@ class SqliteSession final : public StoreSession {
       c.members = std::move(m.value());
     }
     return out;
+  }
+
+  Result<std::vector<Conversation>> list_conversations_page(const std::string& user_id,
+                                                            ConversationId after_id,
+                                                            int64_t limit) override {
+    auto* s = prepare(
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at FROM members m "
+        "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?1 "
+        "AND m.conversation_id > ?2 ORDER BY m.conversation_id LIMIT ?3");
+    bind(s, 1, user_id);
+    sqlite3_bind_int64(s, 2, after_id);
+    sqlite3_bind_int64(s, 3, limit);
+    std::vector<Conversation> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(conversation_row(s));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "list_conversations_page");
+    for (auto& c : out) {
+      auto m = members(c.id);
+      if (!m) return m.error();
+      c.members = std::move(m.value());
+    }
+    return out;
+  }
+
+  Result<int64_t> count_groups(const std::string& user_id) override {
+    auto* s = prepare(
+        "SELECT count(*) FROM members m JOIN conversations c ON c.id = m.conversation_id "
+        "WHERE m.user_id = ?1 AND c.type = 'group'");
+    bind(s, 1, user_id);
+    int rc = sqlite3_step(s);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return db_error(db_, "count_groups");
+    return n;
   }
 
   Status add_member(ConversationId id, const std::string& user_id, int64_t now) override {
