@@ -72,7 +72,11 @@ const S = smoke
 async function main() {
   const conv = await startServer('converge', bin.converge, ['serve', '--listen', '127.0.0.1:0',
     '--data-dir', join(work, 'data'), '--port-file', join(work, 'port'), '--password-cost', 'min',
-    '--log-level', 'warn'], join(work, 'port'));
+    '--log-level', 'warn',
+    // The generator signs up thousands of users from one address and each makes conversations:
+    // the abuse limits (docs/configuration.md) are off for the benchmark, which measures delivery.
+    '--rate-register-address', '0', '--rate-conversations-user', '0', '--rate-members-user', '0'],
+  join(work, 'port'));
   const tcp = await startServer('tcp-fanout', bin.tcp, ['0']);
   const ws = await startServer('node-ws', process.execPath, [join(root, 'bench/peers/ws-server.mjs'), '0']);
   const sio = await startServer('socket.io', process.execPath, [join(root, 'bench/peers/socketio-server.mjs'), '0']);
@@ -137,7 +141,7 @@ function report(r) {
   lines.push('figures of one run (each section interleaves its servers), not figures of different runs.', '');
   lines.push(`- Machine: ${machine()}`);
   lines.push(`- Date: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`);
-  lines.push('- Converge: `converge serve --password-cost min` (SQLite, synchronous=NORMAL, default threads)');
+  lines.push('- Converge: `converge serve --password-cost min --rate-register-address 0 --rate-conversations-user 0 --rate-members-user 0` (SQLite, synchronous=NORMAL, default threads; abuse limits off)');
   lines.push('- Peers: `tcp-fanout` (bench/peers/tcp_fanout.cpp, the ceiling: length-prefixed frames, no protocol),');
   lines.push('  a Node `ws` broadcast server (bench/peers/ws-server.mjs) and socket.io 4 (bench/peers/socketio-server.mjs)', '');
 

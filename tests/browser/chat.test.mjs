@@ -1,6 +1,7 @@
 // The web client in Chromium: two users chat both ways, a third joins a group and reads its
 // history, images and files, events and broadcasts. One node and one browser for the file.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { before, test } from 'node:test';
 import {
   ADMIN,
@@ -151,7 +152,12 @@ test('an image is shown inline, a file is a download link', async (t) => {
     await alice.page.getByLabel('Send file').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('meeting at noon\n') });
     const link = bob.page.getByRole('link', { name: /notes\.txt/ });
     await link.waitFor();
+    // Fetched (with the Authorization header) when first clicked, then saved from a blob: URL.
+    const [download] = await Promise.all([bob.page.waitForEvent('download', { timeout: 15000 }), link.click()]);
+    assert.equal(download.suggestedFilename(), 'notes.txt');
+    assert.equal(readFileSync(await download.path(), 'utf8'), 'meeting at noon\n');
     assert.equal(await link.getAttribute('download'), 'notes.txt');
+    assert.match(await link.getAttribute('href'), /^blob:/);
     const body = await link.evaluate(async (a) => (await fetch(a.href)).text());
     assert.equal(body, 'meeting at noon\n');
     // The conversation list shows the last message.

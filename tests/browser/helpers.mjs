@@ -11,7 +11,8 @@ import { api, repoRoot, startNode } from '../../clients/js/test-support/node.mjs
 export { api };
 const here = dirname(fileURLToPath(import.meta.url));
 export const artifacts = join(here, '.artifacts');
-export const webRoot = resolve(repoRoot, 'web/dist');
+// CONVERGE_WEB_ROOT: another build of the client (e.g. an older one, to see a test fail on it).
+export const webRoot = resolve(process.env.CONVERGE_WEB_ROOT || resolve(repoRoot, 'web/dist'));
 export const ADMIN = { user_id: 'root', password: 'root-password-1' };
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -96,14 +97,16 @@ export function uid(name) {
 
 /**
  * A user in their own browser context, signed up through the UI.
+ * `prepare(context, page)` runs before the page first loads (routes, init scripts, listeners).
  * @returns {{id, name, password, context, page}}
  */
-export async function signUp(browser, node, name, { viewport = { width: 1100, height: 800 }, id = uid(name.toLowerCase()) } = {}) {
+export async function signUp(browser, node, name, { viewport = { width: 1100, height: 800 }, id = uid(name.toLowerCase()), prepare } = {}) {
   const context = await browser.newContext({ viewport, baseURL: node.baseUrl });
   const page = await context.newPage();
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  await prepare?.(context, page);
   await page.goto('/');
   const form = page.getByRole('form', { name: 'Sign up' });
   await form.getByLabel('User id').fill(id);

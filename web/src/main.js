@@ -85,6 +85,7 @@ function errorText(err) {
   if (err instanceof ApiError) {
     if (err.code === 'too_large') return 'too large';
     if (err.code === 'network') return 'the node could not be reached (or the file is too large)';
+    if (err.code === 'aborted') return 'cancelled';
     return err.message || err.code;
   }
   return String(err?.message || err);
@@ -204,7 +205,10 @@ function start(session) {
 
 function renderState(state) {
   const el = $('conn');
-  if (state === 'online') app.everOnline = true;
+  if (state === 'online') {
+    app.everOnline = true;
+    retryFailedFiles();
+  }
   const text =
     state === 'online' ? 'Online' : state === 'connecting' ? (app.everOnline ? 'Reconnecting…' : 'Connecting…') : 'Offline';
   el.textContent = text;
@@ -399,22 +403,166 @@ function authorName(msg) {
   return msg.publisher_name || msg.publisher_id;
 }
 
-/** The content of a message: text, inline image, download link or audio player. */
+/**
+ * The content of a message: text, inline image, download link or audio player. File bytes are
+ * never addressed by a URL with the token in it: they are fetched with the Authorization header
+ * and shown through blob: URLs (see "files" below). One being sent from here shows its own bytes.
+ */
 function content(msg) {
-  const url = msg.localUrl || (msg.file ? client.fileUrl(msg) : '');
   const name = msg.file?.name || msg.body || 'file';
+  let el;
   switch (msg.type) {
     case 'image':
-      return h('a', { href: url, target: '_blank', rel: 'noopener', class: 'image-link' },
-        h('img', { src: url, alt: `Image: ${name}`, loading: 'lazy', class: 'image' }));
+      el = h('a', { target: '_blank', rel: 'noopener', class: 'image-link' },
+        h('img', { alt: `Image: ${name}`, class: 'image' }));
+      return fileView(el, msg, 'image', (url) => {
+        el.href = url;
+        el.firstElementChild.src = url;
+      });
     case 'voice':
-      return h('audio', { controls: true, preload: 'metadata', src: url, 'aria-label': `Voice note from ${authorName(msg)}` });
+      el = h('audio', { controls: true, preload: 'metadata', 'aria-label': `Voice note from ${authorName(msg)}` });
+      return fileView(el, msg, 'voice', (url) => {
+        el.src = url;
+      });
     case 'file':
-      return h('a', { href: url, download: name, class: 'file' },
+      // A link without href until the bytes are here (fetched when it is first used); then
+      // href=blob:… and download=<name>, and the browser saves it.
+      el = h('a', { class: 'file', role: 'link', tabindex: '0' },
         name, msg.file?.size ? h('span', { class: 'size' }, ` (${fmtSize(msg.file.size)})`) : null);
+      el.addEventListener('click', onFileLinkClick);
+      el.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !el.hasAttribute('href')) {
+          e.preventDefault();
+          el.click();
+        }
+      });
+      return fileView(el, msg, 'file', (url) => {
+        el.href = url;
+        el.download = name;
+        el.removeAttribute('role');
+        el.removeAttribute('tabindex');
+      });
     default:
       return h('span', { class: 'text' }, msg.body);
   }
+}
+
+// ---------------------------------------------------------------- files (blob: URLs)
+//
+// Every element showing a file owns one object URL: made when its bytes are here, revoked when
+// the element leaves the page. Images and voice notes are fetched once they come near the
+// visible part of the list, a file when its link is first clicked. A failed fetch is tried
+// again when the connection is back.
+
+const fileViews = new Map(); // element -> {msg, kind, show, state, ac, handle}
+
+function fileView(el, msg, kind, show) {
+  const v = { msg, kind, show, state: 'idle', ac: null, handle: null };
+  el.dataset.file = kind;
+  if (msg.localBlob) {
+    // Our own send, not stored yet (or stored since): its bytes are at hand.
+    const url = URL.createObjectURL(msg.localBlob);
+    v.handle = { url, revoke: () => URL.revokeObjectURL(url) };
+    v.state = 'ready';
+    show(url);
+  } else if (!fileIdOf(msg)) {
+    v.state = 'failed';
+  }
+  el.dataset.load = v.state;
+  fileViews.set(el, v);
+  return el;
+}
+
+const fileIdOf = (msg) => msg.file?.file_id ?? msg.file_id;
+
+async function loadFile(el) {
+  const v = fileViews.get(el);
+  const c = client;
+  if (!v || !c || v.state === 'loading' || v.state === 'ready' || !fileIdOf(v.msg)) return false;
+  v.state = el.dataset.load = 'loading';
+  v.ac = new AbortController();
+  try {
+    const handle = await c.fileObjectUrl(v.msg, { signal: v.ac.signal });
+    if (fileViews.get(el) !== v || client !== c) {
+      handle.revoke(); // gone from the page meanwhile
+      return false;
+    }
+    v.handle = handle;
+    v.state = el.dataset.load = 'ready';
+    el.removeAttribute('title');
+    v.show(handle.url);
+    return true;
+  } catch (err) {
+    if (fileViews.get(el) !== v) return false;
+    v.state = el.dataset.load = 'failed';
+    el.title = `Could not load ${v.msg.file?.name || 'the file'}: ${errorText(err)}`;
+    if (err?.code !== 'aborted') console.warn('file', err);
+    return false;
+  } finally {
+    v.ac = null;
+  }
+}
+
+function releaseFile(el) {
+  const v = fileViews.get(el);
+  if (!v) return;
+  fileViews.delete(el);
+  v.ac?.abort();
+  v.handle?.revoke();
+  nearView?.unobserve(el);
+}
+
+async function onFileLinkClick(e) {
+  const a = e.currentTarget;
+  if (a.hasAttribute('href')) return; // fetched: the browser downloads the blob
+  e.preventDefault();
+  if (await loadFile(a)) a.click();
+}
+
+/** Images and voice notes start loading near the visible part of the message list. */
+const nearView =
+  typeof IntersectionObserver === 'function'
+    ? new IntersectionObserver(
+        (entries) => {
+          for (const en of entries)
+            if (en.isIntersecting) {
+              nearView.unobserve(en.target);
+              loadFile(en.target);
+            }
+        },
+        { root: $('scroller'), rootMargin: '800px 0px' },
+      )
+    : null;
+
+function fileElements(node) {
+  if (!(node instanceof Element)) return [];
+  const found = [...node.querySelectorAll('[data-file]')];
+  if (node.matches('[data-file]')) found.push(node);
+  return found;
+}
+
+// Attached: images and voice notes are watched; detached (not just moved): the URL is revoked.
+new MutationObserver((records) => {
+  for (const r of records) {
+    for (const n of r.removedNodes) for (const el of fileElements(n)) if (!el.isConnected) releaseFile(el);
+    for (const n of r.addedNodes)
+      for (const el of fileElements(n)) {
+        const v = fileViews.get(el);
+        if (!v || !el.isConnected || v.state !== 'idle' || v.kind === 'file') continue;
+        if (nearView) nearView.observe(el);
+        else loadFile(el);
+      }
+  }
+}).observe($('messages'), { childList: true, subtree: true });
+
+/** Back online: what could not be fetched is tried again. */
+function retryFailedFiles() {
+  for (const [el, v] of fileViews)
+    if (v.state === 'failed' && v.kind !== 'file' && el.isConnected && fileIdOf(v.msg)) {
+      v.state = el.dataset.load = 'idle';
+      if (nearView) nearView.observe(el);
+      else loadFile(el);
+    }
 }
 
 function messageEl(msg, pending) {
@@ -501,7 +649,7 @@ function markFailed(cmid, err) {
 function onAck(m, p, ack) {
   m.pending.delete(p.client_msg_id);
   const msg = { ...p, seq: ack.seq, ts: ack.ts, file: ack.file || p.file };
-  delete msg.localUrl;
+  delete msg.localBlob;
   const isNew = addMessage(m, { ...msg, ...(m.messages.get(ack.seq) || {}) });
   if (app.current === m.id) renderMessage(m, m.messages.get(ack.seq));
   if (isNew) renderConvList();
@@ -531,7 +679,7 @@ function sendText(text) {
 
 function sendAttachment(blob, type, name) {
   const m = model(app.current);
-  const p = localMessage(m, { type, body: name, localUrl: URL.createObjectURL(blob), file: { name, size: blob.size, mime: blob.type } });
+  const p = localMessage(m, { type, body: name, localBlob: blob, file: { name, size: blob.size, mime: blob.type } });
   m.pending.set(p.client_msg_id, p);
   renderPending(m, p);
   client
@@ -568,8 +716,17 @@ for (const [id, type] of [['image-input', 'image'], ['file-input', 'file']]) {
 // ---------------------------------------------------------------- voice notes
 
 let recorder = null;
-const MIC_ICON = $('record').innerHTML;
-const STOP_ICON = '<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><rect x="6" y="6" width="12" height="12" rx="2" fill="currentColor"/></svg>';
+// Icons are DOM nodes, not HTML strings (the page's CSP allows no markup-made styles or scripts).
+const MIC_ICON = $('record').firstElementChild.cloneNode(true);
+const STOP_ICON = svg('svg', { class: 'icon', viewBox: '0 0 24 24', 'aria-hidden': 'true' },
+  svg('rect', { x: 6, y: 6, width: 12, height: 12, rx: 2, fill: 'currentColor' }));
+
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  el.append(...children);
+  return el;
+}
 
 function recordStatus(text) {
   $('record-status').textContent = text;
@@ -606,7 +763,7 @@ async function toggleRecording() {
     recorder = null;
     btn.setAttribute('aria-pressed', 'false');
     btn.setAttribute('aria-label', 'Record voice note');
-    btn.innerHTML = MIC_ICON;
+    btn.replaceChildren(MIC_ICON.cloneNode(true));
     const type = (rec.mimeType || mime || 'audio/webm').split(';')[0];
     const blob = new Blob(chunks, { type: rec.mimeType || type });
     recordStatus('');
@@ -618,7 +775,7 @@ async function toggleRecording() {
   rec.start(250);
   btn.setAttribute('aria-pressed', 'true');
   btn.setAttribute('aria-label', 'Stop recording');
-  btn.innerHTML = STOP_ICON;
+  btn.replaceChildren(STOP_ICON.cloneNode(true));
   recordStatus('Recording… 0 s');
 }
 

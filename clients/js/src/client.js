@@ -34,6 +34,11 @@ function frameText(data) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** The file_id of a message, a message's `file`, an upload answer, or a file_id itself. */
+function fileIdOf(f) {
+  return typeof f === 'string' ? f : f?.file?.file_id ?? f?.file_id;
+}
+
 export class ConvergeClient extends Emitter {
   /**
    * @param {object} [opts]
@@ -83,6 +88,7 @@ export class ConvergeClient extends Emitter {
     this._outbox = new Map(); // client_msg_id -> entry, in send order
     this._requests = new Map(); // frame id -> {resolve, reject, timer, cmd, cmid?}
     this._nextId = 1;
+    this._authId = null; // id of the current socket's auth frame
     this._ws = null;
     this._gen = 0;
     this._started = false;
@@ -331,9 +337,50 @@ export class ConvergeClient extends Emitter {
     return this.api.request('POST', '/files', { query: { name: fileName }, body: data, contentType: mime });
   }
 
-  /** An absolute URL for a file (a message, its `file`, or a file_id) usable in <img src> / <audio src>. */
+  /**
+   * Downloads a file (a message, its `file`, or a file_id) with the `Authorization: Bearer`
+   * header: -> Blob, typed by the node's Content-Type. Rejects with ApiError (`forbidden` for a
+   * file not shared with this user, `not_found`, `network`, `aborted` when `signal` fires).
+   * @param {object} [o] {signal: AbortSignal}
+   */
+  fetchFile(f, { signal } = {}) {
+    const id = fileIdOf(f);
+    if (!id) return Promise.reject(new TypeError('fetchFile: no file_id'));
+    return this.api.blob(`/files/${encodeURIComponent(id)}`, { signal });
+  }
+
+  /**
+   * A file as an object URL (`blob:…`) for <img src>, <audio src> or a download link
+   * (`<a href download>`), fetched with fetchFile(): no token in any URL. Resolves to
+   * {url, blob, revoke}: call revoke() (idempotent) once the element showing it is gone, or the
+   * bytes stay in memory until the page is closed.
+   * @param {object} [o] {signal: AbortSignal}
+   */
+  async fileObjectUrl(f, { signal } = {}) {
+    const blob = await this.fetchFile(f, { signal });
+    const U = globalThis.URL;
+    if (typeof U?.createObjectURL !== 'function') throw new TypeError('fileObjectUrl: no URL.createObjectURL here');
+    const url = U.createObjectURL(blob);
+    let live = true;
+    return {
+      url,
+      blob,
+      revoke() {
+        if (!live) return;
+        live = false;
+        U.revokeObjectURL(url);
+      },
+    };
+  }
+
+  /**
+   * Discouraged: an absolute URL for a file carrying the session token in its query
+   * (`?token=`). A URL like that ends up in browser history, bookmarks, copy-paste, server and
+   * proxy logs, and it stays valid as long as the session. Use fetchFile() / fileObjectUrl()
+   * instead; this stays for callers that cannot send a header (and for compatibility).
+   */
   fileUrl(f) {
-    const id = typeof f === 'string' ? f : f?.file?.file_id ?? f?.file_id;
+    const id = fileIdOf(f);
     if (!id) return '';
     const token = this.session?.token ?? '';
     return `${this.baseUrl}/api/v1/files/${encodeURIComponent(id)}?token=${encodeURIComponent(token)}`;
@@ -631,7 +678,10 @@ export class ConvergeClient extends Emitter {
 
   _openSocket() {
     const WS = this._WebSocket;
-    const url = `${this.baseUrl.replace(/^http/, 'ws')}/ws?token=${encodeURIComponent(this.session.token)}`;
+    // The token goes in the first frame, not in the URL (docs/protocol.md, "Opening and
+    // authenticating"): a URL is logged by proxies and servers. The node answers `ready` (with
+    // this frame's id), or `error unauthorized` and close 4001.
+    const url = `${this.baseUrl.replace(/^http/, 'ws')}/ws`;
     const gen = ++this._gen;
     let ws;
     try {
@@ -642,6 +692,12 @@ export class ConvergeClient extends Emitter {
     }
     this._ws = ws;
     this._lastFrameAt = Date.now();
+    const authId = (this._authId = this._nextId++);
+    ws.onopen = () => {
+      if (gen !== this._gen) return;
+      const token = this.session?.token;
+      if (!token || !this._sendFrame({ cmd: 'auth', id: authId, token })) this._dropSocket('could not authenticate');
+    };
     ws.onmessage = (ev) => {
       if (gen === this._gen) this._onFrame(ev.data);
     };
@@ -803,6 +859,8 @@ export class ConvergeClient extends Emitter {
 
   _onError(id, data) {
     const err = new ApiError(400, data?.code || 'error', data?.message || 'error');
+    // The auth frame refused: close 4001 follows, and ends the client ('unauthorized').
+    if (id !== undefined && id === this._authId && !this.ready) return;
     const r = id !== undefined ? this._requests.get(id) : undefined;
     if (!r) return void this.emit('error', err);
     this._requests.delete(id);

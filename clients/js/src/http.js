@@ -6,11 +6,12 @@ export class ApiError extends Error {
     super(message || code || `HTTP ${status}`);
     this.name = 'ApiError';
     this.status = status; // 0 when the request never got an answer (network down)
-    this.code = code; // bad_request, unauthorized, forbidden, not_found, conflict, ...
+    this.code = code; // bad_request, unauthorized, forbidden, not_found, conflict, network, aborted, ...
   }
 
   /** True when trying again later may work (network, overload, server restart). */
   get retryable() {
+    if (this.code === 'aborted') return false; // the caller's own AbortSignal
     return this.status === 0 || this.status >= 500 || this.code === 'unavailable';
   }
 }
@@ -39,6 +40,32 @@ export class Api {
    * Resolves to the parsed JSON answer; rejects with ApiError.
    */
   async request(method, path, { query, json, body, contentType, auth = true, signal } = {}) {
+    const res = await this._send(method, path, { query, json, body, contentType, auth, signal });
+    const text = await res.text().catch(() => '');
+    const data = parseJson(text);
+    if (!res.ok) throw errorOf(res, data, text);
+    return data ?? {};
+  }
+
+  /**
+   * A GET whose answer is bytes (a file download), authorized by the `Authorization: Bearer`
+   * header, never by a token in the URL. Resolves to a Blob typed by the answer's
+   * Content-Type; rejects with ApiError (the node's JSON error, or `network`, or `aborted`).
+   */
+  async blob(path, { query, auth = true, signal } = {}) {
+    const res = await this._send('GET', path, { query, auth, signal });
+    if (!res.ok) {
+      const text = await res.text().catch(() => '');
+      throw errorOf(res, parseJson(text), text);
+    }
+    try {
+      return await res.blob();
+    } catch (err) {
+      throw networkError('GET', path, err);
+    }
+  }
+
+  async _send(method, path, { query, json, body, contentType, auth, signal }) {
     const headers = {};
     if (auth) {
       const token = this._getToken();
@@ -51,27 +78,31 @@ export class Api {
     } else if (contentType) {
       headers['Content-Type'] = contentType;
     }
-    let res;
     try {
-      res = await this._fetch(this.url('/api/v1' + path, query), { method, headers, body, signal });
+      return await this._fetch(this.url('/api/v1' + path, query), { method, headers, body, signal });
     } catch (err) {
-      const e = new ApiError(0, 'network', `${method} ${path}: ${err?.message || err}`);
-      e.cause = err;
-      throw e;
+      throw networkError(method, path, err);
     }
-    const text = await res.text().catch(() => '');
-    let data = null;
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (!res.ok) {
-      const err = data?.error || {};
-      throw new ApiError(res.status, err.code || 'http_' + res.status, err.message || text || res.statusText);
-    }
-    return data ?? {};
   }
+}
+
+function parseJson(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function errorOf(res, data, text) {
+  const err = data?.error || {};
+  return new ApiError(res.status, err.code || 'http_' + res.status, err.message || text || res.statusText);
+}
+
+function networkError(method, path, err) {
+  const aborted = err?.name === 'AbortError';
+  const e = new ApiError(0, aborted ? 'aborted' : 'network', `${method} ${path}: ${err?.message || err}`);
+  e.cause = err;
+  return e;
 }

@@ -549,6 +549,80 @@ describe('files, events, broadcasts', () => {
     assert.equal((await fetch(c.fileUrl(m))).status, 403, 'not for non-members');
   });
 
+  test('download with fetchFile / fileObjectUrl: the token in a header, never in the URL', async () => {
+    const urls = [];
+    const recording = (url, init) => {
+      urls.push({ url: String(url), auth: init?.headers?.Authorization });
+      return fetch(url, init);
+    };
+    const a = await user('alice');
+    const b = await user('bob', { fetch: recording });
+    await Promise.all([a.connect(), b.connect()]);
+    const conv = await a.createDirect(b.id);
+    const bytes = new TextEncoder().encode('meeting at noon\n');
+    const ack = await a.sendFile(conv.id, bytes, { type: 'file', name: 'notes.txt', mime: 'text/plain' });
+    const m = await waitFor(() => b.got.find((x) => x.type === 'file'), { what: 'file message' });
+
+    urls.length = 0;
+    const blob = await b.fetchFile(m);
+    assert.equal(blob.type, 'text/plain');
+    assert.equal(await blob.text(), 'meeting at noon\n');
+    assert.deepEqual(urls, [{ url: `${node.baseUrl}/api/v1/files/${ack.file.file_id}`, auth: `Bearer ${b.session.token}` }]);
+    // Same bytes by file_id and by the upload answer; the uploader may download it too.
+    assert.equal(await (await b.fetchFile(ack.file.file_id)).text(), 'meeting at noon\n');
+    assert.equal(await (await a.fetchFile(ack.file)).text(), 'meeting at noon\n');
+
+    const obj = await b.fileObjectUrl(m);
+    assert.match(obj.url, /^blob:/);
+    assert.equal(await obj.blob.text(), 'meeting at noon\n');
+    obj.revoke();
+    assert.ok(urls.every((u) => !/token/i.test(u.url)), JSON.stringify(urls));
+
+    const c = await user('carol');
+    await assert.rejects(c.fetchFile(m), (e) => e instanceof ApiError && e.status === 403 && e.code === 'forbidden');
+    await assert.rejects(b.fetchFile('no-such-file'), (e) => e instanceof ApiError && (e.code === 'not_found' || e.code === 'bad_request'));
+    await b.logout();
+    await assert.rejects(b.fetchFile(m), { status: 401 });
+  });
+
+  test('the WebSocket URL carries no token: the first frame authenticates', async () => {
+    const seen = [];
+    class Recording extends WebSocket {
+      constructor(url, ...rest) {
+        super(url, ...rest);
+        seen.push({ url: String(url), frames: (this.frames = []) });
+      }
+      send(data, ...rest) {
+        this.frames.push(String(data));
+        super.send(data, ...rest);
+      }
+    }
+    const a = await user('alice', { WebSocket: Recording });
+    await a.connect();
+    assert.equal(a.ready.user_id, a.id);
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0].url, `${node.baseUrl.replace(/^http/, 'ws')}/ws`);
+    const first = JSON.parse(seen[0].frames[0]);
+    assert.equal(first.cmd, 'auth');
+    assert.equal(first.token, a.session.token);
+    assert.ok(seen[0].frames.slice(1).every((f) => !f.includes(a.session.token)), 'the token is sent once');
+
+    // A token revoked after the HTTP start-up: the auth frame is refused, close 4001, 'unauthorized'.
+    const b = await user('bob', { WebSocket: Recording });
+    const gone = new Promise((resolve) => b.on('unauthorized', resolve));
+    const errors = [];
+    b.on('error', (e) => errors.push(e));
+    const origPrepare = b._prepare.bind(b);
+    b._prepare = async () => {
+      await origPrepare();
+      await api(node.baseUrl, 'POST', '/logout', { token: b.session.token });
+    };
+    await assert.rejects(b.connect(), { status: 401 });
+    await gone;
+    assert.equal(b.state, State.offline);
+    assert.deepEqual(errors, [], 'the refused auth frame is not reported as an error of its own');
+  });
+
   test('an upload the node refuses fails the send instead of retrying forever', async () => {
     const a = await user('alice');
     const b = await user('bob');

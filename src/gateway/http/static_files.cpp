@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 const HeaderPair kWebClientHeaders[4] = {
     {"Content-Security-Policy",
      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+     "media-src 'self' blob:; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; "
      "form-action 'self'; frame-ancestors 'none'"},
     {"X-Content-Type-Options", "nosniff"},
     {"X-Frame-Options", "DENY"},
