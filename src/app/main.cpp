@@ -199,6 +199,10 @@ int serve(const Cli& cli) {
   ho.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
   ho.web_root = cfg.web_root;
   ho.data_dir = cfg.data_dir;
+  ho.ws_echo_path = cfg.ws_echo_path;
+  if (!cfg.ws_echo_path.empty())
+    spdlog::warn("ws_echo_path {} echoes without authentication: conformance tests only",
+                 cfg.ws_echo_path);
   HttpServer http(ho, svc, hub, io, metrics);
   std::string host;
   uint16_t port = 0;

@@ -26,7 +26,8 @@ struct Config {
   std::string sqlite_synchronous = "normal";  // normal (WAL: safe against crashes) | full
   std::string port_file;                      // when set, the bound HTTP port is written here
   std::string web_root;                       // static web client served at /; empty = none
-  int threads = 0;                            // network threads; 0 = one per core
+  std::string ws_echo_path;  // conformance suites only: an unauthenticated echo WebSocket
+  int threads = 0;           // network threads; 0 = one per core
   int64_t token_ttl_s = 30LL * 24 * 3600;
   int64_t heartbeat_interval_ms = 30000;   // advised to clients
   int64_t heartbeat_timeout_ms = 90000;    // a connection silent this long is closed

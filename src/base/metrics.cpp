@@ -95,6 +95,12 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_heartbeat_timeouts_total",
           "Connections closed because no frame arrived within the heartbeat timeout.",
           heartbeat_timeouts_total.value());
+  counter(out, "converge_rate_limited_total",
+          "Calls refused by an abuse limit (429 rate_limited), the full hashing queue included.",
+          rate_limited_total.value());
+  counter(out, "converge_revoked_closes_total",
+          "WebSockets closed (4001) because their token was revoked or expired.",
+          revoked_closes_total.value());
   counter(out, "converge_gap_fills_total",
           "Live deliveries that first read a missing seq range from the store.",
           gap_fills_total.value());

@@ -74,7 +74,9 @@ struct Metrics {
   Counter errors_total;      // error frames / 4xx-5xx responses sent
   Counter slow_consumer_closes_total;
   Counter heartbeat_timeouts_total;
-  Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
+  Counter rate_limited_total;    // calls refused by an abuse limit (429), hashing queue included
+  Counter revoked_closes_total;  // WebSockets closed because their token was revoked or expired
+  Counter gap_fills_total;       // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
   Histogram store_commit_seconds{
       {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};

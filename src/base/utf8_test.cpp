@@ -9,7 +9,7 @@ TEST(Utf8, ValidAndInvalid) {
   EXPECT_TRUE(utf8_valid(""));
   EXPECT_TRUE(utf8_valid("plain ascii, longer than eight bytes"));
   EXPECT_TRUE(utf8_valid("h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x98\x80"));  // é € 😀
-  EXPECT_TRUE(utf8_valid("\xF4\x8F\xBF\xBF"));                           // U+10FFFF
+  EXPECT_TRUE(utf8_valid("\xF4\x8F\xBF\xBF"));                            // U+10FFFF
   EXPECT_FALSE(utf8_valid("\xFF\xFE.txt"));
   EXPECT_FALSE(utf8_valid("\xC0\xAF"));          // overlong '/'
   EXPECT_FALSE(utf8_valid("\xE0\x80\xAF"));      // overlong

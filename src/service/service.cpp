@@ -78,6 +78,11 @@ void Service::stop() {
   if (writer_) writer_->stop();
 }
 
+Error Service::limited(int64_t wait_ms, std::string what) {
+  metrics_.rate_limited_total.add();
+  return rate_limited_error(wait_ms, std::move(what));
+}
+
 Service::SessionLease Service::lease() {
   {
     std::lock_guard lk(sessions_mu_);
@@ -120,7 +125,7 @@ Result<User> Service::register_user(std::string user_id, std::string name,
     return make_error(Errc::bad_request, "password must be 1-1024 bytes");
   if (!by_admin)
     if (int64_t w = register_address_limit_.take(source, now_ms()); w > 0)
-      return rate_limited_error(w, "too many registrations from this address");
+      return limited(w, "too many registrations from this address");
   auto hash = password_hash(password, opts_.password_cost);
   if (hash.empty()) return make_error(Errc::internal, "password hashing failed");
   User u{user_id, name, make_admin, now_ms()};
@@ -141,7 +146,7 @@ Result<LoginResult> Service::login(const std::string& user_id_in, const std::str
   if (int64_t w = std::max(login_user_limit_.wait_ms(user_id, now),
                            login_address_limit_.wait_ms(source, now));
       w > 0)
-    return rate_limited_error(w, "too many failed logins; try again later");
+    return limited(w, "too many failed logins; try again later");
   auto rec = [&] {
     auto s = lease();
     return s->find_user(user_id);
@@ -221,7 +226,7 @@ Result<int64_t> Service::change_password(const AuthContext& who, const std::stri
   if (int64_t w = std::max(login_user_limit_.wait_ms(who.user_id, now),
                            login_address_limit_.wait_ms(source, now));
       w > 0)
-    return rate_limited_error(w, "too many failed logins; try again later");
+    return limited(w, "too many failed logins; try again later");
   auto rec = [&] {
     auto s = lease();
     return s->find_user(who.user_id);
@@ -367,11 +372,11 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
   }
   const int64_t now = now_ms();
   if (int64_t w = conversations_limit_.take(who.user_id, now); w > 0)
-    return rate_limited_error(w, "too many conversations created; try again later");
+    return limited(w, "too many conversations created; try again later");
   if (req.type == ConversationType::group)
     if (int64_t w = members_limit_.take(who.user_id, now, static_cast<double>(users.size() - 1));
         w > 0)
-      return rate_limited_error(w, "too many members added; try again later");
+      return limited(w, "too many members added; try again later");
 
   Conversation c;
   c.type = req.type;
@@ -429,7 +434,7 @@ Result<Conversation> Service::add_members(const AuthContext& who, ConversationId
   if (!users.empty())
     if (int64_t w = members_limit_.take(who.user_id, now_ms(), static_cast<double>(users.size()));
         w > 0)
-      return rate_limited_error(w, "too many members added; try again later");
+      return limited(w, "too many members added; try again later");
   Writer::FnJob job;
   std::promise<Status> p;
   job.fn = [&](StoreSession& s) -> Status {

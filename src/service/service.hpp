@@ -155,6 +155,7 @@ class Service {
   Result<Conversation> load_member_view(StoreSession& s, const AuthContext& who, ConversationId id);
   // Inside a write: refuses when one of `users` is already in max_groups_per_user groups.
   Status check_group_cap(StoreSession& s, const std::vector<std::string>& users);
+  Error limited(int64_t wait_ms, std::string what);  // counted 429
   void publish_revoke(const std::string& user_id, std::string token_hash, std::string keep_hash);
 
   ServiceOptions opts_;

@@ -3,15 +3,27 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
+#include <vector>
 
 #include "store/sqlite/sqlite_store.hpp"
+#ifdef CONVERGE_STORE_TEST_POSTGRES
+#include "store/postgres/postgres_store.hpp"
+#include "store/postgres/test_server.hpp"
+#endif
 
 using namespace converge;
 
 namespace {
 
+// An engine of the typed suite: opens a fresh, empty store per test and cleans up after it.
 struct SqliteEngine {
+  static constexpr const char* name = "Sqlite";
+  static std::string skip_reason() { return ""; }
+  static void close() {}
   static Result<std::unique_ptr<Store>> open() {
     static int n = 0;
     auto dir = std::filesystem::path(::testing::TempDir()) /
@@ -22,10 +34,34 @@ struct SqliteEngine {
   }
 };
 
+#ifdef CONVERGE_STORE_TEST_POSTGRES
+// A new database per test on the binary's one server (see postgres/test_server.hpp).
+struct PostgresEngine {
+  static constexpr const char* name = "Postgres";
+  static std::string skip_reason() { return pgtest::skip_reason(); }
+  static Result<std::unique_ptr<Store>> open() {
+    auto db = pgtest::create_database();
+    if (!db) return db.error();
+    database() = db.value().name;
+    return open_postgres_store(PostgresOptions{db.value().url});
+  }
+  static void close() {
+    if (database().empty()) return;
+    (void)pgtest::drop_database(database());
+    database().clear();
+  }
+  static std::string& database() {
+    static std::string name;
+    return name;
+  }
+};
+#endif
+
 template <class Engine>
 class StoreSuite : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (auto why = Engine::skip_reason(); !why.empty()) GTEST_SKIP() << why;
     auto st = Engine::open();
     ASSERT_TRUE(st) << st.error().message;
     store_ = std::move(st.value());
@@ -34,6 +70,12 @@ class StoreSuite : public ::testing::Test {
     s_ = std::move(s.value());
     for (auto id : {"alice", "bob", "carol"})
       ASSERT_TRUE(s_->create_user(User{id, id, false, 1}, "h"));
+  }
+
+  void TearDown() override {
+    s_.reset();
+    store_.reset();
+    Engine::close();
   }
 
   ConversationId make_group(std::vector<std::string> members) {
@@ -72,8 +114,18 @@ class StoreSuite : public ::testing::Test {
   std::unique_ptr<StoreSession> s_;
 };
 
+#ifdef CONVERGE_STORE_TEST_POSTGRES
+using Engines = ::testing::Types<SqliteEngine, PostgresEngine>;
+#else
 using Engines = ::testing::Types<SqliteEngine>;
-TYPED_TEST_SUITE(StoreSuite, Engines);
+#endif
+struct EngineNames {
+  template <class Engine>
+  static std::string GetName(int) {
+    return Engine::name;
+  }
+};
+TYPED_TEST_SUITE(StoreSuite, Engines, EngineNames);
 
 TYPED_TEST(StoreSuite, UsersAreUniqueAndFound) {
   auto& s = *this->s_;
@@ -100,6 +152,47 @@ TYPED_TEST(StoreSuite, TokensExpire) {
   EXPECT_FALSE(s.find_token("t2", 0).value());
   ASSERT_TRUE(s.delete_expired_tokens(2000));
   EXPECT_FALSE(s.find_token("t1", 0).value());
+}
+
+TYPED_TEST(StoreSuite, AUsersTokensGoAllButOne) {
+  auto& s = *this->s_;
+  ASSERT_TRUE(s.insert_token("a1", "alice", "phone", 1000));
+  ASSERT_TRUE(s.insert_token("a2", "alice", "laptop", 1000));
+  ASSERT_TRUE(s.insert_token("b1", "bob", "phone", 1000));
+  EXPECT_EQ(s.delete_user_tokens("alice", "a1").value(), 1);
+  EXPECT_TRUE(s.find_token("a1", 0).value());
+  EXPECT_FALSE(s.find_token("a2", 0).value());
+  EXPECT_EQ(s.delete_user_tokens("alice", "").value(), 1);
+  EXPECT_FALSE(s.find_token("a1", 0).value());
+  EXPECT_TRUE(s.find_token("b1", 0).value());
+  EXPECT_EQ(s.delete_user_tokens("carol", "").value(), 0);
+}
+
+TYPED_TEST(StoreSuite, ConversationsComeInPagesAndGroupsAreCounted) {
+  auto& s = *this->s_;
+  std::vector<ConversationId> groups;
+  for (int i = 0; i < 3; ++i) groups.push_back(this->make_group({"alice", "bob", "carol"}));
+  auto other = this->make_group({"bob", "carol"});
+  Conversation d;
+  d.type = ConversationType::direct;
+  d.owner = "alice";
+  d.members = {{"alice", false}, {"bob", false}};
+  auto direct = s.create_conversation(d, "alice|bob").value();
+  EXPECT_EQ(s.count_groups("alice").value(), 3);
+  EXPECT_EQ(s.count_groups("carol").value(), 4);
+  EXPECT_EQ(s.count_groups("nobody").value(), 0);
+  auto first = s.list_conversations_page("alice", 0, 2).value();
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].id, groups[0]);
+  EXPECT_EQ(first[1].id, groups[1]);
+  EXPECT_EQ(first[1].members.size(), 3u);
+  auto rest = s.list_conversations_page("alice", first[1].id, 10).value();
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].id, groups[2]);
+  EXPECT_EQ(rest[1].id, direct);
+  EXPECT_EQ(rest[1].members.size(), 2u);
+  EXPECT_NE(rest[1].id, other);
+  EXPECT_TRUE(s.list_conversations_page("alice", direct, 10).value().empty());
 }
 
 TYPED_TEST(StoreSuite, DirectConversationIsUniquePerPair) {
@@ -183,6 +276,26 @@ TYPED_TEST(StoreSuite, SavepointUndoesOnlyItsPart) {
   EXPECT_EQ(s.lock_last_seq(id).value(), 1);
   ASSERT_TRUE(s.commit());
   EXPECT_EQ(s.get_conversation(id).value()->last_seq, 1);
+}
+
+// The writer's batch: a job that fails under its savepoint is undone alone and the rest of the
+// transaction commits (on PostgreSQL the failure aborted the transaction until the rollback).
+TYPED_TEST(StoreSuite, AFailedJobUnderASavepointSparesTheBatch) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.set_last_seq(id, 3));
+  ASSERT_TRUE(s.savepoint());
+  auto dup = s.create_user(User{"alice", "A", false, 1}, "h");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, Errc::conflict);
+  s.rollback_to_savepoint();
+  ASSERT_TRUE(s.savepoint());
+  ASSERT_TRUE(s.create_user(User{"dave", "D", false, 1}, "h"));
+  ASSERT_TRUE(s.release_savepoint());
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.get_conversation(id).value()->last_seq, 3);
+  EXPECT_TRUE(s.find_user("dave").value());
 }
 
 TYPED_TEST(StoreSuite, ClientMsgIdIdentifiesARetry) {
@@ -298,3 +411,293 @@ TEST(SqliteWal, IsCheckpointedAndStartsOver) {
   store.value().reset();
   std::filesystem::remove_all(dir);
 }
+
+#ifdef CONVERGE_STORE_TEST_POSTGRES
+// PostgreSQL only: what several nodes sharing one database need, and how lost connections and
+// PostgreSQL's aborted transactions surface.
+namespace {
+
+class PostgresOnly : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = pgtest::skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    auto db = pgtest::create_database();
+    ASSERT_TRUE(db) << db.error().message;
+    db_ = db.value();
+  }
+  void TearDown() override {
+    if (!db_.name.empty()) (void)pgtest::drop_database(db_.name);
+  }
+
+  // A node's store on the test's database.
+  std::unique_ptr<Store> node(PostgresOptions o = {}) {
+    o.url = db_.url;
+    auto s = open_postgres_store(o);
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(s.value()) : nullptr;
+  }
+  static std::unique_ptr<StoreSession> session(Store& store) {
+    auto s = store.open_session();
+    EXPECT_TRUE(s) << s.error().message;
+    return s ? std::move(s.value()) : nullptr;
+  }
+  static ConversationId group_of_alice_and_bob(StoreSession& s) {
+    for (auto id : {"alice", "bob"}) EXPECT_TRUE(s.create_user(User{id, id, false, 1}, "h"));
+    Conversation c;
+    c.name = "g";
+    c.owner = "alice";
+    c.members = {{"alice", false}, {"bob", false}};
+    auto id = s.create_conversation(c, "");
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? id.value() : 0;
+  }
+  static Message message(ConversationId id, Seq seq, const std::string& from,
+                         const std::string& cmid = "") {
+    Message m;
+    m.conversation_id = id;
+    m.seq = seq;
+    m.publisher_id = m.publisher_name = from;
+    m.body = "m" + std::to_string(seq);
+    m.client_msg_id = cmid;
+    m.ts_ms = seq;
+    return m;
+  }
+  std::string sql(const std::string& q) {
+    auto r = pgtest::query(db_.url, q);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r.value() : "";
+  }
+  // Asks the server until `q` answers `want` (10 s at most): a round trip, not a guessed sleep.
+  bool server_says(const std::string& q, const std::string& want) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (sql(q) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+  // Ends every other connection to the test's database, as a server restart would.
+  void kill_connections() {
+    EXPECT_NE(sql("SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                  "WHERE datname = current_database() AND pid <> pg_backend_pid()"),
+              "0");
+  }
+
+  pgtest::Database db_;
+};
+
+// Two nodes' writers on one conversation: the second one's lock_last_seq waits for the first's
+// commit and then reads the seq it stored.
+TEST_F(PostgresOnly, LockLastSeqHoldsTheOtherNodeUntilCommit) {
+  auto node_a = node(), node_b = node();
+  ASSERT_TRUE(node_a && node_b);
+  auto a = session(*node_a), b = session(*node_b);
+  auto id = group_of_alice_and_bob(*a);
+  ASSERT_TRUE(a->begin());
+  ASSERT_EQ(a->lock_last_seq(id).value(), 0);
+  Result<Seq> b_saw = make_error(Errc::internal, "not run");
+  std::thread t([&] {
+    EXPECT_TRUE(b->begin());
+    b_saw = b->lock_last_seq(id);
+  });
+  EXPECT_TRUE(
+      server_says("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                  "current_database() AND wait_event_type = 'Lock'",
+                  "1"))
+      << "node B is not waiting for node A's row lock";
+  ASSERT_TRUE(a->insert_message(message(id, 1, "alice"), "").value());
+  ASSERT_TRUE(a->set_last_seq(id, 1));
+  ASSERT_TRUE(a->commit());
+  t.join();
+  ASSERT_TRUE(b_saw) << b_saw.error().message;
+  EXPECT_EQ(b_saw.value(), 1);
+  ASSERT_TRUE(b->insert_message(message(id, 2, "bob"), "").value());
+  ASSERT_TRUE(b->set_last_seq(id, 2));
+  ASSERT_TRUE(b->commit());
+  EXPECT_EQ(a->get_conversation(id).value()->last_seq, 2);
+}
+
+// Two nodes' writers racing on one conversation, batches of 1-3 messages: every insert succeeds
+// (no seq is handed out twice) and the seqs are 1..N without a gap.
+TEST_F(PostgresOnly, RacingNodesGetGaplessSeqs) {
+  auto first = node();
+  ASSERT_TRUE(first);
+  ConversationId id = 0;
+  {
+    auto s = session(*first);
+    id = group_of_alice_and_bob(*s);
+  }
+  constexpr int kBatches = 150;
+  auto writer = [&](const std::string& who) {
+    auto store = node();
+    auto s = session(*store);
+    for (int batch = 0; batch < kBatches; ++batch) {
+      ASSERT_TRUE(s->begin());
+      auto last = s->lock_last_seq(id);
+      ASSERT_TRUE(last) << last.error().message;
+      Seq seq = last.value();
+      for (int i = 0; i <= batch % 3; ++i) {
+        ++seq;
+        auto stored = s->insert_message(
+            message(id, seq, who, who + "-" + std::to_string(batch) + "-" + std::to_string(i)), "");
+        ASSERT_TRUE(stored && stored.value()) << who << " seq " << seq;
+      }
+      ASSERT_TRUE(s->set_last_seq(id, seq));
+      ASSERT_TRUE(s->commit());
+    }
+  };
+  std::thread alice([&] { writer("alice"); });
+  std::thread bob([&] { writer("bob"); });
+  alice.join();
+  bob.join();
+  const Seq total = 2 * (kBatches / 3) * (1 + 2 + 3);
+  auto s = session(*first);
+  auto all = s->messages_after(id, 0, 10 * total).value();
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(total));
+  for (std::size_t i = 0; i < all.size(); ++i) ASSERT_EQ(all[i].seq, static_cast<Seq>(i + 1));
+  EXPECT_EQ(s->get_conversation(id).value()->last_seq, total);
+}
+
+// Four nodes starting together on an empty database: each version is applied once, and every
+// node comes up.
+TEST_F(PostgresOnly, MigrationsRunOnceWhenNodesStartTogether) {
+  constexpr int kNodes = 4;
+  std::vector<std::unique_ptr<Store>> nodes(kNodes);
+  std::vector<std::string> errors(kNodes);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kNodes; ++i)
+    threads.emplace_back([&, i] {
+      ready.fetch_add(1);
+      while (ready.load() < kNodes) std::this_thread::yield();
+      auto s = open_postgres_store(PostgresOptions{db_.url});
+      if (s)
+        nodes[static_cast<std::size_t>(i)] = std::move(s.value());
+      else
+        errors[static_cast<std::size_t>(i)] = s.error().message;
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kNodes; ++i) {
+    ASSERT_TRUE(nodes[static_cast<std::size_t>(i)]) << errors[static_cast<std::size_t>(i)];
+    auto s = session(*nodes[static_cast<std::size_t>(i)]);
+    EXPECT_TRUE(s->create_user(User{"u" + std::to_string(i), "u", false, 1}, "h"));
+  }
+  const auto applied = sql("SELECT count(*) || ' ' || max(version) FROM schema_migrations");
+  EXPECT_EQ(applied.substr(0, applied.find(' ')), applied.substr(applied.find(' ') + 1))
+      << "versions applied / newest version: " << applied;
+  EXPECT_NE(applied.substr(0, 1), "0");
+  EXPECT_TRUE(node()) << "a later start finds nothing to do";
+  EXPECT_EQ(sql("SELECT count(*) || ' ' || max(version) FROM schema_migrations"), applied);
+}
+
+// A lost connection is unavailable inside a transaction (its work died with it) and replaced by
+// the next begin(); a transaction whose BEGIN had not gone out yet, or a read outside a
+// transaction, goes to a new connection without the caller noticing; a write outside a
+// transaction that would not be the same twice (an INSERT) is not sent again.
+TEST_F(PostgresOnly, LostConnectionIsUnavailableAndReplacedOnTheNextBegin) {
+  auto store = node();
+  ASSERT_TRUE(store);
+  auto s = session(*store);
+  auto id = group_of_alice_and_bob(*s);
+
+  ASSERT_TRUE(s->begin());
+  ASSERT_EQ(s->lock_last_seq(id).value(), 0);
+  kill_connections();
+  auto lost = s->insert_message(message(id, 1, "alice"), "");
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().code, Errc::unavailable) << lost.error().message;
+  EXPECT_EQ(s->set_last_seq(id, 1).error().code, Errc::unavailable);
+  EXPECT_FALSE(s->commit());
+  s->rollback();
+
+  ASSERT_TRUE(s->find_user("alice"));  // a new connection
+  kill_connections();                  // and it is lost while idle, as in a server restart
+  ASSERT_TRUE(s->begin());
+  auto last = s->lock_last_seq(id);
+  ASSERT_TRUE(last) << last.error().message;
+  EXPECT_EQ(last.value(), 0) << "nothing of the lost transaction was stored";
+  ASSERT_TRUE(s->insert_message(message(id, 1, "alice"), "").value());
+  ASSERT_TRUE(s->set_last_seq(id, 1));
+  ASSERT_TRUE(s->commit());
+
+  kill_connections();
+  auto read = s->find_user("alice");
+  ASSERT_TRUE(read) << read.error().message;
+  EXPECT_TRUE(read.value());
+
+  kill_connections();
+  auto write = s->create_user(User{"carol", "carol", false, 1}, "h");
+  ASSERT_FALSE(write);
+  EXPECT_EQ(write.error().code, Errc::unavailable);
+  EXPECT_FALSE(s->find_user("carol").value());
+  EXPECT_EQ(s->messages_after(id, 0, 10).value().size(), 1u);
+}
+
+// Unlike SQLite, a failed statement aborts PostgreSQL's transaction: what follows fails, and the
+// commit says so instead of committing half of it. (The writer puts a savepoint around whatever
+// is expected to fail: see AFailedJobUnderASavepointSparesTheBatch.)
+TEST_F(PostgresOnly, AFailedStatementFailsTheCommit) {
+  auto store = node();
+  ASSERT_TRUE(store);
+  auto s = session(*store);
+  auto id = group_of_alice_and_bob(*s);
+  ASSERT_TRUE(s->begin());
+  ASSERT_TRUE(s->set_last_seq(id, 7));
+  EXPECT_EQ(s->create_user(User{"alice", "A", false, 1}, "h").error().code, Errc::conflict);
+  ASSERT_TRUE(s->savepoint());  // sent with the next statement, which fails with it
+  EXPECT_FALSE(s->find_user("bob"));
+  auto committed = s->commit();
+  ASSERT_FALSE(committed);
+  EXPECT_EQ(committed.error().code, Errc::conflict) << committed.error().message;
+  EXPECT_EQ(s->get_conversation(id).value()->last_seq, 0);
+}
+
+// Text PostgreSQL cannot hold (a NUL byte, invalid UTF-8) is refused before it reaches the
+// server, so the batch's other messages still commit.
+TEST_F(PostgresOnly, UnstorableTextIsRefusedWithoutAbortingTheBatch) {
+  auto store = node();
+  ASSERT_TRUE(store);
+  auto s = session(*store);
+  auto id = group_of_alice_and_bob(*s);
+  ASSERT_TRUE(s->begin());
+  ASSERT_EQ(s->lock_last_seq(id).value(), 0);
+  for (std::string body :
+       {std::string("a\0b", 3), std::string("\xff"), std::string("\xed\xa0\x80")}) {
+    auto m = message(id, 1, "alice");
+    m.body = body;
+    auto r = s->insert_message(m, "");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::bad_request);
+  }
+  auto m = message(id, 1, "alice");
+  m.body = "h\xc3\xa9llo \xf0\x9f\x91\x8b";
+  ASSERT_TRUE(s->insert_message(m, "").value());
+  ASSERT_TRUE(s->set_last_seq(id, 1));
+  ASSERT_TRUE(s->commit());
+  auto all = s->messages_after(id, 0, 10).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].body, m.body);
+}
+
+TEST_F(PostgresOnly, SessionsAreCappedByMaxSessions) {
+  PostgresOptions o;
+  o.max_sessions = 2;
+  auto store = node(o);
+  ASSERT_TRUE(store);
+  auto a = store->open_session(), b = store->open_session();
+  ASSERT_TRUE(a && b);
+  auto c = store->open_session();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code, Errc::unavailable);
+  a.value().reset();
+  EXPECT_TRUE(store->open_session());
+}
+
+TEST(PostgresUrl, AMalformedUrlIsABadRequest) {
+  auto s = open_postgres_store(PostgresOptions{"postgresql://[::1"});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, Errc::bad_request) << s.error().message;
+}
+
+}  // namespace
+#endif

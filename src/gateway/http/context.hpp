@@ -56,7 +56,9 @@ using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>
 // Takes over a connection whose request is a valid WebSocket upgrade on /ws: answers 101 and
 // frames the connection (gateway/ws/frame.hpp). `early` holds bytes read past the request;
 // `token` is from ?token= or the Authorization header (empty: expect an auth frame).
+// `echo`: the conformance endpoint (ws_echo_path): no authentication, every message is sent back.
 void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, boost::asio::ip::tcp::socket socket,
-                      const std::string& client_key, std::string early, std::string token);
+                      const std::string& client_key, std::string early, std::string token,
+                      bool echo = false);
 
 }  // namespace converge

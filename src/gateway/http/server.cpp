@@ -199,7 +199,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::string path(parsed->path());
 
     if (beast::websocket::is_upgrade(req)) {
-      if (path != "/ws")
+      const bool echo = !ctx_.opts.ws_echo_path.empty() && path == ctx_.opts.ws_echo_path;
+      if (path != "/ws" && !echo)
         return reply(api_error(404, "not_found", "WebSocket endpoint is /ws"), version);
       std::string token;
       for (auto p : parsed->params())
@@ -232,7 +233,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       ctx_.untrack(this);
       stream_.expires_never();
       start_ws_session(ctx_, loop_, stream_.release_socket(), key, std::move(rest),
-                       std::move(token));
+                       echo ? std::string() : std::move(token), echo);
       return;
     }
 
@@ -259,6 +260,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       // refused) instead of holding every thread other calls need.
       if (hashing) {
         if (!ctx_.svc.run_auth(std::move(job))) {
+          ctx_.metrics.rate_limited_total.add();
           ApiResponse busy = api_error(429, "rate_limited", "too many logins in progress");
           busy.headers["Retry-After"] = "1";
           reply(std::move(busy), version);

@@ -23,6 +23,9 @@ struct HttpServerOptions {
   int64_t heartbeat_timeout_ms = 90000;
   std::string web_root;  // static web client; empty = none
   std::string data_dir;  // never served by the static route, whatever web_root is
+  // When set, a WebSocket on this path echoes every message without authentication: the
+  // endpoint conformance suites (Autobahn) drive. Off by default; never for production.
+  std::string ws_echo_path;
 };
 
 class HttpServer {

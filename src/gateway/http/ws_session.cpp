@@ -37,8 +37,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                         public DeviceSink,
                         private ws::FrameParser::Handler {
  public:
-  WsSession(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket, std::string token)
-      : ctx_(ctx),
+  WsSession(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket, std::string token,
+            bool echo)
+      : echo_(echo),
+        ctx_(ctx),
         loop_(loop),
         socket_(std::move(socket)),
         timer_(socket_.get_executor()),
@@ -79,6 +81,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       if (mine) {
         // Posted: we are inside the hub's loop over this user's sinks.
         asio::post(socket_.get_executor(), [self = shared_from_this()] {
+          self->ctx_.metrics.revoked_closes_total.add();
           self->send_error("", make_error(Errc::unauthorized, "token revoked"));
           self->begin_close(kCloseUnauthorized, "token revoked");
         });
@@ -175,6 +178,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // --- FrameParser::Handler ---
   void on_message(ws::Opcode op, std::string_view payload) override {
     if (closing_) return;
+    if (echo_) return send_frame(op, std::make_shared<const std::string>(payload));
     if (op != ws::text)
       return send_error(
           "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
@@ -391,10 +395,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // Below this, catch-up reads from the store go on; above it they wait for the queue to drain.
   std::size_t low_water() const { return ctx_.opts.max_send_queue_bytes / 4; }
 
-  void send(std::shared_ptr<const std::string> frame) {
+  void send(std::shared_ptr<const std::string> frame) { send_frame(ws::text, std::move(frame)); }
+
+  void send_frame(ws::Opcode op, std::shared_ptr<const std::string> frame) {
     if (closing_ || dead_) return;  // a close was asked for: let the queue drain
     Out o;
-    o.header_len = static_cast<uint8_t>(ws::encode_header(o.header, ws::text, frame->size()));
+    o.header_len = static_cast<uint8_t>(ws::encode_header(o.header, op, frame->size()));
     queued_bytes_ += frame->size() + o.header_len;
     o.payload = std::move(frame);
     queue_.push_back(std::move(o));
@@ -502,6 +508,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     expiry_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, left)));
     expiry_.async_wait([self = shared_from_this()](error_code ec) {
       if (ec || self->finished_ || self->closing_) return;
+      self->ctx_.metrics.revoked_closes_total.add();
       self->send_error("", make_error(Errc::unauthorized, "token expired"));
       self->begin_close(kCloseUnauthorized, "token expired");
     });
@@ -524,7 +531,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     const int64_t timeout_us = ctx_.opts.heartbeat_timeout_ms * 1000;
     const int64_t now = mono_us();
-    if (!authed_ && now - accepted_at_us_ >= timeout_us) {
+    if (!authed_ && !echo_ && now - accepted_at_us_ >= timeout_us) {
       send_error("", make_error(Errc::unauthorized, "no auth frame in time"));
       return begin_close(kCloseUnauthorized, "auth timeout");
     }
@@ -561,6 +568,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
   }
 
+  const bool echo_;  // the conformance endpoint: messages go back as they came, no auth
   HttpServer::Impl& ctx_;
   std::size_t loop_;  // index of our network loop = our hub shard
   tcp::socket socket_;
@@ -595,8 +603,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 }  // namespace
 
 void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket,
-                      const std::string& client_key, std::string early, std::string token) {
-  std::make_shared<WsSession>(ctx, loop, std::move(socket), std::move(token))
+                      const std::string& client_key, std::string early, std::string token,
+                      bool echo) {
+  std::make_shared<WsSession>(ctx, loop, std::move(socket), std::move(token), echo)
       ->run(client_key, std::move(early));
 }
 

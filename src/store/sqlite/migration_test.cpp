@@ -1,0 +1,71 @@
+// Schema migrations of the SQLite engine applied to data written by an older version.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "store/sqlite/sqlite_store.hpp"
+
+namespace {
+
+using namespace converge;
+namespace fs = std::filesystem;
+
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK)
+      << sql << ": " << (err ? err : "");
+}
+
+// Version 2 folds user ids to lower case (model.hpp): a database of version 1 with mixed-case
+// ids reaches every table, direct pairs are re-keyed, and an id whose folded form is taken
+// keeps its old spelling.
+TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
+  auto dir = fs::path(::testing::TempDir()) / ("migrate-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto path = (dir / "c.db").string();
+  { ASSERT_TRUE(open_sqlite_store(SqliteOptions{path})); }  // the current schema
+  {
+    // What version 1 allowed: ids in any case. Then back to version 1, as an old node left it.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    exec(db,
+         "INSERT INTO users VALUES('Alice','Alice','h',0,1),('bob','bob','h',0,1),"
+         "('Zed','Zed','h',0,1),('ZED','ZED2','h',0,1);"
+         "INSERT INTO tokens VALUES('t1','Alice','d',99999999999999);"
+         "INSERT INTO conversations(id,type,name,owner,direct_key,last_seq,created_at) "
+         "VALUES(1,'direct','','Alice','Alice|bob',1,1),(2,'group','g','Alice',NULL,0,1);"
+         "INSERT INTO members VALUES(1,'Alice',0,1),(1,'bob',0,1),(2,'Alice',0,1),(2,'Zed',0,1);"
+         "INSERT INTO messages VALUES(1,1,'Alice','Alice','text','hi','c1',NULL,1);"
+         "INSERT INTO files VALUES('f','s','n','text/plain',1,'Alice',1);"
+         "INSERT INTO cursors VALUES('Alice','d',1,1,1);"
+         "PRAGMA user_version=1;");
+    sqlite3_close(db);
+  }
+  auto st = open_sqlite_store(SqliteOptions{path});
+  ASSERT_TRUE(st) << st.error().message;
+  auto s = st.value()->open_session().value();
+  EXPECT_TRUE(s->find_user("alice").value().has_value());
+  EXPECT_FALSE(s->find_user("Alice").value().has_value());
+  EXPECT_TRUE(s->find_user("Zed").value().has_value()) << "a colliding id keeps its spelling";
+  EXPECT_TRUE(s->find_user("ZED").value().has_value());
+  auto tok = s->find_token("t1", 0).value();
+  ASSERT_TRUE(tok);
+  EXPECT_EQ(tok->user_id, "alice");
+  EXPECT_EQ(s->find_direct("alice|bob").value(), std::optional<ConversationId>(1));
+  auto c = s->get_conversation(1).value();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->owner, "alice");
+  EXPECT_EQ(s->list_conversations("alice").value().size(), 2u);
+  auto m = s->messages_after(1, 0, 10).value();
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].publisher_id, "alice");
+  EXPECT_TRUE(s->find_sent("alice", "c1").value().has_value());
+  EXPECT_EQ(s->get_file("f").value()->uploader, "alice");
+  EXPECT_EQ(s->cursors("alice", "d").value().size(), 1u);
+  fs::remove_all(dir);
+}
+
+}  // namespace
