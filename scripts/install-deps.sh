@@ -8,7 +8,9 @@ want=${1:-build}
 build_pkgs=(g++ cmake ninja-build ccache pkg-config git make curl ca-certificates
   libboost1.81-all-dev libsqlite3-dev libpq-dev librabbitmq-dev libsodium-dev
   libjemalloc-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libcli11-dev)
-test_pkgs=(postgresql rabbitmq-server mosquitto mosquitto-clients chromium sqlite3 procps gnuplot-nox)
+test_pkgs=(postgresql rabbitmq-server mosquitto mosquitto-clients chromium sqlite3 procps gnuplot-nox
+  python3 python3-autobahn python3-twisted python3-future python3-openssl python3-service-identity
+  python3-wsaccel python3-jinja2)
 
 pkgs=("${build_pkgs[@]}")
 [[ $want == test ]] && pkgs+=("${test_pkgs[@]}")

@@ -22,6 +22,9 @@ if compgen -G "tests/browser/*.test.mjs" >/dev/null; then
   echo "== browser tests (Chromium)"
   node --test --test-concurrency=1 tests/browser/
 fi
+echo "== conformance: Autobahn|Testsuite against the WebSocket session"
+scripts/conformance.sh autobahn
+
 echo "== benchmark harness smoke run (no timing asserted)"
 node bench/run.mjs --smoke
 
