@@ -1,12 +1,22 @@
 #pragma once
 // The bus interface: what must reach every node that has an interested device. Engines: local/
-// (in-process, single node) and rabbitmq/ (cluster, seed-000 topology) later.
+// (in-process, single node) and rabbitmq/ (cluster, seed-000 topology: docs/architecture.md).
+//
+// Three kinds of traffic cross it:
+//  - stored messages (after commit; the store has them, so the bus may lose some: a node heals
+//    a gap or an outage from the store, see BusListener::on_bus_restored);
+//  - notices (membership changes, admin events, broadcasts, token revocations);
+//  - transient traffic that is never stored (typing, presence, voice frames): best effort,
+//    non-durable, dropped rather than queued without bound.
+// A node tells the bus what it is interested in (the conversations and users its devices
+// belong to, the transient keys of its rooms); an engine delivers a node only that.
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "model/model.hpp"
 
 namespace converge {
@@ -35,9 +45,35 @@ using MemberList = std::vector<std::string>;  // user ids, sorted
 // A stored message on its way to the devices of the conversation's members.
 struct Delivery {
   Message msg;
-  std::shared_ptr<const MemberList> members;  // snapshot at store time; null for gap fills
+  // Local deliveries: the members at store time. From another node: the members this node knows
+  // to have devices here (ClusterInbox). Null for gap fills.
+  std::shared_ptr<const MemberList> members;
+  int64_t members_version = 0;  // the conversation's membership version at store time
   WireCache wire;
 };
+
+// A stored message as another node published it: ids in the clear, the seed-000 envelope
+// ({"cmd":"msg","data":{...}}, what plain AMQP clients receive) as the body.
+struct RemoteMessage {
+  std::string origin;  // the publishing node's id
+  ConversationId conversation_id = 0;
+  Seq seq = 0;
+  int64_t members_version = 0;
+  std::shared_ptr<const std::string> frame;
+};
+
+// A seed-000 envelope a plain AMQP client published to conversation.outgoing (queue
+// chat-app-message). The node that receives it validates and stores it, answers on `reply_to`
+// when the client gave one, then calls Bus::center_done(tag) (until then the broker keeps it).
+struct CenterRequest {
+  std::string body;
+  std::string reply_to;        // AMQP reply_to property; empty: nowhere to answer
+  std::string correlation_id;  // echoed in the answer
+  uint64_t tag = 0;
+};
+
+// Seed 000's exchanges for the backend services (load balancer, media, GB module).
+enum class BackendExchange { base, comm_gb };
 
 // A notification: an admin event to one user, a broadcast to every online user, a change to
 // a conversation's membership told to the members concerned, or tokens of a user revoked.
@@ -67,6 +103,17 @@ class BusListener {
     for (auto& d : batch) on_delivery(d);
   }
   virtual void on_notice(const std::shared_ptr<const Notice>& n) = 0;
+  // Stored messages of conversations this node bound, published by any node (this one's own
+  // are not repeated), in the order the broker delivered them: per publishing node in seq order,
+  // across nodes not necessarily.
+  virtual void on_remote_messages(std::vector<RemoteMessage> /*batch*/) {}
+  virtual void on_transient(const std::string& /*key*/, const std::string& /*origin*/,
+                            std::shared_ptr<const std::string> /*payload*/) {}
+  virtual void on_center_request(CenterRequest /*r*/) {}
+  // The engine lost the broker and has it again (queues and bindings declared anew): what other
+  // nodes published meanwhile may be missing here, so every local stream catches up from the
+  // store.
+  virtual void on_bus_restored() {}
 };
 
 class Bus {
@@ -79,6 +126,32 @@ class Bus {
   // local listeners.
   virtual void publish(std::vector<std::shared_ptr<const Delivery>> batch) = 0;
   virtual void publish(std::shared_ptr<const Notice> n) = 0;
+
+  // Interest, set by the node as its devices come and go (idempotent: the caller counts). The
+  // local engine has nothing to do.
+  virtual void bind_conversation(ConversationId /*id*/, bool /*on*/) {}
+  virtual void bind_user(const std::string& /*user_id*/, bool /*on*/) {}
+  virtual void bind_transient(const std::string& /*key*/, bool /*on*/) {}
+  // To the other nodes bound to `key` only (the caller serves its own devices): never stored,
+  // dropped when the broker or a receiver is behind.
+  virtual void publish_transient(const std::string& /*key*/,
+                                 std::shared_ptr<const std::string> /*payload*/) {}
+
+  // Seed 000's center input: the delivery `tag` of a CenterRequest is handled.
+  virtual void center_done(uint64_t /*tag*/) {}
+  // An answer to a plain AMQP client (its reply_to queue).
+  virtual void reply(const std::string& /*reply_to*/, const std::string& /*correlation_id*/,
+                     std::string /*body*/) {}
+  // A notification for backend services (exchange_base / exchange_comm_gb, routing key as in
+  // seed 000: "balance", "comm_gb", "center", ...). unavailable without a broker.
+  virtual Status publish_backend(BackendExchange /*exchange*/, const std::string& /*routing_key*/,
+                                 std::string /*body*/) {
+    return make_error(Errc::unavailable, "no message broker: this node runs without a bus");
+  }
+
+  // False while the engine has lost its broker (/healthz reports it).
+  virtual bool connected() const { return true; }
+  virtual std::string node_id() const { return "local"; }
 };
 
 }  // namespace converge

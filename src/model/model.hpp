@@ -85,6 +85,7 @@ struct Conversation {
   std::string owner;
   Seq last_seq = 0;
   int64_t created_at_ms = 0;
+  int64_t members_version = 0;  // bumped by every membership change (store.hpp)
   std::vector<Member> members;
 };
 

@@ -84,8 +84,11 @@ void Writer::run() {
   }
 }
 
-Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id) {
-  if (auto it = conv_cache_.find(id); it != conv_cache_.end()) return &it->second;
+Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id, int64_t members_version) {
+  if (auto it = conv_cache_.find(id); it != conv_cache_.end()) {
+    if (it->second.members_version == members_version) return &it->second;
+    conv_cache_.erase(it);
+  }
   auto c = session_->get_conversation(id);
   if (!c) return c.error();
   if (!c.value()) return make_error(Errc::not_found, "no such conversation");
@@ -93,15 +96,16 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id) {
   for (auto& m : c.value()->members) members->push_back(m.user_id);
   std::sort(members->begin(), members->end());
   if (conv_cache_.size() >= kConvCacheMax) conv_cache_.clear();
-  auto [it, _] = conv_cache_.emplace(id, ConvInfo{std::move(members)});
+  auto [it, _] =
+      conv_cache_.emplace(id, ConvInfo{std::move(members), c.value()->members_version});
   return &it->second;
 }
 
 Result<Writer::SeqSlot*> Writer::seq_slot(ConversationId id) {
   if (auto it = seqs_.find(id); it != seqs_.end()) return &it->second;
-  auto last = session_->lock_last_seq(id);
-  if (!last) return last.error();
-  return &seqs_.emplace(id, SeqSlot{last.value(), false}).first->second;
+  auto lock = session_->lock_conversation(id);
+  if (!lock) return lock.error();
+  return &seqs_.emplace(id, SeqSlot{lock->last_seq, lock->members_version, false}).first->second;
 }
 
 Status Writer::flush_seqs() {
@@ -117,7 +121,11 @@ Status Writer::flush_seqs() {
 // by SQL's statement atomicity and leaves the slot alone, so no savepoint is needed.
 Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& out) {
   auto& req = job.req;
-  auto info = conversation(req.conversation_id);
+  // The row lock first: from here to the commit no node changes the members, and the version
+  // read under it tells whether the cached members are still them.
+  auto slot = seq_slot(req.conversation_id);
+  if (!slot) return slot.error();
+  auto info = conversation(req.conversation_id, slot.value()->members_version);
   if (!info) return info.error();
   auto& members = *info.value()->members;
   if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
@@ -136,8 +144,6 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
     file = std::move(*f.value());
   }
 
-  auto slot = seq_slot(req.conversation_id);
-  if (!slot) return slot.error();
   auto d = std::make_shared<Delivery>();
   Message& m = d->msg;
   m.conversation_id = req.conversation_id;
@@ -165,6 +171,7 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
   slot.value()->last = m.seq;
   slot.value()->dirty = true;
   d->members = info.value()->members;
+  d->members_version = info.value()->members_version;
   SendAck ack{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
   out = std::move(d);
   return ack;

@@ -49,6 +49,7 @@ class Writer {
  private:
   struct ConvInfo {
     std::shared_ptr<const MemberList> members;  // sorted
+    int64_t members_version = 0;                // of the store, when `members` was read
   };
   struct Done {
     std::function<void(Result<SendAck>)> send_done;
@@ -65,11 +66,14 @@ class Writer {
   void run();
   void process(std::vector<Job>& batch);
   Result<SendAck> process_send(SendJob& job, std::shared_ptr<Delivery>& out);
-  Result<const ConvInfo*> conversation(ConversationId id);
+  // The members, read again when the store's membership version (read under the row lock) is
+  // not the cached one: another node may have changed them.
+  Result<const ConvInfo*> conversation(ConversationId id, int64_t members_version);
   // The batch's view of a conversation's last seq: read (and locked) at its first message in
   // the batch, stored back before commit (and before any function job runs).
   struct SeqSlot {
     Seq last = 0;
+    int64_t members_version = 0;
     bool dirty = false;
   };
   Result<SeqSlot*> seq_slot(ConversationId id);

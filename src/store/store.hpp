@@ -23,6 +23,14 @@ struct DeviceCursor {
   Seq fetched = 0;  // what offline/sync handed it (may be ahead of acked)
 };
 
+// What the writer reads of a conversation under its row lock. members_version counts membership
+// changes (the store bumps it on every member added or removed, in the same transaction), so a
+// writer on any node knows whether the members it cached are still the members.
+struct ConversationLock {
+  Seq last_seq = 0;
+  int64_t members_version = 0;
+};
+
 struct SentRef {  // what an earlier send with the same client_msg_id produced
   ConversationId conversation_id = 0;
   Seq seq = 0;
@@ -84,11 +92,16 @@ class StoreSession {
   // Messages
   virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,
                                                    const std::string& client_msg_id) = 0;
-  // Seqs are assigned inside a write transaction: lock_last_seq reads the conversation's
-  // last_seq and holds it (the row lock of engines that several nodes share) until the
+  // Seqs are assigned inside a write transaction: lock_conversation reads the conversation's
+  // last_seq (and members_version) and holds it (the row lock of engines that several nodes share) until the
   // transaction ends; the writer numbers the batch's messages from it and stores the new top
   // with set_last_seq before committing. Gapless across nodes: the lock serializes them.
-  virtual Result<Seq> lock_last_seq(ConversationId id) = 0;  // not_found
+  virtual Result<ConversationLock> lock_conversation(ConversationId id) = 0;  // not_found
+  Result<Seq> lock_last_seq(ConversationId id) {
+    auto l = lock_conversation(id);
+    if (!l) return l.error();
+    return l->last_seq;
+  }
   virtual Status set_last_seq(ConversationId id, Seq seq) = 0;
   // Stores the message unless the publisher already stored one with the same client_msg_id:
   // then nothing is written and the result is false (find_sent tells what it was).

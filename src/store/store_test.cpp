@@ -195,6 +195,32 @@ TYPED_TEST(StoreSuite, ConversationsComeInPagesAndGroupsAreCounted) {
   EXPECT_TRUE(s.list_conversations_page("alice", direct, 10).value().empty());
 }
 
+// Every membership change bumps the version that a writer reads under its row lock (a writer on
+// another node learns from it that its cached members are stale); messages do not.
+TYPED_TEST(StoreSuite, MembershipChangesBumpTheVersion) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  ASSERT_TRUE(s.begin());
+  auto v0 = s.lock_conversation(id).value().members_version;
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.get_conversation(id).value()->members_version, v0);
+  ASSERT_TRUE(s.add_member(id, "carol", 1));
+  auto v1 = s.get_conversation(id).value()->members_version;
+  EXPECT_GT(v1, v0);
+  ASSERT_TRUE(s.add_member(id, "carol", 2));  // already in: no change
+  EXPECT_EQ(s.get_conversation(id).value()->members_version, v1);
+  ASSERT_TRUE(s.remove_member(id, "bob"));
+  auto v2 = s.get_conversation(id).value()->members_version;
+  EXPECT_GT(v2, v1);
+  ASSERT_TRUE(s.begin());
+  auto lock = s.lock_conversation(id).value();
+  EXPECT_EQ(lock.members_version, v2);
+  EXPECT_EQ(lock.last_seq, 0);
+  ASSERT_TRUE(s.set_last_seq(id, 1));
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.get_conversation(id).value()->members_version, v2);
+}
+
 TYPED_TEST(StoreSuite, DirectConversationIsUniquePerPair) {
   auto& s = *this->s_;
   Conversation c;

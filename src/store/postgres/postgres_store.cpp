@@ -103,6 +103,23 @@ CREATE TABLE cursors (
   PRIMARY KEY (user_id, device_id, conversation_id)
 );
 )sql"},
+    // The membership version (store.hpp, ConversationLock), kept by a trigger so that every path
+    // that changes members bumps it in the same transaction; its row lock also orders a
+    // membership change against another node's writer holding lock_conversation.
+    {2, "membership version", R"sql(
+ALTER TABLE conversations ADD COLUMN members_version BIGINT NOT NULL DEFAULT 0;
+CREATE FUNCTION converge_members_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    UPDATE conversations SET members_version = members_version + 1 WHERE id = NEW.conversation_id;
+  ELSE
+    UPDATE conversations SET members_version = members_version + 1 WHERE id = OLD.conversation_id;
+  END IF;
+  RETURN NULL;
+END $$;
+CREATE TRIGGER members_version AFTER INSERT OR DELETE ON members
+  FOR EACH ROW EXECUTE FUNCTION converge_members_version();
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.
@@ -583,16 +600,19 @@ class PgSession final : public StoreSession {
   // The conversation and its members in one query: a row per member.
   Result<std::optional<Conversation>> get_conversation(ConversationId id) override {
     static constexpr Stmt s{
-        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, m.user_id, m.muted "
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, m.user_id, m.muted, "
+        "c.members_version "
         "FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id "
         "WHERE c.id = $1 ORDER BY m.joined_at, m.user_id",
-        "i", "itttiitb", true};
+        "i", "itttiitbi", true};
     Args a;
     a.i64(id);
     auto r = run(&s, &a, "get_conversation");
     if (!r) return r.error();
-    auto out = conversation_rows(Rows{r.value().get()});
+    Rows rows{r.value().get()};
+    auto out = conversation_rows(rows);
     if (out.empty()) return std::optional<Conversation>();
+    out.front().members_version = rows.i64(0, 8);
     return std::optional<Conversation>(std::move(out.front()));
   }
 
@@ -694,16 +714,17 @@ class PgSession final : public StoreSession {
   // The row lock is what keeps seqs gapless across nodes: another node's writer blocks here
   // until this transaction ends, and then reads the last_seq it committed (READ COMMITTED
   // re-reads a row it waited for).
-  Result<Seq> lock_last_seq(ConversationId id) override {
-    static constexpr Stmt s{"SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE", "i", "i",
-                            false};
+  Result<ConversationLock> lock_conversation(ConversationId id) override {
+    static constexpr Stmt s{
+        "SELECT last_seq, members_version FROM conversations WHERE id = $1 FOR UPDATE", "i", "ii",
+        false};
     Args a;
     a.i64(id);
-    auto r = run(&s, &a, "lock_last_seq");
+    auto r = run(&s, &a, "lock_conversation");
     if (!r) return r.error();
     Rows rows{r.value().get()};
     if (rows.size() == 0) return make_error(Errc::not_found, "no such conversation");
-    return rows.i64(0, 0);
+    return ConversationLock{rows.i64(0, 0), rows.i64(0, 1)};
   }
 
   Status set_last_seq(ConversationId id, Seq seq) override {

@@ -120,6 +120,17 @@ UPDATE conversations SET direct_key = (SELECT CASE WHEN a < b THEN a || '|' || b
 DROP TABLE pairs;
 DROP TABLE fold;
 )sql",
+    // Version 3: the membership version (store.hpp, ConversationLock), kept by triggers so that
+    // every path that changes members bumps it in the same transaction.
+    R"sql(
+ALTER TABLE conversations ADD COLUMN members_version INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER members_version_added AFTER INSERT ON members BEGIN
+  UPDATE conversations SET members_version = members_version + 1 WHERE id = NEW.conversation_id;
+END;
+CREATE TRIGGER members_version_removed AFTER DELETE ON members BEGIN
+  UPDATE conversations SET members_version = members_version + 1 WHERE id = OLD.conversation_id;
+END;
+)sql",
 };
 
 Error db_error(sqlite3* db, const char* what) {
@@ -383,12 +394,14 @@ class SqliteSession final : public StoreSession {
 
   Result<std::optional<Conversation>> get_conversation(ConversationId id) override {
     auto* s = prepare(
-        "SELECT id, type, name, owner, last_seq, created_at FROM conversations WHERE id = ?1");
+        "SELECT id, type, name, owner, last_seq, created_at, members_version FROM conversations "
+        "WHERE id = ?1");
     sqlite3_bind_int64(s, 1, id);
     std::optional<Conversation> out;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
       out = conversation_row(s);
+      out->members_version = sqlite3_column_int64(s, 6);
       rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
@@ -506,20 +519,20 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
-  Result<Seq> lock_last_seq(ConversationId id) override {
+  Result<ConversationLock> lock_conversation(ConversationId id) override {
     // The writer holds SQLite's one write lock for the whole transaction: a read is enough.
-    auto* s = prepare("SELECT last_seq FROM conversations WHERE id = ?1");
+    auto* s = prepare("SELECT last_seq, members_version FROM conversations WHERE id = ?1");
     sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    std::optional<Seq> seq;
+    std::optional<ConversationLock> out;
     if (rc == SQLITE_ROW) {
-      seq = sqlite3_column_int64(s, 0);
+      out = ConversationLock{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
       rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return db_error(db_, "lock_last_seq");
-    if (!seq) return make_error(Errc::not_found, "no such conversation");
-    return *seq;
+    if (rc != SQLITE_DONE) return db_error(db_, "lock_conversation");
+    if (!out) return make_error(Errc::not_found, "no such conversation");
+    return *out;
   }
 
   Status set_last_seq(ConversationId id, Seq seq) override {
