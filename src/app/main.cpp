@@ -19,8 +19,10 @@
 #include "bus/local/local_bus.hpp"
 #include "gateway/http/server.hpp"
 #include "net/io_pool.hpp"
+#include "service/cluster.hpp"
 #include "service/hub.hpp"
 #include "service/service.hpp"
+#include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 #ifndef CONVERGE_VERSION
@@ -81,10 +83,14 @@ void set_log_level(const std::string& level) {
 }
 
 Result<std::unique_ptr<Store>> open_store(const Config& cfg) {
+  if (cfg.store.starts_with("postgresql://") || cfg.store.starts_with("postgres://")) {
+    PostgresOptions o;
+    o.url = cfg.store;
+    return open_postgres_store(o);
+  }
   if (!cfg.store.empty())
-    return make_error(
-        Errc::bad_request,
-        "store " + cfg.store + ": only the embedded SQLite store is built in this version");
+    return make_error(Errc::bad_request,
+                      "store " + cfg.store + ": expected postgresql://... (or empty for SQLite)");
   std::error_code ec;
   fs::create_directories(cfg.data_dir, ec);
   if (ec)
@@ -98,7 +104,7 @@ Result<std::unique_ptr<Store>> open_store(const Config& cfg) {
 
 ServiceOptions service_options(const Config& cfg) {
   ServiceOptions o;
-  o.files_dir = (fs::path(cfg.data_dir) / "files").string();
+  o.files_dir = cfg.files_dir.empty() ? (fs::path(cfg.data_dir) / "files").string() : cfg.files_dir;
   o.open_registration = cfg.registration == "open";
   o.password_cost = cfg.password_cost == "min" ? password_cost_min() : password_cost_interactive();
   o.token_ttl_ms = cfg.token_ttl_s * 1000;
@@ -173,9 +179,12 @@ int serve(const Cli& cli) {
     auto* ctx = &io.loop(i);
     hub.add_shard([ctx](std::function<void()> fn) { boost::asio::post(*ctx, std::move(fn)); });
   }
-  bus->set_listener(&hub);
-
   Service svc(service_options(cfg), *store.value(), *bus, hub, metrics);
+  // The bus hands everything to the cluster side, which keeps the node's interest and passes
+  // deliveries on to the hub.
+  Cluster cluster(svc, *bus, hub, metrics);
+  bus->set_listener(&cluster);
+  svc.set_cluster(&cluster);
   if (auto s = svc.start(); !s) {
     spdlog::error("service: {}", s.error().message);
     return 1;
@@ -248,6 +257,7 @@ int serve(const Cli& cli) {
   spdlog::info("signal {}: stopping (grace {} ms)", sig, cfg.shutdown_grace_ms);
   http.shutdown(cfg.shutdown_grace_ms);
   svc.stop();  // commits what is queued
+  cluster.stop();
   io.stop();
   io.join();
   spdlog::info("stopped");

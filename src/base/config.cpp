@@ -63,6 +63,11 @@ const std::vector<ConfigKey>& config_keys() {
   static const std::vector<ConfigKey> keys = {
       str_key("listen", "HTTP API and WebSocket address, HOST:PORT", &Config::listen),
       str_key("data_dir", "folder for the SQLite database and uploaded files", &Config::data_dir),
+      str_key("files_dir",
+              "folder of uploaded files; empty = data_dir/files (nodes of a cluster share one)",
+              &Config::files_dir),
+      str_key("node_id", "this node's id in a cluster (1-64 of a-z 0-9 _ . -); empty = random",
+              &Config::node_id),
       str_key("mqtt_listen", "MQTT address, HOST:PORT", &Config::mqtt_listen),
       str_key("store", "store URL; empty = SQLite in data_dir", &Config::store),
       str_key("bus", "bus URL; empty = in-process", &Config::bus),

@@ -15,6 +15,8 @@ namespace converge {
 struct Config {
   std::string listen = "127.0.0.1:8080";  // HTTP API + WebSocket, HOST:PORT (port 0 = any free)
   std::string data_dir = "./data";        // SQLite database and file store
+  std::string files_dir;  // uploaded files; empty = data_dir/files (a cluster shares one)
+  std::string node_id;    // this node's name in a cluster; empty = made up at start
   std::string mqtt_listen = "127.0.0.1:1883";
   std::string store;                  // empty: SQLite in data_dir; postgresql://... later
   std::string bus;                    // empty: in-process; amqp://... later

@@ -101,6 +101,9 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_revoked_closes_total",
           "WebSockets closed (4001) because their token was revoked or expired.",
           revoked_closes_total.value());
+  counter(out, "converge_bus_remote_messages_total",
+          "Stored messages received from other nodes through the bus.",
+          bus_remote_messages_total.value());
   counter(out, "converge_gap_fills_total",
           "Live deliveries that first read a missing seq range from the store.",
           gap_fills_total.value());
@@ -111,6 +114,18 @@ std::string Metrics::render_prometheus() const {
             store_commit_seconds);
   histogram(out, "converge_store_batch_messages", "Chat messages per group-commit batch.",
             store_batch_messages);
+  counter(out, "converge_bus_published_total",
+          "Messages, notices, transient frames and replies handed to the message broker.",
+          bus_published_total.value());
+  counter(out, "converge_bus_dropped_total",
+          "Bus publishes dropped: the publisher queue was full or the broker unreachable.",
+          bus_dropped_total.value());
+  counter(out, "converge_bus_received_total", "Deliveries taken from this node's bus queues.",
+          bus_received_total.value());
+  counter(out, "converge_bus_reconnects_total",
+          "Message broker connections re-established after a loss.", bus_reconnects_total.value());
+  gauge(out, "converge_bus_connected", "1 while the bus has its message broker.",
+        bus_connected.value());
   return out;
 }
 

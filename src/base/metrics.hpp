@@ -76,11 +76,18 @@ struct Metrics {
   Counter heartbeat_timeouts_total;
   Counter rate_limited_total;    // calls refused by an abuse limit (429), hashing queue included
   Counter revoked_closes_total;  // WebSockets closed because their token was revoked or expired
-  Counter gap_fills_total;       // live deliveries that had to read a missing range from the store
+  Counter bus_remote_messages_total;  // stored messages received from other nodes
+  Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
   Histogram store_commit_seconds{
       {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   Histogram store_batch_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}};
+  // The RabbitMQ bus (bus/rabbitmq): what crossed the broker, and what did not.
+  Counter bus_published_total;   // messages, notices, frames, replies handed to the broker
+  Counter bus_dropped_total;     // not published: publisher queue full, or broker unreachable
+  Counter bus_received_total;    // deliveries taken from this node's queues
+  Counter bus_reconnects_total;  // broker connections re-established after a loss
+  Gauge bus_connected;           // 1 while both of the engine's connections are up
 
   std::string render_prometheus() const;
 };

@@ -3,6 +3,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <charconv>
+#include <set>
 
 #include "base/utf8.hpp"
 
@@ -424,6 +425,139 @@ std::string error_body(const Error& e) {
   json::object o;
   o["error"] = std::move(inner);
   return json::serialize(o);
+}
+
+}  // namespace converge::proto
+
+namespace converge::proto {
+
+namespace {
+std::string str(const json::object& o, std::string_view k) {
+  auto* v = o.if_contains(k);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+int64_t i64(const json::object& o, std::string_view k) {
+  auto* v = o.if_contains(k);
+  if (!v) return 0;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
+  if (v->is_string()) return parse_conversation_id(v->as_string()).value_or(0);
+  return 0;
+}
+}  // namespace
+
+Result<Message> parse_message_frame(std::string_view frame) {
+  auto env = parse_object(frame);
+  if (!env) return env.error();
+  auto* d = env->if_contains("data");
+  if (!d || !d->is_object()) return bad("a message frame needs data");
+  auto& o = d->as_object();
+  Message m;
+  m.conversation_id = i64(o, "conversation_id");
+  m.seq = i64(o, "seq");
+  if (m.conversation_id <= 0 || m.seq <= 0) return bad("a message frame needs its ids");
+  m.publisher_id = str(o, "publisher_id");
+  m.publisher_name = str(o, "publisher_name");
+  m.type = parse_message_type(str(o, "type")).value_or(MessageType::text);
+  m.body = str(o, "body");
+  m.client_msg_id = str(o, "client_msg_id");
+  m.ts_ms = i64(o, "ts");
+  if (auto* f = o.if_contains("file"); f && f->is_object()) {
+    auto& fo = f->as_object();
+    FileMeta fm;
+    fm.id = str(fo, "file_id");
+    fm.name = str(fo, "name");
+    fm.mime = str(fo, "mime");
+    fm.size = i64(fo, "size");
+    m.file = std::move(fm);
+  }
+  return m;
+}
+
+std::string notice_envelope(const Notice& n) {
+  json::object o;
+  switch (n.kind) {
+    case Notice::Kind::event:
+    case Notice::Kind::broadcast: {
+      o["cmd"] = n.kind == Notice::Kind::event ? "event" : "broadcast";
+      boost::system::error_code ec;
+      json::value data = json::parse(n.payload_json, ec);
+      o["data"] = ec ? json::value(json::object{}) : std::move(data);
+      if (n.kind == Notice::Kind::event) o["user_id"] = n.user_id;
+      break;
+    }
+    case Notice::Kind::conversation: {
+      o["cmd"] = "conversation";
+      auto data = conversation_json(n.conversation, "");
+      data["change"] = n.change;
+      data["members_version"] = n.conversation.members_version;
+      // Every member's own flag, so that each node can tell its recipients theirs.
+      json::array muted;
+      for (auto& m : n.conversation.members)
+        if (m.muted) muted.emplace_back(m.user_id);
+      data["muted_by"] = std::move(muted);
+      o["data"] = std::move(data);
+      json::array users;
+      for (auto& u : n.user_ids) users.emplace_back(u);
+      o["user_ids"] = std::move(users);
+      break;
+    }
+    case Notice::Kind::revoke:
+      o["cmd"] = "revoke";
+      o["data"] = json::object{{"user_id", n.user_id},
+                               {"token_hash", n.token_hash},
+                               {"keep_token_hash", n.keep_token_hash}};
+      break;
+  }
+  return json::serialize(o);
+}
+
+Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
+  auto env = parse_object(text);
+  if (!env) return env.error();
+  auto cmd = str(env.value(), "cmd");
+  auto* dv = env->if_contains("data");
+  if (!dv || !dv->is_object()) return bad("a notice needs data");
+  auto& d = dv->as_object();
+  auto n = std::make_shared<Notice>();
+  if (cmd == "event" || cmd == "broadcast") {
+    n->kind = cmd == "event" ? Notice::Kind::event : Notice::Kind::broadcast;
+    n->user_id = str(env.value(), "user_id");
+    n->payload_json = json::serialize(d);
+  } else if (cmd == "conversation") {
+    n->kind = Notice::Kind::conversation;
+    n->change = str(d, "change");
+    auto& c = n->conversation;
+    c.id = i64(d, "id");
+    c.type = parse_conversation_type(str(d, "type")).value_or(ConversationType::group);
+    c.name = str(d, "name");
+    c.owner = str(d, "owner");
+    c.last_seq = i64(d, "last_seq");
+    c.created_at_ms = i64(d, "created_at");
+    c.members_version = i64(d, "members_version");
+    std::set<std::string> muted;
+    if (auto* mb = d.if_contains("muted_by"); mb && mb->is_array())
+      for (auto& u : mb->as_array())
+        if (u.is_string()) muted.insert(std::string(u.as_string()));
+    if (auto* ms = d.if_contains("members"); ms && ms->is_array())
+      for (auto& u : ms->as_array())
+        if (u.is_string()) {
+          std::string id(u.as_string());
+          bool m = muted.count(id) > 0;
+          c.members.push_back(Member{std::move(id), m});
+        }
+    if (auto* us = env->if_contains("user_ids"); us && us->is_array())
+      for (auto& u : us->as_array())
+        if (u.is_string()) n->user_ids.emplace_back(u.as_string());
+  } else if (cmd == "revoke") {
+    n->kind = Notice::Kind::revoke;
+    n->user_id = str(d, "user_id");
+    n->token_hash = str(d, "token_hash");
+    n->keep_token_hash = str(d, "keep_token_hash");
+  } else {
+    return bad("unknown notice " + std::string(utf8_truncate(cmd, 32)));
+  }
+  return n;
 }
 
 }  // namespace converge::proto

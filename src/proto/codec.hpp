@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/error.hpp"
+#include "bus/bus.hpp"
 #include "model/model.hpp"
 #include "model/requests.hpp"
 
@@ -67,5 +68,13 @@ std::string frame_error(std::string_view id_json, const Error& e);
 std::string error_body(const Error& e);
 
 std::string serialize(const json::object& o);
+
+// --- between nodes (the bus) ---
+// A stored message's frame (frame_msg's form, seed 000's envelope) read back into a Message.
+Result<Message> parse_message_frame(std::string_view frame);
+// A notice as the bus carries it: a seed-000 envelope a plain AMQP client can read too
+// ({"cmd":"event"|"broadcast"|"conversation"|"revoke", "data":..., ...}), and back.
+std::string notice_envelope(const Notice& n);
+Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text);
 
 }  // namespace converge::proto

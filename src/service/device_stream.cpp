@@ -38,15 +38,29 @@ void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs) {
     c.pos = std::max(c.pos, pos);
   }
   for (auto& [id, last] : last_seqs) {
-    auto it = convs_.find(id);
-    if (it != convs_.end() && it->second.pos >= 0)
-      it->second.target = std::max(it->second.target, last);
+    auto& c = convs_[id];
+    if (c.pos >= 0) {
+      c.target = std::max(c.target, last);
+    } else {
+      // A conversation the device has no cursor for starts with what is stored after the
+      // stream opened (what came before is for sync/history); a live message that came before
+      // this read (so it is at most `last`) is still the stream's first.
+      c.pos = c.held.empty() ? last : std::min(last, c.held.begin()->first - 1);
+    }
   }
   for (auto& [id, c] : convs_) {
-    // A conversation the device has no cursor for starts at the first live message: it has
-    // never synced it, so what came before is for sync/history, not for the live stream.
     if (c.pos < 0 && !c.held.empty()) c.pos = c.held.begin()->first - 1;
     drain(id, c);
+  }
+}
+
+void DeviceStream::catch_up(const SeqMap& last_seqs) {
+  if (closed_ || !started_) return;
+  for (auto& [id, last] : last_seqs) {
+    auto it = convs_.find(id);
+    if (it == convs_.end() || it->second.pos < 0) continue;
+    it->second.target = std::max(it->second.target, last);
+    drain(id, it->second);
   }
 }
 

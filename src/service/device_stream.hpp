@@ -36,6 +36,9 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
   // Last seqs: each of the user's conversations now; ranges between are caught up at once.
   void start(const SeqMap& positions, const SeqMap& last_seqs);
   void on_delivery(const std::shared_ptr<const Delivery>& d);
+  // What the store holds now (after a bus outage): every conversation the stream knows catches
+  // up to it.
+  void catch_up(const SeqMap& last_seqs);
   // The device received up to `seq` by other means (a sync reply).
   void advance(ConversationId c, Seq seq);
   // The owner's queue drained: continue catch-ups that waited for it.

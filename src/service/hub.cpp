@@ -81,6 +81,17 @@ void Hub::on_notice(const std::shared_ptr<const Notice>& n) {
   }
 }
 
+void Hub::resync_all() {
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    s->post([s] {
+      std::vector<DeviceSink*> all;
+      for (auto& [_, v] : s->by_user) all.insert(all.end(), v.begin(), v.end());
+      for (auto* sink : all) sink->resync();
+    });
+  }
+}
+
 int64_t Hub::sinks() const {
   int64_t n = 0;
   for (auto& s : shards_) n += s->count.load(std::memory_order_relaxed);

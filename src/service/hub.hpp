@@ -22,6 +22,8 @@ class DeviceSink {
   virtual const std::string& sink_user_id() const = 0;
   virtual void deliver(const std::shared_ptr<const Delivery>& d) = 0;
   virtual void notify(const std::shared_ptr<const Notice>& n) = 0;
+  // Messages may have been missed (the bus lost its broker): catch up from the store.
+  virtual void resync() {}
 };
 
 class Hub final : public BusListener {
@@ -45,6 +47,9 @@ class Hub final : public BusListener {
   // One post per shard for the whole batch: cross-thread wake-ups are per commit, not per message.
   void on_deliveries(const std::vector<std::shared_ptr<const Delivery>>& batch) override;
   void on_notice(const std::shared_ptr<const Notice>& n) override;
+
+  // Every sink of every shard resyncs (on its shard's thread).
+  void resync_all();
 
   int64_t sinks() const;  // approximate, for metrics
 

@@ -11,6 +11,7 @@
 
 #include "base/clock.hpp"
 #include "base/utf8.hpp"
+#include "service/cluster.hpp"
 #include "service/writer.hpp"
 
 namespace converge {
@@ -520,6 +521,22 @@ Result<std::vector<Message>> Service::history(const AuthContext& who, Conversati
   if (auto c = load_member_view(*s, who, id); !c) return c.error();
   if (before_seq > 0) return s->messages_before(id, before_seq, limit);
   return s->messages_after(id, after_seq, limit);
+}
+
+void Service::device_online(const std::string& user_id) {
+  if (cluster_) cluster_->device_online(user_id);
+}
+
+void Service::device_offline(const std::string& user_id) {
+  if (cluster_) cluster_->device_offline(user_id);
+}
+
+Result<Conversation> Service::conversation_members(ConversationId id) {
+  auto s = lease();
+  auto c = s->get_conversation(id);
+  if (!c) return c.error();
+  if (!c.value()) return make_error(Errc::not_found, "no such conversation");
+  return std::move(*c.value());
 }
 
 Result<std::vector<Message>> Service::messages_after(ConversationId id, Seq after, int64_t limit) {

@@ -27,6 +27,7 @@
 namespace converge {
 
 class Writer;
+class Cluster;
 
 struct ServiceOptions {
   std::string files_dir;  // content-addressed blobs
@@ -129,6 +130,8 @@ class Service {
   Result<SeqMap> heartbeat(const AuthContext& who, const SeqMap& seqs);
   // Where a device's live stream starts: max(acked, fetched) per conversation it has a cursor for.
   Result<SeqMap> stream_positions(const AuthContext& who);
+  // The conversation as the store has it (no membership check: for the node's own routing).
+  Result<Conversation> conversation_members(ConversationId id);
   // Reads for gap filling (no membership check: the caller is a member's live stream).
   Result<std::vector<Message>> messages_after(ConversationId id, Seq after, int64_t limit);
 
@@ -140,6 +143,12 @@ class Service {
   // --- notifications ---
   Status send_event(const AuthContext& who, const std::string& user_id, std::string payload_json);
   Status broadcast(const AuthContext& who, std::string payload_json);
+
+  // --- devices of this node (for the bus's interest; set by the composition root) ---
+  void set_cluster(Cluster* c) { cluster_ = c; }
+  // Blocking (store read, bus bindings): on the work pool, before reading the device's positions.
+  void device_online(const std::string& user_id);
+  void device_offline(const std::string& user_id);
 
   const ServiceOptions& options() const { return opts_; }
   Metrics& metrics() { return metrics_; }
@@ -166,6 +175,7 @@ class Service {
   WorkPool pool_;
   WorkPool auth_pool_;
   std::unique_ptr<Writer> writer_;
+  Cluster* cluster_ = nullptr;
   std::string dummy_hash_;  // verified for unknown users: they cost what known ones do
   RateLimiter login_user_limit_;
   RateLimiter login_address_limit_;

@@ -96,8 +96,7 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id, int64_t 
   for (auto& m : c.value()->members) members->push_back(m.user_id);
   std::sort(members->begin(), members->end());
   if (conv_cache_.size() >= kConvCacheMax) conv_cache_.clear();
-  auto [it, _] =
-      conv_cache_.emplace(id, ConvInfo{std::move(members), c.value()->members_version});
+  auto [it, _] = conv_cache_.emplace(id, ConvInfo{std::move(members), c.value()->members_version});
   return &it->second;
 }
 

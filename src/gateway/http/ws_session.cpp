@@ -1,6 +1,7 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
 #include <spdlog/spdlog.h>
 #include <array>
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -72,6 +73,20 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   void deliver(const std::shared_ptr<const Delivery>& d) override {
     if (stream_) stream_->on_delivery(d);
+  }
+
+  void resync() override {
+    if (!stream_ || finished_) return;
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self] {
+      auto convs = self->ctx_.svc.list_conversations(self->auth_);
+      if (!convs) return;
+      SeqMap last;
+      for (auto& c : convs.value()) last[c.id] = c.last_seq;
+      asio::post(self->socket_.get_executor(), [self, last = std::move(last)] {
+        if (self->stream_) self->stream_->catch_up(last);
+      });
+    });
   }
 
   void notify(const std::shared_ptr<const Notice>& n) override {
@@ -296,6 +311,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     auto self = shared_from_this();
     ctx_.svc.run_blocking([self] {
       auto& svc = self->ctx_.svc;
+      // Bound on the bus first (in a cluster), then positions and last seqs: whatever is stored
+      // after this read reaches the stream live.
+      svc.device_online(self->auth_.user_id);
+      self->online_.store(true);
+      // Finished meanwhile: finish() found nothing to undo, so undo it here (seq_cst both sides).
+      if (self->gone_.load() && self->online_.exchange(false))
+        svc.device_offline(self->auth_.user_id);
       auto pos = svc.stream_positions(self->auth_);
       auto convs = svc.list_conversations(self->auth_);
       SeqMap last;
@@ -552,6 +574,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     expiry_.cancel();
     if (attached_) ctx_.hub.detach(static_cast<int>(loop_), this);
     attached_ = false;
+    gone_.store(true);
+    if (online_.exchange(false)) ctx_.svc.device_offline(auth_.user_id);
     if (stream_) stream_->close();
     stream_.reset();
     // A write in flight points into queue_: the queue is dropped in on_write, which closing the
@@ -591,6 +615,10 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool authenticating_ = false;
   bool authed_ = false;
   bool attached_ = false;
+  // device_online was called (on the work pool) and device_offline is owed: set from there,
+  // read here at finish.
+  std::atomic<bool> online_{false};
+  std::atomic<bool> gone_{false};  // finish() ran
   bool writing_ = false;
   bool write_scheduled_ = false;  // a do_write is posted to run after the current handler
   bool closing_ = false;          // a close was asked for; nothing but the close frame is queued

@@ -1,0 +1,186 @@
+#include "service/cluster.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+
+#include "base/metrics.hpp"
+#include "proto/codec.hpp"
+#include "service/service.hpp"
+
+namespace converge {
+
+namespace {
+std::shared_ptr<const MemberList> as_list(const std::set<std::string>& users) {
+  return std::make_shared<const MemberList>(users.begin(), users.end());  // sorted
+}
+}  // namespace
+
+Cluster::Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics)
+    : svc_(svc), bus_(bus), hub_(hub), metrics_(metrics), inbox_(1, "inbox") {}
+
+Cluster::~Cluster() {
+  stop();
+}
+
+void Cluster::stop() {
+  inbox_.stop();
+}
+
+void Cluster::add_locked(ConversationId id, const std::string& user, int64_t version) {
+  auto& c = convs_[id];
+  bool first = c.users.empty();
+  if (!c.users.insert(user).second) return;
+  if (version >= 0) c.members_version = version;
+  c.list = as_list(c.users);
+  user_convs_[user].insert(id);
+  if (first) bus_.bind_conversation(id, true);
+}
+
+void Cluster::remove_locked(ConversationId id, const std::string& user) {
+  auto it = convs_.find(id);
+  if (it == convs_.end() || it->second.users.erase(user) == 0) return;
+  if (auto u = user_convs_.find(user); u != user_convs_.end()) u->second.erase(id);
+  if (it->second.users.empty()) {
+    convs_.erase(it);
+    bus_.bind_conversation(id, false);
+  } else {
+    it->second.list = as_list(it->second.users);
+  }
+}
+
+void Cluster::device_online(const std::string& user_id) {
+  {
+    std::lock_guard lk(mu_);
+    if (++devices_[user_id] > 1) return;
+  }
+  bus_.bind_user(user_id, true);
+  AuthContext who;
+  who.user_id = user_id;
+  auto convs = svc_.list_conversations(who);
+  {
+    std::lock_guard lk(mu_);
+    if (devices_[user_id] > 0 && convs)
+      for (auto& c : convs.value()) add_locked(c.id, user_id, -1);
+  }
+  // Wait until the bindings hold at the broker: the caller reads the device's positions next,
+  // and whatever is stored after that read must reach this node.
+  auto bound = std::make_shared<std::promise<void>>();
+  auto f = bound->get_future();
+  bus_.when_bound([bound] { bound->set_value(); });
+  if (f.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+    spdlog::warn("bus: bindings for {} not confirmed within 5 s", user_id);
+}
+
+void Cluster::device_offline(const std::string& user_id) {
+  std::lock_guard lk(mu_);
+  auto it = devices_.find(user_id);
+  if (it == devices_.end() || --it->second > 0) return;
+  devices_.erase(it);
+  if (auto u = user_convs_.find(user_id); u != user_convs_.end()) {
+    auto ids = u->second;
+    for (auto id : ids) remove_locked(id, user_id);
+    user_convs_.erase(user_id);
+  }
+  bus_.bind_user(user_id, false);
+}
+
+void Cluster::on_notice(const std::shared_ptr<const Notice>& n) {
+  if (n->kind == Notice::Kind::conversation) {
+    // Keep the interest current: a local user added to (or created into) a conversation is
+    // bound to it, a removed one unbound.
+    std::lock_guard lk(mu_);
+    const auto& c = n->conversation;
+    for (auto& uid : n->user_ids) {
+      if (!devices_.count(uid)) continue;
+      bool member = std::any_of(c.members.begin(), c.members.end(),
+                                [&](const Member& m) { return m.user_id == uid; });
+      if (member)
+        add_locked(c.id, uid, c.members_version);
+      else
+        remove_locked(c.id, uid);
+    }
+  }
+  hub_.on_notice(n);
+}
+
+std::shared_ptr<const MemberList> Cluster::members_for(ConversationId id, int64_t version) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = convs_.find(id);
+    if (it == convs_.end()) return nullptr;  // nobody here (a binding on its way out)
+    if (it->second.members_version == version) return it->second.list;
+  }
+  // The membership changed since this node last looked (or it never did): read it, so that a
+  // removed member gets nothing stored after the removal and an added one gets what follows.
+  auto c = svc_.conversation_members(id);
+  std::lock_guard lk(mu_);
+  if (!c) {
+    auto it = convs_.find(id);
+    return it == convs_.end() ? nullptr : it->second.list;
+  }
+  std::set<std::string> members;
+  for (auto& m : c->members) members.insert(m.user_id);
+  auto it = convs_.find(id);
+  std::vector<std::string> gone;
+  if (it != convs_.end())
+    for (auto& u : it->second.users)
+      if (!members.count(u)) gone.push_back(u);
+  for (auto& u : gone) remove_locked(id, u);
+  for (auto& m : members)
+    if (devices_.count(m)) add_locked(id, m, c->members_version);
+  it = convs_.find(id);
+  if (it == convs_.end()) return nullptr;
+  it->second.members_version = c->members_version;
+  return it->second.list;
+}
+
+void Cluster::on_remote_messages(std::vector<RemoteMessage> batch) {
+  metrics_.bus_remote_messages_total.add(static_cast<int64_t>(batch.size()));
+  inbox_.post([this, batch = std::move(batch)]() mutable {
+    std::vector<std::shared_ptr<const Delivery>> out;
+    out.reserve(batch.size());
+    for (auto& rm : batch) {
+      if (!rm.frame) continue;
+      auto members = members_for(rm.conversation_id, rm.members_version);
+      if (!members || members->empty()) continue;
+      auto msg = proto::parse_message_frame(*rm.frame);
+      if (!msg || msg->conversation_id != rm.conversation_id || msg->seq != rm.seq) {
+        spdlog::warn("bus: unreadable message from node {} (conversation {} seq {})", rm.origin,
+                     rm.conversation_id, rm.seq);
+        continue;
+      }
+      auto d = std::make_shared<Delivery>();
+      d->msg = std::move(msg.value());
+      d->members = std::move(members);
+      d->members_version = rm.members_version;
+      d->wire.set(WireCache::ws_frame, std::move(rm.frame));
+      out.push_back(std::move(d));
+    }
+    if (!out.empty()) hub_.on_deliveries(out);
+  });
+}
+
+void Cluster::on_center_request(CenterRequest r) {
+  if (center_) return center_(std::move(r));
+  bus_.center_done(r.tag);  // nobody to handle it: do not hold the broker's copy forever
+}
+
+void Cluster::on_bus_restored() {
+  spdlog::info("bus: broker connection restored; devices catch up from the store");
+  hub_.resync_all();
+}
+
+std::size_t Cluster::conversations_bound() const {
+  std::lock_guard lk(mu_);
+  return convs_.size();
+}
+
+bool Cluster::user_online(const std::string& user_id) const {
+  std::lock_guard lk(mu_);
+  return devices_.count(user_id) > 0;
+}
+
+}  // namespace converge

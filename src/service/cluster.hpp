@@ -1,0 +1,82 @@
+#pragma once
+// The node's side of the bus: what this node is interested in, and what other nodes send it.
+//
+// Interest: the users with a device here, and the conversations those users are in. The first
+// device of a user binds the user and their conversations on the bus (and waits until the
+// bindings hold, so that nothing stored after the device read its positions can pass it by);
+// the last one unbinds them. Membership notices keep the conversations current, and a message
+// whose membership version is not the one known here makes the node read the members again.
+//
+// Inbox: stored messages published by other nodes are handed to the hub for the local members
+// of their conversation, in the broker's order, on one thread of their own ("inbox": it may read
+// the store), with the frame they came in as the WebSocket frame (serialized once, by the node
+// that stored them). Device streams put them in seq order and fill gaps from the store.
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "bus/bus.hpp"
+#include "service/hub.hpp"
+#include "service/work_pool.hpp"
+
+namespace converge {
+
+class Service;
+struct Metrics;
+
+class Cluster final : public BusListener {
+ public:
+  Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics);
+  ~Cluster() override;
+
+  // A device of `user_id` is online here / is gone. device_online blocks (store read, bus
+  // bindings): call it on the work pool, before reading the device's positions.
+  void device_online(const std::string& user_id);
+  void device_offline(const std::string& user_id);
+  // Seed 000's plain AMQP clients (gateway/amqp): who handles their envelopes.
+  void set_center_handler(std::function<void(CenterRequest)> h) { center_ = std::move(h); }
+  void stop();  // drains the inbox
+
+  // --- BusListener ---
+  void on_delivery(const std::shared_ptr<const Delivery>& d) override { hub_.on_delivery(d); }
+  void on_deliveries(const std::vector<std::shared_ptr<const Delivery>>& b) override {
+    hub_.on_deliveries(b);
+  }
+  void on_notice(const std::shared_ptr<const Notice>& n) override;
+  void on_remote_messages(std::vector<RemoteMessage> batch) override;
+  void on_center_request(CenterRequest r) override;
+  void on_bus_restored() override;
+
+  // For tests and metrics.
+  std::size_t conversations_bound() const;
+  bool user_online(const std::string& user_id) const;
+
+ private:
+  struct Conv {
+    std::set<std::string> users;             // local users in it
+    int64_t members_version = -1;            // as last read here; -1: not read yet
+    std::shared_ptr<const MemberList> list;  // `users`, as a Delivery takes it
+  };
+  // Locked: mu_ held.
+  void add_locked(ConversationId id, const std::string& user, int64_t version);
+  void remove_locked(ConversationId id, const std::string& user);
+  std::shared_ptr<const MemberList> members_for(ConversationId id, int64_t version);
+
+  Service& svc_;
+  Bus& bus_;
+  Hub& hub_;
+  Metrics& metrics_;
+  WorkPool inbox_;
+  std::function<void(CenterRequest)> center_;
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, int> devices_;  // online devices per local user
+  std::unordered_map<std::string, std::set<ConversationId>> user_convs_;
+  std::unordered_map<ConversationId, Conv> convs_;
+};
+
+}  // namespace converge
