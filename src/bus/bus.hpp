@@ -35,6 +35,11 @@ class WireCache {
     if (slots_[f].compare_exchange_strong(expected, made)) return made;
     return expected;  // another thread won the race; use its copy
   }
+  // Fills a slot with bytes already in that form (a message from another node arrives as its
+  // frame): before the object is shared.
+  void set(Format f, std::shared_ptr<const std::string> bytes) {
+    slots_[f].store(std::move(bytes), std::memory_order_release);
+  }
 
  private:
   mutable std::atomic<std::shared_ptr<const std::string>> slots_[kFormats];
@@ -132,6 +137,10 @@ class Bus {
   virtual void bind_conversation(ConversationId /*id*/, bool /*on*/) {}
   virtual void bind_user(const std::string& /*user_id*/, bool /*on*/) {}
   virtual void bind_transient(const std::string& /*key*/, bool /*on*/) {}
+  // Calls `done` once every bind_* request made before this call is in effect at the broker (or
+  // the broker is away: on_bus_restored follows), on an engine thread; the local engine calls it
+  // at once. What a node reads from the store after `done` cannot miss what is published later.
+  virtual void when_bound(std::function<void()> done) { done(); }
   // To the other nodes bound to `key` only (the caller serves its own devices): never stored,
   // dropped when the broker or a receiver is behind.
   virtual void publish_transient(const std::string& /*key*/,
