@@ -6,7 +6,7 @@ PORT ?= 8080
 DATA ?= ./data
 BIN := $(BUILD)/src/app/converge
 
-.PHONY: all deps deps-test build web run test unit bench bench-smoke clean format
+.PHONY: all deps deps-test build web run test unit bench bench-smoke cluster clean format
 
 all: build
 
@@ -42,6 +42,10 @@ bench: deps-test build
 # Every scenario against every peer, tiny and short: keeps the harness working (part of make test).
 bench-smoke: deps-test build
 	node bench/run.mjs --smoke
+
+# Three nodes on a private PostgreSQL and RabbitMQ, on loopback; Ctrl-C stops all of them.
+cluster: deps-test build web
+	WEB_ROOT=web/dist scripts/cluster.sh 3
 
 clean:
 	rm -rf $(BUILD) web/dist

@@ -11,14 +11,18 @@
 #include <iostream>
 #include <thread>
 
+#include "app/migrate.hpp"
 #include "base/config.hpp"
 #include "base/crypto.hpp"
 #include "base/metrics.hpp"
 #include "base/process.hpp"
 #include "base/rate_limit.hpp"
 #include "bus/local/local_bus.hpp"
+#include "bus/rabbitmq/rabbitmq_bus.hpp"
+#include "gateway/amqp/center.hpp"
 #include "gateway/http/server.hpp"
 #include "net/io_pool.hpp"
+#include "proto/codec.hpp"
 #include "service/cluster.hpp"
 #include "service/hub.hpp"
 #include "service/service.hpp"
@@ -102,6 +106,29 @@ Result<std::unique_ptr<Store>> open_store(const Config& cfg) {
   return open_sqlite_store(o);
 }
 
+// The in-process bus alone; RabbitMQ (seed 000's topology) with --bus amqp://...
+Result<std::unique_ptr<Bus>> open_bus(const Config& cfg, const std::string& node_id,
+                                      Metrics& metrics) {
+  if (cfg.bus.empty()) return make_local_bus();
+  if (!cfg.bus.starts_with("amqp://"))
+    return make_error(Errc::bad_request,
+                      "bus " + cfg.bus + ": expected amqp://... (or empty for the in-process bus)");
+  RabbitMqOptions o;
+  o.url = cfg.bus;
+  o.node_id = node_id;
+  o.metrics = &metrics;
+  o.message_frame = [](const Delivery& d) {
+    return d.wire.get(WireCache::ws_frame, [&] { return proto::frame_msg(d.msg); });
+  };
+  o.encode_notice = [](const Notice& n) { return proto::notice_envelope(n); };
+  o.decode_notice = [](std::string_view text) -> std::shared_ptr<const Notice> {
+    auto n = proto::parse_notice_envelope(text);
+    if (!n) return nullptr;
+    return std::move(n.value());
+  };
+  return make_rabbitmq_bus(std::move(o));
+}
+
 ServiceOptions service_options(const Config& cfg) {
   ServiceOptions o;
   o.files_dir = cfg.files_dir.empty() ? (fs::path(cfg.data_dir) / "files").string() : cfg.files_dir;
@@ -149,11 +176,6 @@ int serve(const Cli& cli) {
       return 2;
     }
   }
-  if (!cfg.bus.empty()) {
-    std::fprintf(stderr, "converge: bus %s: only the in-process bus is built in this version\n",
-                 cfg.bus.c_str());
-    return 2;
-  }
 
   // Block the stop signals in every thread; the main thread waits for them with sigwait.
   sigset_t stop_signals;
@@ -169,8 +191,14 @@ int serve(const Cli& cli) {
     spdlog::error("store: {}", store.error().message);
     return 1;
   }
-  auto bus = make_local_bus();
   Metrics metrics;
+  const std::string node_id = cfg.node_id.empty() ? "n-" + random_hex(4) : cfg.node_id;
+  auto bus_r = open_bus(cfg, node_id, metrics);
+  if (!bus_r) {
+    spdlog::error("bus: {}", bus_r.error().message);
+    return 1;
+  }
+  auto& bus = bus_r.value();
   Hub hub;
   unsigned threads = cfg.threads > 0 ? static_cast<unsigned>(cfg.threads)
                                      : std::max(1u, std::thread::hardware_concurrency());
@@ -182,9 +210,12 @@ int serve(const Cli& cli) {
   Service svc(service_options(cfg), *store.value(), *bus, hub, metrics);
   // The bus hands everything to the cluster side, which keeps the node's interest and passes
   // deliveries on to the hub.
-  Cluster cluster(svc, *bus, hub, metrics);
+  Cluster cluster(svc, *bus, hub, metrics,
+                  ClusterOptions{node_id, cfg.node_heartbeat_ms, cfg.node_timeout_ms});
   bus->set_listener(&cluster);
   svc.set_cluster(&cluster);
+  CenterGateway center(svc, *bus, static_cast<std::size_t>(cfg.max_body_bytes));
+  cluster.set_center_handler([&center](CenterRequest r) { center.handle(std::move(r)); });
   if (auto s = svc.start(); !s) {
     spdlog::error("service: {}", s.error().message);
     return 1;
@@ -196,6 +227,10 @@ int serve(const Cli& cli) {
     }
     spdlog::info("admin user {} is ready", cfg.admin_user);
   }
+  cluster.start();
+  if (!cfg.bus.empty())
+    if (auto s = svc.announce_start(node_id); !s)
+      spdlog::warn("center_start not confirmed by the broker: {}", s.error().message);
 
   HttpServerOptions ho;
   ho.api.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
@@ -229,9 +264,9 @@ int serve(const Cli& cli) {
   std::string url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
                     ":" + std::to_string(bound);
   spdlog::info(
-      "Converge {} listening on {} ({} network threads, store {}, bus {}, data {}, "
+      "Converge {} node {} listening on {} ({} network threads, store {}, bus {}, data {}, "
       "{} file descriptors)",
-      CONVERGE_VERSION, url, io.size(), store.value()->engine_name(), bus->engine_name(),
+      CONVERGE_VERSION, node_id, url, io.size(), store.value()->engine_name(), bus->engine_name(),
       fs::absolute(cfg.data_dir).string(), fd_limit);
   if (cfg.mqtt_listen != Config{}.mqtt_listen)
     spdlog::warn("mqtt_listen is set, but the MQTT front is not built in this version");
@@ -256,7 +291,9 @@ int serve(const Cli& cli) {
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {}: stopping (grace {} ms)", sig, cfg.shutdown_grace_ms);
   http.shutdown(cfg.shutdown_grace_ms);
-  svc.stop();  // commits what is queued
+  svc.stop();   // commits what is queued (and hands it to the bus); center requests that
+                // arrive now are not acked, so the broker gives them to another node
+  bus->stop();  // publishes what is queued; no listener call after this
   cluster.stop();
   io.stop();
   io.join();
@@ -334,6 +371,24 @@ int main(int argc, char** argv) {
                       k.get(defaults).c_str());
       });
 
+  // Options are checked by run_migrate (not CLI11's required()): a usage error exits with 2.
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate",
+      "copy a stopped node's data (SQLite, file blobs) into a cluster's PostgreSQL database and "
+      "shared files dir (docs/operations.md)");
+  MigrateArgs migrate_args;
+  migrate_cmd->add_option("--from", migrate_args.from, "the node's data dir (holds converge.db)");
+  migrate_cmd->add_option("--to", migrate_args.to,
+                          "postgresql://... of an empty database (its schema is created)");
+  migrate_cmd->add_option("--files-to", migrate_args.files_to,
+                          "copy the file blobs into this shared dir, checking each sha256 "
+                          "(default: leave them in the node's files dir)");
+  migrate_cmd->add_option("--files-from", migrate_args.files_from,
+                          "the node's files_dir, if it was not DATA_DIR/files");
+  for (auto* o : migrate_cmd->get_options())
+    if (o->get_name() != "--help") o->expected(0, 1);  // "--from" alone: run_migrate's usage
+  migrate_cmd->allow_extras();
+
   app.add_subcommand("version", "print the version")->callback([] {
     std::printf("converge %s\n", CONVERGE_VERSION);
   });
@@ -341,5 +396,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (serve_cmd->parsed()) return serve(cli);
   if (add_cmd->parsed()) return user_add(cli, uid, pw, name, admin);
+  if (migrate_cmd->parsed()) {
+    migrate_args.unexpected = migrate_cmd->remaining();
+    return run_migrate(migrate_args);
+  }
   return 0;
 }

@@ -17,6 +17,8 @@ struct Config {
   std::string data_dir = "./data";        // SQLite database and file store
   std::string files_dir;  // uploaded files; empty = data_dir/files (a cluster shares one)
   std::string node_id;    // this node's name in a cluster; empty = made up at start
+  int64_t node_heartbeat_ms = 1000;  // how often a node tells the others it is alive
+  int64_t node_timeout_ms = 5000;    // a node silent this long is taken for dead
   std::string mqtt_listen = "127.0.0.1:1883";
   std::string store;                  // empty: SQLite in data_dir; postgresql://... later
   std::string bus;                    // empty: in-process; amqp://... later

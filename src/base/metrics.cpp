@@ -101,6 +101,12 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_revoked_closes_total",
           "WebSockets closed (4001) because their token was revoked or expired.",
           revoked_closes_total.value());
+  counter(out, "converge_cluster_nodes_lost_total",
+          "Other nodes taken for dead because their heartbeats stopped.",
+          cluster_nodes_lost_total.value());
+  counter(out, "converge_center_requests_total",
+          "Seed-000 envelopes taken from chat-app-message (plain AMQP clients) and sent on.",
+          center_requests_total.value());
   counter(out, "converge_bus_remote_messages_total",
           "Stored messages received from other nodes through the bus.",
           bus_remote_messages_total.value());

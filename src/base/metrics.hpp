@@ -77,6 +77,8 @@ struct Metrics {
   Counter rate_limited_total;    // calls refused by an abuse limit (429), hashing queue included
   Counter revoked_closes_total;  // WebSockets closed because their token was revoked or expired
   Counter bus_remote_messages_total;  // stored messages received from other nodes
+  Counter cluster_nodes_lost_total;   // other nodes taken for dead (their heartbeats stopped)
+  Counter center_requests_total;      // seed-000 envelopes from plain AMQP clients, sent on
   Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
   Histogram store_commit_seconds{

@@ -83,7 +83,7 @@ enum class BackendExchange { base, comm_gb };
 // A notification: an admin event to one user, a broadcast to every online user, a change to
 // a conversation's membership told to the members concerned, or tokens of a user revoked.
 struct Notice {
-  enum class Kind { event, broadcast, conversation, revoke };
+  enum class Kind { event, broadcast, conversation, revoke, node };
   Kind kind = Kind::event;
   std::string user_id;       // event and revoke target; empty for broadcast
   std::string payload_json;  // event/broadcast: the `data` object, serialized
@@ -96,6 +96,10 @@ struct Notice {
   // token_hash empty, every one of them except those opened with `keep_token_hash`.
   std::string token_hash;
   std::string keep_token_hash;
+  // node: a node's heartbeat (its id in user_id), every node_heartbeat_ms: the others notice
+  // one that stops.
+  int64_t started_at_ms = 0;
+  int64_t connections = 0;
   WireCache wire;
 };
 
@@ -135,9 +139,13 @@ class Bus {
   // Interest, set by the node as its devices come and go (idempotent: the caller counts). The
   // local engine has nothing to do.
   virtual void bind_conversation(ConversationId /*id*/, bool /*on*/) {}
+  // A new conversation: its per-conversation exchange (seed 000's exchange_c_<id>) exists from
+  // now on, so that a plain AMQP client may bind its queue to it before any node has.
+  virtual void declare_conversation(ConversationId /*id*/) {}
   virtual void bind_user(const std::string& /*user_id*/, bool /*on*/) {}
   virtual void bind_transient(const std::string& /*key*/, bool /*on*/) {}
-  // Calls `done` once every bind_* request made before this call is in effect at the broker (or
+  // Calls `done` (on an engine thread: never wait for it inside a listener callback) once every
+  // bind_* request made before this call is in effect at the broker (or
   // the broker is away: on_bus_restored follows), on an engine thread; the local engine calls it
   // at once. What a node reads from the store after `done` cannot miss what is published later.
   virtual void when_bound(std::function<void()> done) { done(); }
@@ -152,11 +160,16 @@ class Bus {
   virtual void reply(const std::string& /*reply_to*/, const std::string& /*correlation_id*/,
                      std::string /*body*/) {}
   // A notification for backend services (exchange_base / exchange_comm_gb, routing key as in
-  // seed 000: "balance", "comm_gb", "center", ...). unavailable without a broker.
+  // seed 000: "balance", "comm_gb", "center", ...), confirmed by the broker: blocks up to a few
+  // seconds, so never call it on a network thread. unavailable without a broker.
   virtual Status publish_backend(BackendExchange /*exchange*/, const std::string& /*routing_key*/,
                                  std::string /*body*/) {
     return make_error(Errc::unavailable, "no message broker: this node runs without a bus");
   }
+
+  // Stops the engine's threads: no listener call after it returns. The composition root calls it
+  // before it tears down what the listener uses.
+  virtual void stop() {}
 
   // False while the engine has lost its broker (/healthz reports it).
   virtual bool connected() const { return true; }

@@ -502,6 +502,11 @@ std::string notice_envelope(const Notice& n) {
       o["user_ids"] = std::move(users);
       break;
     }
+    case Notice::Kind::node:
+      o["cmd"] = "node";
+      o["data"] = json::object{
+          {"node_id", n.user_id}, {"started_at", n.started_at_ms}, {"connections", n.connections}};
+      break;
     case Notice::Kind::revoke:
       o["cmd"] = "revoke";
       o["data"] = json::object{{"user_id", n.user_id},
@@ -549,6 +554,12 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
     if (auto* us = env->if_contains("user_ids"); us && us->is_array())
       for (auto& u : us->as_array())
         if (u.is_string()) n->user_ids.emplace_back(u.as_string());
+  } else if (cmd == "node") {
+    n->kind = Notice::Kind::node;
+    n->user_id = str(d, "node_id");
+    n->started_at_ms = i64(d, "started_at");
+    n->connections = i64(d, "connections");
+    if (n->user_id.empty()) return bad("a node notice needs node_id");
   } else if (cmd == "revoke") {
     n->kind = Notice::Kind::revoke;
     n->user_id = str(d, "user_id");

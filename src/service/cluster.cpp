@@ -6,7 +6,9 @@
 #include <chrono>
 #include <future>
 
+#include "base/clock.hpp"
 #include "base/metrics.hpp"
+#include "base/process.hpp"
 #include "proto/codec.hpp"
 #include "service/service.hpp"
 
@@ -18,15 +20,79 @@ std::shared_ptr<const MemberList> as_list(const std::set<std::string>& users) {
 }
 }  // namespace
 
-Cluster::Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics)
-    : svc_(svc), bus_(bus), hub_(hub), metrics_(metrics), inbox_(1, "inbox") {}
+Cluster::Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics, ClusterOptions opts)
+    : svc_(svc),
+      bus_(bus),
+      hub_(hub),
+      metrics_(metrics),
+      opts_(std::move(opts)),
+      started_at_ms_(now_ms()),
+      inbox_(1, "inbox") {}
 
 Cluster::~Cluster() {
   stop();
 }
 
+void Cluster::start() {
+  beater_ = std::thread([this] {
+    name_this_thread("cluster");
+    beat();
+  });
+}
+
 void Cluster::stop() {
+  {
+    std::lock_guard lk(beat_mu_);
+    stopping_ = true;
+  }
+  beat_cv_.notify_all();
+  if (beater_.joinable()) beater_.join();
   inbox_.stop();
+}
+
+void Cluster::beat() {
+  std::unique_lock lk(beat_mu_);
+  while (!stopping_) {
+    auto n = std::make_shared<Notice>();
+    n->kind = Notice::Kind::node;
+    n->user_id = opts_.node_id;
+    n->started_at_ms = started_at_ms_;
+    n->connections = hub_.sinks();
+    lk.unlock();
+    bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+    std::vector<std::string> dead;
+    {
+      std::lock_guard g(mu_);
+      const int64_t now = now_ms();
+      for (auto it = peers_.begin(); it != peers_.end();) {
+        if (now - it->second.last_seen_ms > opts_.timeout_ms) {
+          dead.push_back(it->first);
+          it = peers_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (!dead.empty()) {
+      // Whatever a dead node stored and did not publish is only in the store: every stream
+      // here catches up from it.
+      for (auto& d : dead) spdlog::warn("cluster: node {} is silent: taken for dead", d);
+      metrics_.cluster_nodes_lost_total.add(static_cast<int64_t>(dead.size()));
+      hub_.resync_all();
+    }
+    lk.lock();
+    beat_cv_.wait_for(lk, std::chrono::milliseconds(opts_.heartbeat_ms),
+                      [this] { return stopping_; });
+  }
+}
+
+std::vector<NodeInfo> Cluster::nodes() const {
+  std::vector<NodeInfo> out;
+  out.push_back(NodeInfo{opts_.node_id, started_at_ms_, now_ms(), hub_.sinks(), true});
+  std::lock_guard lk(mu_);
+  for (auto& [_, p] : peers_) out.push_back(p);
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
+  return out;
 }
 
 void Cluster::add_locked(ConversationId id, const std::string& user, int64_t version) {
@@ -88,19 +154,40 @@ void Cluster::device_offline(const std::string& user_id) {
 }
 
 void Cluster::on_notice(const std::shared_ptr<const Notice>& n) {
+  if (n->kind == Notice::Kind::node) {
+    if (n->user_id == opts_.node_id) return;
+    std::lock_guard lk(mu_);
+    auto& p = peers_[n->user_id];
+    bool fresh = p.id.empty();
+    p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections, false};
+    if (fresh) spdlog::info("cluster: node {} is here", n->user_id);
+    return;
+  }
   if (n->kind == Notice::Kind::conversation) {
     // Keep the interest current: a local user added to (or created into) a conversation is
     // bound to it, a removed one unbound.
-    std::lock_guard lk(mu_);
-    const auto& c = n->conversation;
-    for (auto& uid : n->user_ids) {
-      if (!devices_.count(uid)) continue;
-      bool member = std::any_of(c.members.begin(), c.members.end(),
-                                [&](const Member& m) { return m.user_id == uid; });
-      if (member)
-        add_locked(c.id, uid, c.members_version);
-      else
-        remove_locked(c.id, uid);
+    std::vector<std::string> joined;  // local users newly in it
+    {
+      std::lock_guard lk(mu_);
+      const auto& c = n->conversation;
+      for (auto& uid : n->user_ids) {
+        if (!devices_.count(uid)) continue;
+        bool member = std::any_of(c.members.begin(), c.members.end(),
+                                  [&](const Member& m) { return m.user_id == uid; });
+        if (member) {
+          auto it = convs_.find(c.id);
+          if (it == convs_.end() || !it->second.users.count(uid)) joined.push_back(uid);
+          add_locked(c.id, uid, c.members_version);
+        } else {
+          remove_locked(c.id, uid);
+        }
+      }
+    }
+    if (!joined.empty()) {
+      // Messages stored before the new binding held did not come here: once it holds, those
+      // users' streams catch up from the store.
+      bus_.when_bound(
+          [this, joined = std::move(joined)]() mutable { hub_.resync_users(std::move(joined)); });
     }
   }
   hub_.on_notice(n);

@@ -11,11 +11,13 @@
 // of their conversation, in the broker's order, on one thread of their own ("inbox": it may read
 // the store), with the frame they came in as the WebSocket frame (serialized once, by the node
 // that stored them). Device streams put them in seq order and fill gaps from the store.
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -28,9 +30,28 @@ namespace converge {
 class Service;
 struct Metrics;
 
+struct NodeInfo {
+  std::string id;
+  int64_t started_at_ms = 0;
+  int64_t last_seen_ms = 0;  // its last heartbeat (now, for this node)
+  int64_t connections = 0;   // devices connected to it
+  bool self = false;
+};
+
+struct ClusterOptions {
+  std::string node_id;
+  int64_t heartbeat_ms = 1000;  // how often this node says it is alive
+  int64_t timeout_ms = 5000;    // a node silent this long is taken for dead
+};
+
 class Cluster final : public BusListener {
  public:
-  Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics);
+  Cluster(Service& svc, Bus& bus, Hub& hub, Metrics& metrics, ClusterOptions opts = {});
+  // Starts the heartbeat thread ("cluster"). A node that falls silent is dropped, and every
+  // local stream catches up from the store: what it stored but never published comes from there.
+  void start();
+  // This node and the others alive.
+  std::vector<NodeInfo> nodes() const;
   ~Cluster() override;
 
   // A device of `user_id` is online here / is gone. device_online blocks (store read, bus
@@ -66,11 +87,20 @@ class Cluster final : public BusListener {
   void remove_locked(ConversationId id, const std::string& user);
   std::shared_ptr<const MemberList> members_for(ConversationId id, int64_t version);
 
+  void beat();  // the heartbeat thread's loop
+
   Service& svc_;
   Bus& bus_;
   Hub& hub_;
   Metrics& metrics_;
+  const ClusterOptions opts_;
+  const int64_t started_at_ms_;
   WorkPool inbox_;
+  std::thread beater_;
+  std::mutex beat_mu_;
+  std::condition_variable beat_cv_;
+  bool stopping_ = false;
+  std::unordered_map<std::string, NodeInfo> peers_;  // guarded by mu_
   std::function<void(CenterRequest)> center_;
 
   mutable std::mutex mu_;

@@ -30,7 +30,7 @@ void DeviceStream::resume() {
     if (auto it = convs_.find(id); it != convs_.end()) drain(id, it->second);
 }
 
-void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs) {
+void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs, const SeqMap& floors) {
   if (closed_) return;
   started_ = true;
   for (auto& [id, pos] : positions) {
@@ -43,15 +43,28 @@ void DeviceStream::start(const SeqMap& positions, const SeqMap& last_seqs) {
       c.target = std::max(c.target, last);
     } else {
       // A conversation the device has no cursor for starts with what is stored after the
-      // stream opened (what came before is for sync/history); a live message that came before
-      // this read (so it is at most `last`) is still the stream's first.
-      c.pos = c.held.empty() ? last : std::min(last, c.held.begin()->first - 1);
+      // stream opened (what came before is for sync/history): after the floor read before
+      // `ready`, everything up to `last` is caught up from the store; a live message that came
+      // before this read (so at most `last`) is still the stream's first.
+      auto f = floors.find(id);
+      Seq from = f != floors.end() ? std::min(f->second, last) : last;
+      c.pos = c.held.empty() ? from : std::min(from, c.held.begin()->first - 1);
+      c.target = std::max(c.target, last);
     }
   }
   for (auto& [id, c] : convs_) {
     if (c.pos < 0 && !c.held.empty()) c.pos = c.held.begin()->first - 1;
     drain(id, c);
   }
+}
+
+void DeviceStream::join(ConversationId id, Seq last_seq) {
+  if (closed_ || !started_) return;
+  auto& c = convs_[id];
+  if (c.pos >= 0) return;  // known already: nothing to set
+  c.pos = last_seq;
+  if (!c.held.empty()) c.target = std::max(c.target, c.held.rbegin()->first);
+  drain(id, c);
 }
 
 void DeviceStream::catch_up(const SeqMap& last_seqs) {
@@ -69,7 +82,10 @@ void DeviceStream::on_delivery(const std::shared_ptr<const Delivery>& d) {
   auto id = d->msg.conversation_id;
   auto seq = d->msg.seq;
   auto& c = convs_[id];
-  if (started_ && c.pos < 0) c.pos = seq - 1;
+  // A conversation the stream did not know at start was joined (or created) since: it is
+  // streamed from its first message, filled from the store, whatever order the live path brings
+  // (in a cluster, a message can reach this node before the membership notice does).
+  if (started_ && c.pos < 0) c.pos = 0;
   if (c.pos >= 0 && seq <= c.pos) return;  // duplicate
   if (started_ && !c.filling && c.held.empty() && seq == c.pos + 1) {
     c.pos = seq;  // the common case: in order, nothing pending

@@ -34,11 +34,17 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
 
   // Positions: where the device stands per conversation (max of acked and fetched cursors).
   // Last seqs: each of the user's conversations now; ranges between are caught up at once.
-  void start(const SeqMap& positions, const SeqMap& last_seqs);
+  // Floors: the last seqs read before the device was told it is connected; a conversation it has
+  // no cursor for is streamed from there (or from its last seq, without a floor).
+  void start(const SeqMap& positions, const SeqMap& last_seqs, const SeqMap& floors = {});
   void on_delivery(const std::shared_ptr<const Delivery>& d);
   // What the store holds now (after a bus outage): every conversation the stream knows catches
   // up to it.
   void catch_up(const SeqMap& last_seqs);
+  // The device's user joined the conversation (or it was created with them) when it was at
+  // `last_seq`: the stream goes on from there, filling from the store whatever the live path
+  // lacks (in a cluster, messages can come before this node bound the conversation).
+  void join(ConversationId c, Seq last_seq);
   // The device received up to `seq` by other means (a sync reply).
   void advance(ConversationId c, Seq seq);
   // The owner's queue drained: continue catch-ups that waited for it.

@@ -92,6 +92,21 @@ void Hub::resync_all() {
   }
 }
 
+void Hub::resync_users(std::vector<std::string> user_ids) {
+  auto ids = std::make_shared<const std::vector<std::string>>(std::move(user_ids));
+  for (auto& sp : shards_) {
+    Shard* s = sp.get();
+    if (s->count.load(std::memory_order_relaxed) == 0) continue;
+    s->post([s, ids] {
+      std::vector<DeviceSink*> targets;
+      for (auto& uid : *ids)
+        if (auto it = s->by_user.find(uid); it != s->by_user.end())
+          targets.insert(targets.end(), it->second.begin(), it->second.end());
+      for (auto* sink : targets) sink->resync();
+    });
+  }
+}
+
 int64_t Hub::sinks() const {
   int64_t n = 0;
   for (auto& s : shards_) n += s->count.load(std::memory_order_relaxed);

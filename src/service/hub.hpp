@@ -50,6 +50,8 @@ class Hub final : public BusListener {
 
   // Every sink of every shard resyncs (on its shard's thread).
   void resync_all();
+  // The sinks of these users resync.
+  void resync_users(std::vector<std::string> user_ids);
 
   int64_t sinks() const;  // approximate, for metrics
 

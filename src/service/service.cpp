@@ -11,6 +11,7 @@
 
 #include "base/clock.hpp"
 #include "base/utf8.hpp"
+#include "proto/codec.hpp"
 #include "service/cluster.hpp"
 #include "service/writer.hpp"
 
@@ -408,7 +409,10 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
   auto s = lease();
   auto out = load_member_view(*s, who, id);
   if (!out) return out.error();
-  if (created) announce(out.value(), "created");
+  if (created) {
+    bus_.declare_conversation(id);
+    announce(out.value(), "created");
+  }
   return std::make_pair(std::move(out.value()), created);
 }
 
@@ -777,6 +781,99 @@ Status Service::broadcast(const AuthContext& who, std::string payload_json) {
   n->payload_json = std::move(payload_json);
   bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
   return ok_status();
+}
+
+}  // namespace converge
+
+namespace converge {
+
+namespace {
+
+bool digits(const std::string& v) {
+  return !v.empty() && v.size() <= 10 &&
+         std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A host as the backend services take it: an IPv4 address or a DNS name (RFC 1123 labels).
+bool host_name(const std::string& v) {
+  if (v.empty() || v.size() > 253) return false;
+  std::size_t label = 0;
+  for (char c : v) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-') || ++label > 63) return false;
+  }
+  return label > 0;
+}
+
+}  // namespace
+
+Status Service::backend_config(const AuthContext& who, const std::string& service,
+                               const std::map<std::string, std::string>& fields) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  const bool media = service == "media";
+  if (!media && service != "balance")
+    return make_error(Errc::not_found, "no such backend service: " + service);
+  // Seed 000's fields: required, then optional.
+  std::vector<const char*> required = {"server_id",        "local_host1",   "http_listen_port",
+                                       "rtsp_listen_port", "log_save_days", "log_level"};
+  std::vector<const char*> optional = {"local_host2"};
+  if (media) {
+    required.push_back("rtc_tcp_listen_port");
+    required.push_back("rtc_udp_listen_port");
+  } else {
+    optional.push_back("virtual_host1");
+    optional.push_back("virtual_host2");
+  }
+  boost::json::object data;
+  auto check = [&](const char* k, const std::string& v) -> Status {
+    std::string key(k);
+    bool ok = true;
+    if (key == "server_id" || key == "log_save_days")
+      ok = digits(v) && v != "0";
+    else if (key.ends_with("_port"))
+      ok = digits(v) && std::stol(v) >= 1 && std::stol(v) <= 65535;
+    else if (key == "log_level")
+      ok = v.size() == 1 && v[0] >= '1' && v[0] <= '5';
+    else
+      ok = host_name(v);
+    if (!ok)
+      return make_error(Errc::bad_request,
+                        key + ": bad value " + std::string(utf8_truncate(v, 64)));
+    data[key] = v;
+    return ok_status();
+  };
+  for (auto* k : required) {
+    auto it = fields.find(k);
+    if (it == fields.end()) return make_error(Errc::bad_request, std::string(k) + " is required");
+    if (auto st = check(k, it->second); !st) return st;
+  }
+  for (auto* k : optional)
+    if (auto it = fields.find(k); it != fields.end())
+      if (auto st = check(k, it->second); !st) return st;
+  for (auto& [k, _] : fields)
+    if (std::find_if(required.begin(), required.end(), [&](const char* r) { return k == r; }) ==
+            required.end() &&
+        std::find_if(optional.begin(), optional.end(), [&](const char* o) { return k == o; }) ==
+            optional.end())
+      return make_error(Errc::bad_request, "unknown field " + std::string(utf8_truncate(k, 64)));
+  boost::json::object env{{"cmd", media ? "media_config" : "balance_config"},
+                          {"data", std::move(data)}};
+  return bus_.publish_backend(media ? BackendExchange::comm_gb : BackendExchange::base,
+                              media ? "comm_gb" : "balance", proto::serialize(env));
+}
+
+Status Service::announce_start(const std::string& node_id) {
+  boost::json::object env{
+      {"cmd", "center_start"},
+      {"data", boost::json::object{{"node_id", node_id}, {"started_at", now_ms()}}}};
+  auto body = proto::serialize(env);
+  auto a = bus_.publish_backend(BackendExchange::base, "balance", body);
+  auto b = bus_.publish_backend(BackendExchange::comm_gb, "comm_gb", body);
+  return a ? b : a;
 }
 
 }  // namespace converge

@@ -8,6 +8,7 @@
 // which group-commits and then calls back (on the writer thread) and publishes to the bus.
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -143,6 +144,14 @@ class Service {
   // --- notifications ---
   Status send_event(const AuthContext& who, const std::string& user_id, std::string payload_json);
   Status broadcast(const AuthContext& who, std::string payload_json);
+  // Seed 000's configuration-change notifications for the backend services, validated:
+  // `balance` (load balancer: to exchange_base, key "balance", queue_balance) or `media` (media
+  // service: to exchange_comm_gb, key "comm_gb"). Fields are strings, as in the seed.
+  // unavailable without a broker.
+  Status backend_config(const AuthContext& who, const std::string& service,
+                        const std::map<std::string, std::string>& fields);
+  // Seed 000's center_start, to the backend services (at start, once the bus is up).
+  Status announce_start(const std::string& node_id);
 
   // --- devices of this node (for the bus's interest; set by the composition root) ---
   void set_cluster(Cluster* c) { cluster_ = c; }
@@ -153,6 +162,7 @@ class Service {
   const ServiceOptions& options() const { return opts_; }
   Metrics& metrics() { return metrics_; }
   Hub& hub() { return hub_; }
+  Bus& bus() { return bus_; }
 
  private:
   class SessionLease;

@@ -184,6 +184,17 @@ void Writer::process(std::vector<Job>& batch) {
 
   auto begun = session_->begin();
   Status seqs_stored = ok_status();
+  if (begun) {
+    // The batch's conversations are locked in ascending id order before any job runs: writers
+    // of several nodes then always take their row locks in the same order and never deadlock
+    // (PostgreSQL would abort one of them after a second).
+    std::vector<ConversationId> ids;
+    for (auto& job : batch)
+      if (auto* s = std::get_if<SendJob>(&job)) ids.push_back(s->req.conversation_id);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (auto id : ids) (void)seq_slot(id);  // a missing one fails its own jobs later
+  }
   for (auto& job : batch) {
     Done d;
     if (auto* s = std::get_if<SendJob>(&job)) {

@@ -1,10 +1,12 @@
 #pragma once
-// The store interface. Engines (sqlite/, postgres/ later) implement it; only app names an engine.
+// The store interface. Engines (sqlite/, postgres/) implement it; only app names an engine.
 // A StoreSession is one database connection: not thread-safe, owned by one thread at a time.
 // The service's writer thread owns the one session that writes; reader threads own the others.
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/error.hpp"
@@ -35,6 +37,106 @@ struct SentRef {  // what an earlier send with the same client_msg_id produced
   ConversationId conversation_id = 0;
   Seq seq = 0;
   int64_t ts_ms = 0;
+};
+
+// --- Rows for copying a whole store (converge migrate): each table's rows as they are stored,
+// nothing derived and nothing to be assigned again on the way in.
+struct TokenRow {
+  std::string hash;  // the token's digest (tokens are never stored in clear)
+  std::string user_id;
+  std::string device_id;
+  int64_t expires_at_ms = 0;
+};
+struct ConversationRow {
+  Conversation conversation;  // id, last_seq and members_version included; members not used
+  std::string direct_key;     // the sorted pair of a direct conversation; empty for a group
+};
+struct MemberRow {
+  ConversationId conversation_id = 0;
+  std::string user_id;
+  bool muted = false;
+  int64_t joined_at_ms = 0;  // orders the members of get_conversation
+};
+struct MessageRow {
+  Message message;      // file not used: file_id names it
+  std::string file_id;  // empty: no file
+};
+struct CursorRow {
+  std::string user_id;
+  std::string device_id;
+  ConversationId conversation_id = 0;
+  DeviceCursor cursor;
+};
+
+// A batch of rows. export_all hands over batches of one table each; import_rows takes any mix
+// and stores the tables in the order of these fields, which is the order the references need.
+struct StoreRows {
+  std::vector<UserRecord> users;
+  std::vector<TokenRow> tokens;
+  std::vector<ConversationRow> conversations;
+  std::vector<MemberRow> members;
+  std::vector<FileMeta> files;
+  std::vector<MessageRow> messages;
+  std::vector<CursorRow> cursors;
+
+  std::size_t size() const {
+    return users.size() + tokens.size() + conversations.size() + members.size() + files.size() +
+           messages.size() + cursors.size();
+  }
+  void clear() {  // keeps the vectors' capacity for the next batch
+    users.clear();
+    tokens.clear();
+    conversations.clear();
+    members.clear();
+    files.clear();
+    messages.clear();
+    cursors.clear();
+  }
+};
+
+// Rows per table.
+struct StoreCounts {
+  int64_t users = 0;
+  int64_t tokens = 0;
+  int64_t conversations = 0;
+  int64_t members = 0;
+  int64_t files = 0;
+  int64_t messages = 0;
+  int64_t cursors = 0;
+
+  void add(const StoreRows& r) {
+    users += static_cast<int64_t>(r.users.size());
+    tokens += static_cast<int64_t>(r.tokens.size());
+    conversations += static_cast<int64_t>(r.conversations.size());
+    members += static_cast<int64_t>(r.members.size());
+    files += static_cast<int64_t>(r.files.size());
+    messages += static_cast<int64_t>(r.messages.size());
+    cursors += static_cast<int64_t>(r.cursors.size());
+  }
+  int64_t total() const {
+    return users + tokens + conversations + members + files + messages + cursors;
+  }
+  // {table name, rows}, in StoreRows's order: for reports.
+  std::vector<std::pair<std::string, int64_t>> by_table() const {
+    return {{"users", users},     {"tokens", tokens}, {"conversations", conversations},
+            {"members", members}, {"files", files},   {"messages", messages},
+            {"cursors", cursors}};
+  }
+  bool operator==(const StoreCounts&) const = default;
+};
+
+// Where export_all hands its batches. An error stops the export and is its result.
+class StoreRowSink {
+ public:
+  virtual ~StoreRowSink() = default;
+  virtual Status write(const StoreRows& batch) = 0;
+};
+
+// How big export_all's batches grow: a batch ends at whichever limit comes first, so a store of
+// millions of messages is never in memory at once, however long its messages are.
+struct BatchLimits {
+  std::size_t max_rows = 5000;
+  std::size_t max_bytes = 8u << 20;  // of text (bodies, names, hashes), roughly
 };
 
 class StoreSession {
@@ -93,9 +195,9 @@ class StoreSession {
   virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,
                                                    const std::string& client_msg_id) = 0;
   // Seqs are assigned inside a write transaction: lock_conversation reads the conversation's
-  // last_seq (and members_version) and holds it (the row lock of engines that several nodes share) until the
-  // transaction ends; the writer numbers the batch's messages from it and stores the new top
-  // with set_last_seq before committing. Gapless across nodes: the lock serializes them.
+  // last_seq (and members_version) and holds it (the row lock of engines that several nodes share)
+  // until the transaction ends; the writer numbers the batch's messages from it and stores the new
+  // top with set_last_seq before committing. Gapless across nodes: the lock serializes them.
   virtual Result<ConversationLock> lock_conversation(ConversationId id) = 0;  // not_found
   Result<Seq> lock_last_seq(ConversationId id) {
     auto l = lock_conversation(id);
@@ -126,6 +228,26 @@ class StoreSession {
   virtual Result<std::optional<FileMeta>> get_file(const std::string& id) = 0;
   // True when the user uploaded it or is a member of a conversation it was sent in.
   virtual Result<bool> file_accessible(const std::string& file_id, const std::string& user_id) = 0;
+
+  // Copying a whole store, engine to engine (converge migrate; store/copy.hpp drives these).
+  // Rows travel as they are stored: user ids, password hashes, token digests, conversation ids,
+  // seqs, last_seq, members_version, client_msg_ids. Nothing is assigned again.
+  //
+  // Every row of every table into `sink`, in batches of one table each (see BatchLimits), the
+  // tables in StoreRows's order and each in primary-key order. Called outside a transaction: it
+  // runs its own read-only one, a consistent snapshot. SQLite holds the database's write lock
+  // meanwhile, so nothing is written behind the copy's back.
+  virtual Status export_all(StoreRowSink& sink, const BatchLimits& limits) = 0;
+  // Stores the rows as they are, inside a transaction the caller opened with begin() (a copy
+  // commits once: all or nothing). A row that exists already fails (conflict): it is meant for
+  // an empty store. Between the first import_rows and import_finish, call nothing else on the
+  // session but import_rows (PostgreSQL keeps a table's COPY open across batches).
+  virtual Status import_rows(const StoreRows& rows) = 0;
+  // After the last import_rows, in the same transaction: the conversation id generator moves
+  // past the highest id imported, so that the next conversation created gets a new one.
+  virtual Status import_finish() = 0;
+  // Rows per table (count(*): as long as a scan of the tables).
+  virtual Result<StoreCounts> count_rows() = 0;
 };
 
 class Store {

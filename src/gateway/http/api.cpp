@@ -94,6 +94,7 @@ class Handler {
       if (s.size() == 2 && s[1] == "users" && m == "GET") return list_users(a);
       if (s.size() == 2 && s[1] == "events" && m == "POST") return event(a);
       if (s.size() == 2 && s[1] == "broadcast" && m == "POST") return broadcast(a);
+      if (s.size() == 3 && s[1] == "config" && m == "POST") return backend_config(a, s[2]);
     }
     return not_found();
   }
@@ -436,6 +437,24 @@ class Handler {
     return json_response(202, json::object{{"queued", true}});
   }
 
+  // Seed 000's configuration-change notifications: {field: "value" | number}.
+  ApiResponse backend_config(const AuthContext& a, const std::string& service) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    std::map<std::string, std::string> fields;
+    for (auto& [k, v] : b.value()) {
+      if (v.is_string())
+        fields[std::string(k)] = std::string(v.as_string());
+      else if (v.is_int64() || v.is_uint64())
+        fields[std::string(k)] = json::serialize(v);
+      else
+        return error_response(
+            make_error(Errc::bad_request, std::string(k) + " must be a string or an integer"));
+    }
+    if (auto st = svc_.backend_config(a, service, fields); !st) return error_response(st.error());
+    return json_response(202, json::object{{"published", true}});
+  }
+
   ApiResponse broadcast(const AuthContext& a) {
     auto b = body();
     if (!b) return error_response(b.error());
@@ -504,9 +523,15 @@ ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& r
   }
 }
 
-ApiResponse handle_healthz() {
+ApiResponse handle_healthz(const std::string& node_id, bool bus_connected) {
   ApiResponse r;
-  r.body = R"({"status":"ok"})";
+  if (bus_connected) {
+    r.body = R"({"status":"ok"})";  // the documented answer, exactly
+    return r;
+  }
+  r.status = 503;
+  r.body =
+      proto::serialize(json::object{{"status", "degraded"}, {"node_id", node_id}, {"bus", "lost"}});
   return r;
 }
 

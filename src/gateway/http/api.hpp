@@ -40,7 +40,9 @@ struct ApiOptions {
 ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& req);
 
 // Cheap endpoints answered on the network thread.
-ApiResponse handle_healthz();
+// `node_id` and whether the bus has its broker: 503 while it has not (a load balancer then sends
+// new clients elsewhere).
+ApiResponse handle_healthz(const std::string& node_id, bool bus_connected);
 ApiResponse handle_metrics(const Metrics& metrics);
 ApiResponse api_error(int status, const char* code, const std::string& message);
 ApiResponse error_response(const Error& e);

@@ -237,7 +237,8 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
       return;
     }
 
-    if (path == "/healthz") return reply(handle_healthz(), version);
+    if (path == "/healthz")
+      return reply(handle_healthz(ctx_.svc.bus().node_id(), ctx_.svc.bus().connected()), version);
     if (path == "/metrics") return reply(handle_metrics(ctx_.metrics), version);
     if (api) {
       ApiRequest r;

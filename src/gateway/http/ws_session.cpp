@@ -1,5 +1,6 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
@@ -105,6 +106,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     ctx_.metrics.notices_total.add();
     if (n->kind == Notice::Kind::conversation) {
+      if (stream_ && (n->change == "created" || n->change == "member_added")) {
+        const auto& ms = n->conversation.members;
+        if (std::any_of(ms.begin(), ms.end(),
+                        [&](const Member& m) { return m.user_id == auth_.user_id; }))
+          stream_->join(n->conversation.id, n->conversation.last_seq);
+      }
       // Built per recipient: `muted` is the recipient's own flag. Rare (membership changes).
       auto data = proto::conversation_json(n->conversation, auth_.user_id);
       data["change"] = n->change;
@@ -265,9 +272,18 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     auto self = shared_from_this();
     ctx_.svc.run_blocking([self, token = std::move(token), id_json = std::move(id_json)] {
       auto a = self->ctx_.svc.authenticate(token);
-      asio::post(self->socket_.get_executor(), [self, a = std::move(a), id_json]() mutable {
-        self->on_authenticated(std::move(a), id_json);
-      });
+      // Where the conversations stand before `ready`: the live stream of a conversation this
+      // device has no cursor for starts right after this, so nothing stored once the client
+      // holds `ready` is missed, wherever in the cluster it was stored.
+      SeqMap floor;
+      if (a)
+        if (auto convs = self->ctx_.svc.list_conversations(a.value()); convs)
+          for (auto& c : convs.value()) floor[c.id] = c.last_seq;
+      asio::post(self->socket_.get_executor(),
+                 [self, a = std::move(a), id_json, floor = std::move(floor)]() mutable {
+                   self->floor_ = std::move(floor);
+                   self->on_authenticated(std::move(a), id_json);
+                 });
     });
   }
 
@@ -325,7 +341,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
         for (auto& c : convs.value()) last[c.id] = c.last_seq;
       asio::post(self->socket_.get_executor(),
                  [self, pos = std::move(pos), last = std::move(last)] {
-                   if (self->stream_) self->stream_->start(pos ? pos.value() : SeqMap{}, last);
+                   if (self->stream_)
+                     self->stream_->start(pos ? pos.value() : SeqMap{}, last, self->floor_);
                  });
     });
     auto waiting = std::move(pending_);
@@ -603,6 +620,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   std::string pending_token_;
 
   AuthContext auth_;
+  SeqMap floor_;  // last seqs read before `ready` (where cursorless streams start)
   std::shared_ptr<DeviceStream> stream_;
   std::deque<Out> queue_;  // a deque: push_back keeps the addresses bufs_ points into
   std::vector<asio::const_buffer> bufs_;  // the write in flight

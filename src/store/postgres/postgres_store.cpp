@@ -263,6 +263,56 @@ struct Rows {
   }
 };
 
+// Rows in COPY's binary format (the server's copy.c documents it): a header, then per row a
+// 16-bit field count and per field a 32-bit length (-1: NULL) and the value as the binary send
+// functions write it (int8: 8 bytes big-endian, bool: 1 byte, text: its bytes); a trailer.
+class CopyWriter {
+ public:
+  explicit CopyWriter(std::string& out) : out_(out) {}
+  static void header(std::string& out) {
+    static constexpr char kSignature[] = "PGCOPY\n\377\r\n";  // and its NUL
+    out.append(kSignature, sizeof kSignature);
+    out.append(8, '\0');  // flags, header extension length
+  }
+  static void trailer(std::string& out) { out.append(2, '\xff'); }
+
+  CopyWriter& row(int fields) {
+    put(static_cast<uint64_t>(fields), 2);
+    return *this;
+  }
+  CopyWriter& i64(int64_t v) {
+    put(8, 4);
+    put(static_cast<uint64_t>(v), 8);
+    return *this;
+  }
+  CopyWriter& boolean(bool v) {
+    put(1, 4);
+    out_.push_back(v ? 1 : 0);
+    return *this;
+  }
+  CopyWriter& text(std::string_view v) {
+    if (!storable_text(v)) bad_text_ = true;
+    put(v.size(), 4);
+    out_.append(v);
+    return *this;
+  }
+  CopyWriter& text_or_null(std::string_view v) {  // empty is NULL, as Args::text_or_null
+    if (v.empty()) {
+      put(0xffffffffu, 4);
+      return *this;
+    }
+    return text(v);
+  }
+  bool bad_text() const { return bad_text_; }
+
+ private:
+  void put(uint64_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) out_.push_back(static_cast<char>(v >> (8 * i)));
+  }
+  std::string& out_;
+  bool bad_text_ = false;
+};
+
 int64_t affected(const PGresult* r) {
   const char* n = PQcmdTuples(const_cast<PGresult*>(r));
   return n && *n ? std::strtoll(n, nullptr, 10) : 0;
@@ -383,6 +433,11 @@ class PgSession final : public StoreSession {
 
   Status commit() override {
     if (!in_txn_) return make_error(Errc::internal, "postgres: commit without begin");
+    if (copying_)
+      if (auto st = copy_end(); !st) {
+        rollback();
+        return st;
+      }
     if (unsent()) {  // nothing of it reached the server
       end_txn();
       return ok_status();
@@ -409,6 +464,7 @@ class PgSession final : public StoreSession {
   }
 
   void rollback() override {
+    copy_abort();
     const bool sent = in_txn_ && !unsent();
     end_txn();
     if (sent && connected() && PQtransactionStatus(conn_) != PQTRANS_IDLE) exec_simple("ROLLBACK");
@@ -870,6 +926,157 @@ class PgSession final : public StoreSession {
     return rows.size() == 1 && rows.boolean(0, 0);
   }
 
+  // --- copying a whole store (store.hpp) ---
+  // A cursor per table in one REPEATABLE READ transaction: one snapshot for every table.
+  Status export_all(StoreRowSink& sink, const BatchLimits& limits) override {
+    if (in_txn_) return make_error(Errc::internal, "postgres: export inside a transaction");
+    if (!connected())
+      if (auto st = reconnect(); !st) return st;
+    if (auto st = exec_command("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "export"); !st)
+      return st;
+    auto st = export_tables(sink, limits);
+    if (connected()) exec_simple(st ? "COMMIT" : "ROLLBACK");
+    return st;
+  }
+
+  // Each table goes in by COPY (binary), which stays open while batches of the same table
+  // follow one another: the server stores rows while the exporter reads the next batch.
+  Status import_rows(const StoreRows& r) override {
+    if (!in_txn_) return make_error(Errc::internal, "postgres: import outside a transaction");
+    if (first_error_) return *first_error_;  // the transaction is aborted already
+    for (auto& u : r.users) {
+      if (auto st = copy_begin("users", "users(id, name, password_hash, is_admin, created_at)");
+          !st)
+        return st;
+      CopyWriter w(copy_buf_);
+      w.row(5)
+          .text(u.user.id)
+          .text(u.user.name)
+          .text(u.password_hash)
+          .boolean(u.user.is_admin)
+          .i64(u.user.created_at_ms);
+      if (auto st = copy_row(w, u.user.id); !st) return st;
+    }
+    for (auto& t : r.tokens) {
+      if (auto st = copy_begin("tokens", "tokens(hash, user_id, device_id, expires_at)"); !st)
+        return st;
+      CopyWriter w(copy_buf_);
+      w.row(4).text(t.hash).text(t.user_id).text(t.device_id).i64(t.expires_at_ms);
+      if (auto st = copy_row(w, t.user_id + "/" + t.device_id); !st) return st;
+    }
+    for (auto& row : r.conversations) {
+      if (auto st = copy_begin("conversations",
+                               "conversations(id, type, name, owner, direct_key, last_seq, "
+                               "created_at, members_version)");
+          !st)
+        return st;
+      auto& c = row.conversation;
+      CopyWriter w(copy_buf_);
+      w.row(8)
+          .i64(c.id)
+          .text(conversation_type_name(c.type))
+          .text(c.name)
+          .text(c.owner)
+          .text_or_null(row.direct_key)
+          .i64(c.last_seq)
+          .i64(c.created_at_ms)
+          .i64(c.members_version);
+      if (auto st = copy_row(w, std::to_string(c.id)); !st) return st;
+    }
+    if (!r.members.empty())
+      if (auto st = import_members(r.members); !st) return st;
+    for (auto& f : r.files) {
+      if (auto st =
+              copy_begin("files", "files(id, sha256, name, mime, size, uploader, created_at)");
+          !st)
+        return st;
+      CopyWriter w(copy_buf_);
+      w.row(7)
+          .text(f.id)
+          .text(f.sha256)
+          .text(f.name)
+          .text(f.mime)
+          .i64(f.size)
+          .text(f.uploader)
+          .i64(f.created_at_ms);
+      if (auto st = copy_row(w, f.id); !st) return st;
+    }
+    for (auto& row : r.messages) {
+      if (auto st = copy_begin("messages",
+                               "messages(conversation_id, seq, publisher_id, publisher_name, "
+                               "type, body, client_msg_id, file_id, ts)");
+          !st)
+        return st;
+      auto& m = row.message;
+      CopyWriter w(copy_buf_);
+      w.row(9)
+          .i64(m.conversation_id)
+          .i64(m.seq)
+          .text(m.publisher_id)
+          .text(m.publisher_name)
+          .text(message_type_name(m.type))
+          .text(m.body)
+          .text_or_null(m.client_msg_id)
+          .text_or_null(row.file_id)
+          .i64(m.ts_ms);
+      if (auto st = copy_row(w, std::to_string(m.conversation_id) + "/" + std::to_string(m.seq));
+          !st)
+        return st;
+    }
+    for (auto& c : r.cursors) {
+      if (auto st =
+              copy_begin("cursors", "cursors(user_id, device_id, conversation_id, acked, fetched)");
+          !st)
+        return st;
+      CopyWriter w(copy_buf_);
+      w.row(5)
+          .text(c.user_id)
+          .text(c.device_id)
+          .i64(c.conversation_id)
+          .i64(c.cursor.acked)
+          .i64(c.cursor.fetched);
+      if (auto st = copy_row(w, c.user_id + "/" + c.device_id); !st) return st;
+    }
+    return ok_status();
+  }
+
+  // The identity moves past the highest id: the next conversation created (by any node) gets
+  // max + 1, as SQLite's AUTOINCREMENT would give it.
+  Status import_finish() override {
+    if (!in_txn_) return make_error(Errc::internal, "postgres: import outside a transaction");
+    if (copying_)
+      if (auto st = copy_end(); !st) return st;
+    if (first_error_) return *first_error_;
+    if (!pending_.empty())
+      if (auto r = run(nullptr, nullptr, "import"); !r) return r.error();
+    return exec_command(
+        "SELECT setval(pg_get_serial_sequence('conversations', 'id'), "
+        "COALESCE(max(id), 0) + 1, false) FROM conversations",
+        "import: conversation ids");
+  }
+
+  Result<StoreCounts> count_rows() override {
+    static constexpr Stmt s{
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens), "
+        "(SELECT count(*) FROM conversations), (SELECT count(*) FROM members), "
+        "(SELECT count(*) FROM files), (SELECT count(*) FROM messages), "
+        "(SELECT count(*) FROM cursors)",
+        "", "iiiiiii", true};
+    Args a;
+    auto r = run(&s, &a, "count_rows");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    StoreCounts c;
+    c.users = rows.i64(0, 0);
+    c.tokens = rows.i64(0, 1);
+    c.conversations = rows.i64(0, 2);
+    c.members = rows.i64(0, 3);
+    c.files = rows.i64(0, 4);
+    c.messages = rows.i64(0, 5);
+    c.cursors = rows.i64(0, 6);
+    return c;
+  }
+
  private:
   bool connected() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
 
@@ -887,6 +1094,291 @@ class PgSession final : public StoreSession {
     if (conn_) PQfinish(conn_);
     conn_ = nullptr;
     prepared_.clear();
+    copying_ = nullptr;
+    copy_buf_.clear();
+  }
+
+  // A command without parameters or rows to read (SET, BEGIN, a SELECT of a function).
+  Status exec_command(const char* sql, const char* what) {
+    PgResult r(PQexec(conn_, sql));
+    const auto st = PQresultStatus(r.get());
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return ok_status();
+    return fail_in_txn(r.get(), what);
+  }
+
+  // The error for a failed result, remembered as the transaction's first (the server aborted
+  // it) and with the connection dropped when it is gone.
+  Error fail_in_txn(const PGresult* r, const char* what) {
+    auto [e, lost] = failure(r, what);
+    if (lost) drop_connection();
+    if (in_txn_ && !first_error_) first_error_ = e;
+    return e;
+  }
+
+  // --- COPY (import_rows) ---
+  // Bytes of rows gathered before they go to libpq: a few large writes, not one per row.
+  static constexpr std::size_t kCopyChunkBytes = 256 << 10;
+
+  // Opens the COPY of `table` unless it is open already (ending another table's first).
+  Status copy_begin(const char* table, const char* target) {
+    if (copying_ && std::strcmp(copying_, table) == 0) return ok_status();
+    if (copying_)
+      if (auto st = copy_end(); !st) return st;
+    if (!pending_.empty())  // the BEGIN, still waiting to be sent (see begin())
+      if (auto r = run(nullptr, nullptr, "import"); !r) return r.error();
+    if (!connected()) return make_error(Errc::unavailable, "postgres: import: connection lost");
+    const std::string sql = std::string("COPY ") + target + " FROM STDIN (FORMAT binary)";
+    PgResult r(PQexec(conn_, sql.c_str()));
+    if (PQresultStatus(r.get()) != PGRES_COPY_IN) return fail_in_txn(r.get(), table);
+    copying_ = table;
+    copy_buf_.clear();
+    CopyWriter::header(copy_buf_);
+    return ok_status();
+  }
+
+  // After a row was appended to copy_buf_: refuses text PostgreSQL cannot hold (before the
+  // server sees it), and hands full chunks to libpq.
+  Status copy_row(const CopyWriter& w, const std::string& key) {
+    if (w.bad_text()) {
+      Error e =
+          make_error(Errc::bad_request, std::string("postgres: import: ") + copying_ + " " + key +
+                                            ": text is not valid UTF-8 or has a NUL byte");
+      copy_abort();
+      if (!first_error_) first_error_ = e;
+      return e;
+    }
+    return copy_buf_.size() >= kCopyChunkBytes ? copy_flush() : ok_status();
+  }
+
+  Status copy_flush() {
+    if (copy_buf_.empty()) return ok_status();
+    if (PQputCopyData(conn_, copy_buf_.data(), static_cast<int>(copy_buf_.size())) != 1) {
+      auto e = fail_in_txn(nullptr, copying_ ? copying_ : "copy");
+      drop_connection();  // its state in the middle of a COPY is unknown
+      return e;
+    }
+    copy_buf_.clear();
+    return ok_status();
+  }
+
+  // Ends the open COPY; the server's answer says whether every row went in.
+  Status copy_end() {
+    if (!copying_) return ok_status();
+    const char* table = copying_;
+    CopyWriter::trailer(copy_buf_);
+    if (auto st = copy_flush(); !st) return st;
+    copying_ = nullptr;
+    if (PQputCopyEnd(conn_, nullptr) != 1) {
+      auto e = fail_in_txn(nullptr, table);
+      drop_connection();
+      return e;
+    }
+    PgResult r(PQgetResult(conn_));
+    while (PGresult* more = PQgetResult(conn_)) PQclear(more);
+    if (PQresultStatus(r.get()) != PGRES_COMMAND_OK) return fail_in_txn(r.get(), table);
+    return ok_status();
+  }
+
+  // Abandons the open COPY (the transaction is being rolled back, or a row was refused).
+  void copy_abort() {
+    if (!copying_) return;
+    copying_ = nullptr;
+    copy_buf_.clear();
+    if (!connected()) return;
+    if (PQputCopyEnd(conn_, "import abandoned") != 1) {
+      drop_connection();
+      return;
+    }
+    while (PGresult* r = PQgetResult(conn_)) PQclear(r);
+  }
+
+  // Members go in by COPY too, but the members_version trigger counts each one as a change:
+  // after each batch, its conversations get back the version they were imported with. The
+  // batch's counts are integers, written into the statement (members come grouped by
+  // conversation).
+  Status import_members(const std::vector<MemberRow>& members) {
+    std::string values;
+    for (std::size_t i = 0; i < members.size();) {
+      const ConversationId id = members[i].conversation_id;
+      int64_t added = 0;
+      for (; i < members.size() && members[i].conversation_id == id; ++i, ++added) {
+        auto& m = members[i];
+        if (auto st = copy_begin("members", "members(conversation_id, user_id, muted, joined_at)");
+            !st)
+          return st;
+        CopyWriter w(copy_buf_);
+        w.row(4).i64(m.conversation_id).text(m.user_id).boolean(m.muted).i64(m.joined_at_ms);
+        if (auto st = copy_row(w, std::to_string(id) + "/" + m.user_id); !st) return st;
+      }
+      values += (values.empty() ? "(" : ",(") + std::to_string(id) + "::bigint," +
+                std::to_string(added) + "::bigint)";
+    }
+    if (auto st = copy_end(); !st) return st;
+    const std::string sql =
+        "UPDATE conversations AS c SET members_version = c.members_version - v.n FROM (VALUES " +
+        values + ") AS v(id, n) WHERE c.id = v.id";
+    return exec_command(sql.c_str(), "import: members_version");
+  }
+
+  // --- export_all ---
+  // FETCHes `sql`'s rows through a cursor, max_rows at a time, into batches of `decode`d rows.
+  template <class Decode>
+  Status export_table(StoreRowSink& sink, const BatchLimits& limits, const std::string& sql,
+                      const char* table, const char* columns, Decode decode) {
+    const std::size_t max_rows = std::max<std::size_t>(limits.max_rows, 1);
+    const std::string declare = "DECLARE converge_export NO SCROLL CURSOR FOR " + sql;
+    if (auto st = exec_command(declare.c_str(), table); !st) return st;
+    const std::string fetch = "FETCH FORWARD " + std::to_string(max_rows) + " FROM converge_export";
+    StoreRows batch;
+    std::size_t bytes = 0;
+    for (;;) {
+      PgResult r(PQexecParams(conn_, fetch.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 1));
+      if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) return fail_in_txn(r.get(), table);
+      if (!columns_match(r.get(), columns))
+        return make_error(Errc::internal, std::string("postgres: export: ") + table +
+                                              ": result columns are not " + columns);
+      Rows rows{r.get()};
+      for (int i = 0; i < rows.size(); ++i) {
+        auto b = decode(rows, i, batch);
+        if (!b)
+          return make_error(b.error().code,
+                            std::string("postgres: export: ") + table + ": " + b.error().message);
+        bytes += b.value();
+        if (batch.size() >= max_rows || bytes >= limits.max_bytes) {
+          if (auto st = sink.write(batch); !st) return st;
+          batch.clear();
+          bytes = 0;
+        }
+      }
+      if (static_cast<std::size_t>(rows.size()) < max_rows) break;
+    }
+    if (batch.size() > 0)
+      if (auto st = sink.write(batch); !st) return st;
+    return exec_command("CLOSE converge_export", table);
+  }
+
+  Status export_tables(StoreRowSink& sink, const BatchLimits& limits) {
+    constexpr std::size_t kRowBytes = 64;  // the integers and the row's own overhead, roughly
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id", "users",
+            "tttbi",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              UserRecord u;
+              u.user = user_row(rows, i);
+              u.password_hash = rows.text(i, 2);
+              const std::size_t n =
+                  kRowBytes + u.user.id.size() + u.user.name.size() + u.password_hash.size();
+              b.users.push_back(std::move(u));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits, "SELECT hash, user_id, device_id, expires_at FROM tokens ORDER BY hash",
+            "tokens", "ttti",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              TokenRow t{rows.text(i, 0), rows.text(i, 1), rows.text(i, 2), rows.i64(i, 3)};
+              const std::size_t n =
+                  kRowBytes + t.hash.size() + t.user_id.size() + t.device_id.size();
+              b.tokens.push_back(std::move(t));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, type, name, owner, last_seq, created_at, members_version, direct_key "
+            "FROM conversations ORDER BY id",
+            "conversations", "itttiiit",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              ConversationRow r;
+              auto& c = r.conversation;
+              c.id = rows.i64(i, 0);
+              auto type = parse_conversation_type(rows.text(i, 1));
+              if (!type)
+                return make_error(Errc::internal, std::to_string(c.id) + ": unknown type '" +
+                                                      rows.text(i, 1) + "'");
+              c.type = *type;
+              c.name = rows.text(i, 2);
+              c.owner = rows.text(i, 3);
+              c.last_seq = rows.i64(i, 4);
+              c.created_at_ms = rows.i64(i, 5);
+              c.members_version = rows.i64(i, 6);
+              r.direct_key = rows.text(i, 7);
+              const std::size_t n =
+                  kRowBytes + c.name.size() + c.owner.size() + r.direct_key.size();
+              b.conversations.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT conversation_id, user_id, muted, joined_at FROM members "
+            "ORDER BY conversation_id, user_id",
+            "members", "itbi",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              MemberRow m{rows.i64(i, 0), rows.text(i, 1), rows.boolean(i, 2), rows.i64(i, 3)};
+              const std::size_t n = kRowBytes + m.user_id.size();
+              b.members.push_back(std::move(m));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, sha256, name, mime, size, uploader, created_at FROM files ORDER BY id",
+            "files", "ttttiti",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              FileMeta f = file_row(rows, i, 0);
+              const std::size_t n = kRowBytes + f.id.size() + f.sha256.size() + f.name.size() +
+                                    f.mime.size() + f.uploader.size();
+              b.files.push_back(std::move(f));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT conversation_id, seq, publisher_id, publisher_name, type, body, "
+            "client_msg_id, file_id, ts FROM messages ORDER BY conversation_id, seq",
+            "messages", "iitttttti",
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              MessageRow r;
+              auto& m = r.message;
+              m.conversation_id = rows.i64(i, 0);
+              m.seq = rows.i64(i, 1);
+              auto type = parse_message_type(rows.text(i, 4));
+              if (!type)
+                return make_error(Errc::internal, std::to_string(m.conversation_id) + "/" +
+                                                      std::to_string(m.seq) + ": unknown type '" +
+                                                      rows.text(i, 4) + "'");
+              m.type = *type;
+              m.publisher_id = rows.text(i, 2);
+              m.publisher_name = rows.text(i, 3);
+              m.body = rows.text(i, 5);
+              m.client_msg_id = rows.text(i, 6);
+              r.file_id = rows.text(i, 7);
+              m.ts_ms = rows.i64(i, 8);
+              const std::size_t n = kRowBytes + m.publisher_id.size() + m.publisher_name.size() +
+                                    m.body.size() + m.client_msg_id.size() + r.file_id.size();
+              b.messages.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    return export_table(sink, limits,
+                        "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
+                        "ORDER BY user_id, device_id, conversation_id",
+                        "cursors", "ttiii",
+                        [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+                          CursorRow c{rows.text(i, 0), rows.text(i, 1), rows.i64(i, 2),
+                                      DeviceCursor{rows.i64(i, 3), rows.i64(i, 4)}};
+                          const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
+                          b.cursors.push_back(std::move(c));
+                          return n;
+                        });
   }
 
   Status reconnect() {
@@ -1133,6 +1625,10 @@ class PgSession final : public StoreSession {
   // The first statement that failed in this transaction: PostgreSQL aborts the transaction
   // there, and commit() reports it.
   std::optional<Error> first_error_;
+  // The table whose COPY is open on the connection (import_rows), or nullptr; and the rows
+  // gathered for it that libpq has not been handed yet.
+  const char* copying_ = nullptr;
+  std::string copy_buf_;
 };
 
 class PgStore final : public Store {

@@ -41,6 +41,9 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
          "INSERT INTO messages VALUES(1,1,'Alice','Alice','text','hi','c1',NULL,1);"
          "INSERT INTO files VALUES('f','s','n','text/plain',1,'Alice',1);"
          "INSERT INTO cursors VALUES('Alice','d',1,1,1);"
+         // Undo what later versions added, so the file is as version 1 left it.
+         "DROP TRIGGER members_version_added; DROP TRIGGER members_version_removed;"
+         "ALTER TABLE conversations DROP COLUMN members_version;"
          "PRAGMA user_version=1;");
     sqlite3_close(db);
   }

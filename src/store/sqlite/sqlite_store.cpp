@@ -680,6 +680,151 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
+  // --- copying a whole store (store.hpp) ---
+  Status export_all(StoreRowSink& sink, const BatchLimits& limits) override {
+    // The write lock, not only a snapshot: nothing is written behind the copy's back, and a
+    // node started meanwhile fails at its start (its migration's BEGIN IMMEDIATE times out).
+    if (auto st = exec("BEGIN IMMEDIATE"); !st)
+      return make_error(Errc::unavailable,
+                        "cannot lock the database for the export (is a node running on it?): " +
+                            st.error().message);
+    auto st = export_tables(sink, limits);
+    rollback();  // it only read
+    return st;
+  }
+
+  Status import_rows(const StoreRows& r) override {
+    for (auto& u : r.users) {
+      auto* s = prepare(
+          "INSERT INTO users(id, name, password_hash, is_admin, created_at) "
+          "VALUES(?1,?2,?3,?4,?5)");
+      bind(s, 1, u.user.id);
+      bind(s, 2, u.user.name);
+      bind(s, 3, u.password_hash);
+      sqlite3_bind_int(s, 4, u.user.is_admin ? 1 : 0);
+      sqlite3_bind_int64(s, 5, u.user.created_at_ms);
+      if (auto st = import_step(s, "users", u.user.id); !st) return st;
+    }
+    for (auto& t : r.tokens) {
+      auto* s =
+          prepare("INSERT INTO tokens(hash, user_id, device_id, expires_at) VALUES(?1,?2,?3,?4)");
+      bind(s, 1, t.hash);
+      bind(s, 2, t.user_id);
+      bind(s, 3, t.device_id);
+      sqlite3_bind_int64(s, 4, t.expires_at_ms);
+      if (auto st = import_step(s, "tokens", t.user_id + "/" + t.device_id); !st) return st;
+    }
+    for (auto& row : r.conversations) {
+      auto& c = row.conversation;
+      auto* s = prepare(
+          "INSERT INTO conversations(id, type, name, owner, direct_key, last_seq, created_at, "
+          "members_version) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
+      sqlite3_bind_int64(s, 1, c.id);
+      bind_static(s, 2, conversation_type_name(c.type));
+      bind(s, 3, c.name);
+      bind(s, 4, c.owner);
+      if (row.direct_key.empty())
+        sqlite3_bind_null(s, 5);
+      else
+        bind(s, 5, row.direct_key);
+      sqlite3_bind_int64(s, 6, c.last_seq);
+      sqlite3_bind_int64(s, 7, c.created_at_ms);
+      sqlite3_bind_int64(s, 8, c.members_version);
+      if (auto st = import_step(s, "conversations", std::to_string(c.id)); !st) return st;
+    }
+    // The members_version triggers count every member inserted as a change: each conversation
+    // gets back the version it was imported with (members come in conversation order).
+    for (std::size_t i = 0; i < r.members.size();) {
+      const ConversationId id = r.members[i].conversation_id;
+      int64_t added = 0;
+      for (; i < r.members.size() && r.members[i].conversation_id == id; ++i, ++added) {
+        auto& m = r.members[i];
+        auto* s = prepare(
+            "INSERT INTO members(conversation_id, user_id, muted, joined_at) VALUES(?1,?2,?3,?4)");
+        sqlite3_bind_int64(s, 1, m.conversation_id);
+        bind(s, 2, m.user_id);
+        sqlite3_bind_int(s, 3, m.muted ? 1 : 0);
+        sqlite3_bind_int64(s, 4, m.joined_at_ms);
+        if (auto st = import_step(s, "members", std::to_string(id) + "/" + m.user_id); !st)
+          return st;
+      }
+      auto* s =
+          prepare("UPDATE conversations SET members_version = members_version - ?2 WHERE id = ?1");
+      sqlite3_bind_int64(s, 1, id);
+      sqlite3_bind_int64(s, 2, added);
+      if (auto st = done(s, "import members_version"); !st) return st;
+    }
+    for (auto& f : r.files)
+      if (auto st = insert_file(f); !st)
+        return make_error(st.error().code, "files " + f.id + ": " + st.error().message);
+    for (auto& row : r.messages) {
+      auto& m = row.message;
+      auto* s = prepare(
+          "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
+          "client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+      sqlite3_bind_int64(s, 1, m.conversation_id);
+      sqlite3_bind_int64(s, 2, m.seq);
+      bind_static(s, 3, m.publisher_id);
+      bind_static(s, 4, m.publisher_name);
+      bind_static(s, 5, message_type_name(m.type));
+      bind_static(s, 6, m.body);
+      if (m.client_msg_id.empty())
+        sqlite3_bind_null(s, 7);
+      else
+        bind_static(s, 7, m.client_msg_id);
+      if (row.file_id.empty())
+        sqlite3_bind_null(s, 8);
+      else
+        bind_static(s, 8, row.file_id);
+      sqlite3_bind_int64(s, 9, m.ts_ms);
+      if (auto st = import_step(s, "messages",
+                                std::to_string(m.conversation_id) + "/" + std::to_string(m.seq));
+          !st)
+        return st;
+    }
+    for (auto& c : r.cursors) {
+      auto* s = prepare(
+          "INSERT INTO cursors(user_id, device_id, conversation_id, acked, fetched) "
+          "VALUES(?1,?2,?3,?4,?5)");
+      bind(s, 1, c.user_id);
+      bind(s, 2, c.device_id);
+      sqlite3_bind_int64(s, 3, c.conversation_id);
+      sqlite3_bind_int64(s, 4, c.cursor.acked);
+      sqlite3_bind_int64(s, 5, c.cursor.fetched);
+      if (auto st =
+              import_step(s, "cursors",
+                          c.user_id + "/" + c.device_id + "/" + std::to_string(c.conversation_id));
+          !st)
+        return st;
+    }
+    return ok_status();
+  }
+
+  // Nothing to do: AUTOINCREMENT's sqlite_sequence follows the highest id inserted by itself.
+  Status import_finish() override { return ok_status(); }
+
+  Result<StoreCounts> count_rows() override {
+    auto* s = prepare(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens), "
+        "(SELECT count(*) FROM conversations), (SELECT count(*) FROM members), "
+        "(SELECT count(*) FROM files), (SELECT count(*) FROM messages), "
+        "(SELECT count(*) FROM cursors)");
+    int rc = sqlite3_step(s);
+    StoreCounts c;
+    if (rc == SQLITE_ROW) {
+      c.users = sqlite3_column_int64(s, 0);
+      c.tokens = sqlite3_column_int64(s, 1);
+      c.conversations = sqlite3_column_int64(s, 2);
+      c.members = sqlite3_column_int64(s, 3);
+      c.files = sqlite3_column_int64(s, 4);
+      c.messages = sqlite3_column_int64(s, 5);
+      c.cursors = sqlite3_column_int64(s, 6);
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return db_error(db_, "count_rows");
+    return c;
+  }
+
  private:
   // Statements are prepared once per session and reused; the SQL text's address is the key.
   sqlite3_stmt* prepare(const char* sql) {
@@ -792,6 +937,165 @@ class SqliteSession final : public StoreSession {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "members");
     return out;
+  }
+
+  // An import's INSERT: a row that is there already, or that names a user or conversation
+  // that is not, is a conflict, named by its table and key.
+  Status import_step(sqlite3_stmt* s, const char* table, const std::string& key) {
+    int rc = step_done(s);
+    if (rc == SQLITE_DONE) return ok_status();
+    return make_error(rc == SQLITE_CONSTRAINT ? Errc::conflict : Errc::internal,
+                      std::string(table) + " " + key + ": " + sqlite3_errmsg(db_));
+  }
+
+  // One table into `sink`: `decode` appends the statement's row to the batch and returns about
+  // how many bytes it holds (or fails on a value the model has no name for).
+  template <class Decode>
+  Status export_table(StoreRowSink& sink, const BatchLimits& limits, const char* sql,
+                      const char* table, Decode decode) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v2(db_, sql, -1, &raw, nullptr) != SQLITE_OK) return db_error(db_, table);
+    std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> s(raw, &sqlite3_finalize);
+    StoreRows batch;
+    std::size_t bytes = 0;
+    int rc;
+    while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+      auto b = decode(s.get(), batch);
+      if (!b) return make_error(b.error().code, std::string(table) + ": " + b.error().message);
+      bytes += b.value();
+      if (batch.size() >= std::max<std::size_t>(limits.max_rows, 1) || bytes >= limits.max_bytes) {
+        if (auto st = sink.write(batch); !st) return st;
+        batch.clear();
+        bytes = 0;
+      }
+    }
+    if (rc != SQLITE_DONE) return db_error(db_, table);
+    if (batch.size() > 0)
+      if (auto st = sink.write(batch); !st) return st;
+    return ok_status();
+  }
+
+  Status export_tables(StoreRowSink& sink, const BatchLimits& limits) {
+    constexpr std::size_t kRowBytes = 64;  // the integers and the row's own overhead, roughly
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id", "users",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              UserRecord r;
+              r.user = user_row(s);
+              r.password_hash = col(s, 2);
+              const std::size_t n =
+                  kRowBytes + r.user.id.size() + r.user.name.size() + r.password_hash.size();
+              b.users.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits, "SELECT hash, user_id, device_id, expires_at FROM tokens ORDER BY hash",
+            "tokens",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              TokenRow t{col(s, 0), col(s, 1), col(s, 2), sqlite3_column_int64(s, 3)};
+              const std::size_t n =
+                  kRowBytes + t.hash.size() + t.user_id.size() + t.device_id.size();
+              b.tokens.push_back(std::move(t));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, type, name, owner, last_seq, created_at, members_version, direct_key "
+            "FROM conversations ORDER BY id",
+            "conversations",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              ConversationRow r;
+              r.conversation = conversation_row(s);
+              if (!parse_conversation_type(col(s, 1)))
+                return make_error(Errc::internal, std::to_string(r.conversation.id) +
+                                                      ": unknown type '" + col(s, 1) + "'");
+              r.conversation.members_version = sqlite3_column_int64(s, 6);
+              r.direct_key = col(s, 7);
+              const std::size_t n = kRowBytes + r.conversation.name.size() +
+                                    r.conversation.owner.size() + r.direct_key.size();
+              b.conversations.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(sink, limits,
+                               "SELECT conversation_id, user_id, muted, joined_at FROM members "
+                               "ORDER BY conversation_id, user_id",
+                               "members",
+                               [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                                 MemberRow m{sqlite3_column_int64(s, 0), col(s, 1),
+                                             sqlite3_column_int(s, 2) != 0,
+                                             sqlite3_column_int64(s, 3)};
+                                 const std::size_t n = kRowBytes + m.user_id.size();
+                                 b.members.push_back(std::move(m));
+                                 return n;
+                               });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, sha256, name, mime, size, uploader, created_at FROM files ORDER BY id",
+            "files",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              FileMeta f{col(s, 0),
+                         col(s, 1),
+                         col(s, 2),
+                         col(s, 3),
+                         sqlite3_column_int64(s, 4),
+                         col(s, 5),
+                         sqlite3_column_int64(s, 6)};
+              const std::size_t n = kRowBytes + f.id.size() + f.sha256.size() + f.name.size() +
+                                    f.mime.size() + f.uploader.size();
+              b.files.push_back(std::move(f));
+              return n;
+            });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT conversation_id, seq, publisher_id, publisher_name, type, body, "
+            "client_msg_id, file_id, ts FROM messages ORDER BY conversation_id, seq",
+            "messages",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              MessageRow r;
+              auto& m = r.message;
+              m.conversation_id = sqlite3_column_int64(s, 0);
+              m.seq = sqlite3_column_int64(s, 1);
+              auto type = parse_message_type(col(s, 4));
+              if (!type)
+                return make_error(Errc::internal, std::to_string(m.conversation_id) + "/" +
+                                                      std::to_string(m.seq) + ": unknown type '" +
+                                                      col(s, 4) + "'");
+              m.type = *type;
+              m.publisher_id = col(s, 2);
+              m.publisher_name = col(s, 3);
+              m.body = col(s, 5);
+              m.client_msg_id = col(s, 6);
+              r.file_id = col(s, 7);
+              m.ts_ms = sqlite3_column_int64(s, 8);
+              const std::size_t n = kRowBytes + m.publisher_id.size() + m.publisher_name.size() +
+                                    m.body.size() + m.client_msg_id.size() + r.file_id.size();
+              b.messages.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    return export_table(sink, limits,
+                        "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
+                        "ORDER BY user_id, device_id, conversation_id",
+                        "cursors", [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                          CursorRow c{
+                              col(s, 0), col(s, 1), sqlite3_column_int64(s, 2),
+                              DeviceCursor{sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)}};
+                          const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
+                          b.cursors.push_back(std::move(c));
+                          return n;
+                        });
   }
 
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
@@ -930,6 +1234,30 @@ class SqliteStore final : public Store {
   std::thread checkpointer_;
 };
 
+// In WAL mode every connection holds a shared lock on the database file for as long as it is
+// open, idle or not. A connection in EXCLUSIVE locking mode wants that file to itself at its
+// first transaction: it gets it only when no other connection, in any process, is open. Run
+// before this process opens any connection of its own (those would count too).
+Status check_not_in_use(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    sqlite3_close_v2(db);
+    return ok_status();  // no database yet: nobody uses it (opening it reports other errors)
+  }
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;",
+                              nullptr, nullptr, &err);
+  std::string m = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close_v2(db);
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+    return make_error(Errc::unavailable, path +
+                                             " is open in another process (a running node?): "
+                                             "stop it first");
+  if (rc != SQLITE_OK) return make_error(Errc::internal, "cannot open " + path + ": " + m);
+  return ok_status();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteOptions& opts) {
@@ -937,6 +1265,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const SqliteOptions& opts) {
   // (a lock and unlock per allocation, shared by every connection, otherwise).
   static std::once_flag configured;
   std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  if (opts.fail_if_in_use)
+    if (auto st = check_not_in_use(opts.path); !st) return st.error();
   auto store = std::make_unique<SqliteStore>(opts);
   if (auto st = store->migrate(); !st) return st.error();
   if (auto st = store->start_checkpointer(); !st) return st.error();

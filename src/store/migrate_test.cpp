@@ -1,0 +1,522 @@
+// converge migrate's copy (store/copy.hpp): a node's SQLite store, filled through the ordinary
+// StoreSession calls, copied into PostgreSQL and back into a new SQLite store, and compared
+// table by table through the read API at each step. Also: a copy into a store that holds data
+// is refused and writes nothing; a copy that fails part way leaves the target empty.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "store/copy.hpp"
+#include "store/postgres/postgres_store.hpp"
+#include "store/postgres/test_server.hpp"
+#include "store/sqlite/sqlite_store.hpp"
+
+using namespace converge;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// --- renderings, so that a difference shows which field of which row ------------------------
+
+std::string show(const FileMeta& f) {
+  std::ostringstream o;
+  o << "file{" << f.id << "," << f.sha256 << "," << f.name << "," << f.mime << "," << f.size << ","
+    << f.uploader << "," << f.created_at_ms << "}";
+  return o.str();
+}
+
+std::string show(const Message& m) {
+  std::ostringstream o;
+  o << m.conversation_id << "/" << m.seq << " " << m.publisher_id << "(" << m.publisher_name << ") "
+    << message_type_name(m.type) << " [" << m.body << "] cmid=" << m.client_msg_id
+    << " ts=" << m.ts_ms << (m.file ? " " + show(*m.file) : "");
+  return o.str();
+}
+
+std::string show(const Conversation& c) {
+  std::ostringstream o;
+  o << c.id << " " << conversation_type_name(c.type) << " [" << c.name << "] owner=" << c.owner
+    << " last_seq=" << c.last_seq << " created=" << c.created_at_ms
+    << " members_version=" << c.members_version << " members=";
+  for (auto& m : c.members) o << m.user_id << (m.muted ? "(muted)" : "") << ",";
+  return o.str();
+}
+
+std::string show(const UserRecord& u) {
+  std::ostringstream o;
+  o << u.user.id << " [" << u.user.name << "] admin=" << u.user.is_admin
+    << " created=" << u.user.created_at_ms << " hash=" << u.password_hash;
+  return o.str();
+}
+
+std::string show(const AuthContext& a) {
+  std::ostringstream o;
+  o << a.user_id << " [" << a.user_name << "] " << a.device_id << " admin=" << a.is_admin
+    << " expires=" << a.expires_at_ms;
+  return o.str();
+}
+
+// --- what the source holds, for the comparison -----------------------------------------------
+
+struct Source {
+  std::vector<std::string> users;
+  std::vector<std::string> token_hashes;
+  std::vector<std::pair<std::string, std::string>> devices;  // user, device
+  std::vector<ConversationId> conversations;
+  std::vector<std::string> direct_keys;
+  std::vector<std::string> files;
+  int64_t messages = 0;
+};
+
+// The folders of SQLite stores the test made: removed when the binary's tests end.
+std::vector<fs::path>& temp_dirs() {
+  static std::vector<fs::path> dirs;
+  return dirs;
+}
+
+class RemoveTempDirs final : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    for (auto& d : temp_dirs()) fs::remove_all(d, ec);
+  }
+};
+[[maybe_unused]] auto* const kRemoveTempDirs =
+    ::testing::AddGlobalTestEnvironment(new RemoveTempDirs);
+
+fs::path temp_dir(const std::string& what) {
+  static int n = 0;
+  auto dir = fs::path(::testing::TempDir()) / ("converge_migrate_" + std::to_string(::getpid()) +
+                                               "_" + what + "_" + std::to_string(n++));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  temp_dirs().push_back(dir);
+  return dir;
+}
+
+std::unique_ptr<Store> sqlite_store(const fs::path& dir) {
+  auto s = open_sqlite_store(SqliteOptions{(dir / "converge.db").string(), false});
+  EXPECT_TRUE(s) << s.error().message;
+  return s ? std::move(s.value()) : nullptr;
+}
+
+std::unique_ptr<StoreSession> session(Store& store) {
+  auto s = store.open_session();
+  EXPECT_TRUE(s) << s.error().message;
+  return s ? std::move(s.value()) : nullptr;
+}
+
+// Messages are appended as the writer appends them: under lock_conversation, numbered from its
+// last_seq, which set_last_seq moves in the same transaction.
+void append(StoreSession& s, ConversationId id, std::vector<Message> batch,
+            const std::vector<std::string>& file_ids) {
+  ASSERT_TRUE(s.begin());
+  auto lock = s.lock_conversation(id);
+  ASSERT_TRUE(lock) << lock.error().message;
+  Seq seq = lock->last_seq;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    batch[i].conversation_id = id;
+    batch[i].seq = ++seq;
+    auto stored = s.insert_message(batch[i], file_ids[i]);
+    ASSERT_TRUE(stored && stored.value()) << show(batch[i]);
+  }
+  ASSERT_TRUE(s.set_last_seq(id, seq));
+  ASSERT_TRUE(s.commit());
+}
+
+// A node's data as `make run` leaves it: users with password hashes, tokens (one expired),
+// a direct conversation and groups with members (one muted, one left, one joined later, the
+// owner handed over), `messages` messages across them with and without client_msg_ids, a file
+// and an image message, device cursors.
+Source fill(StoreSession& s, int messages) {
+  Source src;
+  const std::vector<std::string> people = {"alice", "bob", "carol", "dave", "erin.o-k_1"};
+  for (std::size_t i = 0; i < people.size(); ++i) {
+    User u{people[i], "Name of " + people[i] + " \xc3\xa9\xe2\x9c\x93", i == 0,
+           1700000000000 + static_cast<int64_t>(i)};
+    EXPECT_TRUE(s.create_user(u, "$argon2id$v=19$m=65536,t=2,p=1$salt" + people[i] + "$hash"));
+    src.users.push_back(people[i]);
+  }
+  struct Token {
+    const char* hash;
+    const char* user;
+    const char* device;
+    int64_t expires;
+  };
+  for (auto t :
+       {Token{"a1b2", "alice", "laptop", 4000000000000},
+        Token{"a1b3", "alice", "phone", 4000000000000}, Token{"b0b0", "bob", "web", 4000000000000},
+        Token{"c0c0", "carol", "phone", 1000}}) {  // expired: copied all the same
+    EXPECT_TRUE(s.insert_token(t.hash, t.user, t.device, t.expires));
+    src.token_hashes.push_back(t.hash);
+    src.devices.emplace_back(t.user, t.device);
+  }
+
+  Conversation direct;
+  direct.type = ConversationType::direct;
+  direct.owner = "alice";
+  direct.created_at_ms = 1700000001000;
+  direct.members = {{"alice", false}, {"bob", false}};
+  auto d = s.create_conversation(direct, "alice|bob");
+  EXPECT_TRUE(d);
+  Conversation group;
+  group.type = ConversationType::group;
+  group.name = "team \xf0\x9f\x9a\x80";
+  group.owner = "alice";
+  group.created_at_ms = 1700000002000;
+  group.members = {{"alice", false}, {"bob", false}, {"carol", false}};
+  auto g = s.create_conversation(group, "");
+  EXPECT_TRUE(g);
+  group.name = "empty";  // a conversation without a message: last_seq 0
+  group.members = {{"dave", false}};
+  group.owner = "dave";
+  auto e = s.create_conversation(group, "");
+  EXPECT_TRUE(e);
+  EXPECT_TRUE(s.add_member(g.value(), "dave", 1700000003000));
+  EXPECT_TRUE(s.add_member(g.value(), "erin.o-k_1", 1700000003000));
+  EXPECT_TRUE(s.remove_member(g.value(), "carol"));
+  EXPECT_TRUE(s.set_muted(g.value(), "bob", true));
+  EXPECT_TRUE(s.set_owner(g.value(), "bob"));
+  src.conversations = {d.value(), g.value(), e.value()};
+  src.direct_keys = {"alice|bob"};
+
+  EXPECT_TRUE(s.insert_file(
+      FileMeta{"f0a1", std::string(64, 'a'), "plan.pdf", "application/pdf", 12345, "alice", 7}));
+  EXPECT_TRUE(
+      s.insert_file(FileMeta{"f0b2", std::string(64, 'b'), "cat.png", "image/png", 99, "bob", 8}));
+  EXPECT_TRUE(  // uploaded, never sent: only its uploader may fetch it
+      s.insert_file(FileMeta{"f0c3", std::string(64, 'c'), "draft", "text/plain", 1, "carol", 9}));
+  src.files = {"f0a1", "f0b2", "f0c3"};
+
+  // Batches of up to 50, alternating between the direct conversation and the group.
+  int n = 0;
+  while (n < messages) {
+    const ConversationId id = (n / 50) % 2 == 0 ? d.value() : g.value();
+    std::vector<Message> batch;
+    std::vector<std::string> file_ids;
+    for (int i = 0; i < 50 && n < messages; ++i, ++n) {
+      Message m;
+      m.publisher_id = id == d.value() ? (n % 2 ? "alice" : "bob") : people[n % 2 ? 1 : 3];
+      m.publisher_name = "Name of " + m.publisher_id;
+      m.body = "message " + std::to_string(n) + (n % 7 == 0 ? " \xe2\x80\x94 \"quoted\"\t\\" : "");
+      if (n % 3 == 0) m.client_msg_id = "cm-" + std::to_string(n);
+      m.ts_ms = 1700000010000 + n;
+      std::string file_id;
+      if (n == 10) {
+        m.type = MessageType::file;
+        file_id = "f0a1";
+      } else if (n == 77) {
+        m.type = MessageType::image;
+        file_id = "f0b2";
+      }
+      batch.push_back(std::move(m));
+      file_ids.push_back(file_id);
+    }
+    append(s, id, std::move(batch), file_ids);
+  }
+  src.messages = messages;
+
+  EXPECT_TRUE(s.advance_acked("alice", "laptop", d.value(), 40));
+  EXPECT_TRUE(s.advance_fetched("alice", "laptop", d.value(), 90));
+  EXPECT_TRUE(s.advance_fetched("alice", "laptop", g.value(), 12));
+  EXPECT_TRUE(s.advance_acked("alice", "phone", g.value(), 3));
+  EXPECT_TRUE(s.advance_acked("bob", "web", d.value(), 1000));
+  EXPECT_TRUE(s.advance_fetched("bob", "web", d.value(), 1000));
+  return src;
+}
+
+// --- the comparison, through the read API ----------------------------------------------------
+
+std::vector<Message> all_messages(StoreSession& s, ConversationId id) {
+  std::vector<Message> out;
+  Seq after = 0;
+  for (;;) {
+    auto page = s.messages_after(id, after, 700);
+    EXPECT_TRUE(page) << page.error().message;
+    if (!page || page->empty()) break;
+    after = page->back().seq;
+    for (auto& m : page.value()) out.push_back(std::move(m));
+  }
+  return out;
+}
+
+template <class T>
+std::vector<std::string> shown(const std::vector<T>& v) {
+  std::vector<std::string> out;
+  for (auto& x : v) out.push_back(show(x));
+  return out;
+}
+
+// Every table of `b` says what `a`'s says.
+void expect_same(StoreSession& a, StoreSession& b, const Source& src) {
+  auto ca = a.count_rows(), cb = b.count_rows();
+  ASSERT_TRUE(ca && cb);
+  EXPECT_EQ(describe_counts(ca.value()), describe_counts(cb.value()));
+
+  for (auto& id : src.users) {
+    auto ua = a.find_user(id), ub = b.find_user(id);
+    ASSERT_TRUE(ua && ub && ua.value() && ub.value()) << id;
+    EXPECT_EQ(show(*ua.value()), show(*ub.value()));
+    auto ga = a.count_groups(id), gb = b.count_groups(id);
+    EXPECT_EQ(ga.value(), gb.value()) << id;
+    auto la = a.list_conversations(id), lb = b.list_conversations(id);
+    ASSERT_TRUE(la && lb);
+    EXPECT_EQ(shown(la.value()), shown(lb.value())) << id;
+  }
+  {
+    auto la = a.list_users(1000), lb = b.list_users(1000);
+    ASSERT_TRUE(la && lb);
+    ASSERT_EQ(la->size(), lb->size());
+    for (std::size_t i = 0; i < la->size(); ++i) EXPECT_EQ((*la)[i].id, (*lb)[i].id);
+  }
+  for (auto& hash : src.token_hashes) {
+    auto ta = a.find_token(hash, 0), tb = b.find_token(hash, 0);
+    ASSERT_TRUE(ta && tb && ta.value() && tb.value()) << hash;
+    EXPECT_EQ(show(*ta.value()), show(*tb.value()));
+  }
+  for (auto id : src.conversations) {
+    auto ga = a.get_conversation(id), gb = b.get_conversation(id);
+    ASSERT_TRUE(ga && gb && ga.value() && gb.value()) << id;
+    EXPECT_EQ(show(*ga.value()), show(*gb.value()));
+    auto ma = all_messages(a, id), mb = all_messages(b, id);
+    EXPECT_EQ(static_cast<Seq>(mb.size()), gb.value()->last_seq) << "gapless up to last_seq";
+    ASSERT_EQ(ma.size(), mb.size()) << id;
+    for (std::size_t i = 0; i < ma.size(); ++i) {
+      ASSERT_EQ(show(ma[i]), show(mb[i]));
+      EXPECT_EQ(mb[i].seq, static_cast<Seq>(i + 1));
+      if (!mb[i].client_msg_id.empty()) {
+        auto fa = a.find_sent(mb[i].publisher_id, mb[i].client_msg_id);
+        auto fb = b.find_sent(mb[i].publisher_id, mb[i].client_msg_id);
+        ASSERT_TRUE(fa && fb && fa.value() && fb.value());
+        EXPECT_EQ(fb.value()->conversation_id, id);
+        EXPECT_EQ(fb.value()->seq, mb[i].seq);
+        EXPECT_EQ(fb.value()->ts_ms, fa.value()->ts_ms);
+      }
+    }
+    auto ba = a.messages_before(id, 60, 25), bb = b.messages_before(id, 60, 25);
+    ASSERT_TRUE(ba && bb);
+    EXPECT_EQ(shown(ba.value()), shown(bb.value()));
+    ASSERT_TRUE(a.begin() && b.begin());
+    auto la = a.lock_conversation(id), lb = b.lock_conversation(id);
+    ASSERT_TRUE(la && lb);
+    EXPECT_EQ(la->last_seq, lb->last_seq);
+    EXPECT_EQ(la->members_version, lb->members_version);
+    a.rollback();
+    b.rollback();
+  }
+  for (auto& key : src.direct_keys) {
+    auto da = a.find_direct(key), db = b.find_direct(key);
+    ASSERT_TRUE(da && db && da.value() && db.value());
+    EXPECT_EQ(*da.value(), *db.value());
+  }
+  for (auto& [user, device] : src.devices) {
+    auto ca2 = a.cursors(user, device), cb2 = b.cursors(user, device);
+    ASSERT_TRUE(ca2 && cb2);
+    std::sort(ca2->begin(), ca2->end(), [](auto& x, auto& y) { return x.first < y.first; });
+    std::sort(cb2->begin(), cb2->end(), [](auto& x, auto& y) { return x.first < y.first; });
+    ASSERT_EQ(ca2->size(), cb2->size()) << user << "/" << device;
+    for (std::size_t i = 0; i < ca2->size(); ++i) {
+      EXPECT_EQ((*ca2)[i].first, (*cb2)[i].first);
+      EXPECT_EQ((*ca2)[i].second.acked, (*cb2)[i].second.acked);
+      EXPECT_EQ((*ca2)[i].second.fetched, (*cb2)[i].second.fetched);
+    }
+  }
+  for (auto& f : src.files) {
+    auto fa = a.get_file(f), fb = b.get_file(f);
+    ASSERT_TRUE(fa && fb && fa.value() && fb.value());
+    EXPECT_EQ(show(*fa.value()), show(*fb.value()));
+    for (auto& u : src.users)
+      EXPECT_EQ(a.file_accessible(f, u).value(), b.file_accessible(f, u).value()) << f << " " << u;
+  }
+}
+
+// After the copy the target goes on where the source stopped: the next conversation gets a new
+// id, the next message the next seq, a retried client_msg_id is still a retry.
+void expect_continues(StoreSession& s, const Source& src) {
+  Conversation c;
+  c.name = "after";
+  c.owner = "alice";
+  c.members = {{"alice", false}};
+  auto id = s.create_conversation(c, "");
+  ASSERT_TRUE(id) << id.error().message;
+  EXPECT_GT(id.value(), *std::max_element(src.conversations.begin(), src.conversations.end()));
+  auto dup = s.create_conversation(c, "alice|bob");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code, Errc::conflict);
+  const ConversationId g = src.conversations[1];
+  ASSERT_TRUE(s.begin());
+  auto lock = s.lock_conversation(g);
+  ASSERT_TRUE(lock);
+  Message m;
+  m.conversation_id = g;
+  m.seq = lock->last_seq + 1;
+  m.publisher_id = m.publisher_name = "bob";
+  m.client_msg_id = "cm-0";  // bob's, sent into the direct conversation before the copy
+  EXPECT_FALSE(s.insert_message(m, "").value());
+  m.client_msg_id = "new";
+  EXPECT_TRUE(s.insert_message(m, "").value());
+  ASSERT_TRUE(s.set_last_seq(g, m.seq));
+  ASSERT_TRUE(s.commit());
+  auto after = s.get_conversation(g);
+  EXPECT_EQ(after.value()->last_seq, lock->last_seq + 1);
+  EXPECT_EQ(after.value()->members_version, lock->members_version);
+}
+
+class Migrate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto why = pgtest::skip_reason(); !why.empty()) GTEST_SKIP() << why;
+    auto db = pgtest::create_database();
+    ASSERT_TRUE(db) << db.error().message;
+    db_ = db.value();
+    auto pg = open_postgres_store(PostgresOptions{db_.url});
+    ASSERT_TRUE(pg) << pg.error().message;
+    pg_ = std::move(pg.value());
+    sqlite_ = sqlite_store(temp_dir("source"));
+    ASSERT_TRUE(sqlite_);
+  }
+  void TearDown() override {
+    pg_.reset();
+    if (!db_.name.empty()) (void)pgtest::drop_database(db_.name);
+  }
+
+  pgtest::Database db_;
+  std::unique_ptr<Store> pg_;
+  std::unique_ptr<Store> sqlite_;
+};
+
+// The brief's case, with the default batches and with tiny ones (a table's COPY then carries
+// hundreds of batches, and a conversation's members are split across batches).
+void round_trip(Store& sqlite, Store& pg, const BatchLimits& limits) {
+  auto src_s = session(sqlite), pg_s = session(pg);
+  ASSERT_TRUE(src_s && pg_s);
+  const Source src = fill(*src_s, 3000);
+  CopyOptions opts;
+  opts.batch = limits;
+  int64_t batches = 0;
+  opts.on_batch = [&](const StoreRows& b) {
+    ++batches;
+    EXPECT_LE(b.size(), std::max<std::size_t>(limits.max_rows, 1));
+    return ok_status();
+  };
+  auto copied = copy_store(*src_s, *pg_s, opts);
+  ASSERT_TRUE(copied) << copied.error().message;
+  EXPECT_EQ(copied->users, 5);
+  EXPECT_EQ(copied->tokens, 4);
+  EXPECT_EQ(copied->conversations, 3);
+  EXPECT_EQ(copied->members, 2 + 4 + 1);
+  EXPECT_EQ(copied->files, 3);
+  EXPECT_EQ(copied->messages, 3000);
+  EXPECT_EQ(copied->cursors, 4);
+  EXPECT_GE(batches, 7);
+  expect_same(*src_s, *pg_s, src);
+
+  // And back into a new SQLite store (the bulk calls are symmetric).
+  auto back = sqlite_store(temp_dir("back"));
+  ASSERT_TRUE(back);
+  auto back_s = session(*back);
+  auto again = copy_store(*pg_s, *back_s, opts);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(again.value(), copied.value());
+  expect_same(*src_s, *back_s, src);
+
+  expect_continues(*pg_s, src);
+  expect_continues(*back_s, src);
+}
+
+TEST_F(Migrate, SqliteToPostgresAndBackKeepsEveryRow) {
+  round_trip(*sqlite_, *pg_, BatchLimits{});
+}
+
+TEST_F(Migrate, TinyBatchesKeepEveryRow) {
+  round_trip(*sqlite_, *pg_, BatchLimits{7, 600});
+}
+
+// A target with anything in it is refused, and the copy writes nothing to it.
+TEST_F(Migrate, ANonEmptyTargetIsRefusedAndUntouched) {
+  auto src_s = session(*sqlite_), pg_s = session(*pg_);
+  fill(*src_s, 10);
+  ASSERT_TRUE(pg_s->create_user(User{"zoe", "Zoe", false, 1}, "h"));
+  auto r = copy_store(*src_s, *pg_s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::conflict);
+  EXPECT_NE(r.error().message.find("not empty (1 users)"), std::string::npos) << r.error().message;
+  auto counts = pg_s->count_rows();
+  ASSERT_TRUE(counts);
+  EXPECT_EQ(describe_counts(counts.value()), "1 users");
+  EXPECT_FALSE(pg_s->find_user("alice").value());
+}
+
+// All or nothing: a copy that fails after most of the messages went in leaves no row behind,
+// and the same copy then succeeds into the same database.
+TEST_F(Migrate, AFailedCopyLeavesTheTargetEmpty) {
+  auto src_s = session(*sqlite_), pg_s = session(*pg_);
+  const Source src = fill(*src_s, 3000);
+  CopyOptions opts;
+  opts.batch.max_rows = 500;
+  int64_t messages = 0;
+  opts.on_batch = [&](const StoreRows& b) -> Status {
+    messages += static_cast<int64_t>(b.messages.size());
+    if (messages >= 2500) return make_error(Errc::internal, "stop here");
+    return ok_status();
+  };
+  auto r = copy_store(*src_s, *pg_s, opts);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message, "stop here");
+  EXPECT_EQ(pg_s->count_rows().value().total(), 0);
+  opts.on_batch = nullptr;
+  auto again = copy_store(*src_s, *pg_s, opts);
+  ASSERT_TRUE(again) << again.error().message;
+  expect_same(*src_s, *pg_s, src);
+}
+
+// Text PostgreSQL cannot hold (SQLite stores any bytes) is refused with the row named, before
+// the server sees it, and nothing is written.
+TEST_F(Migrate, TextPostgresCannotHoldIsRefusedByRow) {
+  auto src_s = session(*sqlite_), pg_s = session(*pg_);
+  fill(*src_s, 10);
+  ASSERT_TRUE(src_s->create_user(User{"zed", std::string("bad\xff", 4), false, 1}, "h"));
+  auto r = copy_store(*src_s, *pg_s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::bad_request);
+  EXPECT_NE(r.error().message.find("users zed"), std::string::npos) << r.error().message;
+  EXPECT_EQ(pg_s->count_rows().value().total(), 0);
+}
+
+// How fast a node's history moves: messages/s from SQLite into PostgreSQL (fsync off on the
+// test server). CONVERGE_MIGRATE_MESSAGES sets how many (default 100,000).
+TEST_F(Migrate, Throughput) {
+  const char* env = std::getenv("CONVERGE_MIGRATE_MESSAGES");
+  const int n = env ? std::atoi(env) : 100000;
+  auto src_s = session(*sqlite_), pg_s = session(*pg_);
+  fill(*src_s, n);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = copy_store(*src_s, *pg_s);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->messages, n);
+  std::printf("[ migrate  ] %d messages SQLite -> PostgreSQL in %.2f s: %.0f messages/s\n", n, s,
+              n / s);
+  auto back = sqlite_store(temp_dir("back"));
+  auto back_s = session(*back);
+  const auto t1 = std::chrono::steady_clock::now();
+  auto b = copy_store(*pg_s, *back_s);
+  const double s2 = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  ASSERT_TRUE(b) << b.error().message;
+  std::printf("[ migrate  ] %d messages PostgreSQL -> SQLite in %.2f s: %.0f messages/s\n", n, s2,
+              n / s2);
+}
+
+}  // namespace
