@@ -25,8 +25,7 @@ cleanup() {
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   [[ -n ${RABBITMQ_NODENAME:-} ]] && "$RMQ/rabbitmqctl" shutdown >/dev/null 2>&1 || true
   [[ -n ${rmq_pid:-} ]] && { kill "$rmq_pid" 2>/dev/null || true; wait "$rmq_pid" 2>/dev/null || true; }
-  epmd_pid=$(pgrep -f "epmd.*-port $EPMD_PORT" || true)
-  [[ -n $epmd_pid ]] && kill $epmd_pid 2>/dev/null || true
+  [[ -n $epmd_pid ]] && { kill "$epmd_pid" 2>/dev/null || true; wait "$epmd_pid" 2>/dev/null || true; }
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$D/pg" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$D"
 }
@@ -51,6 +50,11 @@ export HOME=$D/rmq/home RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_NODE_IP_ADDR
   RABBITMQ_ENABLED_PLUGINS_FILE=$D/rmq/enabled_plugins RABBITMQ_CONFIG_FILE=$D/rmq/rabbitmq.conf \
   RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
   RABBITMQ_CTL_DIST_PORT_MIN=$CTL RABBITMQ_CTL_DIST_PORT_MAX=$CTL
+# Our own epmd in the foreground (by PID, so ours to stop): the broker then starts no daemon.
+EPMD=$(ls /usr/bin/epmd /usr/lib/erlang/erts-*/bin/epmd 2>/dev/null | head -1)
+"$EPMD" -address 127.0.0.1 -port "$EPMD_PORT" >"$D/rmq/epmd.log" 2>&1 &
+epmd_pid=$!
+sleep 0.3
 "$RMQ/rabbitmq-server" >"$D/rmq/server.log" 2>&1 &
 rmq_pid=$!
 for _ in $(seq 60); do
