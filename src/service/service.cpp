@@ -527,6 +527,11 @@ Result<std::vector<Message>> Service::history(const AuthContext& who, Conversati
   return s->messages_after(id, after_seq, limit);
 }
 
+std::vector<NodeInfo> Service::nodes() const {
+  if (cluster_) return cluster_->nodes();
+  return {NodeInfo{bus_.node_id(), 0, now_ms(), hub_.sinks(), true}};
+}
+
 void Service::device_online(const std::string& user_id) {
   if (cluster_) cluster_->device_online(user_id);
 }

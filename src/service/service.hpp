@@ -29,6 +29,7 @@ namespace converge {
 
 class Writer;
 class Cluster;
+struct NodeInfo;
 
 struct ServiceOptions {
   std::string files_dir;  // content-addressed blobs
@@ -155,6 +156,8 @@ class Service {
 
   // --- devices of this node (for the bus's interest; set by the composition root) ---
   void set_cluster(Cluster* c) { cluster_ = c; }
+  // The nodes alive (this one included); just this one without a cluster.
+  std::vector<NodeInfo> nodes() const;
   // Blocking (store read, bus bindings): on the work pool, before reading the device's positions.
   void device_online(const std::string& user_id);
   void device_offline(const std::string& user_id);

@@ -226,6 +226,11 @@ describe("seed 000's notifications for backend services", () => {
       await take('queue_comm_gb', (f) => f.cmd === 'center_start');
 
       const admin = await login(nodes[1], 'root', 'adm', { password: 'root-pw' });
+      // Every node knows the others (heartbeats on the bus).
+      const known = await http(nodes[1], 'GET', '/api/v1/admin/nodes', { token: admin });
+      assert.equal(known.status, 200, known.text);
+      assert.deepEqual(known.json.nodes.map((n) => n.node_id), ['node1', 'node2', 'node3']);
+      assert.deepEqual(known.json.nodes.map((n) => n.self), [false, true, false]);
       const balance = { server_id: '10001', local_host1: '172.19.102.90', local_host2: '172.19.103.90', http_listen_port: '80',
         rtsp_listen_port: 554, log_save_days: '7', log_level: '3', virtual_host1: '172.19.103.90', virtual_host2: '172.19.103.90' };
       const r = await http(nodes[1], 'POST', '/api/v1/admin/config/balance', { token: admin, json: balance });

@@ -11,6 +11,7 @@
 #include "base/metrics.hpp"
 #include "base/utf8.hpp"
 #include "proto/codec.hpp"
+#include "service/cluster.hpp"
 #include "service/service.hpp"
 
 namespace converge {
@@ -95,6 +96,7 @@ class Handler {
       if (s.size() == 2 && s[1] == "events" && m == "POST") return event(a);
       if (s.size() == 2 && s[1] == "broadcast" && m == "POST") return broadcast(a);
       if (s.size() == 3 && s[1] == "config" && m == "POST") return backend_config(a, s[2]);
+      if (s.size() == 2 && s[1] == "nodes" && m == "GET") return nodes();
     }
     return not_found();
   }
@@ -435,6 +437,19 @@ class Handler {
     if (auto st = svc_.send_event(a, uid.value(), std::move(p.value())); !st)
       return error_response(st.error());
     return json_response(202, json::object{{"queued", true}});
+  }
+
+  // The nodes of the cluster alive now (this one first in id order with the others).
+  ApiResponse nodes() {
+    json::array arr;
+    for (auto& n : svc_.nodes()) {
+      arr.emplace_back(json::object{{"node_id", n.id},
+                                    {"started_at", n.started_at_ms},
+                                    {"last_seen", n.last_seen_ms},
+                                    {"connections", n.connections},
+                                    {"self", n.self}});
+    }
+    return json_response(200, json::object{{"nodes", std::move(arr)}});
   }
 
   // Seed 000's configuration-change notifications: {field: "value" | number}.
