@@ -103,21 +103,29 @@ void sweep(std::unordered_map<std::string, Bucket>& m, std::size_t max, const Ra
 
 }  // namespace
 
+// The key's bucket, refilled to now; a new one (full) is made, after a sweep, if it has none.
+// The shard's mutex is held.
+static Bucket& bucket_locked(std::unordered_map<std::string, Bucket>& m, std::string_view key,
+                             std::size_t max, const RateSpec& spec, int64_t now_ms) {
+  auto it = m.find(std::string(key));
+  bool fresh = it == m.end();
+  if (fresh) {
+    sweep(m, max, spec, now_ms);
+    it = m.emplace(std::string(key), Bucket{}).first;
+  }
+  refill(it->second, fresh, spec, now_ms);
+  return it->second;
+}
+
 int64_t RateLimiter::take(std::string_view key, int64_t now_ms, double cost) {
   if (spec_.unlimited()) return 0;
   if (cost > spec_.burst)
     return static_cast<int64_t>(std::ceil(spec_.burst / spec_.per_second * 1000.0));
   auto& sh = shard_for(key);
   std::lock_guard lk(sh.mu);
-  auto it = sh.buckets.find(std::string(key));
-  bool fresh = it == sh.buckets.end();
-  if (fresh) {
-    sweep(sh.buckets, max_keys_per_shard_, spec_, now_ms);
-    it = sh.buckets.emplace(std::string(key), Bucket{}).first;
-  }
-  refill(it->second, fresh, spec_, now_ms);
-  if (int64_t w = ms_until(it->second, spec_, cost); w > 0) return w;
-  it->second.tokens -= cost;
+  auto& b = bucket_locked(sh.buckets, key, max_keys_per_shard_, spec_, now_ms);
+  if (int64_t w = ms_until(b, spec_, cost); w > 0) return w;
+  b.tokens -= cost;
   return 0;
 }
 
@@ -135,14 +143,8 @@ void RateLimiter::charge(std::string_view key, int64_t now_ms) {
   if (spec_.unlimited()) return;
   auto& sh = shard_for(key);
   std::lock_guard lk(sh.mu);
-  auto it = sh.buckets.find(std::string(key));
-  bool fresh = it == sh.buckets.end();
-  if (fresh) {
-    sweep(sh.buckets, max_keys_per_shard_, spec_, now_ms);
-    it = sh.buckets.emplace(std::string(key), Bucket{}).first;
-  }
-  refill(it->second, fresh, spec_, now_ms);
-  it->second.tokens = std::max(0.0, it->second.tokens - 1);
+  auto& b = bucket_locked(sh.buckets, key, max_keys_per_shard_, spec_, now_ms);
+  b.tokens = std::max(0.0, b.tokens - 1);
 }
 
 std::size_t RateLimiter::keys() const {
