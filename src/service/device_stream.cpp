@@ -67,6 +67,14 @@ void DeviceStream::join(ConversationId id, Seq last_seq) {
   drain(id, c);
 }
 
+void DeviceStream::leave(ConversationId id) {
+  auto it = convs_.find(id);
+  if (it == convs_.end()) return;
+  held_total_ -= it->second.held.size();
+  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
+  convs_.erase(it);
+}
+
 void DeviceStream::catch_up(const SeqMap& last_seqs) {
   if (closed_ || !started_) return;
   for (auto& [id, last] : last_seqs) {

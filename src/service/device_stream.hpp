@@ -45,6 +45,9 @@ class DeviceStream : public std::enable_shared_from_this<DeviceStream> {
   // `last_seq`: the stream goes on from there, filling from the store whatever the live path
   // lacks (in a cluster, messages can come before this node bound the conversation).
   void join(ConversationId c, Seq last_seq);
+  // The device's user left (or was removed from) the conversation: forget it, so that a later
+  // join starts where the conversation then is, not where this device left it.
+  void leave(ConversationId c);
   // The device received up to `seq` by other means (a sync reply).
   void advance(ConversationId c, Seq seq);
   // The owner's queue drained: continue catch-ups that waited for it.

@@ -106,11 +106,14 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     }
     ctx_.metrics.notices_total.add();
     if (n->kind == Notice::Kind::conversation) {
-      if (stream_ && (n->change == "created" || n->change == "member_added")) {
+      if (stream_) {
         const auto& ms = n->conversation.members;
-        if (std::any_of(ms.begin(), ms.end(),
-                        [&](const Member& m) { return m.user_id == auth_.user_id; }))
+        bool member = std::any_of(ms.begin(), ms.end(),
+                                  [&](const Member& m) { return m.user_id == auth_.user_id; });
+        if (member && (n->change == "created" || n->change == "member_added"))
           stream_->join(n->conversation.id, n->conversation.last_seq);
+        else if (!member)
+          stream_->leave(n->conversation.id);
       }
       // Built per recipient: `muted` is the recipient's own flag. Rare (membership changes).
       auto data = proto::conversation_json(n->conversation, auth_.user_id);

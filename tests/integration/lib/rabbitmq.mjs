@@ -7,6 +7,7 @@
 //   const rabbit = await startRabbit();
 //   ... rabbit.url (amqp://guest:guest@127.0.0.1:PORT), rabbit.amqpPort ...
 //   await rabbit.ctl('stop_app'); await rabbit.ctl('start_app');   // a broker outage
+//   await rabbit.restart();   // the whole broker stopped and started again (same ports, data)
 //   await rabbit.stop();   // rabbitmqctl shutdown, then by PID; the folder is removed
 //
 // CONVERGE_TEST_RABBITMQ_BIN overrides /usr/lib/rabbitmq/bin.
@@ -124,20 +125,23 @@ export async function startRabbit({ timeoutMs = START_TIMEOUT_MS } = {}) {
     const groups = [epmd.pid];
     track(key, { groups, dir });
 
-    server = spawnLogged(path.join(bin, 'rabbitmq-server'), [], env, path.join(dir, 'server.log'));
-    groups.push(server.pid);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (server.exitInfo)
-        throw new Error(
-          `rabbitmq-server exited (${JSON.stringify(server.exitInfo)}):\n${tail(path.join(dir, 'server.log'))}`,
-        );
-      const r = await ctl('await_startup', '--timeout', String(Math.ceil(timeoutMs / 1000)));
-      if (r.code === 0) break;
-      if (Date.now() > deadline)
-        throw new Error(`RabbitMQ did not start in ${timeoutMs} ms:\n${tail(path.join(dir, 'server.log'))}`);
-      await sleep(1000);
-    }
+    const boot = async () => {
+      server = spawnLogged(path.join(bin, 'rabbitmq-server'), [], env, path.join(dir, 'server.log'));
+      groups.push(server.pid);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (server.exitInfo)
+          throw new Error(
+            `rabbitmq-server exited (${JSON.stringify(server.exitInfo)}):\n${tail(path.join(dir, 'server.log'))}`,
+          );
+        const r = await ctl('await_startup', '--timeout', String(Math.ceil(timeoutMs / 1000)));
+        if (r.code === 0) break;
+        if (Date.now() > deadline)
+          throw new Error(`RabbitMQ did not start in ${timeoutMs} ms:\n${tail(path.join(dir, 'server.log'))}`);
+        await sleep(1000);
+      }
+    };
+    await boot();
 
     let stopped = null;
     const stop = () => {
@@ -169,15 +173,34 @@ export async function startRabbit({ timeoutMs = START_TIMEOUT_MS } = {}) {
       })();
       return stopped;
     };
+    // The whole broker down (`rabbitmqctl stop`: the Erlang VM exits) and up again on the same
+    // ports and data (durable exchanges and queues survive, exclusive queues do not).
+    const restart = async ({ downMs = 0 } = {}) => {
+      const r = await ctl('stop');
+      if (r.code !== 0 || !(await within(server.exited, 15000))) {
+        try {
+          process.kill(-server.pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+        await server.exited;
+      }
+      groups.splice(groups.indexOf(server.pid), 1);
+      if (downMs) await sleep(downMs);
+      await boot();
+    };
     return {
       url: `amqp://guest:guest@127.0.0.1:${amqpPort}`,
       amqpPort,
       dir,
-      pid: server.pid,
+      get pid() {
+        return server.pid;
+      },
       epmdPid: epmd.pid,
       startedInMs: Date.now() - t0,
       // rabbitmqctl against this broker: {code, out}.
       ctl,
+      restart,
       stop,
       alive: () => alive(server.pid),
       waitGone: (ms) => waitGone(server.pid, ms),
