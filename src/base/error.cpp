@@ -57,3 +57,19 @@ int errc_http_status(Errc c) {
 }
 
 }  // namespace converge
+
+namespace converge {
+
+Error public_error(const Error& e) {
+  auto from_store = [&](std::string_view m) {
+    for (std::string_view p : {"postgres", "cannot connect to PostgreSQL", "sqlite", "store"})
+      if (m.substr(0, p.size()) == p) return true;
+    return false;
+  };
+  if (e.code == Errc::internal) return Error{e.code, "internal error (the node logged it)", 0};
+  if (e.code == Errc::unavailable && from_store(e.message))
+    return Error{e.code, "the store is unavailable; try again", e.retry_after_s};
+  return e;
+}
+
+}  // namespace converge

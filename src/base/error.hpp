@@ -57,6 +57,11 @@ class [[nodiscard]] Result {
   std::variant<T, Error> v_;
 };
 
+// What a client may be told of an error: the code, and the message unless it describes the
+// node's insides (a storage failure names the database's host, port and SQL): then a generic
+// one. The full error is for the node's log.
+Error public_error(const Error& e);
+
 struct Ok {};
 using Status = Result<Ok>;
 inline Status ok_status() {

@@ -410,7 +410,8 @@ std::string frame_ack(std::string_view id_json, const SendAck& a) {
   return out;
 }
 
-std::string frame_error(std::string_view id_json, const Error& e) {
+std::string frame_error(std::string_view id_json, const Error& err) {
+  const Error e = public_error(err);
   json::object d;
   d["code"] = errc_name(e.code);
   d["message"] = text(e.message);
@@ -418,7 +419,8 @@ std::string frame_error(std::string_view id_json, const Error& e) {
   return frame("error", id_json, d);
 }
 
-std::string error_body(const Error& e) {
+std::string error_body(const Error& err) {
+  const Error e = public_error(err);
   json::object inner;
   inner["code"] = errc_name(e.code);
   inner["message"] = text(e.message);

@@ -60,6 +60,7 @@ void Cluster::beat() {
     n->connections = hub_.sinks();
     lk.unlock();
     bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+    svc_.probe_store();
     std::vector<std::string> dead;
     {
       std::lock_guard g(mu_);

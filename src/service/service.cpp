@@ -527,6 +527,19 @@ Result<std::vector<Message>> Service::history(const AuthContext& who, Conversati
   return s->messages_after(id, after_seq, limit);
 }
 
+bool Service::probe_store() {
+  bool ok = false;
+  try {
+    auto s = lease();
+    ok = s->find_user("").ok();  // no such user: a round trip and nothing more
+  } catch (const std::exception&) {
+    ok = false;  // no session could be opened
+  }
+  if (ok != store_ok_.exchange(ok))
+    spdlog::warn(ok ? "store: reachable again" : "store: unreachable");
+  return ok;
+}
+
 std::vector<NodeInfo> Service::nodes() const {
   if (cluster_) return cluster_->nodes();
   return {NodeInfo{bus_.node_id(), 0, now_ms(), hub_.sinks(), true}};

@@ -156,6 +156,11 @@ class Service {
 
   // --- devices of this node (for the bus's interest; set by the composition root) ---
   void set_cluster(Cluster* c) { cluster_ = c; }
+  // A cheap read of the store: false when it cannot be reached (the cluster's heartbeat probes
+  // it; /healthz reports it).
+  bool probe_store();
+  bool store_ok() const { return store_ok_.load(std::memory_order_relaxed); }
+
   // The nodes alive (this one included); just this one without a cluster.
   std::vector<NodeInfo> nodes() const;
   // Blocking (store read, bus bindings): on the work pool, before reading the device's positions.
@@ -189,6 +194,7 @@ class Service {
   WorkPool auth_pool_;
   std::unique_ptr<Writer> writer_;
   Cluster* cluster_ = nullptr;
+  std::atomic<bool> store_ok_{true};
   std::string dummy_hash_;  // verified for unknown users: they cost what known ones do
   RateLimiter login_user_limit_;
   RateLimiter login_address_limit_;

@@ -100,38 +100,61 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id, int64_t 
   return &it->second;
 }
 
-Result<Writer::SeqSlot*> Writer::seq_slot(ConversationId id) {
-  if (auto it = seqs_.find(id); it != seqs_.end()) return &it->second;
-  auto lock = session_->lock_conversation(id);
-  if (!lock) return lock.error();
-  return &seqs_.emplace(id, SeqSlot{lock->last_seq, lock->members_version, false}).first->second;
+Status Writer::lock_slots(std::vector<ConversationId> ids) {
+  std::erase_if(ids, [this](ConversationId id) { return seqs_.contains(id); });
+  if (ids.empty()) return ok_status();
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  auto locks = session_->lock_conversations(ids);
+  if (!locks) return locks.error();
+  for (auto id : ids) seqs_.emplace(id, SeqSlot{0, 0, false, false});  // absent: none such
+  for (auto& l : locks.value()) {
+    auto it = seqs_.find(l.id);
+    if (it != seqs_.end()) it->second = SeqSlot{l.last_seq, l.members_version, false, true};
+  }
+  return ok_status();
 }
 
 Status Writer::flush_seqs() {
-  Status st = ok_status();
+  std::vector<LastSeq> tops;
   for (auto& [id, slot] : seqs_)
-    if (slot.dirty && st) st = session_->set_last_seq(id, slot.last);
+    if (slot.dirty) tops.push_back(LastSeq{id, slot.last});
   seqs_.clear();
-  return st;
+  if (tops.empty()) return ok_status();
+  std::sort(tops.begin(), tops.end(),
+            [](const LastSeq& x, const LastSeq& y) { return x.id < y.id; });
+  return session_->set_last_seqs(tops);
 }
 
-// One statement per message: the seq comes from the batch's slot for the conversation (read
-// once per batch), the insert itself detects a retried client_msg_id. A failed insert is undone
-// by SQL's statement atomicity and leaves the slot alone, so no savepoint is needed.
-Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& out) {
+namespace {
+// Messages per insert_messages call: a writer's batch (1024 jobs by default) in one statement.
+constexpr std::size_t kInsertChunk = 1024;
+}  // namespace
+
+// Everything that may reject a send before it gets a seq, in the order of old: the row lock
+// (taken for the batch already), the membership it guards, the file.
+Result<Writer::Pending> Writer::check_send(SendJob& job, const Status& locked) {
   auto& req = job.req;
-  // The row lock first: from here to the commit no node changes the members, and the version
-  // read under it tells whether the cached members are still them.
-  auto slot = seq_slot(req.conversation_id);
-  if (!slot) return slot.error();
-  auto info = conversation(req.conversation_id, slot.value()->members_version);
+  auto it = seqs_.find(req.conversation_id);
+  if (it == seqs_.end()) {
+    if (!locked) return locked.error();
+    return make_error(Errc::internal, "conversation not locked");
+  }
+  if (!it->second.exists) return make_error(Errc::not_found, "no such conversation");
+  // From the row lock to the commit no node changes the members, and the version read under
+  // it tells whether the cached members are still them.
+  auto info = conversation(req.conversation_id, it->second.members_version);
   if (!info) return info.error();
   auto& members = *info.value()->members;
   if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
     return make_error(Errc::forbidden,
                       "not a member of conversation " + std::to_string(req.conversation_id));
 
-  std::optional<FileMeta> file;
+  Pending p;
+  p.job = &job;
+  p.slot = &it->second;  // unordered_map: stable until seqs_ is cleared (flush_seqs)
+  p.members = info.value()->members;
+  p.members_version = info.value()->members_version;
   if (!req.file_id.empty()) {
     auto f = session_->get_file(req.file_id);
     if (!f) return f.error();
@@ -140,26 +163,33 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
     if (!ok) return ok.error();
     if (!ok.value())
       return make_error(Errc::forbidden, "file " + req.file_id + " is not yours to send");
-    file = std::move(*f.value());
+    p.file = std::move(*f.value());
   }
+  return p;
+}
 
+// A send that is stored: its slot moves on, its delivery goes to the bus after commit.
+Result<SendAck> Writer::stored(Pending& p, Message m, std::shared_ptr<Delivery>& out) {
+  p.slot->last = m.seq;
+  p.slot->dirty = true;
   auto d = std::make_shared<Delivery>();
-  Message& m = d->msg;
-  m.conversation_id = req.conversation_id;
-  m.seq = slot.value()->last + 1;
-  m.publisher_id = job.who.user_id;
-  m.publisher_name = job.who.user_name;
-  m.type = req.type;
-  // Seed 000: a file message's body is the file name.
-  m.body = (req.type == MessageType::file && req.body.empty() && file) ? file->name
-                                                                       : std::move(req.body);
-  m.client_msg_id = std::move(req.client_msg_id);
-  m.ts_ms = now_ms();
-  m.file = std::move(file);
-  auto stored = session_->insert_message(m, req.file_id);
-  if (!stored) return stored.error();
-  if (!stored.value()) {  // a retry: answer with what the first send got
-    auto prev = session_->find_sent(job.who.user_id, m.client_msg_id);
+  SendAck ack{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
+  d->msg = std::move(m);
+  d->members = std::move(p.members);
+  d->members_version = p.members_version;
+  out = std::move(d);
+  return ack;
+}
+
+// One statement per message: a failed insert is undone by SQL's statement atomicity and leaves
+// the slot alone, so the next message takes the seq this one did not.
+Result<SendAck> Writer::store_one(Pending& p, Message m, const std::string& file_id,
+                                  std::shared_ptr<Delivery>& out) {
+  m.seq = p.slot->last + 1;
+  auto ins = session_->insert_message(m, file_id);
+  if (!ins) return ins.error();
+  if (!ins.value()) {  // a retry: answer with what the first send got
+    auto prev = session_->find_sent(m.publisher_id, m.client_msg_id);
     if (!prev) return prev.error();
     if (!prev.value())
       return make_error(Errc::internal, "seq " + std::to_string(m.seq) + " of conversation " +
@@ -167,13 +197,131 @@ Result<SendAck> Writer::process_send(SendJob& job, std::shared_ptr<Delivery>& ou
     return SendAck{prev.value()->conversation_id, prev.value()->seq, std::move(m.client_msg_id),
                    prev.value()->ts_ms, true};
   }
-  slot.value()->last = m.seq;
-  slot.value()->dirty = true;
-  d->members = info.value()->members;
-  d->members_version = info.value()->members_version;
-  SendAck ack{m.conversation_id, m.seq, m.client_msg_id, m.ts_ms, false};
-  out = std::move(d);
-  return ack;
+  return stored(p, std::move(m), out);
+}
+
+// The chunk's messages, numbered in queue order from their slots, in one insert_messages under
+// a savepoint. When it stores every one (the common case: the retries were answered before) the
+// seqs stand. Otherwise (a message of the chunk repeats an earlier one's client_msg_id, another
+// node stored the same client_msg_id since the lookup, a text PostgreSQL refuses) the savepoint
+// undoes the chunk and its messages go one by one, numbered again: a message not stored never
+// takes a seq, so seqs stay gapless. A savepoint costs PostgreSQL no round trip (it travels
+// with the insert).
+void Writer::store_chunk(std::span<Pending> chunk, std::vector<Done>& done) {
+  std::vector<Message> msgs(chunk.size());
+  std::vector<std::string> files(chunk.size());
+  for (std::size_t i = 0; i < chunk.size(); ++i) {
+    Pending& p = chunk[i];
+    auto& who = p.job->who;
+    auto& req = p.job->req;
+    Message& m = msgs[i];
+    m.conversation_id = req.conversation_id;
+    m.seq = ++p.slot->last;
+    m.publisher_id = who.user_id;
+    m.publisher_name = who.user_name;
+    m.type = req.type;
+    // Seed 000: a file message's body is the file name.
+    m.body = (req.type == MessageType::file && req.body.empty() && p.file) ? p.file->name
+                                                                           : std::move(req.body);
+    m.client_msg_id = std::move(req.client_msg_id);
+    m.ts_ms = now_ms();
+    m.file = std::move(p.file);
+    files[i] = std::move(req.file_id);
+  }
+  // The slots back where they were (each ends at its first message's seq - 1): stored() moves
+  // them on, message by message.
+  for (std::size_t i = chunk.size(); i-- > 0;) chunk[i].slot->last = msgs[i].seq - 1;
+
+  auto sp = session_->savepoint();
+  bool all = false;
+  if (sp) {
+    auto r = session_->insert_messages(msgs, files);
+    all = r && std::all_of(r->begin(), r->end(), [](bool b) { return b; });
+    if (all)
+      (void)session_->release_savepoint();
+    else
+      session_->rollback_to_savepoint();
+  }
+  for (std::size_t i = 0; i < chunk.size(); ++i) {
+    Done& d = done[chunk[i].done_index];
+    d.send_result = all ? stored(chunk[i], std::move(msgs[i]), d.delivery)
+                        : store_one(chunk[i], std::move(msgs[i]), files[i], d.delivery);
+  }
+}
+
+// A run of sends between function jobs. Their conversations are locked already (process()
+// locks the whole batch's, ascending) unless a function job came first: then again, as one
+// call. Every send is checked, the retries among them are answered with one lookup, and the
+// others are numbered in queue order and stored in chunks.
+void Writer::process_sends(std::vector<Job>& batch, std::size_t first, std::size_t last,
+                           std::vector<Done>& done, const Status& begun) {
+  const std::size_t base = done.size();
+  for (std::size_t k = first; k < last; ++k) {
+    auto& s = std::get<SendJob>(batch[k]);
+    Done d;
+    d.send_done = std::move(s.done);
+    d.shard = s.shard;
+    if (!begun) d.send_result = Result<SendAck>(begun.error());
+    done.push_back(std::move(d));
+  }
+  if (!begun) return;
+
+  std::vector<ConversationId> ids;
+  ids.reserve(last - first);
+  for (std::size_t k = first; k < last; ++k)
+    ids.push_back(std::get<SendJob>(batch[k]).req.conversation_id);
+  const Status locked = lock_slots(std::move(ids));
+
+  std::vector<Pending> pending;
+  pending.reserve(last - first);
+  for (std::size_t k = first; k < last; ++k) {
+    const std::size_t at = base + (k - first);
+    auto p = check_send(std::get<SendJob>(batch[k]), locked);
+    if (!p) {
+      done[at].send_result = Result<SendAck>(p.error());
+      continue;
+    }
+    p->done_index = at;
+    pending.push_back(std::move(p.value()));
+  }
+
+  // Retries: a client_msg_id this publisher stored already gets what the first send got. Where
+  // a statement costs a round trip, one lookup answers them all before the insert; in-process
+  // (SQLite) the insert finds each retry as cheaply, and a chunk with one goes one by one.
+  std::vector<SentKey> keys;
+  std::vector<std::size_t> keyed;  // index in pending of keys[i]
+  const bool look_up = session_->statements_round_trip();
+  for (std::size_t i = 0; look_up && i < pending.size(); ++i) {
+    auto& req = pending[i].job->req;
+    if (req.client_msg_id.empty()) continue;
+    keys.push_back(SentKey{pending[i].job->who.user_id, req.client_msg_id});
+    keyed.push_back(i);
+  }
+  if (!keys.empty()) {
+    auto found = session_->find_sent_many(keys);
+    if (!found) {
+      for (auto& p : pending) done[p.done_index].send_result = Result<SendAck>(found.error());
+      return;
+    }
+    std::vector<bool> answered(pending.size(), false);
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      auto& ref = found.value()[i];
+      if (!ref) continue;
+      Pending& p = pending[keyed[i]];
+      done[p.done_index].send_result = SendAck{
+          ref->conversation_id, ref->seq, std::move(p.job->req.client_msg_id), ref->ts_ms, true};
+      answered[keyed[i]] = true;
+    }
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < pending.size(); ++i)
+      if (!answered[i]) pending[n++] = std::move(pending[i]);
+    pending.resize(n);
+  }
+
+  for (std::size_t off = 0; off < pending.size(); off += kInsertChunk)
+    store_chunk(
+        std::span<Pending>(pending).subspan(off, std::min(kInsertChunk, pending.size() - off)),
+        done);
 }
 
 void Writer::process(std::vector<Job>& batch) {
@@ -185,47 +333,45 @@ void Writer::process(std::vector<Job>& batch) {
   auto begun = session_->begin();
   Status seqs_stored = ok_status();
   if (begun) {
-    // The batch's conversations are locked in ascending id order before any job runs: writers
-    // of several nodes then always take their row locks in the same order and never deadlock
-    // (PostgreSQL would abort one of them after a second).
+    // The batch's conversations are locked in ascending id order before any job runs, in one
+    // call: writers of several nodes then always take their row locks in the same order and
+    // never deadlock (PostgreSQL would abort one of them after a second). A failure here fails
+    // the sends (process_sends tries again for what is not locked).
     std::vector<ConversationId> ids;
     for (auto& job : batch)
       if (auto* s = std::get_if<SendJob>(&job)) ids.push_back(s->req.conversation_id);
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    for (auto id : ids) (void)seq_slot(id);  // a missing one fails its own jobs later
+    (void)lock_slots(std::move(ids));
   }
-  for (auto& job : batch) {
+  for (std::size_t i = 0; i < batch.size();) {
+    if (std::holds_alternative<SendJob>(batch[i])) {
+      std::size_t j = i + 1;
+      while (j < batch.size() && std::holds_alternative<SendJob>(batch[j])) ++j;
+      process_sends(batch, i, j, done, begun);
+      i = j;
+      continue;
+    }
     Done d;
-    if (auto* s = std::get_if<SendJob>(&job)) {
-      d.send_done = std::move(s->done);
-      d.shard = s->shard;
-      if (!begun)
-        d.send_result = Result<SendAck>(begun.error());
-      else
-        d.send_result = process_send(*s, d.delivery);
-      if (d.delivery) ++messages;
+    auto& f = std::get<FnJob>(batch[i++]);
+    d.fn_done = std::move(f.done);
+    if (f.invalidates != 0) conv_cache_.erase(f.invalidates);
+    // The function may read last_seq or change members: the batch's seqs go to the store
+    // first and are read again after it.
+    if (begun && seqs_stored) seqs_stored = flush_seqs();
+    if (!begun) {
+      d.fn_status = begun.error();
+    } else if (auto sp = session_->savepoint(); !sp) {
+      d.fn_status = sp;
     } else {
-      auto& f = std::get<FnJob>(job);
-      d.fn_done = std::move(f.done);
-      if (f.invalidates != 0) conv_cache_.erase(f.invalidates);
-      // The function may read last_seq or change members: the batch's seqs go to the store
-      // first and are read again after it.
-      if (begun && seqs_stored) seqs_stored = flush_seqs();
-      if (!begun) {
-        d.fn_status = begun.error();
-      } else if (auto sp = session_->savepoint(); !sp) {
-        d.fn_status = sp;
-      } else {
-        d.fn_status = f.fn(*session_);
-        if (d.fn_status)
-          (void)session_->release_savepoint();
-        else
-          session_->rollback_to_savepoint();
-      }
+      d.fn_status = f.fn(*session_);
+      if (d.fn_status)
+        (void)session_->release_savepoint();
+      else
+        session_->rollback_to_savepoint();
     }
     done.push_back(std::move(d));
   }
+  for (auto& d : done)
+    if (d.delivery) ++messages;
 
   if (begun && seqs_stored) seqs_stored = flush_seqs();
   seqs_.clear();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -65,19 +66,39 @@ class Writer {
   void enqueue(J&& job);
   void run();
   void process(std::vector<Job>& batch);
-  Result<SendAck> process_send(SendJob& job, std::shared_ptr<Delivery>& out);
   // The members, read again when the store's membership version (read under the row lock) is
   // not the cached one: another node may have changed them.
   Result<const ConvInfo*> conversation(ConversationId id, int64_t members_version);
-  // The batch's view of a conversation's last seq: read (and locked) at its first message in
-  // the batch, stored back before commit (and before any function job runs).
+  // The batch's view of a conversation's last seq: read (and locked) before the batch's first
+  // message to it, stored back before commit (and before any function job runs).
   struct SeqSlot {
     Seq last = 0;
     int64_t members_version = 0;
     bool dirty = false;
+    bool exists = true;  // false: looked up, no such conversation
   };
-  Result<SeqSlot*> seq_slot(ConversationId id);
+  // Locks, in one call and ascending, those of `ids` that have no slot yet.
+  Status lock_slots(std::vector<ConversationId> ids);
   Status flush_seqs();
+
+  // A send that passed its checks and waits for its seq.
+  struct Pending {
+    std::size_t done_index = 0;
+    SendJob* job = nullptr;
+    SeqSlot* slot = nullptr;
+    std::shared_ptr<const MemberList> members;
+    int64_t members_version = 0;
+    std::optional<FileMeta> file;
+  };
+  // The sends batch[first, last), consecutive: each gets its Done at the end of `done`.
+  void process_sends(std::vector<Job>& batch, std::size_t first, std::size_t last,
+                     std::vector<Done>& done, const Status& begun);
+  Result<Pending> check_send(SendJob& job, const Status& locked);
+  void store_chunk(std::span<Pending> chunk, std::vector<Done>& done);
+  // The one-by-one path: numbers `m` from its slot, inserts it, answers a retry.
+  Result<SendAck> store_one(Pending& p, Message m, const std::string& file_id,
+                            std::shared_ptr<Delivery>& out);
+  Result<SendAck> stored(Pending& p, Message m, std::shared_ptr<Delivery>& out);
 
   std::unique_ptr<StoreSession> session_;
   Bus& bus_;

@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,6 +33,19 @@ struct DeviceCursor {
 struct ConversationLock {
   Seq last_seq = 0;
   int64_t members_version = 0;
+  ConversationId id = 0;  // set by lock_conversations, which answers for several at once
+};
+
+// A conversation's new top, for set_last_seqs.
+struct LastSeq {
+  ConversationId id = 0;
+  Seq seq = 0;
+};
+
+// What find_sent_many looks up: borrowed strings, which must outlive the call.
+struct SentKey {
+  std::string_view publisher_id;
+  std::string_view client_msg_id;
 };
 
 struct SentRef {  // what an earlier send with the same client_msg_id produced
@@ -208,6 +223,35 @@ class StoreSession {
   // Stores the message unless the publisher already stored one with the same client_msg_id:
   // then nothing is written and the result is false (find_sent tells what it was).
   virtual Result<bool> insert_message(const Message& m, const std::string& file_id) = 0;
+
+  // The batched forms of the calls above, for the writer: one statement for a whole batch where
+  // the engine pays a round trip per statement (PostgreSQL). The defaults loop over the single
+  // calls, which is what an in-process engine (SQLite) does anyway.
+  //
+  // Whether a statement costs a round trip to a server (PostgreSQL), rather than a call into
+  // the process (SQLite): the writer then looks retries up before inserting, in one call,
+  // instead of letting each insert find its own retry.
+  virtual bool statements_round_trip() const { return false; }
+  //
+  // Locks (as lock_conversation) the conversations of `sorted_ids` (ascending, no repeats: the
+  // order in which every writer takes its row locks, so that none deadlocks) and answers those
+  // that exist, ascending by id; a missing id is simply absent from the answer.
+  virtual Result<std::vector<ConversationLock>> lock_conversations(
+      std::span<const ConversationId> sorted_ids);
+  // As set_last_seq for each; not_found when one of them does not exist.
+  virtual Status set_last_seqs(std::span<const LastSeq> seqs);
+  // As find_sent for each key, in the keys' order.
+  virtual Result<std::vector<std::optional<SentRef>>> find_sent_many(std::span<const SentKey> keys);
+  // As insert_message for each (file_ids[i] goes with msgs[i]; the two spans are as long; no two
+  // messages with the same conversation and seq), in
+  // order: answer i is false when msgs[i] was not stored because its (publisher, client_msg_id)
+  // is stored already (by an earlier send, or by an earlier message of the same call) or its
+  // (conversation, seq) is taken. An error stores none of them (on PostgreSQL one statement
+  // carries them all: its failure leaves the transaction aborted, as any failed statement does;
+  // the default may have stored some): a caller that goes on puts a savepoint around it.
+  virtual Result<std::vector<bool>> insert_messages(std::span<const Message> msgs,
+                                                    std::span<const std::string> file_ids);
+
   // seq > after_seq, ascending, at most `limit`, file metadata joined.
   virtual Result<std::vector<Message>> messages_after(ConversationId id, Seq after_seq,
                                                       int64_t limit) = 0;
@@ -249,6 +293,54 @@ class StoreSession {
   // Rows per table (count(*): as long as a scan of the tables).
   virtual Result<StoreCounts> count_rows() = 0;
 };
+
+inline Result<std::vector<ConversationLock>> StoreSession::lock_conversations(
+    std::span<const ConversationId> sorted_ids) {
+  std::vector<ConversationLock> out;
+  out.reserve(sorted_ids.size());
+  for (auto id : sorted_ids) {
+    auto l = lock_conversation(id);
+    if (!l) {
+      if (l.error().code == Errc::not_found) continue;
+      return l.error();
+    }
+    l->id = id;
+    out.push_back(*l);
+  }
+  return out;
+}
+
+inline Status StoreSession::set_last_seqs(std::span<const LastSeq> seqs) {
+  for (auto& s : seqs)
+    if (auto st = set_last_seq(s.id, s.seq); !st) return st;
+  return ok_status();
+}
+
+inline Result<std::vector<std::optional<SentRef>>> StoreSession::find_sent_many(
+    std::span<const SentKey> keys) {
+  std::vector<std::optional<SentRef>> out;
+  out.reserve(keys.size());
+  for (auto& k : keys) {
+    auto r = find_sent(std::string(k.publisher_id), std::string(k.client_msg_id));
+    if (!r) return r.error();
+    out.push_back(std::move(r.value()));
+  }
+  return out;
+}
+
+inline Result<std::vector<bool>> StoreSession::insert_messages(
+    std::span<const Message> msgs, std::span<const std::string> file_ids) {
+  if (msgs.size() != file_ids.size())
+    return make_error(Errc::internal, "insert_messages: as many file ids as messages");
+  std::vector<bool> out;
+  out.reserve(msgs.size());
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    auto r = insert_message(msgs[i], file_ids[i]);
+    if (!r) return r.error();
+    out.push_back(r.value());
+  }
+  return out;
+}
 
 class Store {
  public:

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -343,6 +344,135 @@ TYPED_TEST(StoreSuite, ClientMsgIdIdentifiesARetry) {
   auto all = s.messages_after(id, 0, 10).value();
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].body, "hi");
+}
+
+// The writer's batched calls: one statement per batch on PostgreSQL, loops on SQLite.
+TYPED_TEST(StoreSuite, ConversationsLockAndTakeTheirSeqsInOneCall) {
+  auto& s = *this->s_;
+  auto a = this->make_group({"alice", "bob"});
+  auto b = this->make_group({"alice", "carol"});
+  this->append(b, "alice", "one");
+  ASSERT_TRUE(s.begin());
+  const std::vector<ConversationId> ids{a, b, b + 100};  // the last does not exist
+  auto locks = s.lock_conversations(ids);
+  ASSERT_TRUE(locks) << locks.error().message;
+  ASSERT_EQ(locks->size(), 2u);
+  EXPECT_EQ((*locks)[0].id, a);
+  EXPECT_EQ((*locks)[0].last_seq, 0);
+  EXPECT_EQ((*locks)[1].id, b);
+  EXPECT_EQ((*locks)[1].last_seq, 1);
+  EXPECT_EQ((*locks)[1].members_version, s.lock_conversation(b)->members_version);
+  EXPECT_TRUE(s.lock_conversations(std::vector<ConversationId>{})->empty());
+  const std::vector<LastSeq> tops{{a, 7}, {b, 9}};
+  ASSERT_TRUE(s.set_last_seqs(tops));
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.get_conversation(a).value()->last_seq, 7);
+  EXPECT_EQ(s.get_conversation(b).value()->last_seq, 9);
+  ASSERT_TRUE(s.begin());
+  const std::vector<LastSeq> bad{{a, 8}, {b + 100, 1}};
+  EXPECT_EQ(s.set_last_seqs(bad).error().code, Errc::not_found);
+  s.rollback();
+  EXPECT_EQ(s.get_conversation(a).value()->last_seq, 7);
+}
+
+TYPED_TEST(StoreSuite, MessagesGoInInOneCallAndRetriesAreNotStored) {
+  auto& s = *this->s_;
+  auto a = this->make_group({"alice", "bob"});
+  auto b = this->make_group({"alice", "carol"});
+  this->append(a, "alice", "first", "c-1");  // seq 1 of a, stored by an earlier batch
+  ASSERT_TRUE(s.insert_file(FileMeta{"f1", "sha", "pic.png", "image/png", 3, "alice", 1}));
+  auto msg = [](ConversationId id, Seq seq, const std::string& from, const std::string& body,
+                const std::string& cmid) {
+    Message m;
+    m.conversation_id = id;
+    m.seq = seq;
+    m.publisher_id = from;
+    m.publisher_name = from;
+    m.body = body;
+    m.client_msg_id = cmid;
+    m.ts_ms = 1000 + seq;
+    return m;
+  };
+  ASSERT_TRUE(s.begin());
+  std::vector<Message> batch{
+      msg(a, 2, "alice", "two", "c-2"),
+      msg(b, 1, "carol", "b-one", "c-1"),  // carol's c-1 is not alice's
+      msg(a, 3, "alice", "again", "c-1"),  // across batches: alice's c-1 is stored
+      msg(a, 4, "bob", "no id", ""),       // no client_msg_id: never a retry
+      msg(b, 2, "alice", "file", "c-3"),   // with a file
+      msg(b, 3, "alice", "twice", "c-3"),  // inside the batch: the same as the one before
+      msg(a, 1, "bob", "taken", "c-9"),    // seq 1 of a is stored
+  };
+  const std::vector<std::string> files{"", "", "", "", "f1", "", ""};
+  auto r = s.insert_messages(batch, files);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r.value(), (std::vector<bool>{true, true, false, true, true, false, false}));
+  EXPECT_TRUE(
+      s.insert_messages(std::span<const Message>{}, std::span<const std::string>{})->empty());
+
+  const std::vector<SentKey> keys{
+      {"alice", "c-1"}, {"alice", "nope"}, {"carol", "c-1"}, {"alice", "c-3"}, {"bob", "c-1"}};
+  auto found = s.find_sent_many(keys);
+  ASSERT_TRUE(found) << found.error().message;
+  ASSERT_EQ(found->size(), keys.size());
+  ASSERT_TRUE((*found)[0]);
+  EXPECT_EQ((*found)[0]->conversation_id, a);
+  EXPECT_EQ((*found)[0]->seq, 1);
+  EXPECT_FALSE((*found)[1]);
+  ASSERT_TRUE((*found)[2]);
+  EXPECT_EQ((*found)[2]->conversation_id, b);
+  EXPECT_EQ((*found)[2]->seq, 1);
+  EXPECT_EQ((*found)[2]->ts_ms, 1001);
+  ASSERT_TRUE((*found)[3]);
+  EXPECT_EQ((*found)[3]->seq, 2);
+  EXPECT_FALSE((*found)[4]);
+  EXPECT_TRUE(s.find_sent_many(std::vector<SentKey>{})->empty());
+  ASSERT_TRUE(s.commit());
+
+  auto in_a = s.messages_after(a, 0, 10).value();
+  ASSERT_EQ(in_a.size(), 3u);
+  EXPECT_EQ(in_a[1].body, "two");
+  EXPECT_EQ(in_a[2].body, "no id");
+  EXPECT_EQ(in_a[2].client_msg_id, "");
+  auto in_b = s.messages_after(b, 0, 10).value();
+  ASSERT_EQ(in_b.size(), 2u);
+  EXPECT_EQ(in_b[0].body, "b-one");
+  ASSERT_TRUE(in_b[1].file);
+  EXPECT_EQ(in_b[1].file->name, "pic.png");
+  EXPECT_TRUE(s.file_accessible("f1", "carol").value());
+}
+
+// A failed batch insert under a savepoint is undone alone (the writer then goes one by one).
+TYPED_TEST(StoreSuite, AFailedBatchInsertIsUndoneBySavepoint) {
+  auto& s = *this->s_;
+  auto a = this->make_group({"alice", "bob"});
+  Message good;
+  good.conversation_id = a;
+  good.seq = 1;
+  good.publisher_id = good.publisher_name = "alice";
+  good.body = "ok";
+  good.client_msg_id = "g";
+  good.ts_ms = 1;
+  Message bad = good;
+  bad.seq = 2;
+  bad.client_msg_id = "b";
+  bad.body = std::string("nul\0byte", 8);
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.savepoint());
+  const std::vector<Message> batch{good, bad};
+  const std::vector<std::string> files{"", ""};
+  auto r = s.insert_messages(batch, files);
+  if (r) {  // SQLite stores a NUL: nothing to undo then
+    s.rollback();
+    return;
+  }
+  s.rollback_to_savepoint();
+  EXPECT_TRUE(s.insert_message(good, "").value());
+  ASSERT_TRUE(s.set_last_seq(a, 1));
+  ASSERT_TRUE(s.commit());
+  auto all = s.messages_after(a, 0, 10).value();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].body, "ok");
 }
 
 TYPED_TEST(StoreSuite, CursorsOnlyMoveForward) {

@@ -538,15 +538,17 @@ ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& r
   }
 }
 
-ApiResponse handle_healthz(const std::string& node_id, bool bus_connected) {
+ApiResponse handle_healthz(const std::string& node_id, bool bus_connected, bool store_ok) {
   ApiResponse r;
-  if (bus_connected) {
+  if (bus_connected && store_ok) {
     r.body = R"({"status":"ok"})";  // the documented answer, exactly
     return r;
   }
   r.status = 503;
-  r.body =
-      proto::serialize(json::object{{"status", "degraded"}, {"node_id", node_id}, {"bus", "lost"}});
+  r.body = proto::serialize(json::object{{"status", "degraded"},
+                                         {"node_id", node_id},
+                                         {"bus", bus_connected ? "connected" : "lost"},
+                                         {"store", store_ok ? "ok" : "lost"}});
   return r;
 }
 

@@ -40,9 +40,9 @@ struct ApiOptions {
 ApiResponse handle_api(Service& svc, const ApiOptions& opts, const ApiRequest& req);
 
 // Cheap endpoints answered on the network thread.
-// `node_id` and whether the bus has its broker: 503 while it has not (a load balancer then sends
-// new clients elsewhere).
-ApiResponse handle_healthz(const std::string& node_id, bool bus_connected);
+// 200 {"status":"ok"} while the node has its broker and its store; 503 with what is lost
+// otherwise (a load balancer then sends new clients elsewhere).
+ApiResponse handle_healthz(const std::string& node_id, bool bus_connected, bool store_ok);
 ApiResponse handle_metrics(const Metrics& metrics);
 ApiResponse api_error(int status, const char* code, const std::string& message);
 ApiResponse error_response(const Error& e);

@@ -238,7 +238,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     }
 
     if (path == "/healthz")
-      return reply(handle_healthz(ctx_.svc.bus().node_id(), ctx_.svc.bus().connected()), version);
+      return reply(
+          handle_healthz(ctx_.svc.bus().node_id(), ctx_.svc.bus().connected(), ctx_.svc.store_ok()),
+          version);
     if (path == "/metrics") return reply(handle_metrics(ctx_.metrics), version);
     if (api) {
       ApiRequest r;

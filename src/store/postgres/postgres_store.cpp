@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -130,6 +131,7 @@ constexpr Oid kInt8Oid = 20;
 constexpr Oid kTextOid = 25;
 constexpr Oid kBoolOid = 16;
 constexpr Oid kTextArrayOid = 1009;
+constexpr Oid kInt8ArrayOid = 1016;
 
 Oid type_oid(char letter) {
   switch (letter) {
@@ -141,6 +143,8 @@ Oid type_oid(char letter) {
       return kBoolOid;
     case 'T':
       return kTextArrayOid;
+    case 'I':
+      return kInt8ArrayOid;
   }
   return 0;
 }
@@ -148,7 +152,7 @@ Oid type_oid(char letter) {
 // A statement, prepared once per connection (PQprepare) and run with PQexecPrepared. Parameters
 // and results travel in binary: a text parameter is its bytes with their length (nothing to
 // escape, nothing cut at a NUL), an int8 its 8 bytes. One letter per $n in `params` and per
-// result column in `columns`: i int8, t text, b bool, T text[]. The columns are checked
+// result column in `columns`: i int8, t text, b bool, T text[], I int8[]. The columns are checked
 // against what the server describes, so a schema change that breaks a decoder fails loudly.
 struct Stmt {
   const char* sql;
@@ -187,24 +191,25 @@ class Args {
   Args& text_or_null(std::string_view v) { return v.empty() ? push(nullptr, 0) : text(v); }
   // A one-dimensional text[] without NULLs: header (ndim, has-null flag, element type, length,
   // lower bound), then each element's length and bytes, all integers big-endian.
-  Args& text_array(const std::vector<std::string_view>& items) {
-    array_.clear();
-    auto put32 = [this](uint32_t v) {
-      for (int i = 0; i < 4; ++i) array_.push_back(static_cast<char>(v >> (24 - 8 * i)));
-    };
-    put32(items.empty() ? 0 : 1);
-    put32(0);
-    put32(kTextOid);
-    if (!items.empty()) {
-      put32(static_cast<uint32_t>(items.size()));
-      put32(1);
-    }
-    for (auto item : items) {
+  template <class Range>
+  Args& text_array(const Range& items) {
+    std::string& out = array(kTextOid, std::size(items));
+    for (std::string_view item : items) {
       if (!storable_text(item)) bad_text_ = true;
-      put32(static_cast<uint32_t>(item.size()));
-      array_.append(item);
+      put32(out, static_cast<uint32_t>(item.size()));
+      out.append(item);
     }
-    return push(array_.data(), static_cast<int>(array_.size()));
+    return push(out.data(), static_cast<int>(out.size()));
+  }
+  // A one-dimensional int8[], the same way: each element is its length (8) and its bytes.
+  Args& i64_array(const std::vector<int64_t>& items) {
+    std::string& out = array(kInt8Oid, items.size());
+    for (int64_t v : items) {
+      put32(out, 8);
+      put32(out, static_cast<uint32_t>(static_cast<uint64_t>(v) >> 32));
+      put32(out, static_cast<uint32_t>(static_cast<uint64_t>(v)));
+    }
+    return push(out.data(), static_cast<int>(out.size()));
   }
 
   int size() const { return n_; }
@@ -228,13 +233,30 @@ class Args {
     return *this;
   }
 
+  static void put32(std::string& out, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (24 - 8 * i)));
+  }
+  // The array parameter $n+1's buffer, with its header written.
+  std::string& array(Oid element, std::size_t count) {
+    std::string& out = arrays_[static_cast<std::size_t>(n_)];
+    out.clear();
+    put32(out, count == 0 ? 0 : 1);
+    put32(out, 0);
+    put32(out, element);
+    if (count != 0) {
+      put32(out, static_cast<uint32_t>(count));
+      put32(out, 1);
+    }
+    return out;
+  }
+
   int n_ = 0;
   bool bad_text_ = false;
   std::array<const char*, kMax> values_{};
   std::array<int, kMax> lengths_{};
   std::array<int, kMax> formats_{};
   std::array<std::array<char, 8>, kMax> ints_{};
-  std::string array_;  // at most one array parameter per statement
+  std::array<std::string, kMax> arrays_;  // the array parameters' bytes, by position
 };
 
 struct ResultDeleter {
@@ -756,7 +778,7 @@ class PgSession final : public StoreSession {
                                            const std::string& cmid) override {
     static constexpr Stmt s{
         "SELECT conversation_id, seq, ts FROM messages WHERE publisher_id = $1 AND "
-        "client_msg_id = $2",
+        "client_msg_id = $2 AND client_msg_id <> ''",  // the last term: messages_dedupe's
         "tt", "iii", true};
     Args a;
     a.text(publisher).text(cmid);
@@ -796,11 +818,8 @@ class PgSession final : public StoreSession {
   // which the writer then reports for that message alone instead of the server aborting the
   // batch's transaction.
   //
-  // One round trip per message is where the writer's time goes on PostgreSQL. Batching belongs
-  // here: with the batch's messages handed over at once (numbered after one dedupe lookup), one
-  // INSERT ... SELECT FROM unnest(...) or one pipeline would carry them all. The interface
-  // answers each insert before the writer numbers the next message, so it cannot be batched
-  // behind its back.
+  // One round trip per message: the writer's one-by-one path (a chunk that insert_messages did
+  // not store whole). Its common path is insert_messages, one statement per batch.
   Result<bool> insert_message(const Message& m, const std::string& file_id) override {
     static constexpr Stmt s{
         "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
@@ -819,6 +838,149 @@ class PgSession final : public StoreSession {
     auto r = run(&s, &a, "insert_message");
     if (!r) return r.error();
     return affected(r.value().get()) == 1;
+  }
+
+  // The batched forms: one statement (one round trip) each, whatever the batch's size.
+  bool statements_round_trip() const override { return true; }
+
+  Result<std::vector<ConversationLock>> lock_conversations(
+      std::span<const ConversationId> sorted_ids) override {
+    // The rows are locked in ORDER BY's order (the lock is taken above the sort).
+    static constexpr Stmt s{
+        "SELECT id, last_seq, members_version FROM conversations WHERE id = ANY($1) "
+        "ORDER BY id FOR UPDATE",
+        "I", "iii", false};
+    std::vector<ConversationLock> out;
+    if (sorted_ids.empty()) return out;
+    Args a;
+    a.i64_array(std::vector<int64_t>(sorted_ids.begin(), sorted_ids.end()));
+    auto r = run(&s, &a, "lock_conversations");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i)
+      out.push_back(ConversationLock{rows.i64(i, 1), rows.i64(i, 2), rows.i64(i, 0)});
+    return out;
+  }
+
+  Status set_last_seqs(std::span<const LastSeq> seqs) override {
+    static constexpr Stmt s{
+        "UPDATE conversations c SET last_seq = u.seq FROM unnest($1, $2) AS u(id, seq) "
+        "WHERE c.id = u.id",
+        "II", "", false};
+    if (seqs.empty()) return ok_status();
+    std::vector<int64_t> ids, tops;
+    ids.reserve(seqs.size());
+    tops.reserve(seqs.size());
+    for (auto& x : seqs) {
+      ids.push_back(x.id);
+      tops.push_back(x.seq);
+    }
+    Args a;
+    a.i64_array(ids).i64_array(tops);
+    auto r = run(&s, &a, "set_last_seqs");
+    if (!r) return r.error();
+    if (affected(r.value().get()) != static_cast<int64_t>(seqs.size()))
+      return make_error(Errc::not_found, "no such conversation");
+    return ok_status();
+  }
+
+  // A lookup per key in messages_dedupe (LIMIT 1 keeps the planner from making it a join that
+  // scans the table, which it might plan while the table is small).
+  Result<std::vector<std::optional<SentRef>>> find_sent_many(
+      std::span<const SentKey> keys) override {
+    static constexpr Stmt s{
+        "SELECT u.ord, m.conversation_id, m.seq, m.ts "
+        "FROM unnest($1, $2) WITH ORDINALITY AS u(p, c, ord), LATERAL ("
+        "SELECT conversation_id, seq, ts FROM messages WHERE publisher_id = u.p COLLATE \"C\" "
+        "AND client_msg_id = u.c COLLATE \"C\" AND client_msg_id <> '' LIMIT 1) m",
+        "TT", "iiii", true};
+    std::vector<std::optional<SentRef>> out(keys.size());
+    if (keys.empty()) return out;
+    std::vector<std::string_view> pubs, cmids;
+    pubs.reserve(keys.size());
+    cmids.reserve(keys.size());
+    for (auto& k : keys) {
+      pubs.push_back(k.publisher_id);
+      cmids.push_back(k.client_msg_id);
+    }
+    Args a;
+    a.text_array(pubs).text_array(cmids);
+    auto r = run(&s, &a, "find_sent_many");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    for (int i = 0; i < rows.size(); ++i) {
+      const int64_t ord = rows.i64(i, 0);
+      if (ord < 1 || ord > static_cast<int64_t>(keys.size())) continue;
+      out[static_cast<std::size_t>(ord - 1)] =
+          SentRef{rows.i64(i, 1), rows.i64(i, 2), rows.i64(i, 3)};
+    }
+    return out;
+  }
+
+  // One INSERT ... SELECT FROM unnest(...) for the whole batch, ON CONFLICT DO NOTHING as
+  // insert_message's; RETURNING names the rows stored, so a message it does not name was a
+  // retry (or its seq was taken). Rows go in in the batch's order, so of two messages with the
+  // same client_msg_id the first is stored.
+  Result<std::vector<bool>> insert_messages(std::span<const Message> msgs,
+                                            std::span<const std::string> file_ids) override {
+    static constexpr Stmt s{
+        "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
+        "client_msg_id, file_id, ts) "
+        "SELECT c, q, p, pn, t, b, NULLIF(k, ''), NULLIF(f, ''), ts "
+        "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) WITH ORDINALITY "
+        "AS u(c, q, p, pn, t, b, k, f, ts, ord) ORDER BY ord "
+        "ON CONFLICT DO NOTHING RETURNING conversation_id, seq",
+        "IITTTTTTI", "ii", false};
+    if (msgs.size() != file_ids.size())
+      return make_error(Errc::internal, "insert_messages: as many file ids as messages");
+    std::vector<bool> out(msgs.size(), false);
+    if (msgs.empty()) return out;
+    const std::size_t n = msgs.size();
+    std::vector<int64_t> convs, seqs, ts;
+    std::vector<std::string_view> pubs, names, types, bodies, cmids, files;
+    for (auto* v : {&convs, &seqs, &ts}) v->reserve(n);
+    for (auto* v : {&pubs, &names, &types, &bodies, &cmids, &files}) v->reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const Message& m = msgs[i];
+      convs.push_back(m.conversation_id);
+      seqs.push_back(m.seq);
+      pubs.push_back(m.publisher_id);
+      names.push_back(m.publisher_name);
+      types.push_back(message_type_name(m.type));
+      bodies.push_back(m.body);
+      cmids.push_back(m.client_msg_id);
+      files.push_back(file_ids[i]);
+      ts.push_back(m.ts_ms);
+    }
+    Args a;
+    a.i64_array(convs)
+        .i64_array(seqs)
+        .text_array(pubs)
+        .text_array(names)
+        .text_array(types)
+        .text_array(bodies)
+        .text_array(cmids)
+        .text_array(files)
+        .i64_array(ts);
+    auto r = run(&s, &a, "insert_messages");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<std::pair<int64_t, int64_t>> stored;  // (conversation, seq): unique, the key
+    stored.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i) stored.emplace_back(rows.i64(i, 0), rows.i64(i, 1));
+    std::sort(stored.begin(), stored.end());
+    std::vector<bool> used(stored.size(), false);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::pair<int64_t, int64_t> key{msgs[i].conversation_id, msgs[i].seq};
+      auto it = std::lower_bound(stored.begin(), stored.end(), key);
+      if (it == stored.end() || *it != key) continue;
+      auto at = static_cast<std::size_t>(it - stored.begin());
+      if (used[at]) continue;  // an earlier message of the batch with the same key was stored
+      used[at] = true;
+      out[i] = true;
+    }
+    return out;
   }
 
   Result<std::vector<Message>> messages_after(ConversationId id, Seq after,

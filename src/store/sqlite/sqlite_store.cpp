@@ -519,6 +519,32 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
+  // The other batched calls are StoreSession's loops: in-process, a statement costs no round
+  // trip. This one saves the copies of the keys.
+  Result<std::vector<std::optional<SentRef>>> find_sent_many(
+      std::span<const SentKey> keys) override {
+    auto* s = prepare(
+        "SELECT conversation_id, seq, ts FROM messages WHERE publisher_id = ?1 AND "
+        "client_msg_id = ?2");
+    std::vector<std::optional<SentRef>> out;
+    out.reserve(keys.size());
+    for (auto& k : keys) {
+      bind_static(s, 1, k.publisher_id);
+      bind_static(s, 2, k.client_msg_id);
+      std::optional<SentRef> ref;
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_ROW) {
+        ref = SentRef{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                      sqlite3_column_int64(s, 2)};
+        rc = sqlite3_step(s);
+      }
+      sqlite3_reset(s);
+      if (rc != SQLITE_DONE) return db_error(db_, "find_sent_many");
+      out.push_back(ref);
+    }
+    return out;
+  }
+
   Result<ConversationLock> lock_conversation(ConversationId id) override {
     // The writer holds SQLite's one write lock for the whole transaction: a read is enough.
     auto* s = prepare("SELECT last_seq, members_version FROM conversations WHERE id = ?1");
