@@ -189,6 +189,12 @@ Result<AuthContext> Service::authenticate(std::string_view token) {
   return std::move(*a.value());
 }
 
+bool Service::token_alive(const std::string& token_hash) {
+  auto s = lease();
+  auto a = s->find_token(token_hash, now_ms());
+  return a && a.value().has_value();
+}
+
 void Service::publish_revoke(const std::string& user_id, std::string token_hash,
                              std::string keep_hash) {
   auto n = std::make_shared<Notice>();

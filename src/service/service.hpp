@@ -92,6 +92,8 @@ class Service {
   Result<LoginResult> login(const std::string& user_id, const std::string& password,
                             const std::string& device_id, const std::string& source = "");
   Result<AuthContext> authenticate(std::string_view token);
+  // Whether the token with this digest is still valid (not revoked, not expired).
+  bool token_alive(const std::string& token_hash);
   // Revokes the caller's token; its connections close (4001).
   Status logout(const AuthContext& who);
   // Revokes every token of the caller's user, the caller's own included; returns how many.

@@ -337,6 +337,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       // Finished meanwhile: finish() found nothing to undo, so undo it here (seq_cst both sides).
       if (self->gone_.load() && self->online_.exchange(false))
         svc.device_offline(self->auth_.user_id);
+      // A revocation published between the token check and the hub attach did not reach this
+      // connection: look again now that it is attached (later ones arrive as notices).
+      if (!svc.token_alive(self->auth_.token_hash)) {
+        asio::post(self->socket_.get_executor(), [self] {
+          self->ctx_.metrics.revoked_closes_total.add();
+          self->send_error("", make_error(Errc::unauthorized, "token revoked"));
+          self->begin_close(kCloseUnauthorized, "token revoked");
+        });
+        return;
+      }
       auto pos = svc.stream_positions(self->auth_);
       auto convs = svc.list_conversations(self->auth_);
       SeqMap last;
