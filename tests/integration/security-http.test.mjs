@@ -19,6 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { assertHttpError } from './lib/check.mjs';
 import { createConversation, expectStatus, http, lastSeq, login, makeUser, register, sendHttp } from './lib/http.mjs';
 import { startNode, useNode } from './lib/node.mjs';
+import { listFiles } from './lib/files.mjs';
 import { chunked, describeResponse, rawHttp, rawRequest } from './lib/raw.mjs';
 
 const h = useNode({ flags: ['--admin-user', 'root', '--admin-password', 'root-secret'] });
@@ -70,17 +71,6 @@ async function assertNothingSent(beforeSeq) {
   const r = await sendHttp(node, owner.token, conv, { body: id, client_msg_id: id });
   assert.equal(r.status, 201, r.text);
   assert.equal(r.json.seq, beforeSeq + 1, 'nothing was stored by the refused request');
-}
-
-async function listFiles(dir) {
-  const out = [];
-  if (!existsSync(dir)) return out;
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else out.push(p);
-  }
-  return out;
 }
 
 function assertRetryAfter(r, maxSeconds) {

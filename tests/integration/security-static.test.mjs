@@ -20,6 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import { assertHttpError } from './lib/check.mjs';
 import { http, login, register } from './lib/http.mjs';
 import { ConvergeNode, convergeBin, startNode } from './lib/node.mjs';
+import { listFiles } from './lib/files.mjs';
 import { describeResponse, rawHttp, rawRequest } from './lib/raw.mjs';
 
 const CSP =
@@ -107,17 +108,6 @@ after(async () => {
   if (base) await rm(base, { recursive: true, force: true });
   if (nestedBase) await rm(nestedBase, { recursive: true, force: true });
 });
-
-async function listFiles(dir) {
-  const out = [];
-  if (!existsSync(dir)) return out;
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(p)));
-    else out.push(p);
-  }
-  return out;
-}
 
 function assertStaticHeaders(r, what) {
   for (const [k, v] of Object.entries(STATIC_HEADERS))

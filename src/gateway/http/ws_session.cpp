@@ -96,11 +96,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                                         : auth_.token_hash == n->token_hash;
       if (mine) {
         // Posted: we are inside the hub's loop over this user's sinks.
-        asio::post(socket_.get_executor(), [self = shared_from_this()] {
-          self->ctx_.metrics.revoked_closes_total.add();
-          self->send_error("", make_error(Errc::unauthorized, "token revoked"));
-          self->begin_close(kCloseUnauthorized, "token revoked");
-        });
+        asio::post(socket_.get_executor(),
+                   [self = shared_from_this()] { self->close_unauthorized("token revoked"); });
       }
       return;
     }
@@ -340,11 +337,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       // A revocation published between the token check and the hub attach did not reach this
       // connection: look again now that it is attached (later ones arrive as notices).
       if (!svc.token_alive(self->auth_.token_hash)) {
-        asio::post(self->socket_.get_executor(), [self] {
-          self->ctx_.metrics.revoked_closes_total.add();
-          self->send_error("", make_error(Errc::unauthorized, "token revoked"));
-          self->begin_close(kCloseUnauthorized, "token revoked");
-        });
+        asio::post(self->socket_.get_executor(),
+                   [self] { self->close_unauthorized("token revoked"); });
         return;
       }
       auto pos = svc.stream_positions(self->auth_);
@@ -560,10 +554,15 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     expiry_.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, left)));
     expiry_.async_wait([self = shared_from_this()](error_code ec) {
       if (ec || self->finished_ || self->closing_) return;
-      self->ctx_.metrics.revoked_closes_total.add();
-      self->send_error("", make_error(Errc::unauthorized, "token expired"));
-      self->begin_close(kCloseUnauthorized, "token expired");
+      self->close_unauthorized("token expired");
     });
+  }
+
+  // The connection's token no longer holds (revoked or expired): say so, then close 4001.
+  void close_unauthorized(const char* why) {
+    ctx_.metrics.revoked_closes_total.add();
+    send_error("", make_error(Errc::unauthorized, why));
+    begin_close(kCloseUnauthorized, why);
   }
 
   void arm_timer(int64_t ms) {
