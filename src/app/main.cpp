@@ -263,6 +263,7 @@ int serve(const Cli& cli) {
   }
   std::string url = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
                     ":" + std::to_string(bound);
+  cluster.set_address(cfg.node_address.empty() ? url : cfg.node_address);
   spdlog::info(
       "Converge {} node {} listening on {} ({} network threads, store {}, bus {}, data {}, "
       "{} file descriptors)",

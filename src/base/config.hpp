@@ -15,8 +15,9 @@ namespace converge {
 struct Config {
   std::string listen = "127.0.0.1:8080";  // HTTP API + WebSocket, HOST:PORT (port 0 = any free)
   std::string data_dir = "./data";        // SQLite database and file store
-  std::string files_dir;  // uploaded files; empty = data_dir/files (a cluster shares one)
-  std::string node_id;    // this node's name in a cluster; empty = made up at start
+  std::string files_dir;     // uploaded files; empty = data_dir/files (a cluster shares one)
+  std::string node_id;       // this node's name in a cluster; empty = made up at start
+  std::string node_address;  // the URL clients reach this node at; empty = http://<listen>
   int64_t node_heartbeat_ms = 1000;  // how often a node tells the others it is alive
   int64_t node_timeout_ms = 5000;    // a node silent this long is taken for dead
   std::string mqtt_listen = "127.0.0.1:1883";

@@ -100,6 +100,8 @@ struct Notice {
   // one that stops.
   int64_t started_at_ms = 0;
   int64_t connections = 0;
+  std::string address;      // the URL clients reach it at
+  int64_t cpu_percent = 0;  // its CPU use since its last heartbeat, % of the machine's CPUs
   WireCache wire;
 };
 

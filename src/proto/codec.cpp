@@ -506,8 +506,11 @@ std::string notice_envelope(const Notice& n) {
     }
     case Notice::Kind::node:
       o["cmd"] = "node";
-      o["data"] = json::object{
-          {"node_id", n.user_id}, {"started_at", n.started_at_ms}, {"connections", n.connections}};
+      o["data"] = json::object{{"node_id", n.user_id},
+                               {"started_at", n.started_at_ms},
+                               {"connections", n.connections},
+                               {"address", n.address},
+                               {"cpu_percent", n.cpu_percent}};
       break;
     case Notice::Kind::revoke:
       o["cmd"] = "revoke";
@@ -561,6 +564,8 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
     n->user_id = str(d, "node_id");
     n->started_at_ms = i64(d, "started_at");
     n->connections = i64(d, "connections");
+    n->address = str(d, "address");
+    n->cpu_percent = i64(d, "cpu_percent");
     if (n->user_id.empty()) return bad("a node notice needs node_id");
   } else if (cmd == "revoke") {
     n->kind = Notice::Kind::revoke;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <future>
 
+#include <sys/resource.h>
+
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
 #include "base/process.hpp"
@@ -34,6 +36,7 @@ Cluster::~Cluster() {
 }
 
 void Cluster::start() {
+  svc_.share_presence();
   beater_ = std::thread([this] {
     name_this_thread("cluster");
     beat();
@@ -50,7 +53,40 @@ void Cluster::stop() {
   inbox_.stop();
 }
 
+void Cluster::set_address(std::string url) {
+  std::lock_guard lk(mu_);
+  address_ = std::move(url);
+}
+
+namespace {
+// The process's CPU time between two samples, as a share of the machine's CPUs.
+class CpuMeter {
+ public:
+  int64_t sample() {
+    const int64_t cpu = process_cpu_us(), wall = mono_us();
+    int64_t pct = 0;
+    if (wall_ > 0 && wall > wall_) {
+      const int64_t cpus = std::max(1u, std::thread::hardware_concurrency());
+      pct = std::clamp<int64_t>((cpu - cpu_) * 100 / ((wall - wall_) * cpus), 0, 100);
+    }
+    cpu_ = cpu;
+    wall_ = wall;
+    return pct;
+  }
+
+ private:
+  static int64_t process_cpu_us() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return (static_cast<int64_t>(u.ru_utime.tv_sec) + u.ru_stime.tv_sec) * 1000000 +
+           u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+  }
+  int64_t cpu_ = 0, wall_ = 0;
+};
+}  // namespace
+
 void Cluster::beat() {
+  CpuMeter cpu;
   std::unique_lock lk(beat_mu_);
   while (!stopping_) {
     auto n = std::make_shared<Notice>();
@@ -58,6 +94,12 @@ void Cluster::beat() {
     n->user_id = opts_.node_id;
     n->started_at_ms = started_at_ms_;
     n->connections = hub_.sinks();
+    {
+      std::lock_guard g(mu_);
+      cpu_percent_ = cpu.sample();
+      n->address = address_;
+      n->cpu_percent = cpu_percent_;
+    }
     lk.unlock();
     bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
     svc_.probe_store();
@@ -77,7 +119,10 @@ void Cluster::beat() {
     if (!dead.empty()) {
       // Whatever a dead node stored and did not publish is only in the store: every stream
       // here catches up from it.
-      for (auto& d : dead) spdlog::warn("cluster: node {} is silent: taken for dead", d);
+      for (auto& d : dead) {
+        spdlog::warn("cluster: node {} is silent: taken for dead", d);
+        svc_.forget_node(d);  // its users count as offline
+      }
       metrics_.cluster_nodes_lost_total.add(static_cast<int64_t>(dead.size()));
       hub_.resync_all();
     }
@@ -89,8 +134,9 @@ void Cluster::beat() {
 
 std::vector<NodeInfo> Cluster::nodes() const {
   std::vector<NodeInfo> out;
-  out.push_back(NodeInfo{opts_.node_id, started_at_ms_, now_ms(), hub_.sinks(), true});
   std::lock_guard lk(mu_);
+  out.push_back(NodeInfo{opts_.node_id, started_at_ms_, now_ms(), hub_.sinks(), address_,
+                         cpu_percent_, true});
   for (auto& [_, p] : peers_) out.push_back(p);
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
   return out;
@@ -160,7 +206,8 @@ void Cluster::on_notice(const std::shared_ptr<const Notice>& n) {
     std::lock_guard lk(mu_);
     auto& p = peers_[n->user_id];
     bool fresh = p.id.empty();
-    p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections, false};
+    p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections,
+                 n->address, n->cpu_percent,   false};
     if (fresh) spdlog::info("cluster: node {} is here", n->user_id);
     return;
   }

@@ -35,6 +35,8 @@ struct NodeInfo {
   int64_t started_at_ms = 0;
   int64_t last_seen_ms = 0;  // its last heartbeat (now, for this node)
   int64_t connections = 0;   // devices connected to it
+  std::string address;       // the URL clients reach it at
+  int64_t cpu_percent = 0;   // its CPU use over its last heartbeat interval, % of its machine
   bool self = false;
 };
 
@@ -52,6 +54,9 @@ class Cluster final : public BusListener {
   void start();
   // This node and the others alive.
   std::vector<NodeInfo> nodes() const;
+  // The URL clients reach this node at (once it listens), for the others' node lists.
+  void set_address(std::string url);
+  int64_t timeout_ms() const { return opts_.timeout_ms; }
   ~Cluster() override;
 
   // A device of `user_id` is online here / is gone. device_online blocks (store read, bus
@@ -101,6 +106,8 @@ class Cluster final : public BusListener {
   std::condition_variable beat_cv_;
   bool stopping_ = false;
   std::unordered_map<std::string, NodeInfo> peers_;  // guarded by mu_
+  std::string address_;                              // guarded by mu_
+  int64_t cpu_percent_ = 0;                          // guarded by mu_
   std::function<void(CenterRequest)> center_;
 
   mutable std::mutex mu_;

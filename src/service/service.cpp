@@ -46,6 +46,7 @@ Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics&
       metrics_(metrics),
       pool_(opts_.work_threads),
       auth_pool_(std::max(1u, opts_.auth_threads), "auth"),
+      presence_(bus_.node_id()),
       login_user_limit_(opts_.rate_login_user),
       login_address_limit_(opts_.rate_login_address),
       register_address_limit_(opts_.rate_register_address),
@@ -75,6 +76,7 @@ Status Service::start() {
 }
 
 void Service::stop() {
+  presence_.stop();
   auth_pool_.stop();
   pool_.stop();
   if (writer_) writer_->stop();
@@ -548,15 +550,99 @@ bool Service::probe_store() {
 
 std::vector<NodeInfo> Service::nodes() const {
   if (cluster_) return cluster_->nodes();
-  return {NodeInfo{bus_.node_id(), 0, now_ms(), hub_.sinks(), true}};
+  return {NodeInfo{bus_.node_id(), 0, now_ms(), hub_.sinks(), {}, 0, true}};
 }
 
-void Service::device_online(const std::string& user_id) {
-  if (cluster_) cluster_->device_online(user_id);
+int64_t Service::device_online(const AuthContext& who, const std::string& protocol) {
+  if (cluster_) cluster_->device_online(who.user_id);
+  return presence_.attach(who.user_id, who.device_id, protocol);
 }
 
-void Service::device_offline(const std::string& user_id) {
-  if (cluster_) cluster_->device_offline(user_id);
+void Service::device_offline(const AuthContext& who, int64_t conn_id) {
+  presence_.detach(conn_id);
+  if (cluster_) cluster_->device_offline(who.user_id);
+}
+
+namespace {
+// The rows of nodes alive: a row of a node whose heartbeat has not been heard is kept while it
+// is younger than the node timeout (that node may have just started).
+std::vector<PresenceRow> alive_rows(std::vector<PresenceRow> rows, const std::string& self,
+                                    const std::vector<NodeInfo>& nodes, int64_t timeout_ms) {
+  std::set<std::string> alive;
+  for (auto& n : nodes) alive.insert(n.id);
+  const int64_t young = now_ms() - timeout_ms;
+  std::erase_if(rows, [&](const PresenceRow& r) {
+    return r.node_id == self || (!alive.count(r.node_id) && r.since_ms < young);
+  });
+  return rows;
+}
+}  // namespace
+
+Result<std::set<std::string>> Service::online_anywhere(std::span<const std::string> users) {
+  std::set<std::string> out;
+  for (auto& r : presence_.local(users)) out.insert(r.user_id);
+  if (!cluster_) return out;
+  std::vector<std::string> rest;
+  for (auto& u : users)
+    if (!out.count(u)) rest.push_back(u);
+  if (rest.empty()) return out;
+  auto rows = lease()->presence_of(rest);
+  if (!rows) return rows.error();
+  for (auto& r : alive_rows(std::move(rows.value()), bus_.node_id(), cluster_->nodes(),
+                            cluster_->timeout_ms()))
+    out.insert(r.user_id);
+  return out;
+}
+
+Result<std::vector<Service::UserPresence>> Service::presence(
+    const AuthContext& who, const std::vector<std::string>& asked) {
+  if (asked.size() > kPresenceQueryMax)
+    return make_error(Errc::bad_request,
+                      "at most " + std::to_string(kPresenceQueryMax) + " users at a time");
+  std::vector<std::string> users;
+  for (auto& u : asked) {
+    auto id = canonical_user_id(u);
+    if (!valid_user_id(id)) return make_error(Errc::bad_request, "invalid user id");
+    if (std::find(users.begin(), users.end(), id) == users.end()) users.push_back(std::move(id));
+  }
+  auto s = lease();
+  // Who may be seen: oneself, and those one shares a conversation with (all, for an admin).
+  std::vector<std::string> visible;
+  if (who.is_admin) {
+    visible = users;
+  } else {
+    std::vector<std::string> others;
+    for (auto& u : users)
+      if (u != who.user_id) others.push_back(u);
+    auto shared = s->shared_members(who.user_id, others);
+    if (!shared) return shared.error();
+    for (auto& u : users)
+      if (u == who.user_id ||
+          std::find(shared.value().begin(), shared.value().end(), u) != shared.value().end())
+        visible.push_back(u);
+  }
+  std::vector<PresenceRow> rows = presence_.local(visible);
+  if (cluster_ && !visible.empty()) {
+    auto remote = s->presence_of(visible);
+    if (!remote) return remote.error();
+    for (auto& r : alive_rows(std::move(remote.value()), bus_.node_id(), cluster_->nodes(),
+                              cluster_->timeout_ms()))
+      rows.push_back(std::move(r));
+  }
+  std::vector<UserPresence> out;
+  for (auto& u : visible) {
+    UserPresence p;
+    p.user_id = u;
+    p.detailed = who.is_admin || u == who.user_id;
+    for (auto& r : rows)
+      if (r.user_id == u) p.connections.push_back(r);
+    std::sort(p.connections.begin(), p.connections.end(), [](auto& a, auto& b) {
+      return std::tie(a.since_ms, a.node_id, a.conn_id) <
+             std::tie(b.since_ms, b.node_id, b.conn_id);
+    });
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 Result<Conversation> Service::conversation_members(ConversationId id) {

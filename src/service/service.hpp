@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,7 @@
 #include "model/model.hpp"
 #include "model/requests.hpp"
 #include "service/hub.hpp"
+#include "service/presence.hpp"
 #include "service/work_pool.hpp"
 #include "store/store.hpp"
 
@@ -165,9 +168,31 @@ class Service {
 
   // The nodes alive (this one included); just this one without a cluster.
   std::vector<NodeInfo> nodes() const;
-  // Blocking (store read, bus bindings): on the work pool, before reading the device's positions.
-  void device_online(const std::string& user_id);
-  void device_offline(const std::string& user_id);
+  // A connection of `who`'s device (protocol "ws", "mqtt", ...) is attached here / is gone.
+  // device_online blocks (store read, bus bindings): on the work pool, before reading the
+  // device's positions. Its answer is what device_offline takes.
+  int64_t device_online(const AuthContext& who, const std::string& protocol);
+  void device_offline(const AuthContext& who, int64_t conn_id);
+
+  // Presence: the connections of `users` on every node alive (in a cluster, as the store has
+  // them; at most Presence's flush time behind), as `who` may see them: themselves and the
+  // users they share a conversation with (others are left out); node, device and protocol
+  // only for their own and for admins. At most kPresenceQueryMax users.
+  static constexpr std::size_t kPresenceQueryMax = 100;
+  struct UserPresence {
+    std::string user_id;
+    std::vector<PresenceRow> connections;  // empty: offline
+    bool detailed = false;                 // connections carry node, device and protocol
+  };
+  Result<std::vector<UserPresence>> presence(const AuthContext& who,
+                                             const std::vector<std::string>& users);
+  // Which of `users` have a connection on a node alive (for the push path: no push to them).
+  Result<std::set<std::string>> online_anywhere(std::span<const std::string> users);
+  // The cluster's part: shares this node's connections through the store, and forgets those
+  // of a node taken for dead.
+  void share_presence() { presence_.start_sharing(store_); }
+  void forget_node(const std::string& node_id) { presence_.forget_node(node_id); }
+  Presence& local_presence() { return presence_; }
 
   const ServiceOptions& options() const { return opts_; }
   Metrics& metrics() { return metrics_; }
@@ -196,6 +221,7 @@ class Service {
   WorkPool auth_pool_;
   std::unique_ptr<Writer> writer_;
   Cluster* cluster_ = nullptr;
+  Presence presence_;
   std::atomic<bool> store_ok_{true};
   std::string dummy_hash_;  // verified for unknown users: they cost what known ones do
   RateLimiter login_user_limit_;

@@ -85,6 +85,17 @@ struct CursorRow {
 
 // A batch of rows. export_all hands over batches of one table each; import_rows takes any mix
 // and stores the tables in the order of these fields, which is the order the references need.
+// One connected device, as the cluster's presence keeps it (service/presence.hpp): a row per
+// connection, owned by the node that holds it, which alone adds and drops its rows.
+struct PresenceRow {
+  std::string node_id;
+  int64_t conn_id = 0;  // unique within the node (its incarnation's counter)
+  std::string user_id;
+  std::string device_id;
+  std::string protocol;  // "ws", "mqtt", ...
+  int64_t since_ms = 0;
+};
+
 struct StoreRows {
   std::vector<UserRecord> users;
   std::vector<TokenRow> tokens;
@@ -272,6 +283,18 @@ class StoreSession {
   virtual Result<std::optional<FileMeta>> get_file(const std::string& id) = 0;
   // True when the user uploaded it or is a member of a conversation it was sent in.
   virtual Result<bool> file_accessible(const std::string& file_id, const std::string& user_id) = 0;
+
+  // Those of `others` who are in a conversation with `user` (each once, any order).
+  virtual Result<std::vector<std::string>> shared_members(const std::string& user,
+                                                          std::span<const std::string> others) = 0;
+
+  // Presence (cluster). Rows are keyed by (node_id, conn_id); put replaces a row with the same
+  // key. Not part of a copy (converge migrate): they describe connections, not data.
+  virtual Status presence_put(std::span<const PresenceRow> rows) = 0;
+  virtual Status presence_drop(const std::string& node_id, std::span<const int64_t> conn_ids) = 0;
+  virtual Status presence_clear(const std::string& node_id) = 0;  // every row of that node
+  // Every row of these users (ids as stored), by user then node then connection.
+  virtual Result<std::vector<PresenceRow>> presence_of(std::span<const std::string> user_ids) = 0;
 
   // Copying a whole store, engine to engine (converge migrate; store/copy.hpp drives these).
   // Rows travel as they are stored: user ids, password hashes, token digests, conversation ids,

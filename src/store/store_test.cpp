@@ -142,6 +142,51 @@ TYPED_TEST(StoreSuite, UsersAreUniqueAndFound) {
   EXPECT_EQ(s.set_admin("nobody", true).error().code, Errc::not_found);
 }
 
+TYPED_TEST(StoreSuite, PresenceRowsBelongToTheirNode) {
+  auto& s = *this->s_;
+  std::vector<PresenceRow> rows{{"n1", 1, "alice", "phone", "ws", 10},
+                                {"n1", 2, "alice", "laptop", "mqtt", 11},
+                                {"n2", 1, "alice", "tablet", "ws", 12},
+                                {"n2", 2, "bob", "phone", "ws", 13}};
+  ASSERT_TRUE(s.presence_put(rows));
+  std::vector<std::string> who{"alice", "carol"};
+  auto got = s.presence_of(who);
+  ASSERT_TRUE(got);
+  ASSERT_EQ(got.value().size(), 3u);
+  EXPECT_EQ(got.value()[0].node_id, "n1");
+  EXPECT_EQ(got.value()[1].device_id, "laptop");
+  EXPECT_EQ(got.value()[1].protocol, "mqtt");
+  EXPECT_EQ(got.value()[2].since_ms, 12);
+  // A put with the same key replaces the row; a drop takes only the named connections.
+  std::vector<PresenceRow> again{{"n1", 2, "alice", "laptop", "ws", 20}};
+  ASSERT_TRUE(s.presence_put(again));
+  std::vector<int64_t> gone{1};
+  ASSERT_TRUE(s.presence_drop("n1", gone));
+  got = s.presence_of(who);
+  ASSERT_EQ(got.value().size(), 2u);
+  EXPECT_EQ(got.value()[0].conn_id, 2);
+  EXPECT_EQ(got.value()[0].protocol, "ws");
+  EXPECT_EQ(got.value()[0].since_ms, 20);
+  // A node's rows all go at once; the others stay.
+  ASSERT_TRUE(s.presence_clear("n2"));
+  std::vector<std::string> both{"alice", "bob"};
+  got = s.presence_of(both);
+  ASSERT_EQ(got.value().size(), 1u);
+  EXPECT_EQ(got.value()[0].node_id, "n1");
+  EXPECT_TRUE(s.presence_put(std::span<const PresenceRow>{}));
+  EXPECT_TRUE(s.presence_drop("n1", std::span<const int64_t>{}));
+}
+
+TYPED_TEST(StoreSuite, SharedMembersAreThoseInAConversationWithTheUser) {
+  auto& s = *this->s_;
+  this->make_group({"alice", "bob"});
+  std::vector<std::string> others{"bob", "carol", "bob", "nobody"};
+  auto got = s.shared_members("alice", others);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got.value(), std::vector<std::string>{"bob"});
+  EXPECT_TRUE(s.shared_members("carol", others).value().empty());
+}
+
 TYPED_TEST(StoreSuite, TokensExpire) {
   auto& s = *this->s_;
   ASSERT_TRUE(s.insert_token("t1", "alice", "phone", 1000));

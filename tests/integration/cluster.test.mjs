@@ -231,6 +231,12 @@ describe("seed 000's notifications for backend services", () => {
       assert.equal(known.status, 200, known.text);
       assert.deepEqual(known.json.nodes.map((n) => n.node_id), ['node1', 'node2', 'node3']);
       assert.deepEqual(known.json.nodes.map((n) => n.self), [false, true, false]);
+      // Where a load balancer finds each, and how loaded each is.
+      assert.deepEqual(known.json.nodes.map((n) => n.address), nodes.map((n) => n.url));
+      for (const n of known.json.nodes) {
+        assert.ok(Number.isInteger(n.cpu_percent) && n.cpu_percent >= 0 && n.cpu_percent <= 100, JSON.stringify(n));
+        assert.ok(Number.isInteger(n.connections) && n.started_at > 0, JSON.stringify(n));
+      }
       const balance = { server_id: '10001', local_host1: '172.19.102.90', local_host2: '172.19.103.90', http_listen_port: '80',
         rtsp_listen_port: 554, log_save_days: '7', log_level: '3', virtual_host1: '172.19.103.90', virtual_host2: '172.19.103.90' };
       const r = await http(nodes[1], 'POST', '/api/v1/admin/config/balance', { token: admin, json: balance });
@@ -254,6 +260,66 @@ describe("seed 000's notifications for backend services", () => {
       assert.equal(await ch.get('queue_balance', { noAck: true }), false, 'nothing more was published');
     } finally {
       await conn.close().catch(() => {});
+    }
+  });
+});
+
+// Presence as `token`'s user sees it, from node `n`: user id -> the entry (absent: not shown).
+async function presence(n, token, ids) {
+  const r = await http(n, 'GET', `/api/v1/presence?users=${ids.join(',')}`, { token });
+  assert.equal(r.status, 200, r.text);
+  return new Map(r.json.presence.map((p) => [p.user_id, p]));
+}
+
+// Polls presence until `pred` holds for the entry of `id` (within `ms`).
+async function presenceUntil(n, token, id, pred, ms = 5000) {
+  const deadline = Date.now() + ms;
+  let p;
+  for (;;) {
+    p = (await presence(n, token, [id])).get(id);
+    if (pred(p) || Date.now() > deadline) return p;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('presence across nodes', () => {
+  test('who is online, on which node, with which devices; strangers are not shown', async () => {
+    const p = await user('pia', [nodes[0], nodes[2]]);
+    const q = await user('quinn', [nodes[1]]);
+    await user('stranger', [nodes[1]]);
+    await createConversation(nodes[1], q.tokens[0], 'direct', ['pia']);
+    const c1 = await WsClient.connect(nodes[0], { token: p.tokens[0] });
+    const c3 = await WsClient.connect(nodes[2], { token: p.tokens[1] });
+    try {
+      // quinn, on node 2, sees pia online with two connections (no detail: not quinn's own).
+      const seen = await presenceUntil(nodes[1], q.tokens[0], 'pia', (e) => e?.connections === 2);
+      assert.equal(seen.online, true, JSON.stringify(seen));
+      assert.equal(seen.connections, 2);
+      assert.equal(seen.devices, undefined, 'no device detail for another user');
+      // pia sees her own devices and the nodes they are on.
+      const own = (await presence(nodes[1], p.tokens[0], ['pia'])).get('pia');
+      assert.deepEqual(own.devices.map((d) => [d.device_id, d.node_id, d.protocol]).sort(),
+        [['d1', 'node1', 'ws'], ['d2', 'node3', 'ws']]);
+      // Someone sharing no conversation with the asker is left out; so are unknown ids.
+      const some = await presence(nodes[1], q.tokens[0], ['stranger', 'nobody-here', 'quinn']);
+      assert.deepEqual([...some.keys()], ['quinn']);
+      assert.equal(some.get('quinn').online, false, 'quinn has no socket open');
+      // An admin sees everyone, with detail.
+      const admin = await login(nodes[2], 'root', 'pres', { password: 'root-pw' });
+      const all = (await presence(nodes[2], admin, ['stranger', 'pia'])).get('pia');
+      assert.equal(all.devices.length, 2);
+      // A device that goes is gone from every node's view.
+      await c3.close();
+      const after = await presenceUntil(nodes[1], q.tokens[0], 'pia', (e) => e?.connections === 1);
+      assert.equal(after.connections, 1);
+      // Bad input: no list, too many, a malformed id.
+      for (const bad of ['', '?users=', `?users=${Array.from({ length: 101 }, (_, i) => `u${i}`).join(',')}`, '?users=a%20b', '?users=a,,b']) {
+        const r = await http(nodes[0], 'GET', `/api/v1/presence${bad}`, { token: q.tokens[0] });
+        assert.equal(r.status, 400, `${bad}: ${r.text}`);
+      }
+      assert.equal((await http(nodes[0], 'GET', '/api/v1/presence?users=pia')).status, 401);
+    } finally {
+      await closeAll(c1, c3);
     }
   });
 });
@@ -286,11 +352,19 @@ describe('a node killed with SIGKILL mid-traffic', () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 300));
+    // lee, who shares the group with kim, sees kim's socket on node 3.
+    const before = await presenceUntil(nodes[1], l.tokens[0], 'kim', (e) => e?.online);
+    assert.equal(before.online, true, JSON.stringify(before));
     await nodes[2].kill();
+    const killedAt = Date.now();
     const cutAt = await sender;
     stop = true;
     await other;
     assert.ok(acked.size > 60, `some of kim's sends were acked before the kill (${acked.size})`);
+    // The dead node's users count as offline within its timeout (1.5 s here, plus a beat).
+    const gone = await presenceUntil(nodes[1], l.tokens[0], 'kim', (e) => e && !e.online, 6000);
+    assert.equal(gone.online, false, `kim offline after node 3 died: ${JSON.stringify(gone)}`);
+    assert.ok(Date.now() - killedAt < 4000, `offline ${Date.now() - killedAt} ms after the kill`);
     // kim comes back on node 1 and retries what was not acked: stored once, seq-wise.
     const back = await WsClient.connect(nodes[0], { token: k.tokens[1] });
     try {

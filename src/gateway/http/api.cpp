@@ -65,6 +65,7 @@ class Handler {
     if (s.size() == 1 && s[0] == "password" && m == "POST") return change_password(a);
     if (s.size() == 1 && s[0] == "me" && m == "GET") return me(a);
     if (s.size() == 2 && s[0] == "users" && m == "GET") return user(s[1]);
+    if (s.size() == 1 && s[0] == "presence" && m == "GET") return presence(a);
     if (s.size() == 1 && s[0] == "conversations") {
       if (m == "GET") return list_conversations(a);
       if (m == "POST") return create_conversation(a);
@@ -220,6 +221,40 @@ class Handler {
     o["user_id"] = u->id;
     o["name"] = u->name;
     return json_response(200, o);
+  }
+
+  // ?users=a,b,c: who of them is connected, on any node (Service::presence says who is shown).
+  ApiResponse presence(const AuthContext& a) {
+    auto it = r_.query.find("users");
+    if (it == r_.query.end() || it->second.empty())
+      return error_response(make_error(Errc::bad_request, "users=<id>,<id>,... is required"));
+    std::vector<std::string> ids;
+    std::string_view rest = it->second;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      ids.emplace_back(rest.substr(0, comma));
+      if (ids.size() > Service::kPresenceQueryMax) break;
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    auto got = svc_.presence(a, ids);
+    if (!got) return error_response(got.error());
+    json::array arr;
+    for (auto& p : got.value()) {
+      json::object o{{"user_id", p.user_id},
+                     {"online", !p.connections.empty()},
+                     {"connections", p.connections.size()}};
+      if (p.detailed) {
+        json::array conns;
+        for (auto& c : p.connections)
+          conns.emplace_back(json::object{{"device_id", c.device_id},
+                                          {"node_id", c.node_id},
+                                          {"protocol", c.protocol},
+                                          {"since", c.since_ms}});
+        o["devices"] = std::move(conns);
+      }
+      arr.emplace_back(std::move(o));
+    }
+    return json_response(200, json::object{{"presence", std::move(arr)}});
   }
 
   ApiResponse list_users(const AuthContext& a) {
@@ -447,6 +482,8 @@ class Handler {
                                     {"started_at", n.started_at_ms},
                                     {"last_seen", n.last_seen_ms},
                                     {"connections", n.connections},
+                                    {"address", n.address},
+                                    {"cpu_percent", n.cpu_percent},
                                     {"self", n.self}});
     }
     return json_response(200, json::object{{"nodes", std::move(arr)}});

@@ -329,11 +329,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       auto& svc = self->ctx_.svc;
       // Bound on the bus first (in a cluster), then positions and last seqs: whatever is stored
       // after this read reaches the stream live.
-      svc.device_online(self->auth_.user_id);
+      self->presence_id_ = svc.device_online(self->auth_, "ws");
       self->online_.store(true);
       // Finished meanwhile: finish() found nothing to undo, so undo it here (seq_cst both sides).
       if (self->gone_.load() && self->online_.exchange(false))
-        svc.device_offline(self->auth_.user_id);
+        svc.device_offline(self->auth_, self->presence_id_);
       // A revocation published between the token check and the hub attach did not reach this
       // connection: look again now that it is attached (later ones arrive as notices).
       if (!svc.token_alive(self->auth_.token_hash)) {
@@ -604,7 +604,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (attached_) ctx_.hub.detach(static_cast<int>(loop_), this);
     attached_ = false;
     gone_.store(true);
-    if (online_.exchange(false)) ctx_.svc.device_offline(auth_.user_id);
+    if (online_.exchange(false)) ctx_.svc.device_offline(auth_, presence_id_);
     if (stream_) stream_->close();
     stream_.reset();
     // A write in flight points into queue_: the queue is dropped in on_write, which closing the
@@ -648,6 +648,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // device_online was called (on the work pool) and device_offline is owed: set from there,
   // read here at finish.
   std::atomic<bool> online_{false};
+  int64_t presence_id_ = 0;        // device_online's answer: written before online_ is set
   std::atomic<bool> gone_{false};  // finish() ran
   bool writing_ = false;
   bool write_scheduled_ = false;  // a do_write is posted to run after the current handler

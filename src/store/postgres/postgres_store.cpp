@@ -121,6 +121,21 @@ END $$;
 CREATE TRIGGER members_version AFTER INSERT OR DELETE ON members
   FOR EACH ROW EXECUTE FUNCTION converge_members_version();
 )sql"},
+    // Presence (store.hpp, PresenceRow): UNLOGGED, as it describes connections, not data (no WAL
+    // per connect; a crash of the server empties it, and each node puts its rows back when it
+    // reconnects: service/presence.cpp).
+    {3, "presence", R"sql(
+CREATE UNLOGGED TABLE presence (
+  node_id TEXT COLLATE "C" NOT NULL,
+  conn_id BIGINT NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL,
+  device_id TEXT COLLATE "C" NOT NULL,
+  protocol TEXT COLLATE "C" NOT NULL,
+  since BIGINT NOT NULL,
+  PRIMARY KEY (node_id, conn_id)
+);
+CREATE INDEX presence_by_user ON presence(user_id);
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.
@@ -1072,6 +1087,86 @@ class PgSession final : public StoreSession {
     Rows rows{r.value().get()};
     if (rows.size() == 0) return std::optional<FileMeta>();
     return std::optional<FileMeta>(file_row(rows, 0, 0));
+  }
+
+  Result<std::vector<std::string>> shared_members(const std::string& user,
+                                                  std::span<const std::string> others) override {
+    static constexpr Stmt s{
+        "SELECT DISTINCT b.user_id FROM members a JOIN members b ON b.conversation_id = "
+        "a.conversation_id WHERE a.user_id = $1 AND b.user_id = ANY($2)",
+        "tT", "t", true};
+    Args a;
+    a.text(user).text_array(others);
+    auto r = run(&s, &a, "shared_members");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<std::string> out;
+    for (int i = 0; i < rows.size(); ++i) out.push_back(rows.text(i, 0));
+    return out;
+  }
+
+  // --- presence: one statement per call, whatever the number of rows ---
+  Status presence_put(std::span<const PresenceRow> rows) override {
+    if (rows.empty()) return ok_status();
+    static constexpr Stmt s{
+        "INSERT INTO presence(node_id, conn_id, user_id, device_id, protocol, since) "
+        "SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], "
+        "$6::int8[]) ON CONFLICT (node_id, conn_id) DO UPDATE SET user_id = EXCLUDED.user_id, "
+        "device_id = EXCLUDED.device_id, protocol = EXCLUDED.protocol, since = EXCLUDED.since",
+        "TITTTI", "", true};
+    std::vector<std::string_view> nodes, users, devices, protocols;
+    std::vector<int64_t> ids, since;
+    for (auto& r : rows) {
+      nodes.push_back(r.node_id);
+      ids.push_back(r.conn_id);
+      users.push_back(r.user_id);
+      devices.push_back(r.device_id);
+      protocols.push_back(r.protocol);
+      since.push_back(r.since_ms);
+    }
+    Args a;
+    a.text_array(nodes)
+        .i64_array(ids)
+        .text_array(users)
+        .text_array(devices)
+        .text_array(protocols)
+        .i64_array(since);
+    return status(run(&s, &a, "presence_put"));
+  }
+
+  Status presence_drop(const std::string& node, std::span<const int64_t> conn_ids) override {
+    if (conn_ids.empty()) return ok_status();
+    static constexpr Stmt s{"DELETE FROM presence WHERE node_id = $1 AND conn_id = ANY($2)", "tI",
+                            "", true};
+    std::vector<int64_t> ids(conn_ids.begin(), conn_ids.end());
+    Args a;
+    a.text(node).i64_array(ids);
+    return status(run(&s, &a, "presence_drop"));
+  }
+
+  Status presence_clear(const std::string& node) override {
+    static constexpr Stmt s{"DELETE FROM presence WHERE node_id = $1", "t", "", true};
+    Args a;
+    a.text(node);
+    return status(run(&s, &a, "presence_clear"));
+  }
+
+  Result<std::vector<PresenceRow>> presence_of(std::span<const std::string> users) override {
+    static constexpr Stmt s{
+        "SELECT node_id, conn_id, user_id, device_id, protocol, since FROM presence "
+        "WHERE user_id = ANY($1) ORDER BY user_id, node_id, conn_id",
+        "T", "tittti", true};
+    Args a;
+    a.text_array(users);
+    auto r = run(&s, &a, "presence_of");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<PresenceRow> out;
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i)
+      out.push_back(PresenceRow{rows.text(i, 0), rows.i64(i, 1), rows.text(i, 2), rows.text(i, 3),
+                                rows.text(i, 4), rows.i64(i, 5)});
+    return out;
   }
 
   Result<bool> file_accessible(const std::string& file_id, const std::string& user) override {

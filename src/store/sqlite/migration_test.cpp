@@ -43,7 +43,7 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
          "INSERT INTO cursors VALUES('Alice','d',1,1,1);"
          // Undo what later versions added, so the file is as version 1 left it.
          "DROP TRIGGER members_version_added; DROP TRIGGER members_version_removed;"
-         "ALTER TABLE conversations DROP COLUMN members_version;"
+         "ALTER TABLE conversations DROP COLUMN members_version; DROP TABLE presence;"
          "PRAGMA user_version=1;");
     sqlite3_close(db);
   }

@@ -131,6 +131,20 @@ CREATE TRIGGER members_version_removed AFTER DELETE ON members BEGIN
   UPDATE conversations SET members_version = members_version + 1 WHERE id = OLD.conversation_id;
 END;
 )sql",
+    // Version 4: presence (store.hpp, PresenceRow). A single node keeps it in memory; the table
+    // is here so that both engines answer the same calls.
+    R"sql(
+CREATE TABLE presence (
+  node_id TEXT NOT NULL,
+  conn_id INTEGER NOT NULL,
+  user_id TEXT NOT NULL,
+  device_id TEXT NOT NULL,
+  protocol TEXT NOT NULL,
+  since INTEGER NOT NULL,
+  PRIMARY KEY (node_id, conn_id)
+) WITHOUT ROWID;
+CREATE INDEX presence_by_user ON presence(user_id);
+)sql",
 };
 
 Error db_error(sqlite3* db, const char* what) {
@@ -647,6 +661,79 @@ class SqliteSession final : public StoreSession {
                        DeviceCursor{sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2)});
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "cursors");
+    return out;
+  }
+
+  Result<std::vector<std::string>> shared_members(const std::string& user,
+                                                  std::span<const std::string> others) override {
+    auto* s = prepare(
+        "SELECT EXISTS(SELECT 1 FROM members a JOIN members b ON b.conversation_id = "
+        "a.conversation_id WHERE a.user_id = ?1 AND b.user_id = ?2)");
+    std::vector<std::string> out;
+    bind(s, 1, user);
+    for (auto& o : others) {
+      if (std::find(out.begin(), out.end(), o) != out.end()) continue;
+      bind(s, 2, o);
+      int rc = sqlite3_step(s);
+      bool yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+      if (rc == SQLITE_ROW) rc = sqlite3_step(s);
+      sqlite3_reset(s);
+      if (rc != SQLITE_DONE) return db_error(db_, "shared_members");
+      if (yes) out.push_back(o);
+    }
+    return out;
+  }
+
+  // --- presence ---
+  Status presence_put(std::span<const PresenceRow> rows) override {
+    for (auto& r : rows) {
+      auto* s = prepare(
+          "INSERT OR REPLACE INTO presence(node_id, conn_id, user_id, device_id, protocol, since) "
+          "VALUES(?1,?2,?3,?4,?5,?6)");
+      bind(s, 1, r.node_id);
+      sqlite3_bind_int64(s, 2, r.conn_id);
+      bind(s, 3, r.user_id);
+      bind(s, 4, r.device_id);
+      bind(s, 5, r.protocol);
+      sqlite3_bind_int64(s, 6, r.since_ms);
+      if (auto st = done(s, "presence_put"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Status presence_drop(const std::string& node, std::span<const int64_t> conn_ids) override {
+    for (auto id : conn_ids) {
+      auto* s = prepare("DELETE FROM presence WHERE node_id = ?1 AND conn_id = ?2");
+      bind(s, 1, node);
+      sqlite3_bind_int64(s, 2, id);
+      if (auto st = done(s, "presence_drop"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Status presence_clear(const std::string& node) override {
+    auto* s = prepare("DELETE FROM presence WHERE node_id = ?1");
+    bind(s, 1, node);
+    return done(s, "presence_clear");
+  }
+
+  Result<std::vector<PresenceRow>> presence_of(std::span<const std::string> users) override {
+    std::vector<PresenceRow> out;
+    auto* s = prepare(
+        "SELECT node_id, conn_id, user_id, device_id, protocol, since FROM presence "
+        "WHERE user_id = ?1 ORDER BY node_id, conn_id");
+    std::vector<std::string> sorted(users.begin(), users.end());
+    std::sort(sorted.begin(), sorted.end());
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    for (auto& u : sorted) {
+      bind(s, 1, u);
+      int rc;
+      while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        out.push_back(PresenceRow{col(s, 0), sqlite3_column_int64(s, 1), col(s, 2), col(s, 3),
+                                  col(s, 4), sqlite3_column_int64(s, 5)});
+      sqlite3_reset(s);
+      if (rc != SQLITE_DONE) return db_error(db_, "presence_of");
+    }
     return out;
   }
 
