@@ -83,10 +83,10 @@ enum class BackendExchange { base, comm_gb };
 // A notification: an admin event to one user, a broadcast to every online user, a change to
 // a conversation's membership told to the members concerned, or tokens of a user revoked.
 struct Notice {
-  enum class Kind { event, broadcast, conversation, revoke, node };
+  enum class Kind { event, broadcast, conversation, revoke, node, admin };
   Kind kind = Kind::event;
-  std::string user_id;       // event and revoke target; empty for broadcast
-  std::string payload_json;  // event/broadcast: the `data` object, serialized
+  std::string user_id;       // event, admin and revoke target; empty for broadcast
+  std::string payload_json;  // event/broadcast/admin: the `data` object, serialized
   // conversation: what changed (created | member_added | member_removed), the conversation as it
   // now is, and who is told (its members, and a removed member).
   std::string change;
@@ -145,6 +145,8 @@ class Bus {
   // now on, so that a plain AMQP client may bind its queue to it before any node has.
   virtual void declare_conversation(ConversationId /*id*/) {}
   virtual void bind_user(const std::string& /*user_id*/, bool /*on*/) {}
+  // An admin with a device here: its admin notices (seed 000's m_.<uid>) come to this node.
+  virtual void bind_admin(const std::string& /*user_id*/, bool /*on*/) {}
   virtual void bind_transient(const std::string& /*key*/, bool /*on*/) {}
   // Calls `done` (on an engine thread: never wait for it inside a listener callback) once every
   // bind_* request made before this call is in effect at the broker (or

@@ -480,12 +480,15 @@ std::string notice_envelope(const Notice& n) {
   json::object o;
   switch (n.kind) {
     case Notice::Kind::event:
+    case Notice::Kind::admin:
     case Notice::Kind::broadcast: {
-      o["cmd"] = n.kind == Notice::Kind::event ? "event" : "broadcast";
+      o["cmd"] = n.kind == Notice::Kind::event   ? "event"
+                 : n.kind == Notice::Kind::admin ? "admin"
+                                                 : "broadcast";
       boost::system::error_code ec;
       json::value data = json::parse(n.payload_json, ec);
       o["data"] = ec ? json::value(json::object{}) : std::move(data);
-      if (n.kind == Notice::Kind::event) o["user_id"] = n.user_id;
+      if (n.kind != Notice::Kind::broadcast) o["user_id"] = n.user_id;
       break;
     }
     case Notice::Kind::conversation: {
@@ -530,9 +533,13 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
   if (!dv || !dv->is_object()) return bad("a notice needs data");
   auto& d = dv->as_object();
   auto n = std::make_shared<Notice>();
-  if (cmd == "event" || cmd == "broadcast") {
-    n->kind = cmd == "event" ? Notice::Kind::event : Notice::Kind::broadcast;
+  if (cmd == "event" || cmd == "broadcast" || cmd == "admin") {
+    n->kind = cmd == "event"   ? Notice::Kind::event
+              : cmd == "admin" ? Notice::Kind::admin
+                               : Notice::Kind::broadcast;
     n->user_id = str(env.value(), "user_id");
+    if (n->kind != Notice::Kind::broadcast && n->user_id.empty())
+      return bad("an event or admin notice needs user_id");
     n->payload_json = json::serialize(d);
   } else if (cmd == "conversation") {
     n->kind = Notice::Kind::conversation;

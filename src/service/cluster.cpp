@@ -119,9 +119,19 @@ void Cluster::beat() {
     if (!dead.empty()) {
       // Whatever a dead node stored and did not publish is only in the store: every stream
       // here catches up from it.
+      // One notice per death for the admins: from the node alive with the lowest id.
+      bool reporter;
+      {
+        std::lock_guard g(mu_);
+        reporter = std::all_of(peers_.begin(), peers_.end(),
+                               [&](auto& p) { return opts_.node_id < p.first; });
+      }
       for (auto& d : dead) {
         spdlog::warn("cluster: node {} is silent: taken for dead", d);
         svc_.forget_node(d);  // its users count as offline
+        if (reporter)
+          (void)svc_.notify_admins(proto::serialize(boost::json::object{
+              {"event", "node_lost"}, {"node_id", d}, {"reported_by", opts_.node_id}}));
       }
       metrics_.cluster_nodes_lost_total.add(static_cast<int64_t>(dead.size()));
       hub_.resync_all();
@@ -164,9 +174,10 @@ void Cluster::remove_locked(ConversationId id, const std::string& user) {
   }
 }
 
-void Cluster::device_online(const std::string& user_id) {
+void Cluster::device_online(const std::string& user_id, bool is_admin) {
   {
     std::lock_guard lk(mu_);
+    if (is_admin && ++admins_[user_id] == 1) bus_.bind_admin(user_id, true);
     if (++devices_[user_id] > 1) return;
   }
   bus_.bind_user(user_id, true);
@@ -187,8 +198,13 @@ void Cluster::device_online(const std::string& user_id) {
     spdlog::warn("bus: bindings for {} not confirmed within 5 s", user_id);
 }
 
-void Cluster::device_offline(const std::string& user_id) {
+void Cluster::device_offline(const std::string& user_id, bool is_admin) {
   std::lock_guard lk(mu_);
+  if (is_admin)
+    if (auto a = admins_.find(user_id); a != admins_.end() && --a->second == 0) {
+      admins_.erase(a);
+      bus_.bind_admin(user_id, false);
+    }
   auto it = devices_.find(user_id);
   if (it == devices_.end() || --it->second > 0) return;
   devices_.erase(it);

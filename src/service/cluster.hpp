@@ -61,8 +61,9 @@ class Cluster final : public BusListener {
 
   // A device of `user_id` is online here / is gone. device_online blocks (store read, bus
   // bindings): call it on the work pool, before reading the device's positions.
-  void device_online(const std::string& user_id);
-  void device_offline(const std::string& user_id);
+  // An admin's devices also bind its admin notices (m_.<uid>).
+  void device_online(const std::string& user_id, bool is_admin);
+  void device_offline(const std::string& user_id, bool is_admin);
   // Seed 000's plain AMQP clients (gateway/amqp): who handles their envelopes.
   void set_center_handler(std::function<void(CenterRequest)> h) { center_ = std::move(h); }
   void stop();  // drains the inbox
@@ -112,6 +113,7 @@ class Cluster final : public BusListener {
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, int> devices_;  // online devices per local user
+  std::unordered_map<std::string, int> admins_;   // of which admins' (m_.<uid> bound)
   std::unordered_map<std::string, std::set<ConversationId>> user_convs_;
   std::unordered_map<ConversationId, Conv> convs_;
 };

@@ -135,6 +135,11 @@ Result<User> Service::register_user(std::string user_id, std::string name,
   User u{user_id, name, make_admin, now_ms()};
   if (auto st = write([&](StoreSession& s) { return s.create_user(u, hash); }); !st)
     return st.error();
+  (void)notify_admins(proto::serialize(boost::json::object{{"event", "user_registered"},
+                                                           {"user_id", u.id},
+                                                           {"name", u.name},
+                                                           {"by_admin", by_admin},
+                                                           {"admin", make_admin}}));
   return u;
 }
 
@@ -554,13 +559,13 @@ std::vector<NodeInfo> Service::nodes() const {
 }
 
 int64_t Service::device_online(const AuthContext& who, const std::string& protocol) {
-  if (cluster_) cluster_->device_online(who.user_id);
+  if (cluster_) cluster_->device_online(who.user_id, who.is_admin);
   return presence_.attach(who.user_id, who.device_id, protocol);
 }
 
 void Service::device_offline(const AuthContext& who, int64_t conn_id) {
   presence_.detach(conn_id);
-  if (cluster_) cluster_->device_offline(who.user_id);
+  if (cluster_) cluster_->device_offline(who.user_id, who.is_admin);
 }
 
 namespace {
@@ -884,6 +889,32 @@ Status Service::send_event(const AuthContext& who, const std::string& user_id_in
   return ok_status();
 }
 
+Status Service::notify_admins(std::string payload_json, const std::string& only) {
+  std::vector<std::string> to;
+  {
+    auto s = lease();
+    auto admins = s->list_admins();
+    if (!admins) return admins.error();
+    for (auto& u : admins.value())
+      if (only.empty() || u.id == only) to.push_back(u.id);
+  }
+  if (!only.empty() && to.empty()) return make_error(Errc::not_found, "no such admin: " + only);
+  for (auto& id : to) {
+    auto n = std::make_shared<Notice>();
+    n->kind = Notice::Kind::admin;
+    n->user_id = id;
+    n->payload_json = payload_json;
+    bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
+  }
+  return ok_status();
+}
+
+Status Service::admin_notify(const AuthContext& who, const std::string& to_in,
+                             std::string payload_json) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  return notify_admins(std::move(payload_json), to_in.empty() ? "" : canonical_user_id(to_in));
+}
+
 Status Service::broadcast(const AuthContext& who, std::string payload_json) {
   if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
   auto n = std::make_shared<Notice>();
@@ -983,6 +1014,8 @@ Status Service::announce_start(const std::string& node_id) {
   auto body = proto::serialize(env);
   auto a = bus_.publish_backend(BackendExchange::base, "balance", body);
   auto b = bus_.publish_backend(BackendExchange::comm_gb, "comm_gb", body);
+  (void)notify_admins(proto::serialize(boost::json::object{
+      {"event", "node_started"}, {"node_id", node_id}, {"started_at", now_ms()}}));
   return a ? b : a;
 }
 

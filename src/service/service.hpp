@@ -156,6 +156,11 @@ class Service {
   // unavailable without a broker.
   Status backend_config(const AuthContext& who, const std::string& service,
                         const std::map<std::string, std::string>& fields);
+  // Seed 000's admin clients: a notice to every admin's connections and queue_m_<uid>_* queues
+  // (exchange_base, m_.<uid>), or to one admin (`only`). The node itself sends them for
+  // user_registered, node_started and node_lost; an admin may send one (admin_notify).
+  Status notify_admins(std::string payload_json, const std::string& only = "");
+  Status admin_notify(const AuthContext& who, const std::string& to, std::string payload_json);
   // Seed 000's center_start, to the backend services (at start, once the bus is up).
   Status announce_start(const std::string& node_id);
 

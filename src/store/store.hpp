@@ -186,6 +186,7 @@ class StoreSession {
   virtual Result<std::optional<UserRecord>> find_user(const std::string& id) = 0;
   virtual Result<std::vector<User>> list_users(int64_t limit) = 0;
   virtual Status set_admin(const std::string& id, bool admin) = 0;
+  virtual Result<std::vector<User>> list_admins() = 0;  // by id
   virtual Status set_password(const std::string& id, const std::string& password_hash) = 0;
   virtual Status insert_token(const std::string& token_hash, const std::string& user_id,
                               const std::string& device_id, int64_t expires_at_ms) = 0;

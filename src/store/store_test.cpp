@@ -140,6 +140,10 @@ TYPED_TEST(StoreSuite, UsersAreUniqueAndFound) {
   ASSERT_TRUE(s.set_admin("bob", true));
   EXPECT_TRUE(s.find_user("bob").value()->user.is_admin);
   EXPECT_EQ(s.set_admin("nobody", true).error().code, Errc::not_found);
+  auto admins = s.list_admins();
+  ASSERT_TRUE(admins);
+  ASSERT_EQ(admins.value().size(), 1u);
+  EXPECT_EQ(admins.value()[0].id, "bob");
 }
 
 TYPED_TEST(StoreSuite, PresenceRowsBelongToTheirNode) {

@@ -264,6 +264,49 @@ describe("seed 000's notifications for backend services", () => {
   });
 });
 
+describe("seed 000's admin clients (m_.<uid>)", () => {
+  test('admins get node and registration notices, and admin_notify, on every node and on queue_m_<uid>_*', async () => {
+    const conn = await amqp.connect(rabbit.url);
+    const root1 = await login(nodes[0], 'root', 'adm-ws', { password: 'root-pw' });
+    const admin = await WsClient.connect(nodes[0], { token: root1 });
+    const plain = await user('nadia', [nodes[0]]);
+    const wn = await WsClient.connect(nodes[0], { token: plain.tokens[0] });
+    try {
+      // A plain AMQP admin client: its own queue on exchange_base, key m_.root (seed 000).
+      const ch = await conn.createChannel();
+      const q = (await ch.assertQueue(`queue_m_root_${randomBytes(4).toString('hex')}`, { exclusive: true, autoDelete: true })).queue;
+      await ch.bindQueue(q, 'exchange_base', 'm_.root');
+      const got = [];
+      await ch.consume(q, (m) => got.push(JSON.parse(m.content.toString())), { noAck: true });
+      await register(nodes[1], 'newcomer');
+      const wsReg = await admin.waitFor((f) => f.cmd === 'admin' && f.data.event === 'user_registered' && f.data.user_id === 'newcomer');
+      assert.deepEqual(wsReg.data, { event: 'user_registered', user_id: 'newcomer', name: 'newcomer', by_admin: false, admin: false });
+      const deadline = Date.now() + 5000;
+      while (!got.some((f) => f.data?.user_id === 'newcomer') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const amqpReg = got.find((f) => f.data?.user_id === 'newcomer');
+      assert.equal(amqpReg?.cmd, 'admin', JSON.stringify(got));
+      assert.equal(amqpReg.user_id, 'root');
+      // An admin's own notice, from another node, to one admin.
+      const root2 = await login(nodes[2], 'root', 'adm-http', { password: 'root-pw' });
+      const r = await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 'ROOT', data: { text: 'disk 90%' } } });
+      assert.equal(r.status, 202, r.text);
+      assert.deepEqual((await admin.waitFor((f) => f.cmd === 'admin' && f.data.text)).data, { text: 'disk 90%' });
+      // Refusals: not an admin, no such admin, no data object. Nothing is published.
+      assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: plain.tokens[0], json: { data: { x: 1 } } })).status, 403);
+      assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 'nadia', data: { x: 1 } } })).status, 404);
+      assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { data: 'x' } })).status, 400);
+      assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 7, data: {} } })).status, 400);
+      await new Promise((res) => setTimeout(res, 300));
+      assert.equal(admin.frames.filter((f) => f.cmd === 'admin' && f.data.x).length, 0);
+      // A non-admin's connection gets no admin notice.
+      assert.equal(wn.frames.filter((f) => f.cmd === 'admin').length, 0);
+    } finally {
+      await closeAll(admin, wn);
+      await conn.close().catch(() => {});
+    }
+  });
+});
+
 // Presence as `token`'s user sees it, from node `n`: user id -> the entry (absent: not shown).
 async function presence(n, token, ids) {
   const r = await http(n, 'GET', `/api/v1/presence?users=${ids.join(',')}`, { token });
@@ -331,6 +374,7 @@ describe('a node killed with SIGKILL mid-traffic', () => {
     const conv = (await createConversation(nodes[1], l.tokens[0], 'group', ['kim'], 'crash')).id;
     const victim = await WsClient.connect(nodes[2], { token: k.tokens[0] });
     const wl = await WsClient.connect(nodes[1], { token: l.tokens[0] });
+    const adminWs = await WsClient.connect(nodes[1], { token: await login(nodes[1], 'root', 'adm-kill', { password: 'root-pw' }) });
     const acked = new Map(); // client_msg_id -> seq
     let stop = false;
     const sender = (async () => {
@@ -361,6 +405,9 @@ describe('a node killed with SIGKILL mid-traffic', () => {
     stop = true;
     await other;
     assert.ok(acked.size > 60, `some of kim's sends were acked before the kill (${acked.size})`);
+    // One node_lost notice for the admins, from the surviving node with the lowest id.
+    const lostNotice = await adminWs.waitFor((f) => f.cmd === 'admin' && f.data.event === 'node_lost', { timeout: 6000 });
+    assert.deepEqual(lostNotice.data, { event: 'node_lost', node_id: 'node3', reported_by: 'node1' });
     // The dead node's users count as offline within its timeout (1.5 s here, plus a beat).
     const gone = await presenceUntil(nodes[1], l.tokens[0], 'kim', (e) => e && !e.online, 6000);
     assert.equal(gone.online, false, `kim offline after node 3 died: ${JSON.stringify(gone)}`);
@@ -397,7 +444,7 @@ describe('a node killed with SIGKILL mid-traffic', () => {
       });
       assertRange(live, 1, msgs.length);
     } finally {
-      await closeAll(back, wl, victim);
+      await closeAll(back, wl, victim, adminWs);
       await nodes[2].start(); // for the files that follow
     }
   });

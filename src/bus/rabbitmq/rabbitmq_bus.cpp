@@ -392,6 +392,9 @@ std::string conversation_key(ConversationId id) {
 std::string user_key(std::string_view user_id) {
   return "u_." + std::string(user_id);
 }
+std::string admin_key(std::string_view user_id) {
+  return "m_." + std::string(user_id);
+}
 
 // Wakes a thread out of poll(): an eventfd, written when its queue turns non-empty.
 class Wakeup {
@@ -566,7 +569,16 @@ class RabbitMqBus final : public Bus {
     ConsumerOp op;
     op.what = ConsumerOp::What::user;
     op.on = on;
-    op.key = user_id;
+    op.key = user_key(user_id);
+    post(std::move(op));
+  }
+
+  void bind_admin(const std::string& user_id, bool on) override {
+    if (user_id.empty() || admin_key(user_id).size() > kRoutingKeyMax) return;
+    ConsumerOp op;
+    op.what = ConsumerOp::What::user;
+    op.on = on;
+    op.key = admin_key(user_id);
     post(std::move(op));
   }
 
@@ -943,6 +955,9 @@ class RabbitMqBus final : public Bus {
         case Notice::Kind::event:
           key = user_key(notice.user_id);
           break;
+        case Notice::Kind::admin:
+          key = admin_key(notice.user_id);
+          break;
         case Notice::Kind::broadcast:
           key = kBroadcastKey;
           break;
@@ -1108,8 +1123,8 @@ class RabbitMqBus final : public Bus {
     // Every binding this node holds: a new connection's queues start empty of them.
     for (auto id : conversations_)
       if (auto st = bind_conversation_at(s, id); !st) return st;
-    for (auto& u : users_)
-      if (auto st = bind_queue(s, node_queue_, kBase, user_key(u)); !st) return st;
+    for (auto& k : users_)
+      if (auto st = bind_queue(s, node_queue_, kBase, k); !st) return st;
     for (auto& k : transient_keys_)
       if (auto st = bind_queue(s, transient_queue_, kTransientExchange, k); !st) return st;
     if (consume_wanted_) return start_consuming(s);
@@ -1177,8 +1192,8 @@ class RabbitMqBus final : public Bus {
         case ConsumerOp::What::user:
           if (op.on ? users_.insert(op.key).second : users_.erase(op.key) > 0) {
             if (s)
-              st = op.on ? bind_queue(s, node_queue_, kBase, user_key(op.key))
-                         : unbind_queue(s, node_queue_, kBase, user_key(op.key));
+              st = op.on ? bind_queue(s, node_queue_, kBase, op.key)
+                         : unbind_queue(s, node_queue_, kBase, op.key);
           }
           break;
         case ConsumerOp::What::transient:
@@ -1416,7 +1431,7 @@ class RabbitMqBus final : public Bus {
   std::atomic<bool> kick_consumer_{false};
   // Owned by the consumer thread:
   std::set<ConversationId> conversations_;  // bound by bind_conversation
-  std::set<std::string> users_;             // bound by bind_user
+  std::set<std::string> users_;             // exchange_base keys bound by bind_user/bind_admin
   std::set<std::string> transient_keys_;    // bound by bind_transient
   bool consume_wanted_ = false;             // set_listener was called
   bool consuming_ = false;                  // on the current connection

@@ -64,6 +64,8 @@ const char* kind_name(Notice::Kind k) {
       return "revoke";
     case Notice::Kind::node:
       return "node";
+    case Notice::Kind::admin:
+      return "admin";
   }
   return "?";
 }
@@ -87,6 +89,8 @@ std::shared_ptr<const Notice> test_decode(std::string_view s) {
     n->kind = Notice::Kind::conversation;
   else if (kind == "revoke")
     n->kind = Notice::Kind::revoke;
+  else if (kind == "admin")
+    n->kind = Notice::Kind::admin;
   else
     return nullptr;
   n->user_id = std::string(s.substr(a + 1, b - a - 1));
@@ -641,6 +645,31 @@ TEST_F(RabbitMqBusTest, NoticesAreRoutedByKind) {
   ASSERT_TRUE(a->rec.wait([&] { return a->rec.notices_.size() >= 6; }));
   EXPECT_EQ(a->rec.with([&] { return a->rec.notices_.back(); }), "b3");
   EXPECT_EQ(a->rec.with([&] { return a->rec.notices_.size(); }), 6u);  // b2 (own) and b3
+}
+
+TEST_F(RabbitMqBusTest, AdminNoticesReachOnlyNodesWithThatAdmin) {
+  auto a = start_node("a");
+  auto b = start_node("b");
+  ASSERT_TRUE(a && b);
+  // u1 has a device on A as a user and as an admin; u2 only as a user.
+  a->bus->bind_user("u1", true);
+  a->bus->bind_admin("u1", true);
+  a->bus->bind_user("u2", true);
+  bound(*a->bus);
+  using K = Notice::Kind;
+  b->bus->publish(notice(K::admin, "u2", "not-an-admin-here"));
+  b->bus->publish(notice(K::admin, "u1", "m1"));
+  ASSERT_TRUE(a->rec.wait([&] { return a->rec.notices_.size() >= 1; }));
+  // The admin binding goes; the user binding stays: an admin notice no longer comes, events do.
+  a->bus->bind_admin("u1", false);
+  bound(*a->bus);
+  b->bus->publish(notice(K::admin, "u1", "m2"));
+  b->bus->publish(notice(K::event, "u1", "e1"));
+  ASSERT_TRUE(a->rec.wait([&] { return a->rec.notices_.size() >= 2; }));
+  a->rec.with([&] {
+    EXPECT_EQ(a->rec.notices_, (std::vector<std::string>{"m1", "e1"}));
+    EXPECT_EQ(a->rec.notice_kinds_, (std::vector<K>{K::admin, K::event}));
+  });
 }
 
 // ---- transient traffic ----

@@ -96,6 +96,7 @@ class Handler {
       if (s.size() == 2 && s[1] == "users" && m == "GET") return list_users(a);
       if (s.size() == 2 && s[1] == "events" && m == "POST") return event(a);
       if (s.size() == 2 && s[1] == "broadcast" && m == "POST") return broadcast(a);
+      if (s.size() == 2 && s[1] == "notify" && m == "POST") return admin_notify(a);
       if (s.size() == 3 && s[1] == "config" && m == "POST") return backend_config(a, s[2]);
       if (s.size() == 2 && s[1] == "nodes" && m == "GET") return nodes();
     }
@@ -470,6 +471,24 @@ class Handler {
     auto p = payload(b.value());
     if (!p) return error_response(p.error());
     if (auto st = svc_.send_event(a, uid.value(), std::move(p.value())); !st)
+      return error_response(st.error());
+    return json_response(202, json::object{{"queued", true}});
+  }
+
+  // To the admins' connections and queue_m_<uid>_* queues: {to?: admin id, data}.
+  ApiResponse admin_notify(const AuthContext& a) {
+    auto b = body();
+    if (!b) return error_response(b.error());
+    std::string to;
+    if (b.value().contains("to")) {
+      auto t = proto::get_string(b.value(), "to", true, 64);
+      if (!t) return error_response(t.error());
+      to = t.value();
+    }
+    auto* d = b.value().if_contains("data");
+    if (!d || !d->is_object())
+      return error_response(make_error(Errc::bad_request, "data must be an object"));
+    if (auto st = svc_.admin_notify(a, to, json::serialize(*d)); !st)
       return error_response(st.error());
     return json_response(202, json::object{{"queued", true}});
   }

@@ -117,9 +117,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       data["change"] = n->change;
       return send(std::make_shared<const std::string>(proto::frame("conversation", "", data)));
     }
+    // Admin notices reach admins' connections only (the token says so, not the routing).
+    if (n->kind == Notice::Kind::admin && !auth_.is_admin) return;
     auto frame = n->wire.get(WireCache::ws_frame, [&] {
-      std::string f = n->kind == Notice::Kind::event ? R"({"cmd":"event","data":)"
-                                                     : R"({"cmd":"broadcast","data":)";
+      std::string f = n->kind == Notice::Kind::event   ? R"({"cmd":"event","data":)"
+                      : n->kind == Notice::Kind::admin ? R"({"cmd":"admin","data":)"
+                                                       : R"({"cmd":"broadcast","data":)";
       f += n->payload_json;
       f += '}';
       return f;

@@ -565,6 +565,20 @@ class PgSession final : public StoreSession {
     return std::optional<UserRecord>(std::move(rec));
   }
 
+  Result<std::vector<User>> list_admins() override {
+    static constexpr Stmt s{
+        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE is_admin ORDER BY "
+        "id",
+        "", "tttbi", true};
+    Args none;
+    auto r = run(&s, &none, "list_admins");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<User> out;
+    for (int i = 0; i < rows.size(); ++i) out.push_back(user_row(rows, i));
+    return out;
+  }
+
   Result<std::vector<User>> list_users(int64_t limit) override {
     static constexpr Stmt s{
         "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT $1", "i",

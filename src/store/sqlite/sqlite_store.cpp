@@ -288,6 +288,18 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
+  Result<std::vector<User>> list_admins() override {
+    auto* s = prepare(
+        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE is_admin <> 0 "
+        "ORDER BY id");
+    std::vector<User> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(user_row(s));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "list_admins");
+    return out;
+  }
+
   Result<std::vector<User>> list_users(int64_t limit) override {
     auto* s = prepare(
         "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT ?1");
