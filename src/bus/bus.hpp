@@ -74,6 +74,8 @@ struct CenterRequest {
   std::string body;
   std::string reply_to;        // AMQP reply_to property; empty: nowhere to answer
   std::string correlation_id;  // echoed in the answer
+  std::string message_id;      // AMQP message_id: stands for a missing client_msg_id
+  bool redelivered = false;    // handed out before (to a node that died before answering)
   uint64_t tag = 0;
 };
 

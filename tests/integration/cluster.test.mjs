@@ -160,11 +160,12 @@ describe('a plain AMQP client following seed 000', () => {
       const answers = [];
       await ch.consume(q, (m) => got.push(JSON.parse(m.content.toString())), { noAck: true });
       await ch.consume(replies.queue, (m) => answers.push({ corr: m.properties.correlationId, f: JSON.parse(m.content.toString()) }), { noAck: true });
-      const publish = (envelope, corr) =>
+      const publish = (envelope, corr, extra = {}) =>
         ch.publish('conversation.outgoing', '', Buffer.from(typeof envelope === 'string' ? envelope : JSON.stringify(envelope)), {
           replyTo: replies.queue,
           correlationId: corr,
           contentType: 'application/json',
+          ...extra,
         });
       // A WebSocket client on another node sends; the AMQP client receives it.
       await wj.send({ conversation_id: conv, body: 'hello from the web', client_msg_id: 'w1' });
@@ -191,9 +192,21 @@ describe('a plain AMQP client following seed 000', () => {
       // Nothing stored by the refused ones: the next message is seq 3.
       const ack = await wj.send({ conversation_id: conv, body: 'after', client_msg_id: 'w2' });
       assert.equal(ack.seq, 3);
+      // Without a client_msg_id, the AMQP message_id identifies the envelope: the same one
+      // published again (as the broker redelivers it when a node dies before acking) is a
+      // duplicate of the first, not a second message.
+      const plainEnv = { token: `Tricolor${ivy.tokens[0]}`, cmd: 'msg', id: 'q6', data: { conversation_id: String(conv), body: 'once' } };
+      publish(plainEnv, 'c6', { messageId: 'amqp-m-1' });
+      publish(plainEnv, 'c7', { messageId: 'amqp-m-1' });
+      while (answers.length < 7 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const by2 = Object.fromEntries(answers.map((a) => [a.corr, a.f]));
+      assert.equal(by2.c6?.data?.seq, 4, JSON.stringify(answers.slice(5)));
+      assert.equal(by2.c7?.data?.seq, 4);
+      // Two nodes may take the two copies at once: whichever came second is the duplicate.
+      assert.equal([by2.c6.data.duplicate, by2.c7.data.duplicate].filter((d) => d === true).length, 1, JSON.stringify([by2.c6, by2.c7]));
       // The AMQP client's queue had every message of the conversation, in order.
-      while (got.filter((f) => f.cmd === 'msg').length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual(got.filter((f) => f.cmd === 'msg').map((f) => f.data.seq), [1, 2, 3]);
+      while (got.filter((f) => f.cmd === 'msg').length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(got.filter((f) => f.cmd === 'msg').map((f) => f.data.seq), [1, 2, 3, 4]);
     } finally {
       await conn.close().catch(() => {});
       await wj.close();

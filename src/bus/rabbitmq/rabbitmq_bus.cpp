@@ -72,6 +72,9 @@ constexpr const char* kQueueBalance = "queue_balance";
 constexpr const char* kQueueCommGb = "queue_comm_gb";
 constexpr const char* kTransientExchange = "converge.transient";
 constexpr const char* kNodeNoticeKey = "node.notice";
+// Node heartbeats travel on the transient path, not behind the node queue's backlog: a node
+// busy catching up with a flood of messages must not take the others for dead.
+constexpr std::string_view kHeartbeatKey = "node.heartbeat";
 constexpr const char* kBroadcastKey = "broadcast";
 
 // Consumer tags: which of the four consumers on the consumer's channel a delivery is for.
@@ -963,15 +966,18 @@ class RabbitMqBus final : public Bus {
           break;
         case Notice::Kind::conversation:
         case Notice::Kind::revoke:
-        case Notice::Kind::node:
           key = kNodeNoticeKey;
+          break;
+        case Notice::Kind::node:
+          key = kHeartbeatKey;
           break;
       }
       const std::string body = opts_.encode_notice(notice);
       Table h;
       h.text("x-converge-node", opts_.node_id).text("x-converge-kind", "notice");
       auto p = properties(h, false);
-      return publish_one(s, kBase, key, body, p, next_tag);
+      const char* exchange = notice.kind == Notice::Kind::node ? kTransientExchange : kBase;
+      return publish_one(s, exchange, key, body, p, next_tag);
     }
     auto& r = std::get<RawPublish>(job);
     Table h;
@@ -1120,6 +1126,8 @@ class RabbitMqBus final : public Bus {
     args[1].value.value.bytes = amqp_cstring_bytes("drop-head");
     amqp_table_t t{2, args};
     if (auto st = declare_node_queue(s, transient_queue_, t); !st) return st;
+    if (auto st = bind_queue(s, transient_queue_, kTransientExchange, kHeartbeatKey); !st)
+      return st;
     // Every binding this node holds: a new connection's queues start empty of them.
     for (auto id : conversations_)
       if (auto st = bind_conversation_at(s, id); !st) return st;
@@ -1345,6 +1353,8 @@ class RabbitMqBus final : public Bus {
       if (p._flags & AMQP_BASIC_REPLY_TO_FLAG) r.reply_to = std::string(view(p.reply_to));
       if (p._flags & AMQP_BASIC_CORRELATION_ID_FLAG)
         r.correlation_id = std::string(view(p.correlation_id));
+      if (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) r.message_id = std::string(view(p.message_id));
+      r.redelivered = env.redelivered != 0;
       r.tag =
           ((generation_ & 0xffff) << kTagGenerationShift) | (env.delivery_tag & kDeliveryTagMask);
       unacked_.insert(env.delivery_tag);
@@ -1362,6 +1372,10 @@ class RabbitMqBus final : public Bus {
     if (origin == opts_.node_id) return ok_status();  // the local listener had it at publish
     if (!l) return ok_status();
     if (tag == kTagTransient) {
+      if (view(env.routing_key) == kHeartbeatKey) {
+        if (auto n = opts_.decode_notice(body)) l->on_notice(n);
+        return ok_status();
+      }
       l->on_transient(std::string(view(env.routing_key)), origin,
                       std::make_shared<const std::string>(body));
       return ok_status();

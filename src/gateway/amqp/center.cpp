@@ -40,7 +40,14 @@ void CenterGateway::handle(CenterRequest r) {
     // token, whatever the envelope says.
     auto req = proto::parse_send(e.data, max_body_bytes_);
     if (!req) return fail(e.id_json, req.error());
+    // An envelope without a client_msg_id is identified by its AMQP message_id, when it has
+    // one: a node that dies after storing it and before acking makes the broker hand it to
+    // another node, and the retry is then a duplicate (answered with the first seq).
+    if (req.value().client_msg_id.empty() && !r.message_id.empty() && r.message_id.size() <= 128 &&
+        utf8_valid(r.message_id))
+      req.value().client_msg_id = r.message_id;
     svc_.metrics().center_requests_total.add();
+    if (r.redelivered) svc_.metrics().center_redelivered_total.add();
     auto shared = std::make_shared<CenterRequest>(std::move(r));
     svc_.send(
         who.value(), std::move(req.value()), [this, shared, id = e.id_json](Result<SendAck> a) {
