@@ -65,6 +65,16 @@ void histogram(std::string& out, const char* name, const char* help, const Histo
   out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, snap.count,
                      name, snap.sum, name, snap.count);
 }
+constexpr const char* kMqttPacketNames[16] = {
+    "reserved", "connect",  "connack", "publish",     "puback",   "pubrec",
+    "pubrel",   "pubcomp",  "subscribe", "suback",    "unsubscribe", "unsuback",
+    "pingreq",  "pingresp", "disconnect", "auth"};
+void mqtt_packets(std::string& out, const char* name, const char* help,
+                  const std::array<Counter, 16>& by_type) {
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n", name, help);
+  for (std::size_t t = 1; t < by_type.size(); ++t)
+    out += fmt::format("{}{{type=\"{}\"}} {}\n", name, kMqttPacketNames[t], by_type[t].value());
+}
 }  // namespace
 
 std::string Metrics::render_prometheus() const {
@@ -107,6 +117,9 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_center_requests_total",
           "Seed-000 envelopes taken from chat-app-message (plain AMQP clients) and sent on.",
           center_requests_total.value());
+  counter(out, "converge_center_redelivered_total",
+          "Of those, envelopes the broker had handed out before (the node taking them died).",
+          center_redelivered_total.value());
   counter(out, "converge_bus_remote_messages_total",
           "Stored messages received from other nodes through the bus.",
           bus_remote_messages_total.value());
@@ -132,6 +145,22 @@ std::string Metrics::render_prometheus() const {
           "Message broker connections re-established after a loss.", bus_reconnects_total.value());
   gauge(out, "converge_bus_connected", "1 while the bus has its message broker.",
         bus_connected.value());
+  gauge(out, "converge_mqtt_connections", "Open MQTT connections (past CONNACK).",
+        mqtt_connections.value());
+  mqtt_packets(out, "converge_mqtt_packets_in_total", "MQTT control packets received, by type.",
+               mqtt_packets_in);
+  mqtt_packets(out, "converge_mqtt_packets_out_total", "MQTT control packets sent, by type.",
+               mqtt_packets_out);
+  counter(out, "converge_mqtt_refused_total",
+          "MQTT publishes, subscriptions and deliveries refused by the ACL.",
+          mqtt_refused_total.value());
+  counter(out, "converge_mqtt_dropped_total",
+          "MQTT deliveries dropped (slow consumer, full queue, over the client's maximum packet "
+          "size, expired).",
+          mqtt_dropped_total.value());
+  counter(out, "converge_mqtt_malformed_total",
+          "MQTT connections closed for a malformed packet or a protocol error.",
+          mqtt_malformed_total.value());
   return out;
 }
 

@@ -79,6 +79,7 @@ struct Metrics {
   Counter bus_remote_messages_total;  // stored messages received from other nodes
   Counter cluster_nodes_lost_total;   // other nodes taken for dead (their heartbeats stopped)
   Counter center_requests_total;      // seed-000 envelopes from plain AMQP clients, sent on
+  Counter center_redelivered_total;   // of which the broker had handed out before (a node died)
   Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
   Histogram store_commit_seconds{
@@ -90,6 +91,14 @@ struct Metrics {
   Counter bus_received_total;    // deliveries taken from this node's queues
   Counter bus_reconnects_total;  // broker connections re-established after a loss
   Gauge bus_connected;           // 1 while both of the engine's connections are up
+  // The MQTT broker (gateway/mqtt): packets by control packet type (index 1..15, MQTT's type
+  // number; rendered as converge_mqtt_packets_{in,out}_total{type="publish"}).
+  Gauge mqtt_connections;  // MQTT connections past CONNACK
+  std::array<Counter, 16> mqtt_packets_in;
+  std::array<Counter, 16> mqtt_packets_out;
+  Counter mqtt_refused_total;    // publishes, subscriptions and deliveries the ACL refused
+  Counter mqtt_dropped_total;    // deliveries dropped: slow consumer, queue full, too large, expired
+  Counter mqtt_malformed_total;  // connections closed for a malformed packet or protocol error
 
   std::string render_prometheus() const;
 };
