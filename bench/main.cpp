@@ -37,13 +37,17 @@ uint64_t now_ns() {
 struct Options {
   std::string target = "converge";
   std::string host = "127.0.0.1";
-  uint16_t port = 0;
+  std::vector<uint16_t> ports;  // --port (repeatable) and --ports a,b,c: a cluster's nodes
   std::string scenario = "fanout";
   int groups = 10;
   int members = 20;
   int publishers = 10;  // fanout: publishers in all; chat: ignored (everyone sends)
   double rate = 0;      // messages/s offered in all; 0 = flat out with a window
   int window = 8;       // messages in flight per publisher when flat out
+  // fanout, flat out: a message leaves the window when every member has it (--window-all),
+  // else when the sender's own copy comes back (a single node delivers to all members at once;
+  // through a cluster the sender's node is the fast path and the others would fall behind).
+  bool window_all = false;
   int size = 64;        // body bytes
   double duration = 5;  // seconds measured
   double warmup = 1;    // seconds before measuring
@@ -54,6 +58,8 @@ struct Options {
   int sources = 8;      // source addresses 127.0.0.1..N
   int threads = 2;
   int server_pid = 0;
+  std::vector<std::string> watch;  // NAME=PID: CPU of the process and its descendants
+  bool hold = false;               // idle: keep the connections until stdin closes
   std::string json_path;
   std::string label;
 };
@@ -74,6 +80,10 @@ struct ConnState {
   uint64_t next_id = 1;
   uint64_t inflight = 0;
   std::deque<uint64_t> ack_times;  // send times of unacked messages, in order (chat)
+  // --window-all: deliveries still due for message id, at [id % size] (ids in flight are fewer
+  // than the window, so their slots differ); counted down by whichever worker gets one.
+  std::unique_ptr<std::atomic<int>[]> due;
+  std::size_t due_size = 0;
   std::shared_ptr<Conn> conn;
   Worker* w = nullptr;
 };
@@ -87,6 +97,7 @@ struct Shared {
       publish_start_ns{0};
   std::string padding;
   bool chat = false;
+  std::vector<ConnState*> states;  // by connection index
 };
 
 struct Worker {
@@ -95,6 +106,8 @@ struct Worker {
   asio::io_context io{1};
   Counters c;
   Histogram latency_us;  // delivery latency (fanout) or ack latency (chat): this thread only
+  // Fan-out through several nodes: deliveries whose sender is on the receiver's node, and not.
+  Histogram latency_same_us, latency_cross_us;
   std::vector<ConnState*> conns;
   std::vector<ConnState*> publishers;
   std::unique_ptr<asio::steady_timer> tick;
@@ -107,6 +120,7 @@ struct Worker {
     if (body.size() < static_cast<std::size_t>(sh->opt.size))
       body.append(sh->padding, 0, static_cast<std::size_t>(sh->opt.size) - body.size());
     s.conn->send(sh->target->publish(s.index, s.group, body, s.next_id));
+    if (s.due) s.due[s.next_id % s.due_size].store(s.group_size, std::memory_order_relaxed);
     ++s.next_id;
     ++s.inflight;
     if (sh->chat) s.ack_times.push_back(t);
@@ -172,9 +186,23 @@ struct Worker {
         if (!sh->chat && sent >= sh->measure_start_ns.load(std::memory_order_relaxed) &&
             sent < sh->measure_end_ns.load(std::memory_order_relaxed)) {
           latency_us.record((t - sent) / 1000);
+          if (sh->opt.ports.size() > 1)
+            (sh->target->node_of(from) == sh->target->node_of(s.index) ? latency_same_us
+                                                                       : latency_cross_us)
+                .record((t - sent) / 1000);
           c.delivered_measured.fetch_add(1, std::memory_order_relaxed);
         }
-        if (!sh->chat && from == s.index) {  // our own message came back: flow control
+        if (sh->chat || from < 0 || static_cast<std::size_t>(from) >= sh->states.size()) break;
+        if (auto* pub = sh->states[static_cast<std::size_t>(from)]; pub->due) {
+          // --window-all: the last member to get it frees the publisher's slot.
+          uint64_t id = 0;
+          std::from_chars(b.data() + c1 + 1, b.data() + c2, id);
+          if (pub->due[id % pub->due_size].fetch_sub(1, std::memory_order_acq_rel) == 1)
+            asio::post(pub->w->io, [pub] {
+              if (pub->inflight) --pub->inflight;
+              pub->w->fill_window(*pub);
+            });
+        } else if (from == s.index) {  // our own message came back: flow control
           if (s.inflight) --s.inflight;
           if (sh->opt.rate == 0) fill_window(s);
         }
@@ -220,6 +248,20 @@ struct Worker {
   std::size_t next_publisher = 0;
 };
 
+json::object quantiles(const Histogram& h) {
+  return json::object{{"p50", h.quantile(0.5)},  {"p90", h.quantile(0.9)},
+                      {"p99", h.quantile(0.99)}, {"p999", h.quantile(0.999)},
+                      {"max", h.max()},          {"count", h.count()}};
+}
+
+// CPU seconds of the --watch processes (each with its descendants: PostgreSQL's backends, the
+// broker's Erlang VM under its start script).
+std::map<std::string, double> watched_cpu(const std::vector<std::pair<std::string, int>>& w) {
+  std::map<std::string, double> out;
+  for (auto& [name, pid] : w) out[name] += tree_cpu_seconds(pid);
+  return out;
+}
+
 void print_json(const std::string& path, const json::object& o) {
   std::string s = json::serialize(o);
   if (!path.empty()) std::ofstream(path) << s << "\n";
@@ -233,13 +275,19 @@ int main(int argc, char** argv) {
   CLI::App app{"converge-bench: load generator for Converge and its peers"};
   app.add_option("--target", opt.target, "converge | tcp | ws | socketio");
   app.add_option("--host", opt.host);
-  app.add_option("--port", opt.port)->required();
+  app.add_option("--port", opt.ports, "the server's port; repeat it for a cluster's nodes");
+  app.add_option("--ports", opt.ports,
+                 "a cluster's nodes: a,b,c (the same as --port a --port b ...)")
+      ->delimiter(',');
   app.add_option("--scenario", opt.scenario, "fanout | chat | idle | catchup");
   app.add_option("--groups", opt.groups);
   app.add_option("--members", opt.members);
   app.add_option("--publishers", opt.publishers);
   app.add_option("--rate", opt.rate, "offered messages/s in all; 0 = flat out");
   app.add_option("--window", opt.window, "messages in flight per publisher (flat out)");
+  app.add_flag("--window-all", opt.window_all,
+               "fanout, flat out: a message stays in its publisher's window until every member "
+               "has it (default: until the publisher's own copy comes back)");
   app.add_option("--size", opt.size, "body bytes");
   app.add_option("--duration", opt.duration, "seconds measured");
   app.add_option("--warmup", opt.warmup, "seconds before measuring");
@@ -250,6 +298,12 @@ int main(int argc, char** argv) {
   app.add_option("--sources", opt.sources, "source addresses 127.0.0.1..N");
   app.add_option("--threads", opt.threads);
   app.add_option("--server-pid", opt.server_pid, "sample this process's RSS and CPU");
+  app.add_option("--watch", opt.watch,
+                 "NAME=PID: report the CPU of this process and its descendants while measuring "
+                 "(repeatable)");
+  app.add_flag("--hold", opt.hold,
+               "idle: after measuring, write the result and keep the connections open until "
+               "stdin closes");
   app.add_option("--json", opt.json_path, "write the result here too");
   app.add_option("--label", opt.label);
   CLI11_PARSE(app, argc, argv);
@@ -257,7 +311,27 @@ int main(int argc, char** argv) {
 
   raise_fd_limit();
 
-  auto target = make_target(opt.target, Endpoint{opt.host, opt.port});
+  if (opt.ports.empty()) {
+    std::fprintf(stderr, "--port (or --ports) is required\n");
+    return 2;
+  }
+  std::vector<std::pair<std::string, int>> watch;
+  for (auto& w : opt.watch) {
+    auto eq = w.find('=');
+    int pid = 0;
+    if (eq == std::string::npos ||
+        std::from_chars(w.data() + eq + 1, w.data() + w.size(), pid).ec != std::errc{} ||
+        pid <= 0) {
+      std::fprintf(stderr, "--watch %s: expected NAME=PID\n", w.c_str());
+      return 2;
+    }
+    watch.emplace_back(w.substr(0, eq), pid);
+  }
+  if (opt.ports.size() > 1 && opt.target != "converge") {
+    std::fprintf(stderr, "several ports are for a Converge cluster only\n");
+    return 2;
+  }
+  auto target = make_target(opt.target, Endpoint{opt.host, opt.ports.front(), opt.ports});
   if (!target) {
     std::fprintf(stderr, "unknown target %s\n", opt.target.c_str());
     return 2;
@@ -337,8 +411,14 @@ int main(int argc, char** argv) {
   } else if (opt.scenario == "chat") {
     for (auto& st : states) st->publisher = true;
   }
-  for (auto& st : states)
+  for (auto& st : states) {
     if (st->publisher) st->w->publishers.push_back(st.get());
+    if (st->publisher && opt.window_all && opt.rate == 0 && opt.scenario == "fanout") {
+      st->due_size = static_cast<std::size_t>(std::max(opt.window, 1)) + 1;
+      st->due = std::make_unique<std::atomic<int>[]>(st->due_size);
+    }
+    sh.states.push_back(st.get());
+  }
 
   std::vector<std::thread> threads;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -406,6 +486,8 @@ int main(int argc, char** argv) {
       {"rate", opt.rate},         {"window", opt.window},   {"size", opt.size},
       {"duration", opt.duration}, {"pairs", opt.pairs},     {"conns", opt.conns},
       {"catchup", opt.catchup},   {"threads", opt.threads}, {"sources", opt.sources}};
+  params["nodes"] = static_cast<int64_t>(opt.ports.size());
+  params["window_all"] = opt.window_all;
   result["params"] = params;
 
   if (opt.scenario == "idle") {
@@ -428,6 +510,15 @@ int main(int argc, char** argv) {
                  static_cast<double>(before.rss_bytes) / 1048576.0,
                  static_cast<double>(after.rss_bytes) / 1048576.0,
                  result["server_rss_per_conn"].as_double());
+    if (opt.hold) {
+      // Several generators hold their connections at once (one process cannot hold them all):
+      // the result goes out now, the connections stay until whoever started us closes stdin.
+      print_json(opt.json_path, result);
+      std::fflush(stdout);
+      char buf[256];
+      while (std::fread(buf, 1, sizeof buf, stdin) > 0) {
+      }
+    }
   } else if (opt.scenario == "catchup") {
     // conn 0 sends N messages (acks awaited, a window of 64) while conn 1 is away; then conn 1
     // connects and syncs page by page.
@@ -502,6 +593,7 @@ int main(int argc, char** argv) {
     auto threads0 = thread_cpu_seconds(opt.server_pid);
     auto gen0 = sample_process(static_cast<int>(::getpid()));
     auto busy0 = machine_busy_seconds();
+    auto watch0 = watched_cpu(watch);
     sh.measure_start_ns = now_ns();
     sh.measuring = true;
     auto start = now_ns();
@@ -522,13 +614,16 @@ int main(int argc, char** argv) {
     auto threads1 = thread_cpu_seconds(opt.server_pid);
     auto gen1 = sample_process(static_cast<int>(::getpid()));
     auto busy1 = machine_busy_seconds();
+    auto watch1 = watched_cpu(watch);
     sh.publishing = false;
     std::this_thread::sleep_for(std::chrono::seconds(2));  // drain what is in flight
-    Histogram lat;
+    Histogram lat, lat_same, lat_cross;
     for (auto& w : workers) {
       std::promise<void> p;
       asio::post(w->io, [&] {
         lat.merge(w->latency_us);
+        lat_same.merge(w->latency_same_us);
+        lat_cross.merge(w->latency_cross_us);
         p.set_value();
       });
       p.get_future().wait();
@@ -544,9 +639,16 @@ int main(int argc, char** argv) {
     result["errors"] = static_cast<int64_t>(total(&Counters::errors));
     result["seconds"] = secs;
     result[sh.chat ? "acks_per_s" : "deliveries_per_s"] = per_s;
-    result["latency_us"] = json::object{{"p50", lat.quantile(0.5)},  {"p90", lat.quantile(0.9)},
-                                        {"p99", lat.quantile(0.99)}, {"p999", lat.quantile(0.999)},
-                                        {"max", lat.max()},          {"count", lat.count()}};
+    result["latency_us"] = quantiles(lat);
+    if (opt.ports.size() > 1 && !sh.chat) {
+      result["latency_same_node_us"] = quantiles(lat_same);
+      result["latency_cross_node_us"] = quantiles(lat_cross);
+    }
+    if (!watch.empty()) {
+      json::object wo;
+      for (auto& [name, t] : watch1) wo[name] = t - watch0[name];
+      result["watched_cpu_seconds"] = wo;
+    }
     if (cpu0.ok && cpu1.ok) {
       result["server_cpu_percent"] = 100.0 * (cpu1.cpu_seconds - cpu0.cpu_seconds) / secs;
       result["server_rss"] = cpu1.rss_bytes;
@@ -581,6 +683,6 @@ int main(int argc, char** argv) {
   guards.clear();
   for (auto& w : workers) w->io.stop();
   for (auto& t : threads) t.join();
-  print_json(opt.json_path, result);
+  if (!(opt.scenario == "idle" && opt.hold)) print_json(opt.json_path, result);
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace converge::bench {
 
@@ -66,6 +67,41 @@ inline double machine_busy_seconds() {
   for (auto& x : v) stat >> x;
   uint64_t busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // user nice system irq softirq steal
   return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds of a process and all its descendants (found by their parent pids in /proc/*/stat);
+// what children that have exited used is not counted.
+inline double tree_cpu_seconds(int root) {
+  if (root <= 0) return 0;
+  std::map<int, std::vector<int>> children;
+  std::map<int, double> cpu;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    auto name = e.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(e.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    std::string state;
+    int ppid = 0;
+    rest >> state >> ppid;
+    int pid = std::stoi(name);
+    children[ppid].push_back(pid);
+    double c = stat_cpu_seconds((e.path() / "stat").string());
+    if (c > 0) cpu[pid] = c;
+  }
+  double total = 0;
+  std::vector<int> todo{root};
+  while (!todo.empty()) {
+    int p = todo.back();
+    todo.pop_back();
+    total += cpu[p];
+    for (int c : children[p]) todo.push_back(c);
+  }
+  return total;
 }
 
 inline ProcSample sample_process(int pid) {

@@ -25,7 +25,10 @@ std::string_view after(std::string_view s, std::string_view key) {
 // Converge: users and groups set up over HTTP, WebSocket with ?token=, the seed envelope.
 class ConvergeTarget final : public Target {
  public:
-  explicit ConvergeTarget(Endpoint ep) : ep_(std::move(ep)), run_(random_hex(3)) {}
+  explicit ConvergeTarget(Endpoint ep) : ep_(std::move(ep)), run_(random_hex(3)) {
+    if (ep_.ports.empty()) ep_.ports.push_back(ep_.port);
+    ep_.port = ep_.ports.front();
+  }
   std::string name() const override { return "converge"; }
 
   Status prepare(const std::vector<std::vector<int>>& groups, int conns, int users) override {
@@ -67,7 +70,11 @@ class ConvergeTarget final : public Target {
 
   std::shared_ptr<Conn> connect(boost::asio::io_context& io, int conn, const std::string& local,
                                 Conn::Handlers h) override {
-    return make_ws_conn(io, ep_.host, ep_.port, "/ws?token=" + token(conn), local, std::move(h));
+    return make_ws_conn(io, ep_.host, ep_.ports[static_cast<std::size_t>(node_of(conn))],
+                        "/ws?token=" + token(conn), local, std::move(h));
+  }
+  int node_of(int conn) const override {
+    return static_cast<int>(static_cast<std::size_t>(conn) % ep_.ports.size());
   }
   std::vector<std::string> on_open(int) override { return {}; }
   bool ready_on_open() const override { return false; }

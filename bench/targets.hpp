@@ -22,6 +22,9 @@ struct Parsed {
 struct Endpoint {
   std::string host = "127.0.0.1";
   uint16_t port = 0;
+  // Converge only: the nodes of a cluster, port first among them. Users and conversations are
+  // set up through the first; connection i goes to node i % ports.size().
+  std::vector<uint16_t> ports;
 };
 
 class Target {
@@ -39,6 +42,11 @@ class Target {
   virtual Parsed parse(std::string_view frame) const = 0;
   virtual std::string pong(std::string_view) const { return {}; }
   virtual std::string heartbeat() const { return {}; }
+  // The node connection `conn` is on (0 for a single server).
+  virtual int node_of(int conn) const {
+    (void)conn;
+    return 0;
+  }
   // Converge only: a sync request for the offline catch-up scenario.
   virtual std::string sync_request(uint64_t id, const std::string& cursor) const {
     (void)id;
