@@ -114,6 +114,10 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_cluster_nodes_lost_total",
           "Other nodes taken for dead because their heartbeats stopped.",
           cluster_nodes_lost_total.value());
+  counter(out, "converge_cluster_publish_gaps_total",
+          "Heartbeats of other nodes telling that stored messages missed the broker (caught up "
+          "from the store).",
+          cluster_publish_gaps_total.value());
   counter(out, "converge_center_requests_total",
           "Seed-000 envelopes taken from chat-app-message (plain AMQP clients) and sent on.",
           center_requests_total.value());

@@ -78,6 +78,7 @@ struct Metrics {
   Counter revoked_closes_total;  // WebSockets closed because their token was revoked or expired
   Counter bus_remote_messages_total;  // stored messages received from other nodes
   Counter cluster_nodes_lost_total;   // other nodes taken for dead (their heartbeats stopped)
+  Counter cluster_publish_gaps_total;  // other nodes' heartbeats telling of lost publishes
   Counter center_requests_total;      // seed-000 envelopes from plain AMQP clients, sent on
   Counter center_redelivered_total;   // of which the broker had handed out before (a node died)
   Counter gap_fills_total;  // live deliveries that had to read a missing range from the store

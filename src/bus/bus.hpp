@@ -102,8 +102,9 @@ struct Notice {
   // one that stops.
   int64_t started_at_ms = 0;
   int64_t connections = 0;
-  std::string address;      // the URL clients reach it at
-  int64_t cpu_percent = 0;  // its CPU use since its last heartbeat, % of the machine's CPUs
+  std::string address;         // the URL clients reach it at
+  int64_t publish_losses = 0;  // its Bus::publish_losses()
+  int64_t cpu_percent = 0;     // its CPU use since its last heartbeat, % of the machine's CPUs
   WireCache wire;
 };
 
@@ -179,6 +180,10 @@ class Bus {
 
   // False while the engine has lost its broker (/healthz reports it).
   virtual bool connected() const { return true; }
+  // How many times stored messages may have failed to reach the broker (a publishing connection
+  // lost with publishes in flight, or deliveries dropped): the node says so in its heartbeats,
+  // and the others catch up from the store when it grows.
+  virtual uint64_t publish_losses() const { return 0; }
   virtual std::string node_id() const { return "local"; }
 };
 

@@ -509,11 +509,10 @@ std::string notice_envelope(const Notice& n) {
     }
     case Notice::Kind::node:
       o["cmd"] = "node";
-      o["data"] = json::object{{"node_id", n.user_id},
-                               {"started_at", n.started_at_ms},
-                               {"connections", n.connections},
-                               {"address", n.address},
-                               {"cpu_percent", n.cpu_percent}};
+      o["data"] =
+          json::object{{"node_id", n.user_id},         {"started_at", n.started_at_ms},
+                       {"connections", n.connections}, {"address", n.address},
+                       {"cpu_percent", n.cpu_percent}, {"publish_losses", n.publish_losses}};
       break;
     case Notice::Kind::revoke:
       o["cmd"] = "revoke";
@@ -573,6 +572,7 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
     n->connections = i64(d, "connections");
     n->address = str(d, "address");
     n->cpu_percent = i64(d, "cpu_percent");
+    n->publish_losses = i64(d, "publish_losses");
     if (n->user_id.empty()) return bad("a node notice needs node_id");
   } else if (cmd == "revoke") {
     n->kind = Notice::Kind::revoke;

@@ -100,6 +100,7 @@ void Cluster::beat() {
       n->address = address_;
       n->cpu_percent = cpu_percent_;
     }
+    n->publish_losses = static_cast<int64_t>(bus_.publish_losses());
     lk.unlock();
     bus_.publish(std::shared_ptr<const Notice>(std::move(n)));
     svc_.probe_store();
@@ -219,12 +220,24 @@ void Cluster::device_offline(const std::string& user_id, bool is_admin) {
 void Cluster::on_notice(const std::shared_ptr<const Notice>& n) {
   if (n->kind == Notice::Kind::node) {
     if (n->user_id == opts_.node_id) return;
-    std::lock_guard lk(mu_);
-    auto& p = peers_[n->user_id];
-    bool fresh = p.id.empty();
-    p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections,
-                 n->address, n->cpu_percent,   false};
-    if (fresh) spdlog::info("cluster: node {} is here", n->user_id);
+    bool lost;
+    {
+      std::lock_guard lk(mu_);
+      auto& p = peers_[n->user_id];
+      bool fresh = p.id.empty();
+      // The node failed to publish stored messages since its last heartbeat (its publishing
+      // connection went, or its queue overflowed): they are in the store only.
+      lost = !fresh && p.started_at_ms == n->started_at_ms && n->publish_losses > p.publish_losses;
+      p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections,
+                   n->address, n->cpu_percent,   false};
+      p.publish_losses = n->publish_losses;
+      if (fresh) spdlog::info("cluster: node {} is here", n->user_id);
+    }
+    if (lost) {
+      spdlog::warn("cluster: node {} lost publishes: catching up from the store", n->user_id);
+      metrics_.cluster_publish_gaps_total.add();
+      hub_.resync_all();
+    }
     return;
   }
   if (n->kind == Notice::Kind::conversation) {

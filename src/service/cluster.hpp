@@ -38,6 +38,7 @@ struct NodeInfo {
   std::string address;       // the URL clients reach it at
   int64_t cpu_percent = 0;   // its CPU use over its last heartbeat interval, % of its machine
   bool self = false;
+  int64_t publish_losses = 0;  // as its last heartbeat said
 };
 
 struct ClusterOptions {

@@ -663,7 +663,16 @@ class RabbitMqBus final : public Bus {
     if (opts_.metrics) (opts_.metrics->*c).add(n);
   }
   void drop(std::size_t n) { count(&Metrics::bus_dropped_total, n); }
+  // A job not published: stored messages among it are a loss the other nodes must hear of.
+  void drop(const PublishJob& j) {
+    drop(job_items(j));
+    if (std::holds_alternative<DeliveryBatch>(j)) losses_.fetch_add(1);
+  }
 
+ public:
+  uint64_t publish_losses() const override { return losses_.load(); }
+
+ private:
   // A thread's connection came or went: connected() may have changed.
   void state_changed() {
     if (opts_.metrics) opts_.metrics->bus_connected.set(connected() ? 1 : 0);
@@ -704,7 +713,7 @@ class RabbitMqBus final : public Bus {
   bool enqueue(PublishJob job, bool transient) {
     const std::size_t n = job_items(job);
     if (!pub_up_.load()) {
-      drop(n);
+      drop(job);
       fail_confirm(job, "the message broker is unreachable: not published");
       return false;
     }
@@ -722,7 +731,7 @@ class RabbitMqBus final : public Bus {
       }
     }
     if (!queued) {
-      drop(n);
+      drop(job);
       fail_confirm(job, "the bus is not keeping up: not published");
       return false;
     }
@@ -745,7 +754,7 @@ class RabbitMqBus final : public Bus {
       pub_transient_ = 0;
     }
     for (auto& j : jobs) {
-      drop(job_items(j));
+      drop(j);
       fail_confirm(j, why);
     }
   }
@@ -815,10 +824,12 @@ class RabbitMqBus final : public Bus {
       for (auto& [tag, w] : waiting) w.confirm->resolve(make_error(Errc::unavailable, why));
       waiting.clear();
       for (auto& j : jobs) {
-        drop(job_items(j));
+        drop(j);
         fail_confirm(j, why);
       }
       jobs.clear();
+      // Publishes written before the connection went may not have reached the broker.
+      losses_.fetch_add(1);
     };
     while (!stopping_.load()) {
       {
@@ -924,7 +935,7 @@ class RabbitMqBus final : public Bus {
       return publish_job(s, job, next_tag, waiting);
     } catch (const std::exception& e) {
       spdlog::error("bus publisher: {}: dropped", e.what());
-      drop(job_items(job));
+      drop(job);
       fail_confirm(job, "internal error");
       return ok_status();
     }
@@ -937,6 +948,7 @@ class RabbitMqBus final : public Bus {
         auto body = opts_.message_frame(*d);
         if (!body) {
           drop(1);
+          losses_.fetch_add(1);
           continue;
         }
         const auto key = conversation_key(d->msg.conversation_id);
@@ -1415,6 +1427,7 @@ class RabbitMqBus final : public Bus {
   const BrokerAddress addr_;
   const std::string node_queue_;       // converge.node.<id>
   const std::string transient_queue_;  // converge.node.<id>.transient
+  std::atomic<uint64_t> losses_{0};    // publish_losses()
   std::atomic<BusListener*> listener_{nullptr};
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;  // stop() from the owner and from the destructor
