@@ -69,6 +69,7 @@ mkdir -p "$D/files"
 for i in $(seq 1 "$NODES"); do
   mkdir -p "$D/node$i"
   "$BIN" serve --listen 127.0.0.1:0 --data-dir "$D/node$i" --port-file "$D/node$i/port" \
+    --mqtt-listen 127.0.0.1:0 --mqtt-port-file "$D/node$i/mqtt-port" \
     --store "$STORE" --bus "$BUS" --files-dir "$D/files" --node-id "node$i" \
     ${WEB_ROOT:+--web-root "$WEB_ROOT"} --log-level warn >"$D/node$i/log" 2>&1 &
   pids+=($!)
@@ -78,7 +79,8 @@ echo
 echo "Converge cluster: PostgreSQL $STORE, RabbitMQ $BUS"
 for i in $(seq 1 "$NODES"); do
   [[ -s $D/node$i/port ]] || { echo "node$i did not start:"; cat "$D/node$i/log"; exit 1; }
-  echo "  node$i: http://127.0.0.1:$(cat "$D/node$i/port")   (log $D/node$i/log)"
+  mqtt=""; [[ -s $D/node$i/mqtt-port ]] && mqtt="   mqtt://127.0.0.1:$(cat "$D/node$i/mqtt-port")"
+  echo "  node$i: http://127.0.0.1:$(cat "$D/node$i/port")$mqtt   (log $D/node$i/log)"
 done
 echo "Any client may use any node. Ctrl-C stops everything."
 wait "${pids[0]}"

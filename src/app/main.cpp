@@ -21,6 +21,9 @@
 #include "bus/rabbitmq/rabbitmq_bus.hpp"
 #include "gateway/amqp/center.hpp"
 #include "gateway/http/server.hpp"
+#include "gateway/mqtt/broker.hpp"
+#include "gateway/mqtt/im_namespace.hpp"
+#include "gateway/mqtt/tcp_listener.hpp"
 #include "net/io_pool.hpp"
 #include "proto/codec.hpp"
 #include "service/cluster.hpp"
@@ -162,6 +165,13 @@ int serve(const Cli& cli) {
   }
   const Config& cfg = cfg_r.value();
   set_log_level(cfg.log_level);
+  // A broken ACL is a configuration error: the node does not start on guesses about it.
+  auto acl = cfg.mqtt_acl_file.empty() ? Result<mqtt::Acl>(mqtt::Acl::default_rules())
+                                       : mqtt::Acl::load_file(cfg.mqtt_acl_file);
+  if (!acl) {
+    std::fprintf(stderr, "converge: mqtt_acl_file %s\n", acl.error().message.c_str());
+    return 2;
+  }
   if (!cfg.web_root.empty()) {
     // The static route never serves the data dir (the database, its WAL, uploads); a web root
     // inside it would be nothing but that.
@@ -247,6 +257,36 @@ int serve(const Cli& cli) {
   if (!cfg.ws_echo_path.empty())
     spdlog::warn("ws_echo_path {} echoes without authentication: conformance tests only",
                  cfg.ws_echo_path);
+
+  // MQTT (DESIGN.md section 3): one broker, over TCP on mqtt_listen and WebSocket at /mqtt.
+  mqtt::BrokerOptions mo;
+  mo.node_id = node_id;
+  mo.allow_anonymous = cfg.mqtt_allow_anonymous;
+  mo.max_keepalive_s = static_cast<uint16_t>(cfg.mqtt_max_keepalive);
+  mo.max_packet_bytes = static_cast<std::size_t>(cfg.mqtt_max_packet_bytes);
+  mo.max_queued_messages = static_cast<std::size_t>(cfg.mqtt_max_queued_messages);
+  // The broker's slow-consumer threshold (QoS 0 dropped, QoS 1/2 held back) sits below the
+  // transports' hard cap (max_send_queue_bytes, cut), with room for one packet more.
+  // An MQTT connection's queue holds two of the largest packets at least, whatever
+  // max_send_queue_bytes says.
+  const auto mqtt_queue_bytes =
+      static_cast<std::size_t>(std::max(cfg.max_send_queue_bytes, 2 * cfg.mqtt_max_packet_bytes));
+  mo.max_queued_bytes = mqtt_queue_bytes / 2;
+  // The IM namespaces (user/..., group/...): seed 002's chat over the same service.
+  mqtt::ImNamespace im(svc, hub, metrics, static_cast<std::size_t>(cfg.max_body_bytes));
+  mqtt::Broker broker(mo, svc, metrics, std::move(acl.value()), &im);
+  mqtt::AcceptFn mqtt_accept = [&broker](std::shared_ptr<mqtt::Link> link) {
+    return broker.accept(std::move(link));
+  };
+  ho.mqtt_accept = mqtt_accept;
+  ho.mqtt_max_message_bytes = 2 * static_cast<std::size_t>(cfg.mqtt_max_packet_bytes);
+  ho.mqtt_max_send_queue_bytes = mqtt_queue_bytes;
+  ho.mqtt_connect_timeout_ms = cfg.mqtt_connect_timeout_ms;
+  mqtt::TcpListenerOptions to;
+  to.connect_timeout = std::chrono::milliseconds(cfg.mqtt_connect_timeout_ms);
+  to.max_queued_bytes = mqtt_queue_bytes;
+  mqtt::TcpListener mqtt_tcp(to, mqtt_accept, io, metrics);
+
   HttpServer http(ho, svc, hub, io, metrics);
   std::string host;
   uint16_t port = 0;
@@ -255,8 +295,27 @@ int serve(const Cli& cli) {
     spdlog::error("{}", s.error().message);
     return 1;
   }
-  io.start();
+  std::string mqtt_host;
+  uint16_t mqtt_port = 0;
+  const bool mqtt_tcp_on = mqtt_tcp_enabled(cfg);
+  if (mqtt_tcp_on) {
+    (void)split_host_port(cfg.mqtt_listen, mqtt_host, mqtt_port);
+    if (auto s = mqtt_tcp.listen(mqtt_host, mqtt_port); !s) {
+      spdlog::error("{}", s.error().message);
+      return 1;
+    }
+  }
+  // The bound ports are read before the loops run (an acceptor is not to be used from two
+  // threads at once).
   const uint16_t bound = http.port();
+  const uint16_t mqtt_bound = mqtt_tcp_on ? mqtt_tcp.port() : 0;
+  broker.start();
+  io.start();
+  // The MQTT port first: a script that waits for port_file then finds both.
+  if (!cfg.mqtt_port_file.empty() && mqtt_tcp_on) {
+    std::ofstream(cfg.mqtt_port_file + ".tmp") << mqtt_bound << "\n";
+    fs::rename(cfg.mqtt_port_file + ".tmp", cfg.mqtt_port_file);
+  }
   if (!cfg.port_file.empty()) {
     std::ofstream(cfg.port_file + ".tmp") << bound << "\n";
     fs::rename(cfg.port_file + ".tmp", cfg.port_file);
@@ -269,17 +328,22 @@ int serve(const Cli& cli) {
       "{} file descriptors)",
       CONVERGE_VERSION, node_id, url, io.size(), store.value()->engine_name(), bus->engine_name(),
       fs::absolute(cfg.data_dir).string(), fd_limit);
-  if (cfg.mqtt_listen != Config{}.mqtt_listen)
-    spdlog::warn("mqtt_listen is set, but the MQTT front is not built in this version");
+  std::string mqtt_line = "  MQTT:        ";
+  if (mqtt_tcp_on)
+    mqtt_line += "mqtt://" +
+                 (mqtt_host.find(':') != std::string::npos ? "[" + mqtt_host + "]" : mqtt_host) +
+                 ":" + std::to_string(mqtt_bound) + "   ";
+  mqtt_line += "over WebSocket: " + ("ws" + url.substr(4)) + "/mqtt (subprotocol mqtt)\n";
   std::printf(
       "\nConverge is running.\n"
       "  web client:  %s/%s\n"
       "  API:         %s/api/v1   WebSocket: %s/ws\n"
+      "%s"
       "  sign up:     %s\n"
       "  health:      %s/healthz   metrics: %s/metrics\n"
       "Stop with Ctrl-C.\n\n",
       url.c_str(), cfg.web_root.empty() ? "  (no web client configured: web_root)" : "",
-      url.c_str(), ("ws" + url.substr(4)).c_str(),
+      url.c_str(), ("ws" + url.substr(4)).c_str(), mqtt_line.c_str(),
       cfg.registration == "open"
           ? ("open the web client, or: curl -X POST " + url +
              "/api/v1/users -d '{\"user_id\":\"alice\",\"password\":\"...\"}'")
@@ -291,6 +355,11 @@ int serve(const Cli& cli) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   spdlog::info("signal {}: stopping (grace {} ms)", sig, cfg.shutdown_grace_ms);
+  // MQTT first: no new connections, then the broker closes its clients (no wills of a stopping
+  // node), then the transports flush and close what is left.
+  mqtt_tcp.stop_accepting();
+  broker.stop();
+  mqtt_tcp.shutdown(cfg.shutdown_grace_ms);
   http.shutdown(cfg.shutdown_grace_ms);
   svc.stop();   // commits what is queued (and hands it to the bus); center requests that
                 // arrive now are not acked, so the broker gives them to another node

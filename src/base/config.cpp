@@ -40,6 +40,21 @@ ConfigKey int_key(std::string key, std::string help, I Config::*m, int64_t min) 
           [m](const Config& c) { return std::to_string(c.*m); }};
 }
 
+ConfigKey bool_key(std::string key, std::string help, bool Config::*m) {
+  return {key, std::move(help),
+          [m](Config& c, std::string_view v) -> Status {
+            if (v == "true" || v == "1" || v == "yes" || v == "on") {
+              c.*m = true;
+            } else if (v == "false" || v == "0" || v == "no" || v == "off") {
+              c.*m = false;
+            } else {
+              return make_error(Errc::bad_request, "expected true or false, got " + std::string(v));
+            }
+            return ok_status();
+          },
+          [m](const Config& c) { return std::string(c.*m ? "true" : "false"); }};
+}
+
 ConfigKey rate_key(std::string key, std::string help, std::string Config::*m) {
   return {key, std::move(help),
           [m](Config& c, std::string_view v) -> Status {
@@ -71,7 +86,25 @@ const std::vector<ConfigKey>& config_keys() {
       str_key("node_address",
               "the URL clients reach this node at, as other nodes list it; empty = http://<listen>",
               &Config::node_address),
-      str_key("mqtt_listen", "MQTT address, HOST:PORT", &Config::mqtt_listen),
+      str_key("mqtt_listen", "MQTT over TCP, HOST:PORT; empty or off = no TCP listener",
+              &Config::mqtt_listen),
+      bool_key("mqtt_allow_anonymous",
+               "MQTT clients without a username may connect (general topics, by the ACL)",
+               &Config::mqtt_allow_anonymous),
+      str_key("mqtt_acl_file",
+              "MQTT ACL, mosquitto acl_file format; empty = app/<user>/# and read app/public/#",
+              &Config::mqtt_acl_file),
+      int_key("mqtt_max_keepalive", "largest MQTT keepalive granted, seconds; 0 = no cap",
+              &Config::mqtt_max_keepalive, 0),
+      int_key("mqtt_max_packet_bytes", "largest MQTT packet; larger closes the connection",
+              &Config::mqtt_max_packet_bytes, 64),
+      int_key("mqtt_max_queued_messages",
+              "MQTT messages queued per session (offline, or past its inflight window)",
+              &Config::mqtt_max_queued_messages, 1),
+      int_key("mqtt_connect_timeout_ms", "an MQTT connection must CONNECT within this",
+              &Config::mqtt_connect_timeout_ms, 100),
+      str_key("mqtt_port_file", "write the bound MQTT TCP port to this file",
+              &Config::mqtt_port_file),
       str_key("store", "store URL; empty = SQLite in data_dir", &Config::store),
       str_key("bus", "bus URL; empty = in-process", &Config::bus),
       str_key("registration", "open | admin-only", &Config::registration),
@@ -191,13 +224,23 @@ Status split_host_port(std::string_view s, std::string& host, uint16_t& port) {
   return ok_status();
 }
 
+bool mqtt_tcp_enabled(const Config& cfg) {
+  return !cfg.mqtt_listen.empty() && cfg.mqtt_listen != "off";
+}
+
 Status config_validate(const Config& cfg) {
   std::string h;
   uint16_t p = 0;
   if (auto s = split_host_port(cfg.listen, h, p); !s)
     return make_error(Errc::bad_request, "listen: " + s.error().message);
-  if (auto s = split_host_port(cfg.mqtt_listen, h, p); !s)
-    return make_error(Errc::bad_request, "mqtt_listen: " + s.error().message);
+  if (mqtt_tcp_enabled(cfg))
+    if (auto s = split_host_port(cfg.mqtt_listen, h, p); !s)
+      return make_error(Errc::bad_request, "mqtt_listen: " + s.error().message);
+  if (cfg.mqtt_max_keepalive > 65535)
+    return make_error(Errc::bad_request, "mqtt_max_keepalive must be at most 65535 seconds");
+  // MQTT's remaining length tops out at 268,435,455 bytes (plus the fixed header).
+  if (cfg.mqtt_max_packet_bytes > 268435455 + 5)
+    return make_error(Errc::bad_request, "mqtt_max_packet_bytes must be at most 268435460");
   if (cfg.registration != "open" && cfg.registration != "admin-only")
     return make_error(Errc::bad_request, "registration must be open or admin-only");
   if (cfg.password_cost != "interactive" && cfg.password_cost != "min")
@@ -206,6 +249,8 @@ Status config_validate(const Config& cfg) {
     return make_error(Errc::bad_request, "sqlite_synchronous must be normal or full");
   if (cfg.admin_user.empty() != cfg.admin_password.empty())
     return make_error(Errc::bad_request, "admin_user and admin_password go together");
+  // (MQTT connections' queues are at least twice mqtt_max_packet_bytes whatever this says:
+  // app/main.cpp.)
   if (cfg.max_send_queue_bytes < 2 * std::max(cfg.max_frame_bytes, cfg.max_http_body_bytes))
     return make_error(Errc::bad_request,
                       "max_send_queue_bytes must be at least twice max_frame_bytes and "

@@ -20,7 +20,17 @@ struct Config {
   std::string node_address;  // the URL clients reach this node at; empty = http://<listen>
   int64_t node_heartbeat_ms = 1000;  // how often a node tells the others it is alive
   int64_t node_timeout_ms = 5000;    // a node silent this long is taken for dead
-  std::string mqtt_listen = "127.0.0.1:1883";
+
+  // MQTT (gateway/mqtt): the broker's keys.
+  std::string mqtt_listen = "127.0.0.1:1883";  // MQTT over TCP; empty or "off" = none
+  bool mqtt_allow_anonymous = false;           // CONNECT without a username (general topics only)
+  std::string mqtt_acl_file;                   // mosquitto acl_file format; empty = built-in rules
+  int64_t mqtt_max_keepalive = 0;              // seconds; 0 = the client's keepalive as asked
+  int64_t mqtt_max_packet_bytes = 1 << 20;     // larger MQTT packets close the connection
+  int64_t mqtt_max_queued_messages = 1000;     // per session: offline, or past its inflight window
+  int64_t mqtt_connect_timeout_ms = 10000;     // a connection must CONNECT within this
+  std::string mqtt_port_file;                  // when set, the bound MQTT TCP port is written here
+
   std::string store;                  // empty: SQLite in data_dir; postgresql://... later
   std::string bus;                    // empty: in-process; amqp://... later
   std::string registration = "open";  // open | admin-only
@@ -72,5 +82,8 @@ Status config_validate(const Config& cfg);
 
 // Splits "host:port"; port may be 0.
 Status split_host_port(std::string_view s, std::string& host, uint16_t& port);
+
+// mqtt_listen turns the TCP listener off ("" or "off"); /mqtt on the HTTP port stays.
+bool mqtt_tcp_enabled(const Config& cfg);
 
 }  // namespace converge

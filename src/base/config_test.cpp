@@ -83,3 +83,38 @@ TEST(Config, SplitHostPort) {
   EXPECT_FALSE(split_host_port("127.0.0.1", h, p));
   EXPECT_FALSE(split_host_port("127.0.0.1:70000", h, p));
 }
+
+TEST(Config, MqttKeys) {
+  Config c;
+  EXPECT_FALSE(c.mqtt_allow_anonymous);
+  EXPECT_TRUE(c.mqtt_acl_file.empty());
+  EXPECT_EQ(c.mqtt_max_packet_bytes, 1 << 20);
+  EXPECT_TRUE(mqtt_tcp_enabled(c));
+  ASSERT_TRUE(config_set(c, "mqtt_allow_anonymous", "true"));
+  EXPECT_TRUE(c.mqtt_allow_anonymous);
+  ASSERT_TRUE(config_set(c, "mqtt_allow_anonymous", "0"));
+  EXPECT_FALSE(c.mqtt_allow_anonymous);
+  EXPECT_FALSE(config_set(c, "mqtt_allow_anonymous", "maybe"));
+
+  // The TCP listener can be turned off; then mqtt_listen is not an address.
+  for (const char* off : {"off", ""}) {
+    ASSERT_TRUE(config_set(c, "mqtt_listen", off));
+    EXPECT_FALSE(mqtt_tcp_enabled(c));
+    EXPECT_TRUE(config_validate(c));
+  }
+  ASSERT_TRUE(config_set(c, "mqtt_listen", "nonsense"));
+  EXPECT_FALSE(config_validate(c));
+  ASSERT_TRUE(config_set(c, "mqtt_listen", "127.0.0.1:0"));
+  EXPECT_TRUE(config_validate(c));
+
+  ASSERT_TRUE(config_set(c, "mqtt_max_keepalive", "65536"));
+  EXPECT_FALSE(config_validate(c));
+  ASSERT_TRUE(config_set(c, "mqtt_max_keepalive", "60"));
+  EXPECT_TRUE(config_validate(c));
+  EXPECT_FALSE(config_set(c, "mqtt_max_keepalive", "-1"));
+
+  // A large MQTT packet limit does not constrain max_send_queue_bytes (MQTT connections' queues
+  // are sized from it), nor a small send queue the MQTT limit.
+  ASSERT_TRUE(config_set(c, "mqtt_max_packet_bytes", "5000000"));
+  EXPECT_TRUE(config_validate(c));
+}

@@ -25,7 +25,8 @@ namespace converge {
 // then shared by every recipient of that wire format.
 class WireCache {
  public:
-  enum Format { ws_frame = 0, kFormats };
+  // ws_frame: {"cmd":"msg","data":{...}}; json_data: the stored message JSON alone (MQTT).
+  enum Format { ws_frame = 0, json_data, kFormats };
   template <class Make>
   std::shared_ptr<const std::string> get(Format f, Make&& make) const {
     auto cur = slots_[f].load(std::memory_order_acquire);

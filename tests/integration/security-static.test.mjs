@@ -287,7 +287,7 @@ async function expectStartRefused(dataDir, flags) {
   const portFile = path.join(dataDir, 'port');
   const proc = spawn(
     convergeBin,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--port-file', portFile, '--password-cost', 'min', '--log-level', 'warn', ...flags],
+    ['serve', '--listen', '127.0.0.1:0', '--mqtt-listen', '127.0.0.1:0', '--data-dir', dataDir, '--port-file', portFile, '--password-cost', 'min', '--log-level', 'warn', ...flags],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

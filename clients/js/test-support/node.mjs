@@ -28,7 +28,7 @@ export async function startNode(o = {}) {
 
   async function launch(port) {
     rmSync(portFile, { force: true });
-    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--port-file', portFile,
+    const args = ['serve', '--listen', `127.0.0.1:${port}`, '--mqtt-listen', '127.0.0.1:0', '--data-dir', dataDir, '--port-file', portFile,
       '--password-cost', 'min', ...(o.webRoot ? ['--web-root', o.webRoot] : []), ...(o.args || [])];
     const fd = openSync(logFile, 'a');
     const proc = spawn(convergeBin, args, {

@@ -3,6 +3,7 @@
 // headers stop here: nothing outside gateway/http includes this file.
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -32,6 +33,8 @@ struct HttpServer::Impl {
   IoPool& io;
   Metrics& metrics;
   std::optional<boost::asio::ip::tcp::acceptor> acceptor;
+  std::optional<boost::asio::steady_timer> accept_backoff;  // paused while out of descriptors
+  bool out_of_fds = false;  // the acceptor's thread only: logged once per episode
   std::atomic<bool> stopping{false};
 
   // Open connections and how to ask each to close; touched at connect/close only.
@@ -60,5 +63,11 @@ using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>
 void start_ws_session(HttpServer::Impl& ctx, std::size_t loop, boost::asio::ip::tcp::socket socket,
                       const std::string& client_key, std::string early, std::string token,
                       bool echo = false);
+
+// Takes over a valid WebSocket upgrade on /mqtt that offered the subprotocol "mqtt" (MQTT 5
+// section 6, 3.1.1 the same): answers 101 selecting it and carries MQTT bytes in binary
+// messages between the socket and the Client that opts.mqtt_accept returns for it.
+void start_mqtt_ws_session(HttpServer::Impl& ctx, boost::asio::ip::tcp::socket socket,
+                           const std::string& client_key, std::string early);
 
 }  // namespace converge

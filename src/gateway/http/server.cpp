@@ -199,6 +199,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     std::string path(parsed->path());
 
     if (beast::websocket::is_upgrade(req)) {
+      if (path == "/mqtt" && ctx_.opts.mqtt_accept) return upgrade_mqtt(req, version);
       const bool echo = !ctx_.opts.ws_echo_path.empty() && path == ctx_.opts.ws_echo_path;
       if (path != "/ws" && !echo)
         return reply(api_error(404, "not_found", "WebSocket endpoint is /ws"), version);
@@ -276,6 +277,47 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
     if (req.method() == http::verb::get || req.method() == http::verb::head)
       return reply(static_file(encoded_path), version);
     reply(api_error(404, "not_found", "no such endpoint"), version);
+  }
+
+  // MQTT over WebSocket: the client must offer the subprotocol "mqtt", which the server must
+  // select (MQTT 5 section 6: MQTT-6.0.0-3, -4). MQTT 3.1's "mqttv3.1" is not served (nor is
+  // MQTT 3.1 over TCP). No token here: the CONNECT packet authenticates.
+  void upgrade_mqtt(HttpRequest& req, unsigned version) {
+    bool offered = false;
+    for (auto it = req.find(http::field::sec_websocket_protocol);
+         it != req.end() && it->name() == http::field::sec_websocket_protocol && !offered; ++it) {
+      std::string_view list = it->value();
+      while (!list.empty()) {
+        auto comma = list.find(',');
+        if (trim(list.substr(0, comma)) == "mqtt") offered = true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+      }
+    }
+    if (!offered) {
+      keep_alive_ = false;
+      return reply(
+          api_error(400, "bad_request", "MQTT over WebSocket needs Sec-WebSocket-Protocol: mqtt"),
+          version);
+    }
+    std::string key(trim(req[http::field::sec_websocket_key]));
+    if (req[http::field::sec_websocket_version] != "13" || key.empty()) {
+      keep_alive_ = false;
+      ApiResponse r = api_error(426, "bad_request", "WebSocket version 13 with a key is required");
+      r.headers["Sec-WebSocket-Version"] = "13";
+      return reply(std::move(r), version);
+    }
+    if (!valid_ws_key(key)) {
+      keep_alive_ = false;
+      return reply(
+          api_error(400, "bad_request", "Sec-WebSocket-Key must be the base64 of 16 bytes"),
+          version);
+    }
+    auto early = buf_.cdata();
+    std::string rest(static_cast<const char*>(early.data()), early.size());
+    ctx_.untrack(this);
+    stream_.expires_never();
+    start_mqtt_ws_session(ctx_, stream_.release_socket(), key, std::move(rest));
   }
 
   static void web_headers(ApiResponse& r) {
@@ -393,6 +435,7 @@ void do_accept(HttpServer::Impl& ctx) {
       ctx.io.loop(loop), [&ctx, loop](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || ctx.stopping) return;
         if (!ec) {
+          ctx.out_of_fds = false;
           ctx.metrics.connections_total.add();
           beast::error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
@@ -401,6 +444,18 @@ void do_accept(HttpServer::Impl& ctx) {
                      [&ctx, loop, s = std::make_shared<tcp::socket>(std::move(socket))]() mutable {
                        std::make_shared<HttpSession>(ctx, loop, std::move(*s))->run();
                      });
+        } else if (ec == asio::error::no_descriptors ||
+                   ec == boost::system::errc::too_many_files_open_in_system ||
+                   ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+          // Out of descriptors: accepting again at once would spin on the same error (a core
+          // and a log line per try). The connection waits in the backlog; try every 100 ms.
+          if (!ctx.out_of_fds) spdlog::warn("accept: {}: retrying every 100 ms", ec.message());
+          ctx.out_of_fds = true;
+          ctx.accept_backoff->expires_after(std::chrono::milliseconds(100));
+          ctx.accept_backoff->async_wait([&ctx](beast::error_code e) {
+            if (!e && !ctx.stopping) do_accept(ctx);
+          });
+          return;
         } else {
           spdlog::warn("accept: {}", ec.message());
         }
@@ -421,6 +476,7 @@ Status HttpServer::listen(const std::string& host, uint16_t port) {
   if (ec) return make_error(Errc::bad_request, "listen: bad address " + host);
   tcp::endpoint ep(addr, port);
   auto& a = impl_->acceptor.emplace(impl_->io.loop(0));
+  impl_->accept_backoff.emplace(impl_->io.loop(0));
   a.open(ep.protocol(), ec);
   if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) a.bind(ep, ec);
@@ -442,6 +498,7 @@ void HttpServer::shutdown(int64_t grace_ms) {
     asio::post(impl_->acceptor->get_executor(), [this] {
       beast::error_code ec;
       impl_->acceptor->close(ec);
+      impl_->accept_backoff->cancel();
     });
   }
   std::vector<std::function<void()>> hooks;

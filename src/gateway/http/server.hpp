@@ -1,11 +1,17 @@
 #pragma once
 // HTTP API, WebSocket and static files on one port (DESIGN.md section 3).
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "base/error.hpp"
 #include "gateway/http/api.hpp"
+
+namespace converge::mqtt {
+class Link;
+class Client;
+}  // namespace converge::mqtt
 
 namespace converge {
 
@@ -26,6 +32,15 @@ struct HttpServerOptions {
   // When set, a WebSocket on this path echoes every message without authentication: the
   // endpoint conformance suites (Autobahn) drive. Off by default; never for production.
   std::string ws_echo_path;
+  // MQTT over WebSocket at /mqtt, subprotocol "mqtt" (gateway/http/mqtt_ws_session.cpp): each
+  // upgraded connection is an mqtt::Link handed to this (the broker's accept). Empty: /mqtt is
+  // not served (404).
+  std::function<std::shared_ptr<mqtt::Client>(std::shared_ptr<mqtt::Link>)> mqtt_accept;
+  // Largest WebSocket message on /mqtt (a message may carry several MQTT packets, or a part of
+  // one: the broker's codec applies the packet limit).
+  std::size_t mqtt_max_message_bytes = 2 << 20;
+  std::size_t mqtt_max_send_queue_bytes = 8 << 20;  // an MQTT connection past this is cut
+  int64_t mqtt_connect_timeout_ms = 10000;          // CONNECT handled within this of the upgrade
 };
 
 class HttpServer {

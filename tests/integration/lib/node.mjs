@@ -1,7 +1,7 @@
 // Starts and stops real `converge serve` processes for the integration tests.
 //
 //   const node = await startNode({ flags: ['--heartbeat-timeout-ms', '1500'] });
-//   ... node.url, node.wsUrl, node.port, node.dataDir ...
+//   ... node.url, node.wsUrl, node.port, node.dataDir, node.mqttPort, node.mqttUrl ...
 //   await node.restart();   // SIGTERM, then start again on the same data dir and port
 //   await node.stop();      // SIGTERM, SIGKILL after a timeout
 //   await node.kill();      // SIGKILL at once (a crash); node.start() starts it again
@@ -9,7 +9,10 @@
 // Every node gets a fresh data dir from mkdtemp (removed by stop({ removeData: true }), which
 // the test hook `useNode` does), listens on 127.0.0.1:0 and reports its port through
 // --port-file; a restart listens on the port of the first start again, so that clients which
-// reconnect by themselves (the SDK) find the node where it was. The process is tracked by PID
+// reconnect by themselves (the SDK) find the node where it was. MQTT over TCP likewise listens
+// on 127.0.0.1:0 (never the default 1883, which tests running side by side would fight over),
+// reported through --mqtt-port-file as node.mqttPort, and kept across restarts; a test may pass
+// its own --mqtt-listen in `flags` (later flags win). The process is tracked by PID
 // only; nothing else is ever signalled.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, unlink } from 'node:fs/promises';
@@ -44,9 +47,11 @@ export class ConvergeNode {
     this.dataDir = dataDir;
     this.env = env;
     this.portFile = path.join(dataDir, 'port');
+    this.mqttPortFile = path.join(dataDir, 'mqtt-port');
     this.proc = null;
     this.pid = 0;
     this.port = 0;
+    this.mqttPort = 0; // 0 when the node has no MQTT TCP listener (--mqtt-listen off)
     this.log = ''; // stdout and stderr of the current process, for failure messages
     this.exited = null; // promise of {code, signal} for the current process
   }
@@ -59,12 +64,23 @@ export class ConvergeNode {
     return `ws://127.0.0.1:${this.port}/ws`;
   }
 
+  get mqttUrl() {
+    return `mqtt://127.0.0.1:${this.mqttPort}`;
+  }
+
+  // MQTT over WebSocket, on the HTTP port.
+  get mqttWsUrl() {
+    return `ws://127.0.0.1:${this.port}/mqtt`;
+  }
+
   args() {
     return [
       'serve',
       '--listen', `127.0.0.1:${this.port || 0}`, // a restart keeps the port of the first start
       '--data-dir', this.dataDir,
       '--port-file', this.portFile,
+      '--mqtt-listen', `127.0.0.1:${this.mqttPort || 0}`,
+      '--mqtt-port-file', this.mqttPortFile,
       '--password-cost', 'min',
       '--log-level', 'warn',
       ...this.flags,
@@ -74,6 +90,7 @@ export class ConvergeNode {
   async start() {
     if (this.proc) throw new Error('node already running');
     await unlink(this.portFile).catch(() => {});
+    await unlink(this.mqttPortFile).catch(() => {});
     this.log = '';
     const proc = spawn(convergeBin, this.args(), {
       env: { ...process.env, ...this.env },
@@ -115,6 +132,9 @@ export class ConvergeNode {
       const port = Number.parseInt(text, 10);
       if (port > 0) {
         this.port = port;
+        // Written before the port file, when the node listens for MQTT over TCP.
+        const mqtt = Number.parseInt(await readFile(this.mqttPortFile, 'utf8').catch(() => ''), 10);
+        if (mqtt > 0) this.mqttPort = mqtt;
         return this;
       }
       if (Date.now() > deadline) {

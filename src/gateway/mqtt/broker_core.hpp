@@ -1,0 +1,137 @@
+#pragma once
+// The broker's shared state and routing (broker.cpp), used by the per-connection state machine
+// (client.cpp) and the $SYS publisher (sys.cpp). Internal to gateway/mqtt.
+//
+// Threads: any thread may call Core; `mu` guards the session map, the subscription and retained
+// trees and the timers. Critical sections only match and collect; what is sent to a client is
+// posted to its Link's thread after the lock is released.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gateway/mqtt/broker.hpp"
+#include "gateway/mqtt/session.hpp"
+#include "gateway/mqtt/sub_tree.hpp"
+
+namespace converge::mqtt {
+
+class ClientImpl;
+
+// The broker's own counters, for $SYS/broker/... (the Prometheus ones are in Metrics).
+struct BrokerStats {
+  std::atomic<uint64_t> messages_received{0};  // PUBLISH packets from clients
+  std::atomic<uint64_t> messages_sent{0};      // PUBLISH packets to clients
+  std::atomic<uint64_t> bytes_received{0};
+  std::atomic<uint64_t> bytes_sent{0};
+  std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> refused{0};
+  std::atomic<int64_t> connected{0};
+};
+
+// The result of Core::attach_session.
+struct Attached {
+  std::shared_ptr<Session> session;
+  bool present = false;
+};
+
+class Core : public std::enable_shared_from_this<Core> {
+ public:
+  Core(BrokerOptions opts, Service& svc, Metrics& metrics, Acl acl, TopicNamespace* im);
+  ~Core();
+
+  const BrokerOptions opts;
+  Service& svc;
+  Metrics& metrics;
+  const Acl acl;
+  TopicNamespace* const im;
+  const Clock::time_point started = Clock::now();
+  BrokerStats stats;
+  std::atomic<bool> stopping{false};
+
+  // --- sessions (called by a ClientImpl on its thread) ---
+  // Gives `client` the session of `client_id` (a new one when `clean_start`, when there is none,
+  // or when it belongs to another username), with `will` as its will. A connection still
+  // serving it is told to close (taken over); a will still pending is published (the previous
+  // session ended) or cancelled (the session continues).
+  Attached attach_session(const std::shared_ptr<ClientImpl>& client,
+                          const std::shared_ptr<Link>& link, const std::string& client_id,
+                          const std::optional<std::string>& username, bool clean_start,
+                          uint32_t expiry_s, std::optional<Will> will);
+  // The connection of `client` ended: the session goes offline (or ends, expiry 0); its will is
+  // published now, later (will delay), or not at all (`send_will` false: DISCONNECT 0x00).
+  void detach_session(const ClientImpl* client, const std::shared_ptr<Session>& s, bool send_will);
+  void set_expiry(const std::shared_ptr<Session>& s, uint32_t expiry_s);
+
+  // --- subscriptions ---
+  // True when the subscription is new (retain handling 1), false when it replaced one.
+  bool subscribe(const std::shared_ptr<Session>& s, const std::string& filter, const SubOptions& o);
+  bool unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter);
+  // The retained messages `filter` matches (expired ones are dropped).
+  std::vector<MessagePtr> retained_for(std::string_view filter);
+
+  // --- routing (any thread) ---
+  // Stores or clears the retained message (m->retain) and delivers `m` to every matching
+  // subscription; returns how many sessions it was delivered to.
+  std::size_t publish(const MessagePtr& m);
+  // One delivery: QoS 0 is posted to the session's connection (dropped when offline), QoS 1/2
+  // is queued in the session and a pump posted to its connection.
+  void deliver(const std::shared_ptr<Session>& s, Outgoing o);
+  // The session's next queued delivery (with its mutex held).
+  std::optional<Outgoing> dequeue(Session& s);
+  MessagePtr will_message(const std::string& client_id, const Will& w);
+
+  // --- lifetime ---
+  void add_client(const std::shared_ptr<ClientImpl>& c, std::shared_ptr<Link> link);
+  void remove_client(const ClientImpl* c);
+  // Every connection not yet ended, with its link (for stop()).
+  std::vector<std::pair<std::weak_ptr<ClientImpl>, std::shared_ptr<Link>>> clients();
+  void start();
+  void stop();
+
+  // --- $SYS (sys.cpp) ---
+  void publish_sys();
+
+  void count_dropped(uint64_t n = 1);
+  void count_refused();
+
+ private:
+  void remove_session_locked(Session& s);
+  // (Re)files the session under its earliest deadline, or nowhere when it has none.
+  void schedule_locked(const std::shared_ptr<Session>& s);
+  void unschedule_locked(Session& s);
+  void timer_loop();
+  void expire_due(Clock::time_point now, std::vector<MessagePtr>& wills);
+
+  std::mutex mu_;
+  std::unique_ptr<SessionStore> store_;
+  std::unordered_map<SubscriberId, std::shared_ptr<Session>> by_id_;
+  SubTree subs_;
+  RetainedTree<MessagePtr> retained_;
+  std::unordered_map<std::string, uint64_t> share_next_;  // round robin per "group\0filter"
+  Deadlines deadlines_;  // offline sessions with a delayed will or an expiry
+
+  std::mutex clients_mu_;
+  std::unordered_map<const ClientImpl*, std::pair<std::weak_ptr<ClientImpl>, std::shared_ptr<Link>>>
+      clients_;
+
+  std::mutex timer_mu_;
+  std::condition_variable timer_cv_;
+  bool timer_stop_ = false;
+  std::thread timer_;
+};
+
+// Whether a topic or filter is in the IM namespaces (user/..., group/...) when there is no
+// TopicNamespace to ask: then they are refused.
+bool im_prefix(std::string_view topic_or_filter);
+
+// PUBLISH bytes for `p` (whose payload is empty) carrying `payload`: one copy of the payload.
+std::string encode_publish(const Publish& p, std::string_view payload, Version v);
+
+}  // namespace converge::mqtt

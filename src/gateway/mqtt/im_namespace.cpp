@@ -1,0 +1,461 @@
+#include "gateway/mqtt/im_namespace.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <charconv>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "base/metrics.hpp"
+#include "base/utf8.hpp"
+#include "gateway/mqtt/topic.hpp"
+#include "proto/codec.hpp"
+#include "service/device_stream.hpp"
+#include "service/hub.hpp"
+#include "service/service.hpp"
+
+namespace converge::mqtt {
+
+namespace {
+
+// MQTT 5 reason codes a PUBACK / SUBACK may carry here.
+constexpr uint8_t kUnspecified = 0x80;
+constexpr uint8_t kNotAuthorized = 0x87;
+constexpr uint8_t kTopicInvalid = 0x90;
+constexpr uint8_t kQuota = 0x97;
+constexpr uint8_t kPayloadInvalid = 0x99;
+
+uint8_t reason_for(const Error& e) {
+  switch (e.code) {
+    case Errc::unauthorized:
+    case Errc::forbidden:
+    case Errc::not_found:
+      return kNotAuthorized;
+    case Errc::bad_json:
+    case Errc::bad_request:
+    case Errc::too_large:
+      return kPayloadInvalid;
+    case Errc::rate_limited:
+      return kQuota;
+    default:
+      return kUnspecified;
+  }
+}
+
+std::vector<std::string_view> levels(std::string_view t) {
+  std::vector<std::string_view> out;
+  for (;;) {
+    auto slash = t.find('/');
+    out.push_back(t.substr(0, slash));
+    if (slash == std::string_view::npos) return out;
+    t.remove_prefix(slash + 1);
+  }
+}
+
+std::optional<ConversationId> parse_id(std::string_view s) {
+  ConversationId id = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), id);
+  if (ec != std::errc{} || p != s.data() + s.size() || id <= 0) return std::nullopt;
+  return id;
+}
+
+struct Sub {
+  std::string filter;
+  uint8_t qos = 0;
+};
+
+}  // namespace
+
+// A client id's IM subscriptions: written on the client's thread, read on its device's shard.
+// They outlive a connection (the session's), until a clean start.
+struct ImNamespace::Subs {
+  std::string user_id;  // whose session they are
+  std::mutex mu;
+  std::vector<Sub> list;
+};
+
+namespace {
+
+struct ConvInfo {
+  ConversationType type = ConversationType::group;
+  std::string peer;  // direct: the other member
+};
+
+ConvInfo info_of(const Conversation& c, const std::string& self) {
+  ConvInfo i;
+  i.type = c.type;
+  if (c.type == ConversationType::direct)
+    for (auto& m : c.members)
+      if (m.user_id != self) i.peer = m.user_id;
+  return i;
+}
+
+}  // namespace
+
+// One attached client. Its stream, conversations and cursors live on its hub shard's thread;
+// its subscriptions are written on the client's thread and read on the shard's (sub_mu_).
+class ImNamespace::Device final : public DeviceSink, public std::enable_shared_from_this<Device> {
+ public:
+  Device(Service& svc, Hub& hub, Metrics& metrics, AuthContext auth, Deliver deliver, int shard,
+         std::shared_ptr<Subs> subs)
+      : svc_(svc),
+        hub_(hub),
+        metrics_(metrics),
+        auth_(std::move(auth)),
+        deliver_(std::move(deliver)),
+        shard_(shard),
+        subs_(std::move(subs)) {}
+
+  const std::string& sink_user_id() const override { return auth_.user_id; }
+  // The connection this device is attached for (its ClientInfo): a connection that closes
+  // after another took its client id over must not detach the newer one.
+  const ClientInfo* owner = nullptr;
+  const AuthContext& auth() const { return auth_; }
+
+  void start() {
+    auto self = shared_from_this();
+    // The stream's callbacks run on the shard while the device holds it (close() drops it there).
+    stream_ = DeviceStream::create(
+        svc_,
+        [hub = &hub_, shard = shard_](std::function<void()> fn) {
+          hub->post(shard, std::move(fn));
+        },
+        [this](const std::shared_ptr<const Delivery>& d) { emit(d); },
+        [this] { spdlog::warn("mqtt: {} fell too far behind", auth_.device_id); });
+    hub_.post(shard_, [self] {
+      if (self->closed_) return;
+      self->hub_.attach(self->shard_, self.get());
+      self->attached_ = true;
+      self->svc_.run_blocking([self] { self->load(); });
+    });
+  }
+
+  // On the work pool: bound on the bus, then positions and conversations (as a WebSocket).
+  void load() {
+    presence_id_ = svc_.device_online(auth_, "mqtt");
+    online_.store(true);
+    if (closed_.load() && online_.exchange(false)) svc_.device_offline(auth_, presence_id_);
+    auto pos = svc_.stream_positions(auth_);
+    auto convs = svc_.list_conversations(auth_);
+    std::map<ConversationId, ConvInfo> infos;
+    SeqMap last;
+    if (convs)
+      for (auto& c : convs.value()) {
+        last[c.id] = c.last_seq;
+        infos[c.id] = info_of(c, auth_.user_id);
+      }
+    auto self = shared_from_this();
+    hub_.post(shard_, [self, pos = std::move(pos), last = std::move(last),
+                       infos = std::move(infos)]() mutable {
+      if (self->closed_) return;
+      self->convs_ = std::move(infos);
+      self->stream_->start(pos ? pos.value() : SeqMap{}, last);
+    });
+  }
+
+  void close() {
+    closed_.store(true);
+    auto self = shared_from_this();
+    hub_.post(shard_, [self] {
+      if (self->attached_) self->hub_.detach(self->shard_, self.get());
+      self->attached_ = false;
+      if (self->stream_) self->stream_->close();
+      self->stream_.reset();
+      self->flush_cursors();
+    });
+    if (online_.exchange(false)) svc_.device_offline(auth_, presence_id_);
+  }
+
+  // --- subscriptions (client thread) ---
+  void add_sub(const std::string& filter, uint8_t qos) {
+    std::lock_guard lk(subs_->mu);
+    for (auto& s : subs_->list)
+      if (s.filter == filter) {
+        s.qos = qos;
+        return;
+      }
+    subs_->list.push_back(Sub{filter, qos});
+  }
+  void remove_sub(const std::string& filter) {
+    std::lock_guard lk(subs_->mu);
+    std::erase_if(subs_->list, [&](const Sub& s) { return s.filter == filter; });
+  }
+
+  // --- DeviceSink (shard thread) ---
+  void deliver(const std::shared_ptr<const Delivery>& d) override {
+    if (stream_) stream_->on_delivery(d);
+  }
+
+  void notify(const std::shared_ptr<const Notice>& n) override {
+    if (n->kind != Notice::Kind::conversation || !stream_) return;
+    const auto& c = n->conversation;
+    bool member = std::any_of(c.members.begin(), c.members.end(),
+                              [&](const Member& m) { return m.user_id == auth_.user_id; });
+    if (member) {
+      convs_[c.id] = info_of(c, auth_.user_id);
+      if (n->change == "created" || n->change == "member_added") stream_->join(c.id, c.last_seq);
+    } else {
+      convs_.erase(c.id);
+      stream_->leave(c.id);
+    }
+  }
+
+  void resync() override {
+    if (!stream_) return;
+    auto self = shared_from_this();
+    svc_.run_blocking([self] {
+      auto convs = self->svc_.list_conversations(self->auth_);
+      if (!convs) return;
+      SeqMap last;
+      for (auto& c : convs.value()) last[c.id] = c.last_seq;
+      self->hub_.post(self->shard_, [self, last = std::move(last)] {
+        if (self->stream_) self->stream_->catch_up(last);
+      });
+    });
+  }
+
+ private:
+  // The topic a message reaches this device on; empty: none (its own direct messages).
+  std::string topic_for(const Message& m) {
+    auto it = convs_.find(m.conversation_id);
+    if (it == convs_.end()) return {};
+    if (it->second.type == ConversationType::direct) {
+      if (m.publisher_id == auth_.user_id) return {};
+      return "user/" + auth_.user_id + "/inbox/" + m.publisher_id;
+    }
+    return "group/" + std::to_string(m.conversation_id) + "/inbox/" + m.publisher_id;
+  }
+
+  void emit(const std::shared_ptr<const Delivery>& d) {
+    const Message& m = d->msg;
+    const std::string topic = topic_for(m);
+    int qos = -1;
+    if (!topic.empty()) {
+      std::lock_guard lk(subs_->mu);
+      for (auto& s : subs_->list)
+        if (topic_matches(s.filter, topic)) qos = std::max<int>(qos, s.qos);
+    }
+    auto& c = cursors_[m.conversation_id];
+    c.emitted = std::max(c.emitted, m.seq);
+    if (qos < 0) return;  // not subscribed: nothing to deliver
+    Publish p;
+    p.topic = topic;
+    p.payload = *d->wire.get(WireCache::json_data,
+                             [&] { return proto::serialize(proto::message_json(m)); });
+    p.qos = static_cast<uint8_t>(qos);
+    metrics_.deliveries_total.add();
+    std::function<void()> acked;
+    if (qos > 0) {
+      c.inflight.insert(m.seq);
+      std::weak_ptr<Device> weak = weak_from_this();
+      acked = [weak, conv = m.conversation_id, seq = m.seq] {
+        if (auto self = weak.lock())
+          self->hub_.post(self->shard_, [self, conv, seq] { self->on_acked(conv, seq); });
+      };
+    } else {
+      acked = [] {};
+    }
+    deliver_(std::move(p), std::move(acked));
+  }
+
+  // A QoS 1 delivery acknowledged: the acked cursor goes as far as every delivery before it is
+  // acknowledged too (a device back with its session resumes after it).
+  void on_acked(ConversationId conv, Seq seq) {
+    auto& c = cursors_[conv];
+    c.inflight.erase(seq);
+    Seq upto = c.inflight.empty() ? c.emitted : *c.inflight.begin() - 1;
+    if (upto > c.written) {
+      c.written = upto;
+      pending_[conv] = upto;
+      if (!flushing_) flush_cursors();
+    }
+  }
+
+  // One write at a time; what is acked meanwhile goes in the next.
+  void flush_cursors() {
+    if (pending_.empty() || flushing_) return;
+    flushing_ = true;
+    auto self = shared_from_this();
+    svc_.run_blocking([self, seqs = std::move(pending_)] {
+      (void)self->svc_.heartbeat(self->auth_, seqs);
+      self->hub_.post(self->shard_, [self] {
+        self->flushing_ = false;
+        self->flush_cursors();
+      });
+    });
+    pending_.clear();
+  }
+
+  struct Cursor {
+    Seq emitted = 0;  // last seq handed to the stream's emit
+    Seq written = 0;  // last acked position written
+    std::set<Seq> inflight;
+  };
+
+  Service& svc_;
+  Hub& hub_;
+  Metrics& metrics_;
+  const AuthContext auth_;
+  const Deliver deliver_;
+  const int shard_;
+  std::shared_ptr<DeviceStream> stream_;
+  std::map<ConversationId, ConvInfo> convs_;  // shard thread
+  std::map<ConversationId, Cursor> cursors_;  // shard thread
+  SeqMap pending_;                            // shard thread
+  bool flushing_ = false;                     // shard thread
+  bool attached_ = false;                     // shard thread
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> online_{false};
+  int64_t presence_id_ = 0;
+  const std::shared_ptr<Subs> subs_;
+};
+
+ImNamespace::ImNamespace(Service& svc, Hub& hub, Metrics& metrics, std::size_t max_body_bytes)
+    : svc_(svc), hub_(hub), metrics_(metrics), max_body_bytes_(max_body_bytes) {}
+
+ImNamespace::~ImNamespace() {
+  std::lock_guard lk(mu_);
+  for (auto& [_, d] : devices_) d->close();
+  devices_.clear();
+}
+
+bool ImNamespace::owns(std::string_view t) const {
+  return t.starts_with("user/") || t.starts_with("group/") || t == "user" || t == "group";
+}
+
+std::shared_ptr<ImNamespace::Device> ImNamespace::find(const ClientInfo& c) {
+  if (!c.auth) return nullptr;
+  std::lock_guard lk(mu_);
+  auto it = devices_.find(c.client_id);
+  // Only the connection the device is attached for: one that lost its client id to a newer
+  // connection (perhaps another user's) acts on nothing.
+  return it == devices_.end() || it->second->owner != &c ? nullptr : it->second;
+}
+
+void ImNamespace::attach(const ClientInfo& c, Deliver deliver) {
+  if (!c.auth) return;  // anonymous clients have no IM namespace
+  AuthContext a = *c.auth;
+  a.device_id = c.client_id;  // the device's cursors are its client id's
+  const int shard = hub_.shard_count() > 0
+                        ? static_cast<int>(std::hash<std::string>{}(c.client_id) %
+                                           static_cast<std::size_t>(hub_.shard_count()))
+                        : 0;
+  std::shared_ptr<Device> old;
+  std::shared_ptr<Device> d;
+  {
+    std::lock_guard lk(mu_);
+    // The session's subscriptions: kept from the last connection unless this one starts clean.
+    auto& subs = subs_[c.client_id];
+    if (!subs || c.clean_start || subs->user_id != a.user_id) {
+      subs = std::make_shared<Subs>();
+      subs->user_id = a.user_id;
+    }
+    d = std::make_shared<Device>(svc_, hub_, metrics_, std::move(a), std::move(deliver), shard,
+                                 subs);
+    d->owner = &c;
+    auto& slot = devices_[c.client_id];
+    old = std::move(slot);
+    slot = d;
+  }
+  if (old) old->close();
+  d->start();
+}
+
+void ImNamespace::detach(const ClientInfo& c) {
+  std::shared_ptr<Device> d;
+  {
+    std::lock_guard lk(mu_);
+    auto it = devices_.find(c.client_id);
+    if (it == devices_.end() || it->second->owner != &c) return;
+    d = std::move(it->second);
+    devices_.erase(it);
+  }
+  d->close();
+}
+
+uint8_t ImNamespace::subscribe(const ClientInfo& c, const std::string& filter, uint8_t qos) {
+  auto d = find(c);
+  if (!d) return kNotAuthorized;
+  auto lv = levels(filter);
+  const std::string& self = d->auth().user_id;
+  bool ok = false;
+  if (lv.size() >= 2 && lv[0] == "user") {
+    ok = lv[1] == self;  // only one's own user/<self>/...
+  } else if (lv.size() >= 2 && lv[0] == "group") {
+    // A group named literally, that the user is in (a store read: the broker calls this on the
+    // client's thread, once per SUBSCRIBE).
+    if (auto id = parse_id(lv[1])) {
+      auto conv = svc_.get_conversation(d->auth(), *id);
+      ok = conv && conv.value().type == ConversationType::group;
+    }
+  }
+  if (!ok) {
+    metrics_.mqtt_refused_total.add();
+    return kNotAuthorized;
+  }
+  const uint8_t granted = std::min<uint8_t>(qos, 1);  // IM deliveries are QoS 0 or 1
+  d->add_sub(filter, granted);
+  return granted;
+}
+
+void ImNamespace::unsubscribe(const ClientInfo& c, const std::string& filter) {
+  if (auto d = find(c)) d->remove_sub(filter);
+}
+
+void ImNamespace::publish(const ClientInfo& c, Publish p, std::function<void(uint8_t)> done) {
+  auto d = find(c);
+  if (!d) return done(kNotAuthorized);
+  const AuthContext& who = d->auth();
+  auto lv = levels(p.topic);
+  // user/<to>/inbox/<self> or group/<gid>/inbox/<self>: a message, published as oneself.
+  if (lv.size() != 4 || lv[2] != "inbox" || (lv[0] != "user" && lv[0] != "group"))
+    return done(kTopicInvalid);
+  if (canonical_user_id(lv[3]) != who.user_id) {
+    metrics_.mqtt_refused_total.add();
+    return done(kNotAuthorized);
+  }
+  // The payload: the send fields as JSON, or plain text.
+  SendRequest req;
+  const std::string& body = p.payload;
+  auto first = body.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && body[first] == '{') {
+    auto o = proto::parse_object(body);
+    if (!o) return done(kPayloadInvalid);
+    o.value()["conversation_id"] = "1";  // replaced below; parse_send wants one
+    auto r = proto::parse_send(o.value(), max_body_bytes_);
+    if (!r) return done(reason_for(r.error()));
+    req = std::move(r.value());
+  } else {
+    if (!utf8_valid(body) || body.empty() || body.size() > max_body_bytes_)
+      return done(kPayloadInvalid);
+    req.type = MessageType::text;
+    req.body = body;
+  }
+  auto send = [this, who, done](SendRequest r) {
+    svc_.send(who, std::move(r),
+              [done](Result<SendAck> a) { done(a ? uint8_t{0} : reason_for(a.error())); });
+  };
+  if (lv[0] == "group") {
+    auto id = parse_id(lv[1]);
+    if (!id) return done(kTopicInvalid);
+    req.conversation_id = *id;
+    return send(std::move(req));
+  }
+  // A direct message: the conversation with <to>, made on the first one (a store write: on the
+  // work pool).
+  std::string to = canonical_user_id(lv[1]);
+  if (!valid_user_id(to) || to == who.user_id) return done(kTopicInvalid);
+  svc_.run_blocking([this, who, to, req = std::move(req), done, send]() mutable {
+    CreateConversationRequest cr;
+    cr.type = ConversationType::direct;
+    cr.members = {to};
+    auto conv = svc_.create_conversation(who, cr);
+    if (!conv) return done(reason_for(conv.error()));
+    req.conversation_id = conv.value().first.id;
+    send(std::move(req));
+  });
+}
+
+}  // namespace converge::mqtt
