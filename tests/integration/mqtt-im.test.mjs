@@ -128,3 +128,25 @@ test('a device away with its session gets what it missed, in order, when it come
     await closeAll(wo);
   }
 });
+
+test("another user's client id is refused: no takeover of someone else's device or session", async () => {
+  const node = await h.ready;
+  const ann = await makeUser(node, 'cid-ann', ['x']);
+  const ben = await makeUser(node, 'cid-ben', ['x']);
+  const owner = await mqttConnect(node, { version: 5, clientId: 'ann-phone', username: 'cid-ann', password: ann.tokens.x, clean: false, properties: { sessionExpiryInterval: 600 } });
+  try {
+    for (const version of [5, 4]) {
+      const err = await mqttConnect(node, { version, clientId: 'ann-phone', username: 'cid-ben', password: ben.tokens.x }).then(() => null, (e) => e);
+      assert.ok(err, `v${version}: ben's CONNECT with ann's client id was accepted`);
+      assert.equal(err.code, version === 5 ? 0x85 : 2, `v${version}: ${err.message}`);
+    }
+    assert.equal(owner.closed, false, "ann's device is still connected");
+    // Ann herself may take her session over from another connection (MQTT's takeover).
+    const again = await mqttConnect(node, { version: 5, clientId: 'ann-phone', username: 'cid-ann', password: ann.tokens.x, clean: false, properties: { sessionExpiryInterval: 600 } });
+    assert.equal(again.client.options.properties.sessionExpiryInterval, 600);
+    assert.ok(await owner.waitClosed(), 'the older connection of the same user was taken over');
+    await again.end();
+  } finally {
+    await owner.end();
+  }
+});

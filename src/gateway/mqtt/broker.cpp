@@ -103,6 +103,10 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
   {
     std::lock_guard lk(mu_);
     auto s = store_->find(client_id);
+    if (s && s->username && s->username != username) {
+      a.refused = true;
+      return a;
+    }
     if (s) {
       bool live_delay_zero = false;
       {

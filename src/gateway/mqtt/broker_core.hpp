@@ -39,6 +39,9 @@ struct BrokerStats {
 struct Attached {
   std::shared_ptr<Session> session;
   bool present = false;
+  // The client id names a session of another authenticated user: neither taken over nor
+  // resumed (nobody may knock another user's device off, or take its session).
+  bool refused = false;
 };
 
 class Core : public std::enable_shared_from_this<Core> {

@@ -241,6 +241,10 @@ void ClientImpl::complete_connect() {
   auto a = core_->attach_session(self, link_, client_id_, username_, clean_start_, expiry_s_,
                                  std::move(will_));
   will_.reset();
+  if (a.refused) {
+    core_->count_refused();
+    return refuse(reason::client_identifier_not_valid, "this client id is another user's session");
+  }
   session_ = std::move(a.session);
   session_present_ = a.present;
 
