@@ -371,6 +371,8 @@ void ImNamespace::detach(const ClientInfo& c) {
     if (it == devices_.end() || it->second->owner != &c) return;
     d = std::move(it->second);
     devices_.erase(it);
+    // A clean session ends with its connection: its subscriptions go with it.
+    if (c.clean_start) subs_.erase(c.client_id);
   }
   d->close();
 }
