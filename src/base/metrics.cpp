@@ -65,10 +65,10 @@ void histogram(std::string& out, const char* name, const char* help, const Histo
   out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n{}_sum {}\n{}_count {}\n", name, snap.count,
                      name, snap.sum, name, snap.count);
 }
-constexpr const char* kMqttPacketNames[16] = {
-    "reserved", "connect",  "connack", "publish",     "puback",   "pubrec",
-    "pubrel",   "pubcomp",  "subscribe", "suback",    "unsubscribe", "unsuback",
-    "pingreq",  "pingresp", "disconnect", "auth"};
+constexpr const char* kMqttPacketNames[16] = {"reserved",  "connect",  "connack",     "publish",
+                                              "puback",    "pubrec",   "pubrel",      "pubcomp",
+                                              "subscribe", "suback",   "unsubscribe", "unsuback",
+                                              "pingreq",   "pingresp", "disconnect",  "auth"};
 void mqtt_packets(std::string& out, const char* name, const char* help,
                   const std::array<Counter, 16>& by_type) {
   out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n", name, help);

@@ -76,11 +76,11 @@ struct Metrics {
   Counter heartbeat_timeouts_total;
   Counter rate_limited_total;    // calls refused by an abuse limit (429), hashing queue included
   Counter revoked_closes_total;  // WebSockets closed because their token was revoked or expired
-  Counter bus_remote_messages_total;  // stored messages received from other nodes
-  Counter cluster_nodes_lost_total;   // other nodes taken for dead (their heartbeats stopped)
+  Counter bus_remote_messages_total;   // stored messages received from other nodes
+  Counter cluster_nodes_lost_total;    // other nodes taken for dead (their heartbeats stopped)
   Counter cluster_publish_gaps_total;  // other nodes' heartbeats telling of lost publishes
-  Counter center_requests_total;      // seed-000 envelopes from plain AMQP clients, sent on
-  Counter center_redelivered_total;   // of which the broker had handed out before (a node died)
+  Counter center_requests_total;       // seed-000 envelopes from plain AMQP clients, sent on
+  Counter center_redelivered_total;    // of which the broker had handed out before (a node died)
   Counter gap_fills_total;  // live deliveries that had to read a missing range from the store
   Counter store_batches_total;
   Histogram store_commit_seconds{
@@ -97,8 +97,8 @@ struct Metrics {
   Gauge mqtt_connections;  // MQTT connections past CONNACK
   std::array<Counter, 16> mqtt_packets_in;
   std::array<Counter, 16> mqtt_packets_out;
-  Counter mqtt_refused_total;    // publishes, subscriptions and deliveries the ACL refused
-  Counter mqtt_dropped_total;    // deliveries dropped: slow consumer, queue full, too large, expired
+  Counter mqtt_refused_total;  // publishes, subscriptions and deliveries the ACL refused
+  Counter mqtt_dropped_total;  // deliveries dropped: slow consumer, queue full, too large, expired
   Counter mqtt_malformed_total;  // connections closed for a malformed packet or protocol error
 
   std::string render_prometheus() const;
