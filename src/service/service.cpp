@@ -568,34 +568,28 @@ void Service::device_offline(const AuthContext& who, int64_t conn_id) {
   if (cluster_) cluster_->device_offline(who.user_id, who.is_admin);
 }
 
-namespace {
-// The rows of nodes alive: a row of a node whose heartbeat has not been heard is kept while it
-// is younger than the node timeout (that node may have just started).
-std::vector<PresenceRow> alive_rows(std::vector<PresenceRow> rows, const std::string& self,
-                                    const std::vector<NodeInfo>& nodes, int64_t timeout_ms) {
+Result<std::vector<PresenceRow>> Service::connections_of(std::span<const std::string> users,
+                                                         StoreSession& s) {
+  std::vector<PresenceRow> rows = presence_.local(users);
+  if (!cluster_ || users.empty()) return rows;
+  auto remote = s.presence_of(users);
+  if (!remote) return remote.error();
+  // Other nodes' rows, of nodes alive: a row of a node whose heartbeat has not been heard is
+  // kept while it is younger than the node timeout (that node may have just started).
   std::set<std::string> alive;
-  for (auto& n : nodes) alive.insert(n.id);
-  const int64_t young = now_ms() - timeout_ms;
-  std::erase_if(rows, [&](const PresenceRow& r) {
-    return r.node_id == self || (!alive.count(r.node_id) && r.since_ms < young);
-  });
+  for (auto& n : cluster_->nodes()) alive.insert(n.id);
+  const int64_t young = now_ms() - cluster_->timeout_ms();
+  for (auto& r : remote.value())
+    if (r.node_id != bus_.node_id() && (alive.count(r.node_id) || r.since_ms >= young))
+      rows.push_back(std::move(r));
   return rows;
 }
-}  // namespace
 
 Result<std::set<std::string>> Service::online_anywhere(std::span<const std::string> users) {
-  std::set<std::string> out;
-  for (auto& r : presence_.local(users)) out.insert(r.user_id);
-  if (!cluster_) return out;
-  std::vector<std::string> rest;
-  for (auto& u : users)
-    if (!out.count(u)) rest.push_back(u);
-  if (rest.empty()) return out;
-  auto rows = lease()->presence_of(rest);
+  auto rows = connections_of(users, *lease());
   if (!rows) return rows.error();
-  for (auto& r : alive_rows(std::move(rows.value()), bus_.node_id(), cluster_->nodes(),
-                            cluster_->timeout_ms()))
-    out.insert(r.user_id);
+  std::set<std::string> out;
+  for (auto& r : rows.value()) out.insert(r.user_id);
   return out;
 }
 
@@ -626,14 +620,9 @@ Result<std::vector<Service::UserPresence>> Service::presence(
           std::find(shared.value().begin(), shared.value().end(), u) != shared.value().end())
         visible.push_back(u);
   }
-  std::vector<PresenceRow> rows = presence_.local(visible);
-  if (cluster_ && !visible.empty()) {
-    auto remote = s->presence_of(visible);
-    if (!remote) return remote.error();
-    for (auto& r : alive_rows(std::move(remote.value()), bus_.node_id(), cluster_->nodes(),
-                              cluster_->timeout_ms()))
-      rows.push_back(std::move(r));
-  }
+  auto rows_r = connections_of(visible, *s);
+  if (!rows_r) return rows_r.error();
+  auto& rows = rows_r.value();
   std::vector<UserPresence> out;
   for (auto& u : visible) {
     UserPresence p;

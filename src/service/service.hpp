@@ -216,6 +216,9 @@ class Service {
   Status check_group_cap(StoreSession& s, const std::vector<std::string>& users);
   Error limited(int64_t wait_ms, std::string what);  // counted 429
   void publish_revoke(const std::string& user_id, std::string token_hash, std::string keep_hash);
+  // The connections of `users` on this node and on the other nodes alive (the store's rows).
+  Result<std::vector<PresenceRow>> connections_of(std::span<const std::string> users,
+                                                  StoreSession& s);
 
   ServiceOptions opts_;
   Store& store_;

@@ -571,12 +571,7 @@ class PgSession final : public StoreSession {
         "id",
         "", "tttbi", true};
     Args none;
-    auto r = run(&s, &none, "list_admins");
-    if (!r) return r.error();
-    Rows rows{r.value().get()};
-    std::vector<User> out;
-    for (int i = 0; i < rows.size(); ++i) out.push_back(user_row(rows, i));
-    return out;
+    return users_of(run(&s, &none, "list_admins"));
   }
 
   Result<std::vector<User>> list_users(int64_t limit) override {
@@ -585,7 +580,10 @@ class PgSession final : public StoreSession {
         "tttbi", true};
     Args a;
     a.i64(limit);
-    auto r = run(&s, &a, "list_users");
+    return users_of(run(&s, &a, "list_users"));
+  }
+
+  static Result<std::vector<User>> users_of(Result<PgResult> r) {
     if (!r) return r.error();
     Rows rows{r.value().get()};
     std::vector<User> out;

@@ -289,26 +289,25 @@ class SqliteSession final : public StoreSession {
   }
 
   Result<std::vector<User>> list_admins() override {
-    auto* s = prepare(
-        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE is_admin <> 0 "
-        "ORDER BY id");
-    std::vector<User> out;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(user_row(s));
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return db_error(db_, "list_admins");
-    return out;
+    return users_of(prepare("SELECT id, name, password_hash, is_admin, created_at FROM users "
+                            "WHERE is_admin <> 0 ORDER BY id"),
+                    "list_admins");
   }
 
   Result<std::vector<User>> list_users(int64_t limit) override {
     auto* s = prepare(
         "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT ?1");
     sqlite3_bind_int64(s, 1, limit);
+    return users_of(s, "list_users");
+  }
+
+  // Every row of a users query with its parameters bound.
+  Result<std::vector<User>> users_of(sqlite3_stmt* s, const char* what) {
     std::vector<User> out;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(user_row(s));
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return db_error(db_, "list_users");
+    if (rc != SQLITE_DONE) return db_error(db_, what);
     return out;
   }
 
