@@ -901,6 +901,7 @@ Status Service::notify_admins(std::string payload_json, const std::string& only)
 Status Service::admin_notify(const AuthContext& who, const std::string& to_in,
                              std::string payload_json) {
   if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  if (!to_in.empty() && !valid_user_id(to_in)) return make_error(Errc::bad_request, "bad user id");
   return notify_admins(std::move(payload_json), to_in.empty() ? "" : canonical_user_id(to_in));
 }
 

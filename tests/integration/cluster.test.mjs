@@ -309,6 +309,7 @@ describe("seed 000's admin clients (m_.<uid>)", () => {
       assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 'nadia', data: { x: 1 } } })).status, 404);
       assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { data: 'x' } })).status, 400);
       assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 7, data: {} } })).status, 400);
+      assert.equal((await http(nodes[2], 'POST', '/api/v1/admin/notify', { token: root2, json: { to: 'ro\u0000ot', data: {} } })).status, 400);
       await new Promise((res) => setTimeout(res, 300));
       assert.equal(admin.frames.filter((f) => f.cmd === 'admin' && f.data.x).length, 0);
       // A non-admin's connection gets no admin notice.

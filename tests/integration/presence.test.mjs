@@ -63,7 +63,7 @@ test('presence: bad requests are refused', async () => {
   const node = await h.ready;
   const dee = await makeUser(node, 'dee', ['d1']);
   const many = Array.from({ length: 101 }, (_, i) => `u${i}`).join(',');
-  for (const q of ['', '?users=', `?users=${many}`, '?users=a%20b', '?users=a,,b', '?users=%FF']) {
+  for (const q of ['', '?users=', `?users=${many}`, '?users=a%20b', '?users=a,,b', '?users=dee,', '?users=%FF', '?users=dee%00']) {
     const r = await http(node, 'GET', `/api/v1/presence${q}`, { token: dee.tokens.d1 });
     assert.equal(r.status, 400, `${q}: ${r.text}`);
   }

@@ -230,12 +230,13 @@ class Handler {
     if (it == r_.query.end() || it->second.empty())
       return error_response(make_error(Errc::bad_request, "users=<id>,<id>,... is required"));
     std::vector<std::string> ids;
+    // Every piece between commas, empty ones too (refused as ids: "a,,b" and "a," are 400).
     std::string_view rest = it->second;
-    while (!rest.empty()) {
+    for (;;) {
       auto comma = rest.find(',');
       ids.emplace_back(rest.substr(0, comma));
-      if (ids.size() > Service::kPresenceQueryMax) break;
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      if (ids.size() > Service::kPresenceQueryMax || comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
     }
     auto got = svc_.presence(a, ids);
     if (!got) return error_response(got.error());
