@@ -226,8 +226,12 @@ void Cluster::on_notice(const std::shared_ptr<const Notice>& n) {
       auto& p = peers_[n->user_id];
       bool fresh = p.id.empty();
       // The node failed to publish stored messages since its last heartbeat (its publishing
-      // connection went, or its queue overflowed): they are in the store only.
-      lost = !fresh && p.started_at_ms == n->started_at_ms && n->publish_losses > p.publish_losses;
+      // connection went, or its queue overflowed): they are in the store only. Counted against
+      // the last heartbeat of the same run of that node, even one from before it was taken for
+      // dead (its heartbeats are lost with its publishes).
+      auto& seen = losses_seen_[n->user_id];
+      lost = seen.first == n->started_at_ms && n->publish_losses > seen.second;
+      seen = {n->started_at_ms, n->publish_losses};
       p = NodeInfo{n->user_id, n->started_at_ms, now_ms(), n->connections,
                    n->address, n->cpu_percent,   false};
       p.publish_losses = n->publish_losses;

@@ -109,7 +109,10 @@ class Cluster final : public BusListener {
   bool stopping_ = false;
   std::unordered_map<std::string, NodeInfo> peers_;  // guarded by mu_
   std::string address_;                              // guarded by mu_
-  int64_t cpu_percent_ = 0;                          // guarded by mu_
+  // Per node: {started_at, publish_losses} of its last heartbeat, kept when it is taken for
+  // dead (guarded by mu_).
+  std::unordered_map<std::string, std::pair<int64_t, int64_t>> losses_seen_;
+  int64_t cpu_percent_ = 0;  // guarded by mu_
   std::function<void(CenterRequest)> center_;
 
   mutable std::mutex mu_;
