@@ -265,6 +265,8 @@ int serve(const Cli& cli) {
   mo.max_keepalive_s = static_cast<uint16_t>(cfg.mqtt_max_keepalive);
   mo.max_packet_bytes = static_cast<std::size_t>(cfg.mqtt_max_packet_bytes);
   mo.max_queued_messages = static_cast<std::size_t>(cfg.mqtt_max_queued_messages);
+  mo.session_store = store.value().get();  // sessions with an expiry outlive the node
+  mo.sole_node = cfg.bus.empty();
   // The broker's slow-consumer threshold (QoS 0 dropped, QoS 1/2 held back) sits below the
   // transports' hard cap (max_send_queue_bytes, cut), with room for one packet more.
   // An MQTT connection's queue holds two of the largest packets at least, whatever

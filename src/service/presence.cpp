@@ -163,8 +163,12 @@ bool Presence::flush(StoreSession& s) {
   if (st) st = s.presence_put(puts);
   if (st) st = s.presence_drop(node_id_, drops);
   if (st && resync) st = s.commit();
-  for (auto& n : forget)
+  // A dead node's connections are gone: its rows, and the MQTT sessions it served, which now
+  // count as disconnected (their expiry runs from here).
+  for (auto& n : forget) {
     if (st) st = s.presence_clear(n);
+    if (st) st = s.mqtt_sessions_release(n, now_ms());
+  }
   if (!st && resync) s.rollback();
   if (st) {
     if (resync) spdlog::info("presence: {} connections shared again", puts.size());

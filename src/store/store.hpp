@@ -96,6 +96,37 @@ struct PresenceRow {
   int64_t since_ms = 0;
 };
 
+// An MQTT session that outlives its connection (gateway/mqtt/session.hpp): the broker writes
+// it behind, a node that serves the client id next reads it back. Only the session's identity,
+// expiry and subscriptions are kept: IM messages come back from the device's cursors, not from
+// a copy per session.
+struct MqttSubRow {
+  std::string filter;  // as subscribed ("$share/g/f" too)
+  uint8_t qos = 0;
+  bool no_local = false;
+  bool retain_as_published = false;
+  uint8_t retain_handling = 0;
+  uint32_t subscription_id = 0;  // 0: none
+};
+struct MqttSessionRow {
+  std::string client_id;
+  std::string user_id;             // empty: an anonymous client's
+  int64_t expiry_s = 0;            // after the connection ends
+  int64_t disconnected_at_ms = 0;  // 0: connected, on node_id
+  std::string node_id;             // the node that served it last
+  std::vector<MqttSubRow> subs;    // by filter (mqtt_session_get); ignored by a write
+};
+// One session's changes since the last write: `erase` drops the row and its subscriptions;
+// else `row` is put (replaced), then, after every subscription went when `reset_subs`, each
+// of `subs` is put (a value) or dropped (none).
+struct MqttSessionWrite {
+  std::string client_id;
+  bool erase = false;
+  std::optional<MqttSessionRow> row;
+  bool reset_subs = false;
+  std::vector<std::pair<std::string, std::optional<MqttSubRow>>> subs;
+};
+
 struct StoreRows {
   std::vector<UserRecord> users;
   std::vector<TokenRow> tokens;
@@ -296,6 +327,16 @@ class StoreSession {
   virtual Status presence_clear(const std::string& node_id) = 0;  // every row of that node
   // Every row of these users (ids as stored), by user then node then connection.
   virtual Result<std::vector<PresenceRow>> presence_of(std::span<const std::string> user_ids) = 0;
+
+  // MQTT sessions. Not part of a copy (converge migrate): like presence, they describe
+  // connections; a device's cursors, which are copied, carry what it has received.
+  virtual Status mqtt_sessions_write(std::span<const MqttSessionWrite> writes) = 0;
+  virtual Result<std::optional<MqttSessionRow>> mqtt_session_get(const std::string& client_id) = 0;
+  // The sessions `node_id` (empty: any node) served when it stopped count as disconnected at
+  // `now_ms`.
+  virtual Status mqtt_sessions_release(const std::string& node_id, int64_t now_ms) = 0;
+  // Drops the sessions whose expiry ran out by `now_ms` (disconnected_at + expiry); how many.
+  virtual Result<int64_t> mqtt_sessions_expire(int64_t now_ms) = 0;
 
   // Copying a whole store, engine to engine (converge migrate; store/copy.hpp drives these).
   // Rows travel as they are stored: user ids, password hashes, token digests, conversation ids,

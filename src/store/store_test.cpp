@@ -181,6 +181,100 @@ TYPED_TEST(StoreSuite, PresenceRowsBelongToTheirNode) {
   EXPECT_TRUE(s.presence_drop("n1", std::span<const int64_t>{}));
 }
 
+TYPED_TEST(StoreSuite, MqttSessionsKeepSubscriptionsAndExpire) {
+  auto& s = *this->s_;
+  auto sub = [](std::string f, uint8_t qos, uint32_t id = 0) {
+    MqttSubRow r;
+    r.filter = std::move(f);
+    r.qos = qos;
+    r.subscription_id = id;
+    return r;
+  };
+  MqttSessionWrite a;
+  a.client_id = "alice-phone";
+  a.row = MqttSessionRow{"alice-phone", "alice", 3600, 0, "n1", {}};
+  a.reset_subs = true;
+  a.subs.emplace_back("user/alice/#", sub("user/alice/#", 1));
+  a.subs.emplace_back("news/+", sub("news/+", 2, 7));
+  MqttSessionWrite b;
+  b.client_id = "anon";
+  b.row = MqttSessionRow{"anon", "", 10, 1000, "n2", {}};
+  b.subs.emplace_back("x", sub("x", 0));
+  // A subscription of a session that has no row is not kept.
+  MqttSessionWrite orphan;
+  orphan.client_id = "ghost";
+  orphan.subs.emplace_back("y", sub("y", 1));
+  std::vector<MqttSessionWrite> w{a, b, orphan};
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.mqtt_sessions_write(w));
+  ASSERT_TRUE(s.commit());
+
+  auto got = s.mqtt_session_get("alice-phone");
+  ASSERT_TRUE(got);
+  ASSERT_TRUE(got.value().has_value());
+  EXPECT_EQ(got.value()->user_id, "alice");
+  EXPECT_EQ(got.value()->expiry_s, 3600);
+  EXPECT_EQ(got.value()->disconnected_at_ms, 0);
+  ASSERT_EQ(got.value()->subs.size(), 2u);
+  EXPECT_EQ(got.value()->subs[0].filter, "news/+");
+  EXPECT_EQ(got.value()->subs[0].qos, 2);
+  EXPECT_EQ(got.value()->subs[0].subscription_id, 7u);
+  EXPECT_EQ(got.value()->subs[1].filter, "user/alice/#");
+  EXPECT_FALSE(s.mqtt_session_get("ghost").value().has_value());
+
+  // A change drops one subscription and puts another; a reset replaces them all.
+  MqttSessionWrite c;
+  c.client_id = "alice-phone";
+  c.subs.emplace_back("news/+", std::nullopt);
+  c.subs.emplace_back("group/7/#", sub("group/7/#", 1));
+  std::vector<MqttSessionWrite> w2{c};
+  ASSERT_TRUE(s.mqtt_sessions_write(w2));
+  got = s.mqtt_session_get("alice-phone");
+  ASSERT_EQ(got.value()->subs.size(), 2u);
+  EXPECT_EQ(got.value()->subs[0].filter, "group/7/#");
+  MqttSessionWrite d;
+  d.client_id = "alice-phone";
+  d.row = MqttSessionRow{"alice-phone", "alice", 60, 0, "n1", {}};
+  d.reset_subs = true;
+  std::vector<MqttSessionWrite> w3{d};
+  ASSERT_TRUE(s.mqtt_sessions_write(w3));
+  got = s.mqtt_session_get("alice-phone");
+  EXPECT_EQ(got.value()->expiry_s, 60);
+  EXPECT_TRUE(got.value()->subs.empty());
+
+  // n1's connected sessions count as disconnected when it starts again; expiry then runs.
+  ASSERT_TRUE(s.mqtt_sessions_release("n1", 5000));
+  EXPECT_EQ(s.mqtt_session_get("alice-phone").value()->disconnected_at_ms, 5000);
+  EXPECT_EQ(s.mqtt_sessions_expire(10999).value(), 0);
+  auto n = s.mqtt_sessions_expire(11000);  // anon: 1000 + 10 s
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n.value(), 1);
+  EXPECT_FALSE(s.mqtt_session_get("anon").value().has_value());
+  EXPECT_TRUE(s.mqtt_session_get("alice-phone").value().has_value());
+  EXPECT_EQ(s.mqtt_sessions_expire(64999).value(), 0);
+  EXPECT_EQ(s.mqtt_sessions_expire(65000).value(), 1);
+  EXPECT_FALSE(s.mqtt_session_get("alice-phone").value().has_value());
+  // A sole node releases every connected session, whichever node id it had.
+  std::vector<MqttSessionWrite> w6{a};
+  ASSERT_TRUE(s.mqtt_sessions_write(w6));
+  ASSERT_TRUE(s.mqtt_sessions_release("n9", 7000));
+  EXPECT_EQ(s.mqtt_session_get("alice-phone").value()->disconnected_at_ms, 0);
+  ASSERT_TRUE(s.mqtt_sessions_release("", 7000));
+  EXPECT_EQ(s.mqtt_session_get("alice-phone").value()->disconnected_at_ms, 7000);
+
+  // An erase takes the row and its subscriptions.
+  std::vector<MqttSessionWrite> w4{b};
+  ASSERT_TRUE(s.mqtt_sessions_write(w4));
+  MqttSessionWrite e;
+  e.client_id = "anon";
+  e.erase = true;
+  std::vector<MqttSessionWrite> w5{e};
+  ASSERT_TRUE(s.mqtt_sessions_write(w5));
+  EXPECT_FALSE(s.mqtt_session_get("anon").value().has_value());
+  ASSERT_TRUE(s.mqtt_sessions_write(w4));  // back, without the old subscription rows
+  EXPECT_EQ(s.mqtt_session_get("anon").value()->subs.size(), 1u);
+}
+
 TYPED_TEST(StoreSuite, SharedMembersAreThoseInAConversationWithTheUser) {
   auto& s = *this->s_;
   this->make_group({"alice", "bob"});

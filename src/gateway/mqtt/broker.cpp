@@ -48,7 +48,10 @@ Core::Core(BrokerOptions o, Service& s, Metrics& m, Acl a, TopicNamespace* i)
       metrics(m),
       acl(std::move(a)),
       im(i),
-      store_(make_memory_session_store(opts.max_queued_messages)) {}
+      store_(opts.session_store != nullptr
+                 ? make_persistent_session_store(*opts.session_store, opts.node_id, opts.sole_node,
+                                                 opts.max_queued_messages)
+                 : make_memory_session_store(opts.max_queued_messages)) {}
 
 Core::~Core() {
   stop();
@@ -95,7 +98,8 @@ void Core::remove_session_locked(Session& s) {
 Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
                               const std::shared_ptr<Link>& link, const std::string& client_id,
                               const std::optional<std::string>& username, bool clean_start,
-                              uint32_t expiry_s, std::optional<Will> will) {
+                              uint32_t expiry_s, std::optional<Will> will,
+                              std::optional<StoredSession> loaded) {
   std::vector<MessagePtr> wills;
   std::shared_ptr<ClientImpl> old_owner;
   std::shared_ptr<Link> old_link;
@@ -103,6 +107,19 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
   {
     std::lock_guard lk(mu_);
     auto s = store_->find(client_id);
+    if (!s && loaded) {
+      // A session this node did not hold: served before a restart, or by another node.
+      if (!loaded->user_id.empty() && loaded->user_id != username.value_or("")) {
+        a.refused = true;
+        return a;
+      }
+      if (!clean_start && loaded->user_id == username.value_or("")) {
+        s = store_->restore(*loaded);
+        by_id_[s->id] = s;
+        for (const auto& [filter, o] : s->subscriptions)
+          if (!in_im(filter)) subs_.insert(filter, s->id, o);
+      }
+    }
     if (s && s->username && s->username != username) {
       a.refused = true;
       return a;
@@ -143,6 +160,7 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
     store_->set_expiry(*s, expiry_s);
     store_->set_will(*s, std::move(will));
     s->online = true;
+    store_->connected(*s);
     {
       std::lock_guard slk(s->mu);
       s->owner = client;
@@ -185,6 +203,7 @@ void Core::detach_session(const ClientImpl* client, const std::shared_ptr<Sessio
       remove_session_locked(*s);
     } else {
       s->expires_at = now + std::chrono::seconds(s->expiry_s);
+      store_->disconnected(*s);
       if (s->will) {
         uint32_t delay = s->will->properties.will_delay_interval.value_or(0);
         if (delay == 0) {
@@ -223,6 +242,45 @@ bool Core::unsubscribe(const std::shared_ptr<Session>& s, const std::string& fil
   bool had = subs_.erase(filter, s->id);
   if (had) store_->unsubscribed(*s, filter);
   return had;
+}
+
+void Core::keep_im_subscription(const std::shared_ptr<Session>& s, const std::string& filter,
+                                uint8_t qos) {
+  std::lock_guard lk(mu_);
+  if (s->removed) return;
+  SubOptions o;
+  o.qos = qos;
+  store_->subscribed(*s, filter, o);
+}
+
+void Core::drop_im_subscription(const std::shared_ptr<Session>& s, const std::string& filter) {
+  std::lock_guard lk(mu_);
+  if (!s->removed && s->subscriptions.contains(filter)) store_->unsubscribed(*s, filter);
+}
+
+TopicNamespace::Subscriptions Core::im_subscriptions(const std::shared_ptr<Session>& s) {
+  TopicNamespace::Subscriptions out;
+  std::lock_guard lk(mu_);
+  for (const auto& [filter, o] : s->subscriptions)
+    if (in_im(filter)) out.emplace_back(filter, o.qos);
+  return out;
+}
+
+bool Core::in_im(std::string_view t) const {
+  if (im == nullptr) return im_prefix(t);
+  if (im->owns(t)) return true;
+  auto shared = parse_shared(t);
+  return shared && im->owns(shared->filter);
+}
+
+bool Core::load_needed(const std::string& client_id) {
+  if (!store_->persistent()) return false;
+  std::lock_guard lk(mu_);
+  return store_->find(client_id) == nullptr;
+}
+
+std::optional<StoredSession> Core::load_session(const std::string& client_id) {
+  return store_->load(client_id);
 }
 
 std::vector<MessagePtr> Core::retained_for(std::string_view filter) {
@@ -453,6 +511,7 @@ void Core::stop() {
   }
   timer_cv_.notify_all();
   if (timer_.joinable() && timer_.get_id() != std::this_thread::get_id()) timer_.join();
+  store_->close();  // what is pending is written; sessions stay as they were
 }
 
 // --- Broker ---

@@ -22,12 +22,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "gateway/mqtt/acl.hpp"
 #include "gateway/mqtt/codec/packet.hpp"
 
 namespace converge {
 class Service;
+class Store;
 struct Metrics;
 struct AuthContext;
 }  // namespace converge
@@ -71,6 +74,11 @@ struct BrokerOptions {
   uint32_t max_session_expiry_s = 7 * 24 * 3600;
   std::size_t max_retained = 100000;
   int64_t sys_interval_ms = 10000;  // $SYS/broker/... publishes; 0 = never
+  // Where sessions with an expiry are kept beyond this process (session.hpp,
+  // make_persistent_session_store); null: in memory only. `sole_node`: no other node shares
+  // that store (every session marked connected there was this node's).
+  Store* session_store = nullptr;
+  bool sole_node = true;
 };
 
 // What a namespace handler knows of a client.
@@ -91,9 +99,12 @@ class TopicNamespace {
   virtual bool owns(std::string_view topic_or_filter) const = 0;
   // A client's connection has its session (after CONNACK) / is gone. `deliver` sends a
   // PUBLISH to the client (posted to its thread by the broker; `acked` runs once the client
-  // acknowledges a QoS 1/2 delivery, or at once for QoS 0).
+  // acknowledges a QoS 1/2 delivery, or at once for QoS 0). `subscriptions` are the session's
+  // filters in this namespace with their granted QoS: what it subscribed to on an earlier
+  // connection (perhaps on another node, or before a restart); empty for a new session.
   using Deliver = std::function<void(Publish, std::function<void()> acked)>;
-  virtual void attach(const ClientInfo& c, Deliver deliver) = 0;
+  using Subscriptions = std::vector<std::pair<std::string, uint8_t>>;
+  virtual void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) = 0;
   virtual void detach(const ClientInfo& c) = 0;
   // The SUBACK reason code for `filter` (the granted QoS, or a refusal such as 0x87).
   virtual uint8_t subscribe(const ClientInfo& c, const std::string& filter, uint8_t qos) = 0;

@@ -63,10 +63,16 @@ class Core : public std::enable_shared_from_this<Core> {
   // or when it belongs to another username), with `will` as its will. A connection still
   // serving it is told to close (taken over); a will still pending is published (the previous
   // session ended) or cancelled (the session continues).
+  // `loaded` is what load_session read when this node had no session of `client_id`.
   Attached attach_session(const std::shared_ptr<ClientImpl>& client,
                           const std::shared_ptr<Link>& link, const std::string& client_id,
                           const std::optional<std::string>& username, bool clean_start,
-                          uint32_t expiry_s, std::optional<Will> will);
+                          uint32_t expiry_s, std::optional<Will> will,
+                          std::optional<StoredSession> loaded = std::nullopt);
+  // Whether a CONNECT resuming `client_id` must read its session from the store first (a
+  // persistent store and no session here), and that read (blocking: on the work pool).
+  bool load_needed(const std::string& client_id);
+  std::optional<StoredSession> load_session(const std::string& client_id);
   // The connection of `client` ended: the session goes offline (or ends, expiry 0); its will is
   // published now, later (will delay), or not at all (`send_will` false: DISCONNECT 0x00).
   void detach_session(const ClientImpl* client, const std::shared_ptr<Session>& s, bool send_will);
@@ -76,6 +82,14 @@ class Core : public std::enable_shared_from_this<Core> {
   // True when the subscription is new (retain handling 1), false when it replaced one.
   bool subscribe(const std::shared_ptr<Session>& s, const std::string& filter, const SubOptions& o);
   bool unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter);
+  // The IM namespaces' subscriptions are kept in the session (and its store) but routed by the
+  // TopicNamespace, not the broker's tree.
+  void keep_im_subscription(const std::shared_ptr<Session>& s, const std::string& filter,
+                            uint8_t qos);
+  void drop_im_subscription(const std::shared_ptr<Session>& s, const std::string& filter);
+  TopicNamespace::Subscriptions im_subscriptions(const std::shared_ptr<Session>& s);
+  // Whether a topic or filter ("$share/g/..." too) is the IM namespaces'.
+  bool in_im(std::string_view topic_or_filter) const;
   // The retained messages `filter` matches (expired ones are dropped).
   std::vector<MessagePtr> retained_for(std::string_view filter);
 

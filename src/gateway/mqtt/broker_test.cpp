@@ -570,6 +570,70 @@ TEST_F(MqttBrokerTest, RedeliveryOnReconnect) {
   EXPECT_TRUE(quiet(*b));
 }
 
+// A persistent SessionStore: a second broker on the same store (a restarted node) resumes the
+// session with its subscriptions; a clean start erases it; another user cannot take it.
+TEST_F(MqttBrokerTest, SessionsOutliveTheBrokerInTheStore) {
+  auto o = test_options();
+  o.session_store = store_.get();
+  make(o);
+  {
+    auto a = conn("keep", v5, [](Connect& k) { k.properties.session_expiry_interval = 600; });
+    EXPECT_EQ(sub(*a, "news/+", 1, 9).reason_codes, std::vector<uint8_t>{1});
+    auto b = conn("gone", v5, [](Connect& k) { k.properties.session_expiry_interval = 600; });
+    sub(*b, "news/+", 1);
+    auto c = conn("clean", v311);
+    sub(*c, "news/+", 1);
+    a->drop();
+    b->drop();
+    c->drop();
+    drain(100ms);
+  }
+  broker_->stop();  // writes what is pending
+  drain();
+  broker_.reset();
+  make(o);  // the node again
+  Connack ack;
+  auto a = conn(
+      "keep", v5,
+      [](Connect& k) {
+        k.clean_start = false;
+        k.properties.session_expiry_interval = 600;
+      },
+      0, &ack);
+  EXPECT_TRUE(ack.session_present);
+  Connack clean_ack;
+  auto c = conn(
+      "clean", v311, [](Connect& k) { k.clean_start = false; }, 0, &clean_ack);
+  EXPECT_FALSE(clean_ack.session_present) << "a clean session is not kept";
+  // "gone" starts clean: its stored session is erased, not resumed later.
+  conn("gone", v5)->drop();
+  auto p = conn("pub", v5);
+  Publish m;
+  m.topic = "news/today";
+  m.payload = "extra";
+  m.qos = 1;
+  m.packet_id = 1;
+  p->send(m);
+  auto got = recv(*a);
+  EXPECT_EQ(got.payload, "extra");
+  EXPECT_EQ(got.properties.subscription_identifiers, std::vector<uint32_t>{9});
+  EXPECT_TRUE(quiet(*c));
+  drain(100ms);
+  broker_->stop();
+  drain();
+  broker_.reset();
+  make(o);
+  Connack gone_ack;
+  conn(
+      "gone", v5,
+      [](Connect& k) {
+        k.clean_start = false;
+        k.properties.session_expiry_interval = 600;
+      },
+      0, &gone_ack);
+  EXPECT_FALSE(gone_ack.session_present);
+}
+
 TEST_F(MqttBrokerTest, SessionExpiry) {
   make();
   auto with = [](bool clean, std::optional<uint32_t> e) {
@@ -1010,8 +1074,9 @@ class FakeIm final : public TopicNamespace {
   bool owns(std::string_view t) const override {
     return t.starts_with("user/") || t.starts_with("group/");
   }
-  void attach(const ClientInfo& c, Deliver d) override {
+  void attach(const ClientInfo& c, Subscriptions subs, Deliver d) override {
     attached.push_back(c.client_id);
+    restored = std::move(subs);
     deliver = std::move(d);
   }
   void detach(const ClientInfo& c) override { detached.push_back(c.client_id); }
@@ -1024,6 +1089,7 @@ class FakeIm final : public TopicNamespace {
     std::thread([done] { done(reason::success); }).detach();  // "stored" on another thread
   }
   std::vector<std::string> attached, detached, published;
+  Subscriptions restored;
   Deliver deliver;
 };
 

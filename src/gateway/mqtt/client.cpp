@@ -237,9 +237,32 @@ void ClientImpl::complete_connect() {
       return refuse(reason::not_authorized, "the will topic is not authorized");
     }
   }
+  // A session to resume that this node does not hold may be in the store (a restart, or
+  // another node served it): read it on the work pool first.
+  if (!clean_start_ && core_->load_needed(client_id_)) {
+    state_ = State::authenticating;
+    std::weak_ptr<ClientImpl> w = weak_from_this();
+    auto core = core_;
+    auto link = link_;
+    core->svc.run_blocking([w, core, link, cid = client_id_] {
+      auto row = core->load_session(cid);
+      link->post([w, row = std::move(row)]() mutable {
+        auto c = w.lock();
+        if (!c || c->state_ != State::authenticating) return;
+        c->attach(std::move(row));
+        if (c->state_ == State::connected) c->drain();
+      });
+    });
+    return;
+  }
+  attach(std::nullopt);
+}
+
+void ClientImpl::attach(std::optional<StoredSession> loaded) {
+  const bool v5 = version_ == Version::v5;
   auto self = shared_from_this();
   auto a = core_->attach_session(self, link_, client_id_, username_, clean_start_, expiry_s_,
-                                 std::move(will_));
+                                 std::move(will_), std::move(loaded));
   will_.reset();
   if (a.refused) {
     core_->count_refused();
@@ -280,7 +303,8 @@ void ClientImpl::complete_connect() {
   if (core_->im != nullptr && auth_) {
     std::weak_ptr<Core> wc = core_;
     std::weak_ptr<Session> ws = session_;
-    core_->im->attach(info_, [wc, ws](Publish p, std::function<void()> acked) {
+    auto subs = a.present ? core_->im_subscriptions(session_) : TopicNamespace::Subscriptions{};
+    core_->im->attach(info_, std::move(subs), [wc, ws](Publish p, std::function<void()> acked) {
       auto core = wc.lock();
       auto s = ws.lock();
       if (!core || !s) return;
@@ -552,6 +576,7 @@ uint8_t ClientImpl::subscribe_one(const Subscription& sub, uint32_t sub_id,
       core_->count_refused();
       return refused(rc);
     }
+    core_->keep_im_subscription(session_, f, rc);
     return rc;
   }
   if (!core_->acl.can_subscribe(acl_client(), f)) {
@@ -580,6 +605,7 @@ void ClientImpl::handle_unsubscribe(const Unsubscribe& u) {
     if (in_im(f) || (shared && in_im(shared->filter))) {
       if (core_->im != nullptr && auth_) {
         core_->im->unsubscribe(info_, f);
+        core_->drop_im_subscription(session_, f);
         ack.reason_codes.push_back(reason::success);
       } else {
         ack.reason_codes.push_back(reason::no_subscription_existed);

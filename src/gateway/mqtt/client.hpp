@@ -43,6 +43,7 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   void authenticate();
   void auth_done(std::optional<AuthContext> auth, uint8_t failure, std::string why);
   void complete_connect();
+  void attach(std::optional<StoredSession> loaded);  // the session, then CONNACK
   void handle_publish(Publish&& p);
   void publish_done(uint8_t qos, uint16_t packet_id, uint8_t reason, std::string why);
   void im_published(uint8_t qos, uint16_t packet_id, uint8_t reason);

@@ -68,14 +68,6 @@ struct Sub {
 
 }  // namespace
 
-// A client id's IM subscriptions: written on the client's thread, read on its device's shard.
-// They outlive a connection (the session's), until a clean start.
-struct ImNamespace::Subs {
-  std::string user_id;  // whose session they are
-  std::mutex mu;
-  std::vector<Sub> list;
-};
-
 namespace {
 
 struct ConvInfo {
@@ -99,14 +91,15 @@ ConvInfo info_of(const Conversation& c, const std::string& self) {
 class ImNamespace::Device final : public DeviceSink, public std::enable_shared_from_this<Device> {
  public:
   Device(Service& svc, Hub& hub, Metrics& metrics, AuthContext auth, Deliver deliver, int shard,
-         std::shared_ptr<Subs> subs)
+         const Subscriptions& subs)
       : svc_(svc),
         hub_(hub),
         metrics_(metrics),
         auth_(std::move(auth)),
         deliver_(std::move(deliver)),
-        shard_(shard),
-        subs_(std::move(subs)) {}
+        shard_(shard) {
+    for (const auto& [filter, qos] : subs) subs_.push_back(Sub{filter, qos});
+  }
 
   const std::string& sink_user_id() const override { return auth_.user_id; }
   // The connection this device is attached for (its ClientInfo): a connection that closes
@@ -170,17 +163,17 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
 
   // --- subscriptions (client thread) ---
   void add_sub(const std::string& filter, uint8_t qos) {
-    std::lock_guard lk(subs_->mu);
-    for (auto& s : subs_->list)
+    std::lock_guard lk(sub_mu_);
+    for (auto& s : subs_)
       if (s.filter == filter) {
         s.qos = qos;
         return;
       }
-    subs_->list.push_back(Sub{filter, qos});
+    subs_.push_back(Sub{filter, qos});
   }
   void remove_sub(const std::string& filter) {
-    std::lock_guard lk(subs_->mu);
-    std::erase_if(subs_->list, [&](const Sub& s) { return s.filter == filter; });
+    std::lock_guard lk(sub_mu_);
+    std::erase_if(subs_, [&](const Sub& s) { return s.filter == filter; });
   }
 
   // --- DeviceSink (shard thread) ---
@@ -233,8 +226,8 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
     const std::string topic = topic_for(m);
     int qos = -1;
     if (!topic.empty()) {
-      std::lock_guard lk(subs_->mu);
-      for (auto& s : subs_->list)
+      std::lock_guard lk(sub_mu_);
+      for (auto& s : subs_)
         if (topic_matches(s.filter, topic)) qos = std::max<int>(qos, s.qos);
     }
     auto& c = cursors_[m.conversation_id];
@@ -246,17 +239,13 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
                              [&] { return proto::serialize(proto::message_json(m)); });
     p.qos = static_cast<uint8_t>(qos);
     metrics_.deliveries_total.add();
-    std::function<void()> acked;
-    if (qos > 0) {
-      c.inflight.insert(m.seq);
-      std::weak_ptr<Device> weak = weak_from_this();
-      acked = [weak, conv = m.conversation_id, seq = m.seq] {
-        if (auto self = weak.lock())
-          self->hub_.post(self->shard_, [self, conv, seq] { self->on_acked(conv, seq); });
-      };
-    } else {
-      acked = [] {};
-    }
+    // QoS 1: acknowledged by the client; QoS 0: sent (the broker runs it at once).
+    if (qos > 0) c.inflight.insert(m.seq);
+    std::weak_ptr<Device> weak = weak_from_this();
+    auto acked = [weak, conv = m.conversation_id, seq = m.seq] {
+      if (auto self = weak.lock())
+        self->hub_.post(self->shard_, [self, conv, seq] { self->on_acked(conv, seq); });
+    };
     deliver_(std::move(p), std::move(acked));
   }
 
@@ -309,7 +298,8 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
   std::atomic<bool> closed_{false};
   std::atomic<bool> online_{false};
   int64_t presence_id_ = 0;
-  const std::shared_ptr<Subs> subs_;
+  std::mutex sub_mu_;  // subs_: written on the client's thread, read on the shard's
+  std::vector<Sub> subs_;
 };
 
 ImNamespace::ImNamespace(Service& svc, Hub& hub, Metrics& metrics, std::size_t max_body_bytes)
@@ -334,7 +324,7 @@ std::shared_ptr<ImNamespace::Device> ImNamespace::find(const ClientInfo& c) {
   return it == devices_.end() || it->second->owner != &c ? nullptr : it->second;
 }
 
-void ImNamespace::attach(const ClientInfo& c, Deliver deliver) {
+void ImNamespace::attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) {
   if (!c.auth) return;  // anonymous clients have no IM namespace
   AuthContext a = *c.auth;
   a.device_id = c.client_id;  // the device's cursors are its client id's
@@ -346,14 +336,8 @@ void ImNamespace::attach(const ClientInfo& c, Deliver deliver) {
   std::shared_ptr<Device> d;
   {
     std::lock_guard lk(mu_);
-    // The session's subscriptions: kept from the last connection unless this one starts clean.
-    auto& subs = subs_[c.client_id];
-    if (!subs || c.clean_start || subs->user_id != a.user_id) {
-      subs = std::make_shared<Subs>();
-      subs->user_id = a.user_id;
-    }
     d = std::make_shared<Device>(svc_, hub_, metrics_, std::move(a), std::move(deliver), shard,
-                                 subs);
+                                 subscriptions);
     d->owner = &c;
     auto& slot = devices_[c.client_id];
     old = std::move(slot);
@@ -371,8 +355,6 @@ void ImNamespace::detach(const ClientInfo& c) {
     if (it == devices_.end() || it->second->owner != &c) return;
     d = std::move(it->second);
     devices_.erase(it);
-    // A clean session ends with its connection: its subscriptions go with it.
-    if (c.clean_start) subs_.erase(c.client_id);
   }
   d->close();
 }

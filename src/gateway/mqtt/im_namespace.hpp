@@ -14,8 +14,10 @@
 // A client subscribes only under user/<self>/ and to groups it is a member of (group/<gid>/...,
 // the group level literal); anything else is refused (0x87 / 3.1.1 0x80). Deliveries come in
 // seq order per conversation from the device's stream (DeviceStream: gaps filled from the
-// store); a QoS 1 delivery moves the device's acked cursor when the client acknowledges it, so
-// a device that reconnects with its session is caught up from the store from where it stood.
+// store); a delivery moves the device's acked cursor when the client acknowledges it (QoS 1) or
+// once it is sent (QoS 0), so a device that reconnects with its session is caught up from the
+// store from where it stood. The subscriptions are the broker's session's (kept in the store
+// with it): attach hands over those of an earlier connection.
 //
 // Threads: the broker calls in on the client's thread; each device's stream runs on one hub
 // shard's thread, and deliveries go to the client through the broker's Deliver (which posts to
@@ -39,14 +41,13 @@ class ImNamespace final : public TopicNamespace {
   ~ImNamespace() override;
 
   bool owns(std::string_view topic_or_filter) const override;
-  void attach(const ClientInfo& c, Deliver deliver) override;
+  void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) override;
   void detach(const ClientInfo& c) override;
   uint8_t subscribe(const ClientInfo& c, const std::string& filter, uint8_t qos) override;
   void unsubscribe(const ClientInfo& c, const std::string& filter) override;
   void publish(const ClientInfo& c, Publish p, std::function<void(uint8_t reason)> done) override;
 
-  class Device;  // one attached client: its hub sink, stream and cursors
-  struct Subs;   // a client id's IM subscriptions (its session's)
+  class Device;  // one attached client: its hub sink, stream, cursors and subscriptions
 
  private:
   std::shared_ptr<Device> find(const ClientInfo& c);
@@ -57,8 +58,6 @@ class ImNamespace final : public TopicNamespace {
   const std::size_t max_body_bytes_;
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<Device>> devices_;  // by client id
-  // By client id, across connections (in memory: a node restart loses them; TODO: the store).
-  std::unordered_map<std::string, std::shared_ptr<Subs>> subs_;
 };
 
 }  // namespace converge::mqtt

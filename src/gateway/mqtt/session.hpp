@@ -24,6 +24,7 @@
 
 #include "gateway/mqtt/codec/packet.hpp"
 #include "gateway/mqtt/sub_tree.hpp"
+#include "store/store.hpp"
 
 namespace converge::mqtt {
 
@@ -85,6 +86,7 @@ struct Session {
   std::optional<Clock::time_point> will_at;         // offline: when the delayed will is due
   std::optional<Clock::time_point> expires_at;      // offline: when the session ends
   std::optional<Deadlines::iterator> deadline;      // offline: its entry in the broker's timer
+  int64_t disconnected_at_ms = 0;                   // wall clock, for a persistent store; 0: online
   bool online = false;
   bool removed = false;  // ended (also under mu); deliveries still in the air land nowhere
 
@@ -100,10 +102,21 @@ struct Session {
   uint16_t last_packet_id = 0;
 };
 
+// What a persistent SessionStore reads back of a session (store/store.hpp's row).
+using StoredSession = MqttSessionRow;
+
 // Where sessions live. The broker calls every method with its mutex held, except enqueue /
 // dequeue, which it calls with only that session's mutex held (from any thread: deliveries come
-// from the publishers' threads); an implementation must not call back into the broker. The
-// in-memory one below is the node's for now; a persistent one writes through.
+// from the publishers' threads), and load, which it calls with no lock held, off the
+// connections' threads; an implementation must not call back into the broker.
+//
+// Sessions are in memory while this node serves them. A persistent store also writes each
+// change behind (a thread of its own batches them; nothing waits for the database), so that a
+// session with an expiry survives the node: the next node to see its client id (this one after
+// a restart, or another of the cluster) reads it back with load() and the broker restore()s it.
+// What is kept is the session's identity, expiry and subscriptions (the IM namespaces' filters
+// too: Session::subscriptions holds both); queued general-topic messages and wills are not
+// (IM messages come back from the device's cursors in the store).
 class SessionStore {
  public:
   virtual ~SessionStore() = default;
@@ -120,8 +133,31 @@ class SessionStore {
   virtual bool enqueue(Session& s, Outgoing o) = 0;
   virtual std::optional<Outgoing> dequeue(Session& s) = 0;
   virtual std::size_t size() const = 0;
+
+  // Persistence; the in-memory store keeps nothing and reads nothing back.
+  virtual bool persistent() const { return false; }
+  // Blocking: what the store kept of `client_id`, unless it has expired or was erased since.
+  virtual std::optional<StoredSession> load(const std::string& client_id) {
+    (void)client_id;
+    return std::nullopt;
+  }
+  // A session made of what load() read (its expiry and subscriptions; it is not written back).
+  virtual std::shared_ptr<Session> restore(const StoredSession& row);
+  // Its connection began / ended.
+  virtual void connected(Session& s) { (void)s; }
+  virtual void disconnected(Session& s) { (void)s; }
+  // Writes what is pending and stops writing (the broker stops).
+  virtual void close() {}
 };
 
 std::unique_ptr<SessionStore> make_memory_session_store(std::size_t max_queued_messages);
+// Sessions in memory, written behind into `store` from a thread of its own ("mqtt-sessions"),
+// which also drops expired sessions now and then. At start, the sessions this node served when
+// it stopped (a sole node: every node's) count as disconnected then: their expiry runs from
+// there. In a cluster, those of a node taken for dead are released by the presence
+// (service/presence.cpp).
+std::unique_ptr<SessionStore> make_persistent_session_store(Store& store, std::string node_id,
+                                                            bool sole_node,
+                                                            std::size_t max_queued_messages);
 
 }  // namespace converge::mqtt

@@ -136,6 +136,27 @@ CREATE UNLOGGED TABLE presence (
 );
 CREATE INDEX presence_by_user ON presence(user_id);
 )sql"},
+    // MQTT sessions that outlive their connection (store.hpp, MqttSessionRow).
+    {4, "mqtt sessions", R"sql(
+CREATE TABLE mqtt_sessions (
+  client_id TEXT COLLATE "C" PRIMARY KEY,
+  user_id TEXT COLLATE "C" NOT NULL,
+  expiry_s BIGINT NOT NULL,
+  disconnected_at BIGINT NOT NULL,
+  node_id TEXT COLLATE "C" NOT NULL
+);
+CREATE INDEX mqtt_sessions_by_node ON mqtt_sessions(node_id) WHERE disconnected_at = 0;
+CREATE TABLE mqtt_subscriptions (
+  client_id TEXT COLLATE "C" NOT NULL,
+  filter TEXT COLLATE "C" NOT NULL,
+  qos BIGINT NOT NULL,
+  no_local BOOLEAN NOT NULL,
+  retain_as_published BOOLEAN NOT NULL,
+  retain_handling BIGINT NOT NULL,
+  subscription_id BIGINT NOT NULL,
+  PRIMARY KEY (client_id, filter)
+);
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.
@@ -1179,6 +1200,136 @@ class PgSession final : public StoreSession {
       out.push_back(PresenceRow{rows.text(i, 0), rows.i64(i, 1), rows.text(i, 2), rows.text(i, 3),
                                 rows.text(i, 4), rows.i64(i, 5)});
     return out;
+  }
+
+  // --- MQTT sessions ---
+  // A statement per change: sessions change at connect, subscribe and disconnect, and the
+  // broker's writer batches them into one transaction.
+  Status mqtt_sessions_write(std::span<const MqttSessionWrite> writes) override {
+    static constexpr Stmt drop_subs{"DELETE FROM mqtt_subscriptions WHERE client_id = $1", "t", "",
+                                    true};
+    static constexpr Stmt drop_session{"DELETE FROM mqtt_sessions WHERE client_id = $1", "t", "",
+                                       true};
+    static constexpr Stmt put_session{
+        "INSERT INTO mqtt_sessions(client_id, user_id, expiry_s, disconnected_at, node_id) "
+        "VALUES($1,$2,$3,$4,$5) ON CONFLICT (client_id) DO UPDATE SET user_id = EXCLUDED.user_id, "
+        "expiry_s = EXCLUDED.expiry_s, disconnected_at = EXCLUDED.disconnected_at, "
+        "node_id = EXCLUDED.node_id",
+        "ttiit", "", true};
+    static constexpr Stmt drop_sub{
+        "DELETE FROM mqtt_subscriptions WHERE client_id = $1 AND filter = $2", "tt", "", true};
+    static constexpr Stmt put_sub{
+        "INSERT INTO mqtt_subscriptions(client_id, filter, qos, no_local, retain_as_published, "
+        "retain_handling, subscription_id) SELECT $1,$2,$3,$4,$5,$6,$7 WHERE EXISTS "
+        "(SELECT 1 FROM mqtt_sessions WHERE client_id = $1) ON CONFLICT (client_id, filter) DO "
+        "UPDATE SET qos = EXCLUDED.qos, no_local = EXCLUDED.no_local, retain_as_published = "
+        "EXCLUDED.retain_as_published, retain_handling = EXCLUDED.retain_handling, "
+        "subscription_id = EXCLUDED.subscription_id",
+        "ttibbii", "", true};
+    for (auto& w : writes) {
+      if (w.erase) {
+        Args a;
+        a.text(w.client_id);
+        if (auto r = run(&drop_subs, &a, "mqtt_sessions_write"); !r) return r.error();
+        Args b;
+        b.text(w.client_id);
+        if (auto r = run(&drop_session, &b, "mqtt_sessions_write"); !r) return r.error();
+        continue;
+      }
+      if (w.row) {
+        Args a;
+        a.text(w.client_id)
+            .text(w.row->user_id)
+            .i64(w.row->expiry_s)
+            .i64(w.row->disconnected_at_ms)
+            .text(w.row->node_id);
+        if (auto r = run(&put_session, &a, "mqtt_sessions_write"); !r) return r.error();
+      }
+      if (w.reset_subs) {
+        Args a;
+        a.text(w.client_id);
+        if (auto r = run(&drop_subs, &a, "mqtt_sessions_write"); !r) return r.error();
+      }
+      for (auto& [filter, sub] : w.subs) {
+        Args a;
+        a.text(w.client_id).text(filter);
+        if (!sub) {
+          if (auto r = run(&drop_sub, &a, "mqtt_sessions_write"); !r) return r.error();
+          continue;
+        }
+        a.i64(sub->qos)
+            .boolean(sub->no_local)
+            .boolean(sub->retain_as_published)
+            .i64(sub->retain_handling)
+            .i64(sub->subscription_id);
+        if (auto r = run(&put_sub, &a, "mqtt_sessions_write"); !r) return r.error();
+      }
+    }
+    return ok_status();
+  }
+
+  Result<std::optional<MqttSessionRow>> mqtt_session_get(const std::string& client_id) override {
+    static constexpr Stmt session{
+        "SELECT user_id, expiry_s, disconnected_at, node_id FROM mqtt_sessions "
+        "WHERE client_id = $1",
+        "t", "tiit", true};
+    static constexpr Stmt subs{
+        "SELECT filter, qos, no_local, retain_as_published, retain_handling, subscription_id "
+        "FROM mqtt_subscriptions WHERE client_id = $1 ORDER BY filter",
+        "t", "tibbii", true};
+    Args a;
+    a.text(client_id);
+    auto r = run(&session, &a, "mqtt_session_get");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    if (rows.size() == 0) return std::optional<MqttSessionRow>{};
+    MqttSessionRow row;
+    row.client_id = client_id;
+    row.user_id = rows.text(0, 0);
+    row.expiry_s = rows.i64(0, 1);
+    row.disconnected_at_ms = rows.i64(0, 2);
+    row.node_id = rows.text(0, 3);
+    Args b;
+    b.text(client_id);
+    auto rs = run(&subs, &b, "mqtt_session_get");
+    if (!rs) return rs.error();
+    Rows srows{rs.value().get()};
+    for (int i = 0; i < srows.size(); ++i) {
+      MqttSubRow sub;
+      sub.filter = srows.text(i, 0);
+      sub.qos = static_cast<uint8_t>(srows.i64(i, 1));
+      sub.no_local = srows.boolean(i, 2);
+      sub.retain_as_published = srows.boolean(i, 3);
+      sub.retain_handling = static_cast<uint8_t>(srows.i64(i, 4));
+      sub.subscription_id = static_cast<uint32_t>(srows.i64(i, 5));
+      row.subs.push_back(std::move(sub));
+    }
+    return std::optional<MqttSessionRow>(std::move(row));
+  }
+
+  Status mqtt_sessions_release(const std::string& node, int64_t now_ms) override {
+    static constexpr Stmt s{
+        "UPDATE mqtt_sessions SET disconnected_at = $2 WHERE ($1 = '' OR node_id = $1) AND "
+        "disconnected_at = 0",
+        "ti", "", true};
+    Args a;
+    a.text(node).i64(now_ms);
+    return status(run(&s, &a, "mqtt_sessions_release"));
+  }
+
+  Result<int64_t> mqtt_sessions_expire(int64_t now_ms) override {
+    static constexpr Stmt s{
+        "WITH gone AS (DELETE FROM mqtt_sessions WHERE disconnected_at > 0 AND "
+        "disconnected_at + expiry_s * 1000 <= $1 RETURNING client_id), "
+        "subs AS (DELETE FROM mqtt_subscriptions WHERE client_id IN (SELECT client_id FROM gone)) "
+        "SELECT count(*) FROM gone",
+        "i", "i", true};
+    Args a;
+    a.i64(now_ms);
+    auto r = run(&s, &a, "mqtt_sessions_expire");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    return rows.size() == 1 ? rows.i64(0, 0) : int64_t{0};
   }
 
   Result<bool> file_accessible(const std::string& file_id, const std::string& user) override {

@@ -44,6 +44,7 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
          // Undo what later versions added, so the file is as version 1 left it.
          "DROP TRIGGER members_version_added; DROP TRIGGER members_version_removed;"
          "ALTER TABLE conversations DROP COLUMN members_version; DROP TABLE presence;"
+         "DROP TABLE mqtt_sessions; DROP TABLE mqtt_subscriptions;"
          "PRAGMA user_version=1;");
     sqlite3_close(db);
   }

@@ -145,6 +145,26 @@ CREATE TABLE presence (
 ) WITHOUT ROWID;
 CREATE INDEX presence_by_user ON presence(user_id);
 )sql",
+    // Version 5: MQTT sessions that outlive their connection (store.hpp, MqttSessionRow).
+    R"sql(
+CREATE TABLE mqtt_sessions (
+  client_id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL,
+  expiry_s INTEGER NOT NULL,
+  disconnected_at INTEGER NOT NULL,
+  node_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE mqtt_subscriptions (
+  client_id TEXT NOT NULL,
+  filter TEXT NOT NULL,
+  qos INTEGER NOT NULL,
+  no_local INTEGER NOT NULL,
+  retain_as_published INTEGER NOT NULL,
+  retain_handling INTEGER NOT NULL,
+  subscription_id INTEGER NOT NULL,
+  PRIMARY KEY (client_id, filter)
+) WITHOUT ROWID;
+)sql",
 };
 
 Error db_error(sqlite3* db, const char* what) {
@@ -746,6 +766,127 @@ class SqliteSession final : public StoreSession {
       if (rc != SQLITE_DONE) return db_error(db_, "presence_of");
     }
     return out;
+  }
+
+  // --- MQTT sessions ---
+  Status mqtt_sessions_write(std::span<const MqttSessionWrite> writes) override {
+    for (auto& w : writes) {
+      if (w.erase) {
+        auto* s = prepare("DELETE FROM mqtt_subscriptions WHERE client_id = ?1");
+        bind(s, 1, w.client_id);
+        if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+        s = prepare("DELETE FROM mqtt_sessions WHERE client_id = ?1");
+        bind(s, 1, w.client_id);
+        if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+        continue;
+      }
+      if (w.row) {
+        auto* s = prepare(
+            "INSERT INTO mqtt_sessions(client_id, user_id, expiry_s, disconnected_at, node_id) "
+            "VALUES(?1,?2,?3,?4,?5) ON CONFLICT(client_id) DO UPDATE SET user_id = "
+            "excluded.user_id, "
+            "expiry_s = excluded.expiry_s, disconnected_at = excluded.disconnected_at, "
+            "node_id = excluded.node_id");
+        bind(s, 1, w.client_id);
+        bind(s, 2, w.row->user_id);
+        sqlite3_bind_int64(s, 3, w.row->expiry_s);
+        sqlite3_bind_int64(s, 4, w.row->disconnected_at_ms);
+        bind(s, 5, w.row->node_id);
+        if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+      }
+      if (w.reset_subs) {
+        auto* s = prepare("DELETE FROM mqtt_subscriptions WHERE client_id = ?1");
+        bind(s, 1, w.client_id);
+        if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+      }
+      for (auto& [filter, sub] : w.subs) {
+        if (!sub) {
+          auto* s = prepare("DELETE FROM mqtt_subscriptions WHERE client_id = ?1 AND filter = ?2");
+          bind(s, 1, w.client_id);
+          bind(s, 2, filter);
+          if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+          continue;
+        }
+        // Only under a session row (a session erased meanwhile has none: nothing to add).
+        auto* s = prepare(
+            "INSERT OR REPLACE INTO mqtt_subscriptions(client_id, filter, qos, no_local, "
+            "retain_as_published, retain_handling, subscription_id) "
+            "SELECT ?1,?2,?3,?4,?5,?6,?7 WHERE EXISTS "
+            "(SELECT 1 FROM mqtt_sessions WHERE client_id = ?1)");
+        bind(s, 1, w.client_id);
+        bind(s, 2, filter);
+        sqlite3_bind_int(s, 3, sub->qos);
+        sqlite3_bind_int(s, 4, sub->no_local ? 1 : 0);
+        sqlite3_bind_int(s, 5, sub->retain_as_published ? 1 : 0);
+        sqlite3_bind_int(s, 6, sub->retain_handling);
+        sqlite3_bind_int64(s, 7, sub->subscription_id);
+        if (auto st = done(s, "mqtt_sessions_write"); !st) return st;
+      }
+    }
+    return ok_status();
+  }
+
+  Result<std::optional<MqttSessionRow>> mqtt_session_get(const std::string& client_id) override {
+    auto* s = prepare(
+        "SELECT user_id, expiry_s, disconnected_at, node_id FROM mqtt_sessions "
+        "WHERE client_id = ?1");
+    bind(s, 1, client_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+      sqlite3_reset(s);
+      return std::optional<MqttSessionRow>{};
+    }
+    if (rc != SQLITE_ROW) {
+      sqlite3_reset(s);
+      return db_error(db_, "mqtt_session_get");
+    }
+    MqttSessionRow row;
+    row.client_id = client_id;
+    row.user_id = col(s, 0);
+    row.expiry_s = sqlite3_column_int64(s, 1);
+    row.disconnected_at_ms = sqlite3_column_int64(s, 2);
+    row.node_id = col(s, 3);
+    sqlite3_reset(s);
+    s = prepare(
+        "SELECT filter, qos, no_local, retain_as_published, retain_handling, subscription_id "
+        "FROM mqtt_subscriptions WHERE client_id = ?1 ORDER BY filter");
+    bind(s, 1, client_id);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      MqttSubRow sub;
+      sub.filter = col(s, 0);
+      sub.qos = static_cast<uint8_t>(sqlite3_column_int(s, 1));
+      sub.no_local = sqlite3_column_int(s, 2) != 0;
+      sub.retain_as_published = sqlite3_column_int(s, 3) != 0;
+      sub.retain_handling = static_cast<uint8_t>(sqlite3_column_int(s, 4));
+      sub.subscription_id = static_cast<uint32_t>(sqlite3_column_int64(s, 5));
+      row.subs.push_back(std::move(sub));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "mqtt_session_get");
+    return std::optional<MqttSessionRow>(std::move(row));
+  }
+
+  Status mqtt_sessions_release(const std::string& node, int64_t now_ms) override {
+    auto* s = prepare(
+        "UPDATE mqtt_sessions SET disconnected_at = ?2 WHERE (?1 = '' OR node_id = ?1) AND "
+        "disconnected_at = 0");
+    bind(s, 1, node);
+    sqlite3_bind_int64(s, 2, now_ms);
+    return done(s, "mqtt_sessions_release");
+  }
+
+  Result<int64_t> mqtt_sessions_expire(int64_t now_ms) override {
+    auto* s = prepare(
+        "DELETE FROM mqtt_subscriptions WHERE client_id IN (SELECT client_id FROM mqtt_sessions "
+        "WHERE disconnected_at > 0 AND disconnected_at + expiry_s * 1000 <= ?1)");
+    sqlite3_bind_int64(s, 1, now_ms);
+    if (auto st = done(s, "mqtt_sessions_expire"); !st) return st.error();
+    s = prepare(
+        "DELETE FROM mqtt_sessions WHERE disconnected_at > 0 AND "
+        "disconnected_at + expiry_s * 1000 <= ?1");
+    sqlite3_bind_int64(s, 1, now_ms);
+    if (auto st = done(s, "mqtt_sessions_expire"); !st) return st.error();
+    return static_cast<int64_t>(sqlite3_changes(db_));
   }
 
   // --- files ---

@@ -118,18 +118,34 @@ export class MqttJsClient {
 // or 5. Rejects with the CONNACK's code (err.code) when refused. No reconnects.
 export async function mqttConnect(node, { transport = 'tcp', version = 4, ...opts } = {}) {
   const url = transport === 'ws' ? node.mqttWsUrl : node.mqttUrl;
-  const client = await mqtt.connectAsync(
-    url,
-    {
-      protocolVersion: version,
-      reconnectPeriod: 0,
-      connectTimeout: DEFAULT_TIMEOUT_MS,
-      clean: true,
-      ...opts,
-    },
-    false,
-  );
-  return new MqttJsClient(client);
+  // As mqtt.connectAsync(url, opts, false), keeping the CONNACK (session present).
+  const client = mqtt.connect(url, {
+    protocolVersion: version,
+    reconnectPeriod: 0,
+    connectTimeout: DEFAULT_TIMEOUT_MS,
+    clean: true,
+    ...opts,
+  });
+  // Listening before the CONNACK: a resumed session's messages may come in the same read.
+  const c = new MqttJsClient(client);
+  const connack = await new Promise((resolve, reject) => {
+    const listeners = {
+      connect: (packet) => done(() => resolve(packet)),
+      error: (err) => done(() => {
+        client.end();
+        reject(err);
+      }),
+      close: () => listeners.error(new Error("Couldn't connect to server")),
+    };
+    const done = (fn) => {
+      for (const [e, l] of Object.entries(listeners)) client.off(e, l);
+      fn();
+    };
+    for (const [e, l] of Object.entries(listeners)) client.on(e, l);
+  });
+  c.connack = connack;
+  c.sessionPresent = Boolean(connack.sessionPresent);
+  return c;
 }
 
 // ---- mosquitto_pub / mosquitto_sub (TCP only: Debian's are built without WebSocket) ----
@@ -181,9 +197,11 @@ export function mosquittoPub(node, { topic, message, qos = 0, retain = false, ve
 
 // mosquitto_sub for `count` messages (or `waitS` seconds). Resolves once subscribed (its debug
 // output shows the SUBACK), with `done`: {code, stderr, messages, subackCodes}.
-export async function mosquittoSub(node, { topic, qos = 0, count = 1, waitS = 5, version = 4, timeoutMs = DEFAULT_TIMEOUT_MS + 5000, ...who }) {
+// `clean: false`: mosquitto_sub's -c (a persistent session; needs a clientId).
+export async function mosquittoSub(node, { topic, qos = 0, count = 1, waitS = 5, version = 4, timeoutMs = DEFAULT_TIMEOUT_MS + 5000, clean = true, ...who }) {
   const args = ['-h', '127.0.0.1', '-p', String(node.mqttPort), '-V', versionFlag(version), '-t', topic, '-q', String(qos),
     '-C', String(count), '-W', String(waitS), '-d', '-F', 'MSG|%t|%q|%r|%p'];
+  if (!clean) args.push('-c');
   auth(args, who);
   // Line-buffered: its debug lines (the SUBACK) would otherwise wait in a pipe buffer until exit.
   const r = run('stdbuf', ['-oL', 'mosquitto_sub', ...args], timeoutMs);
