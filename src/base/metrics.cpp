@@ -165,6 +165,12 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_mqtt_malformed_total",
           "MQTT connections closed for a malformed packet or a protocol error.",
           mqtt_malformed_total.value());
+  counter(out, "converge_mqtt_bus_out_total",
+          "General-topic MQTT messages published to the other nodes of the cluster.",
+          mqtt_bus_out_total.value());
+  counter(out, "converge_mqtt_bus_in_total",
+          "General-topic MQTT messages received from the other nodes of the cluster.",
+          mqtt_bus_in_total.value());
   return out;
 }
 

@@ -100,6 +100,8 @@ struct Metrics {
   Counter mqtt_refused_total;  // publishes, subscriptions and deliveries the ACL refused
   Counter mqtt_dropped_total;  // deliveries dropped: slow consumer, queue full, too large, expired
   Counter mqtt_malformed_total;  // connections closed for a malformed packet or protocol error
+  Counter mqtt_bus_out_total;    // general-topic messages sent to the other nodes (cluster)
+  Counter mqtt_bus_in_total;     // and received from them
 
   std::string render_prometheus() const;
 };

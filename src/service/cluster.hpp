@@ -67,6 +67,14 @@ class Cluster final : public BusListener {
   void device_offline(const std::string& user_id, bool is_admin);
   // Seed 000's plain AMQP clients (gateway/amqp): who handles their envelopes.
   void set_center_handler(std::function<void(CenterRequest)> h) { center_ = std::move(h); }
+  // Who handles transient traffic whose key starts with `prefix` (the MQTT broker's "mqtt",
+  // voice rooms'...): set before any such key is bound; called on a bus thread, so it must
+  // not block.
+  using TransientHandler = std::function<void(const std::string& key, const std::string& origin,
+                                              std::shared_ptr<const std::string> payload)>;
+  void add_transient_handler(std::string prefix, TransientHandler h) {
+    transient_.emplace_back(std::move(prefix), std::move(h));
+  }
   void stop();  // drains the inbox
 
   // --- BusListener ---
@@ -78,6 +86,11 @@ class Cluster final : public BusListener {
   void on_remote_messages(std::vector<RemoteMessage> batch) override;
   void on_center_request(CenterRequest r) override;
   void on_bus_restored() override;
+  void on_transient(const std::string& key, const std::string& origin,
+                    std::shared_ptr<const std::string> payload) override {
+    for (auto& [prefix, h] : transient_)
+      if (key.starts_with(prefix)) return h(key, origin, std::move(payload));
+  }
 
   // For tests and metrics.
   std::size_t conversations_bound() const;
@@ -96,6 +109,7 @@ class Cluster final : public BusListener {
 
   void beat();  // the heartbeat thread's loop
 
+  std::vector<std::pair<std::string, TransientHandler>> transient_;  // set before start
   Service& svc_;
   Bus& bus_;
   Hub& hub_;

@@ -7,10 +7,14 @@
 #include <algorithm>
 
 #include "base/metrics.hpp"
+#include "bus/bus.hpp"
 #include "gateway/mqtt/broker_core.hpp"
+#include "gateway/mqtt/bus_route.hpp"
 #include "gateway/mqtt/client.hpp"
+#include "gateway/mqtt/codec/codec.hpp"
 #include "gateway/mqtt/codec/wire.hpp"
 #include "gateway/mqtt/topic.hpp"
+#include "service/service.hpp"
 
 namespace converge::mqtt {
 
@@ -51,7 +55,8 @@ Core::Core(BrokerOptions o, Service& s, Metrics& m, Acl a, TopicNamespace* i)
       store_(opts.session_store != nullptr
                  ? make_persistent_session_store(*opts.session_store, opts.node_id, opts.sole_node,
                                                  opts.max_queued_messages)
-                 : make_memory_session_store(opts.max_queued_messages)) {}
+                 : make_memory_session_store(opts.max_queued_messages)),
+      clustered_(!opts.sole_node) {}
 
 Core::~Core() {
   stop();
@@ -85,8 +90,26 @@ MessagePtr Core::will_message(const std::string& client_id, const Will& w) {
   return m;
 }
 
+void Core::count_binding_locked(const std::string& filter, int delta) {
+  if (!clustered_ || in_im(filter)) return;
+  Bus& bus = svc.bus();
+  const bool had_any = general_subs_ > 0;
+  general_subs_ += delta;
+  if (had_any != (general_subs_ > 0)) bus.bind_transient(std::string(kLongKey), !had_any);
+  if (!crosses_nodes(filter)) return;
+  std::string key = binding_key(filter);
+  auto& n = bindings_[key];
+  n += delta;
+  if (n == delta && delta > 0) bus.bind_transient(key, true);
+  if (n <= 0) {
+    bindings_.erase(key);
+    bus.bind_transient(key, false);
+  }
+}
+
 void Core::remove_session_locked(Session& s) {
-  for (const auto& [filter, o] : s.subscriptions) subs_.erase(filter, s.id);
+  for (const auto& [filter, o] : s.subscriptions)
+    if (subs_.erase(filter, s.id)) count_binding_locked(filter, -1);
   by_id_.erase(s.id);
   unschedule_locked(s);
   store_->erase(s);
@@ -117,7 +140,8 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
         s = store_->restore(*loaded);
         by_id_[s->id] = s;
         for (const auto& [filter, o] : s->subscriptions)
-          if (!in_im(filter)) subs_.insert(filter, s->id, o);
+          if (!in_im(filter) && subs_.insert(filter, s->id, o) == SubTree::Insert::added)
+            count_binding_locked(filter, +1);
       }
     }
     if (s && s->username && s->username != username) {
@@ -233,6 +257,7 @@ bool Core::subscribe(const std::shared_ptr<Session>& s, const std::string& filte
   auto r = subs_.insert(filter, s->id, o);
   if (r == SubTree::Insert::invalid) return false;
   store_->subscribed(*s, filter, o);
+  if (r == SubTree::Insert::added) count_binding_locked(filter, +1);
   return r == SubTree::Insert::added;
 }
 
@@ -240,7 +265,10 @@ bool Core::unsubscribe(const std::shared_ptr<Session>& s, const std::string& fil
   std::lock_guard lk(mu_);
   if (s->removed) return false;
   bool had = subs_.erase(filter, s->id);
-  if (had) store_->unsubscribed(*s, filter);
+  if (had) {
+    store_->unsubscribed(*s, filter);
+    count_binding_locked(filter, -1);
+  }
   return had;
 }
 
@@ -301,7 +329,72 @@ std::vector<MessagePtr> Core::retained_for(std::string_view filter) {
 
 // --- routing ---
 
-std::size_t Core::publish(const MessagePtr& m) {
+namespace {
+
+// A message on the bus: [1: format][2: publisher's length][publisher][an MQTT 5 PUBLISH]. The
+// PUBLISH carries what subscribers get (its properties, the expiry left); its packet id means
+// nothing.
+constexpr char kBusFormat = 1;
+
+std::optional<std::string> bus_encode(const Message& m, Clock::time_point now) {
+  Publish p;
+  p.topic = m.topic;
+  p.qos = m.qos;
+  p.retain = m.retain;
+  p.packet_id = m.qos > 0 ? 1 : 0;
+  p.properties = m.properties;
+  if (m.expires_at) {
+    auto left = std::chrono::ceil<std::chrono::seconds>(*m.expires_at - now).count();
+    if (left <= 0) return std::nullopt;
+    p.properties.message_expiry_interval = static_cast<uint32_t>(left);
+  }
+  std::string out;
+  out.push_back(kBusFormat);
+  const auto n = static_cast<uint16_t>(std::min<std::size_t>(m.publisher.size(), 0xFFFF));
+  out.push_back(static_cast<char>(n >> 8));
+  out.push_back(static_cast<char>(n & 0xFF));
+  out.append(m.publisher, 0, n);
+  out += encode_publish(p, m.payload, Version::v5);
+  return out;
+}
+
+}  // namespace
+
+void Core::from_bus(std::string_view bytes) {
+  if (bytes.size() < 3 || bytes[0] != kBusFormat) {
+    count_dropped();
+    return;
+  }
+  const std::size_t n = (static_cast<std::size_t>(static_cast<uint8_t>(bytes[1])) << 8) |
+                        static_cast<uint8_t>(bytes[2]);
+  if (bytes.size() < 3 + n) {
+    count_dropped();
+    return;
+  }
+  auto dec = Decoder::for_client(Version::v5);
+  dec.feed(bytes.substr(3 + n));
+  auto packet = dec.next();
+  auto* p = packet ? std::get_if<Publish>(&*packet) : nullptr;
+  if (p == nullptr || !valid_topic_name(p->topic)) {
+    count_dropped();
+    return;
+  }
+  metrics.mqtt_bus_in_total.add();
+  auto m = std::make_shared<Message>();
+  m->topic = std::move(p->topic);
+  m->payload = std::move(p->payload);
+  m->qos = p->qos;
+  m->retain = p->retain;
+  m->properties = std::move(p->properties);
+  m->publisher = std::string(bytes.substr(3, n));
+  if (auto e = m->properties.message_expiry_interval) {
+    m->expires_at = Clock::now() + std::chrono::seconds(*e);
+    m->properties.message_expiry_interval.reset();
+  }
+  publish(m, true);
+}
+
+std::size_t Core::publish(const MessagePtr& m, bool from_bus) {
   struct Target {
     std::shared_ptr<Session> s;
     uint8_t qos = 0;
@@ -377,6 +470,15 @@ std::size_t Core::publish(const MessagePtr& m) {
     o.subscription_ids = std::move(t.ids);
     deliver(t.s, std::move(o));
     ++delivered;
+  }
+  // The other nodes' subscribers (a retained message: every node, which keeps it too).
+  if (clustered_ && !from_bus && crosses_nodes(m->topic)) {
+    if (auto bytes = bus_encode(*m, Clock::now())) {
+      svc.bus().publish_transient(m->retain ? std::string(kRetainKey) : routing_key(m->topic),
+                                  std::make_shared<const std::string>(std::move(*bytes)));
+      metrics.mqtt_bus_out_total.add();
+      ++delivered;
+    }
   }
   return delivered;
 }
@@ -498,6 +600,7 @@ void Core::timer_loop() {
 }
 
 void Core::start() {
+  if (clustered_) svc.bus().bind_transient(std::string(kRetainKey), true);
   std::lock_guard lk(timer_mu_);
   if (timer_.joinable()) return;
   timer_stop_ = false;
@@ -537,6 +640,10 @@ std::shared_ptr<Client> Broker::accept(std::shared_ptr<Link> link) {
 
 void Broker::start() {
   st_->core->start();
+}
+
+void Broker::from_bus(std::string_view bytes) {
+  st_->core->from_bus(bytes);
 }
 
 void Broker::stop() {

@@ -102,9 +102,12 @@ class TopicNamespace {
   // acknowledges a QoS 1/2 delivery, or at once for QoS 0). `subscriptions` are the session's
   // filters in this namespace with their granted QoS: what it subscribed to on an earlier
   // connection (perhaps on another node, or before a restart); empty for a new session.
+  // `ready` (from any thread) once the namespace delivers whatever is stored from then on: the
+  // broker sends CONNACK then. Deliveries come after it.
   using Deliver = std::function<void(Publish, std::function<void()> acked)>;
   using Subscriptions = std::vector<std::pair<std::string, uint8_t>>;
-  virtual void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) = 0;
+  virtual void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver,
+                      std::function<void()> ready) = 0;
   virtual void detach(const ClientInfo& c) = 0;
   // The SUBACK reason code for `filter` (the granted QoS, or a refusal such as 0x87).
   virtual uint8_t subscribe(const ClientInfo& c, const std::string& filter, uint8_t qos) = 0;
@@ -134,6 +137,10 @@ class Broker {
   std::shared_ptr<Client> accept(std::shared_ptr<Link> link);
   void start();  // $SYS timer, session expiry, will delays
   void stop();   // closes every client (wills of a stopping node are not sent)
+  // A cluster (BrokerOptions::sole_node false): a general-topic message another node's broker
+  // published on the bus's transient path (keys "mqtt...", gateway/mqtt/bus_route.hpp), from
+  // any thread. Delivered to this node's subscribers (retained here too), not sent on.
+  void from_bus(std::string_view bytes);
 
  private:
   struct State;

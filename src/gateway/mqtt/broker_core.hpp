@@ -96,7 +96,11 @@ class Core : public std::enable_shared_from_this<Core> {
   // --- routing (any thread) ---
   // Stores or clears the retained message (m->retain) and delivers `m` to every matching
   // subscription; returns how many sessions it was delivered to.
-  std::size_t publish(const MessagePtr& m);
+  // In a cluster, a message of a topic that crosses nodes is also sent to the other nodes (then
+  // the count has one more, for "no matching subscribers": this node cannot know); not one
+  // that came from the bus (`from_bus`).
+  std::size_t publish(const MessagePtr& m, bool from_bus = false);
+  void from_bus(std::string_view bytes);
   // One delivery: QoS 0 is posted to the session's connection (dropped when offline), QoS 1/2
   // is queued in the session and a pump posted to its connection.
   void deliver(const std::shared_ptr<Session>& s, Outgoing o);
@@ -120,6 +124,9 @@ class Core : public std::enable_shared_from_this<Core> {
 
  private:
   void remove_session_locked(Session& s);
+  // Cluster: a subscription `filter` entered (+1) or left (-1) the tree; binds or unbinds its
+  // key on the bus when its count leaves or reaches zero.
+  void count_binding_locked(const std::string& filter, int delta);
   // (Re)files the session under its earliest deadline, or nowhere when it has none.
   void schedule_locked(const std::shared_ptr<Session>& s);
   void unschedule_locked(Session& s);
@@ -132,7 +139,10 @@ class Core : public std::enable_shared_from_this<Core> {
   SubTree subs_;
   RetainedTree<MessagePtr> retained_;
   std::unordered_map<std::string, uint64_t> share_next_;  // round robin per "group\0filter"
-  Deadlines deadlines_;  // offline sessions with a delayed will or an expiry
+  Deadlines deadlines_;   // offline sessions with a delayed will or an expiry
+  const bool clustered_;  // !opts.sole_node
+  std::unordered_map<std::string, int64_t> bindings_;  // bus key -> subscriptions behind it
+  int64_t general_subs_ = 0;                           // in the tree: kLongKey while > 0
 
   std::mutex clients_mu_;
   std::unordered_map<const ClientImpl*, std::pair<std::weak_ptr<ClientImpl>, std::shared_ptr<Link>>>

@@ -1074,10 +1074,12 @@ class FakeIm final : public TopicNamespace {
   bool owns(std::string_view t) const override {
     return t.starts_with("user/") || t.starts_with("group/");
   }
-  void attach(const ClientInfo& c, Subscriptions subs, Deliver d) override {
+  void attach(const ClientInfo& c, Subscriptions subs, Deliver d,
+              std::function<void()> ready) override {
     attached.push_back(c.client_id);
     restored = std::move(subs);
     deliver = std::move(d);
+    ready();
   }
   void detach(const ClientInfo& c) override { detached.push_back(c.client_id); }
   uint8_t subscribe(const ClientInfo& c, const std::string& f, uint8_t qos) override {

@@ -259,7 +259,6 @@ void ClientImpl::complete_connect() {
 }
 
 void ClientImpl::attach(std::optional<StoredSession> loaded) {
-  const bool v5 = version_ == Version::v5;
   auto self = shared_from_this();
   auto a = core_->attach_session(self, link_, client_id_, username_, clean_start_, expiry_s_,
                                  std::move(will_), std::move(loaded));
@@ -271,8 +270,52 @@ void ClientImpl::attach(std::optional<StoredSession> loaded) {
   session_ = std::move(a.session);
   session_present_ = a.present;
 
+  info_.client_id = client_id_;
+  info_.username = username_;
+  info_.auth = auth_ ? &*auth_ : nullptr;
+  info_.version = version_;
+  info_.clean_start = clean_start_;
+  if (core_->im == nullptr || !auth_) return connack();
+  // The IM namespaces first: CONNACK once the device's stream has its positions (and, in a
+  // cluster, its bindings), so that every message stored after CONNACK reaches it.
+  state_ = State::authenticating;
+  im_attached_ = true;
+  std::weak_ptr<Core> wc = core_;
+  std::weak_ptr<Session> ws = session_;
+  std::weak_ptr<ClientImpl> wself = self;
+  auto link = link_;
+  auto subs = a.present ? core_->im_subscriptions(session_) : TopicNamespace::Subscriptions{};
+  core_->im->attach(
+      info_, std::move(subs),
+      [wc, ws](Publish p, std::function<void()> acked) {
+        auto core = wc.lock();
+        auto s = ws.lock();
+        if (!core || !s) return;
+        auto m = std::make_shared<Message>();
+        m->topic = std::move(p.topic);
+        m->payload = std::move(p.payload);
+        m->qos = p.qos;
+        m->properties = std::move(p.properties);
+        m->properties.topic_alias.reset();
+        m->properties.subscription_identifiers.clear();
+        m->properties.message_expiry_interval.reset();
+        uint8_t qos = m->qos;
+        core->deliver(s, Outgoing{std::move(m), qos, false, {}, std::move(acked)});
+      },
+      [wself, link] {
+        link->post([wself] {
+          auto c = wself.lock();
+          if (!c || c->state_ != State::authenticating) return;
+          c->connack();
+          if (c->state_ == State::connected) c->drain();  // packets that arrived meanwhile
+        });
+      });
+}
+
+void ClientImpl::connack() {
+  const bool v5 = version_ == Version::v5;
   Connack ack;
-  ack.session_present = a.present;
+  ack.session_present = session_present_;
   if (v5) {
     auto& p = ack.properties;
     if (assigned_id_) p.assigned_client_identifier = client_id_;
@@ -294,33 +337,7 @@ void ClientImpl::attach(std::optional<StoredSession> loaded) {
   link_->set_idle_timeout(std::chrono::milliseconds(keepalive_s_ * 1500LL));
   core_->metrics.mqtt_connections.add(1);
   core_->stats.connected.fetch_add(1, std::memory_order_relaxed);
-
-  info_.client_id = client_id_;
-  info_.username = username_;
-  info_.auth = auth_ ? &*auth_ : nullptr;
-  info_.version = version_;
-  info_.clean_start = clean_start_;
-  if (core_->im != nullptr && auth_) {
-    std::weak_ptr<Core> wc = core_;
-    std::weak_ptr<Session> ws = session_;
-    auto subs = a.present ? core_->im_subscriptions(session_) : TopicNamespace::Subscriptions{};
-    core_->im->attach(info_, std::move(subs), [wc, ws](Publish p, std::function<void()> acked) {
-      auto core = wc.lock();
-      auto s = ws.lock();
-      if (!core || !s) return;
-      auto m = std::make_shared<Message>();
-      m->topic = std::move(p.topic);
-      m->payload = std::move(p.payload);
-      m->qos = p.qos;
-      m->properties = std::move(p.properties);
-      m->properties.topic_alias.reset();
-      m->properties.subscription_identifiers.clear();
-      m->properties.message_expiry_interval.reset();
-      uint8_t qos = m->qos;
-      core->deliver(s, Outgoing{std::move(m), qos, false, {}, std::move(acked)});
-    });
-  }
-  if (a.present) resend_inflight();
+  if (session_present_) resend_inflight();
   pump();
 }
 
@@ -684,8 +701,8 @@ void ClientImpl::end(End why) {
   if (was_connected) {
     core_->metrics.mqtt_connections.add(-1);
     core_->stats.connected.fetch_sub(1, std::memory_order_relaxed);
-    if (core_->im != nullptr && auth_) core_->im->detach(info_);
   }
+  if (im_attached_) core_->im->detach(info_);
   if (session_) {
     // A connection taken over has handed its session (and will) to the new one already; a
     // stopping broker keeps sessions and sends no wills.

@@ -44,6 +44,7 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   void auth_done(std::optional<AuthContext> auth, uint8_t failure, std::string why);
   void complete_connect();
   void attach(std::optional<StoredSession> loaded);  // the session, then CONNACK
+  void connack();
   void handle_publish(Publish&& p);
   void publish_done(uint8_t qos, uint16_t packet_id, uint8_t reason, std::string why);
   void im_published(uint8_t qos, uint16_t packet_id, uint8_t reason);
@@ -103,6 +104,7 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   ClientInfo info_;
   std::shared_ptr<Session> session_;
   bool session_present_ = false;
+  bool im_attached_ = false;  // the IM namespace has this connection (until end)
 
   std::unordered_map<uint16_t, std::string> in_aliases_;   // client -> broker
   std::unordered_map<std::string, uint16_t> out_aliases_;  // broker -> client

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <map>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "base/metrics.hpp"
@@ -91,13 +92,14 @@ ConvInfo info_of(const Conversation& c, const std::string& self) {
 class ImNamespace::Device final : public DeviceSink, public std::enable_shared_from_this<Device> {
  public:
   Device(Service& svc, Hub& hub, Metrics& metrics, AuthContext auth, Deliver deliver, int shard,
-         const Subscriptions& subs)
+         const Subscriptions& subs, std::function<void()> ready)
       : svc_(svc),
         hub_(hub),
         metrics_(metrics),
         auth_(std::move(auth)),
         deliver_(std::move(deliver)),
-        shard_(shard) {
+        shard_(shard),
+        ready_(std::move(ready)) {
     for (const auto& [filter, qos] : subs) subs_.push_back(Sub{filter, qos});
   }
 
@@ -144,6 +146,9 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
                        infos = std::move(infos)]() mutable {
       if (self->closed_) return;
       self->convs_ = std::move(infos);
+      // Positions read after the bindings: whatever is stored from here on reaches the device.
+      // The broker's CONNACK goes first, then what the stream emits.
+      if (self->ready_) std::exchange(self->ready_, nullptr)();
       self->stream_->start(pos ? pos.value() : SeqMap{}, last);
     });
   }
@@ -289,6 +294,7 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
   const AuthContext auth_;
   const Deliver deliver_;
   const int shard_;
+  std::function<void()> ready_;  // shard thread
   std::shared_ptr<DeviceStream> stream_;
   std::map<ConversationId, ConvInfo> convs_;  // shard thread
   std::map<ConversationId, Cursor> cursors_;  // shard thread
@@ -324,8 +330,9 @@ std::shared_ptr<ImNamespace::Device> ImNamespace::find(const ClientInfo& c) {
   return it == devices_.end() || it->second->owner != &c ? nullptr : it->second;
 }
 
-void ImNamespace::attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) {
-  if (!c.auth) return;  // anonymous clients have no IM namespace
+void ImNamespace::attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver,
+                         std::function<void()> ready) {
+  if (!c.auth) return ready();  // anonymous clients have no IM namespace
   AuthContext a = *c.auth;
   a.device_id = c.client_id;  // the device's cursors are its client id's
   const int shard = hub_.shard_count() > 0
@@ -337,7 +344,7 @@ void ImNamespace::attach(const ClientInfo& c, Subscriptions subscriptions, Deliv
   {
     std::lock_guard lk(mu_);
     d = std::make_shared<Device>(svc_, hub_, metrics_, std::move(a), std::move(deliver), shard,
-                                 subscriptions);
+                                 subscriptions, std::move(ready));
     d->owner = &c;
     auto& slot = devices_[c.client_id];
     old = std::move(slot);

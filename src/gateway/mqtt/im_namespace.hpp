@@ -41,7 +41,8 @@ class ImNamespace final : public TopicNamespace {
   ~ImNamespace() override;
 
   bool owns(std::string_view topic_or_filter) const override;
-  void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver) override;
+  void attach(const ClientInfo& c, Subscriptions subscriptions, Deliver deliver,
+              std::function<void()> ready) override;
   void detach(const ClientInfo& c) override;
   uint8_t subscribe(const ClientInfo& c, const std::string& filter, uint8_t qos) override;
   void unsubscribe(const ClientInfo& c, const std::string& filter) override;
