@@ -1,6 +1,8 @@
 // converge-bench: a load generator for Converge and the servers it is compared with.
 // Scenarios: fanout (group fan-out), chat (1:1, stored, acks awaited), idle (held connections),
-// catchup (an offline device syncing N missed messages). Run with --help for the flags.
+// catchup (an offline device syncing N missed messages). Targets: converge, tcp, ws, socketio,
+// mqtt (any MQTT broker, general topics) and mqtt-im (Converge's IM namespace over MQTT). Run
+// with --help for the flags.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -51,12 +53,16 @@ struct Options {
   int size = 64;        // body bytes
   double duration = 5;  // seconds measured
   double warmup = 1;    // seconds before measuring
+  double drain = 2;     // seconds after measuring for what is in flight to arrive
   int pairs = 50;       // chat: conversations of two
   int conns = 1000;     // idle
   int users = 1000;     // idle: users the connections share
   int catchup = 10000;  // catchup: messages missed
   int sources = 8;      // source addresses 127.0.0.1..N
   int threads = 2;
+  int qos = 0;             // mqtt, mqtt-im: of every PUBLISH and SUBSCRIBE
+  uint16_t mqtt_port = 0;  // mqtt-im: the node's MQTT port (--port is its HTTP port)
+  int mqtt_version = 4;    // 4 = MQTT 3.1.1, 5 = MQTT 5
   int server_pid = 0;
   std::vector<std::string> watch;  // NAME=PID: CPU of the process and its descendants
   bool hold = false;               // idle: keep the connections until stdin closes
@@ -79,6 +85,7 @@ struct ConnState {
   bool ready = false;
   uint64_t next_id = 1;
   uint64_t inflight = 0;
+  uint64_t unacked = 0;            // fanout, MQTT QoS 1: publishes not yet acked (PUBACK)
   std::deque<uint64_t> ack_times;  // send times of unacked messages, in order (chat)
   // --window-all: deliveries still due for message id, at [id % size] (ids in flight are fewer
   // than the window, so their slots differ); counted down by whichever worker gets one.
@@ -119,10 +126,13 @@ struct Worker {
         std::to_string(s.index) + ":" + std::to_string(s.next_id) + ":" + std::to_string(t) + ":";
     if (body.size() < static_cast<std::size_t>(sh->opt.size))
       body.append(sh->padding, 0, static_cast<std::size_t>(sh->opt.size) - body.size());
+    // Deliveries due before the send: a send may write at once, and another worker may get a
+    // copy before this one returns.
+    if (s.due) s.due[s.next_id % s.due_size].store(s.group_size, std::memory_order_release);
     s.conn->send(sh->target->publish(s.index, s.group, body, s.next_id));
-    if (s.due) s.due[s.next_id % s.due_size].store(s.group_size, std::memory_order_relaxed);
     ++s.next_id;
     ++s.inflight;
+    if (!sh->chat && sh->target->acks_publishes()) ++s.unacked;
     if (sh->chat) s.ack_times.push_back(t);
     c.sent.fetch_add(1, std::memory_order_relaxed);
     // Sends and deliveries are both counted by the send timestamp, so a message at the edge of
@@ -133,8 +143,10 @@ struct Worker {
   }
 
   void fill_window(ConnState& s) {
+    // MQTT QoS 1: a message is in the window until both its PUBACK and its own copy are back.
     while (sh->publishing.load(std::memory_order_relaxed) &&
-           s.inflight < static_cast<uint64_t>(sh->opt.window))
+           s.inflight < static_cast<uint64_t>(sh->opt.window) &&
+           s.unacked < static_cast<uint64_t>(sh->opt.window))
       publish_one(s);
   }
 
@@ -154,7 +166,11 @@ struct Worker {
         c.errors.fetch_add(1, std::memory_order_relaxed);
         break;
       case Kind::ack: {
-        if (!sh->chat) break;
+        if (!sh->chat) {  // fanout, MQTT QoS 1: a PUBACK
+          if (s.unacked) --s.unacked;
+          if (sh->opt.rate == 0) fill_window(s);
+          break;
+        }
         uint64_t t = now_ns();
         c.acks.fetch_add(1, std::memory_order_relaxed);
         if (!s.ack_times.empty()) {
@@ -273,7 +289,7 @@ void print_json(const std::string& path, const json::object& o) {
 int main(int argc, char** argv) {
   Options opt;
   CLI::App app{"converge-bench: load generator for Converge and its peers"};
-  app.add_option("--target", opt.target, "converge | tcp | ws | socketio");
+  app.add_option("--target", opt.target, "converge | tcp | ws | socketio | mqtt | mqtt-im");
   app.add_option("--host", opt.host);
   app.add_option("--port", opt.ports, "the server's port; repeat it for a cluster's nodes");
   app.add_option("--ports", opt.ports,
@@ -291,12 +307,21 @@ int main(int argc, char** argv) {
   app.add_option("--size", opt.size, "body bytes");
   app.add_option("--duration", opt.duration, "seconds measured");
   app.add_option("--warmup", opt.warmup, "seconds before measuring");
+  app.add_option(
+      "--drain", opt.drain,
+      "seconds after measuring for messages in flight to arrive (counted as lost after)");
   app.add_option("--pairs", opt.pairs, "chat: conversations of two");
   app.add_option("--conns", opt.conns, "idle: connections");
   app.add_option("--users", opt.users, "idle: users the connections share");
   app.add_option("--catchup", opt.catchup, "catchup: messages the device missed");
   app.add_option("--sources", opt.sources, "source addresses 127.0.0.1..N");
   app.add_option("--threads", opt.threads);
+  app.add_option("--qos", opt.qos, "mqtt, mqtt-im: QoS of every PUBLISH and SUBSCRIBE")
+      ->check(CLI::Range(0, 1));
+  app.add_option("--mqtt-port", opt.mqtt_port,
+                 "mqtt-im: the node's MQTT port (--port is its HTTP port)");
+  app.add_option("--mqtt-version", opt.mqtt_version, "mqtt, mqtt-im: 4 = MQTT 3.1.1, 5 = MQTT 5")
+      ->check(CLI::IsMember({4, 5}));
   app.add_option("--server-pid", opt.server_pid, "sample this process's RSS and CPU");
   app.add_option("--watch", opt.watch,
                  "NAME=PID: report the CPU of this process and its descendants while measuring "
@@ -331,7 +356,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "several ports are for a Converge cluster only\n");
     return 2;
   }
-  auto target = make_target(opt.target, Endpoint{opt.host, opt.ports.front(), opt.ports});
+  if (opt.target == "mqtt-im" && opt.mqtt_port == 0) {
+    std::fprintf(stderr, "--target mqtt-im needs --mqtt-port\n");
+    return 2;
+  }
+  auto target = make_target(opt.target, Endpoint{opt.host, opt.ports.front(), opt.ports},
+                            MqttOptions{opt.qos, opt.mqtt_port, opt.mqtt_version});
   if (!target) {
     std::fprintf(stderr, "unknown target %s\n", opt.target.c_str());
     return 2;
@@ -366,9 +396,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "unknown scenario %s\n", opt.scenario.c_str());
     return 2;
   }
-  if (target->name() != "converge" && (opt.scenario == "chat" || opt.scenario == "catchup")) {
-    std::fprintf(stderr, "%s stores nothing: scenario %s is converge only\n", opt.target.c_str(),
-                 opt.scenario.c_str());
+  if ((!target->stores() && opt.scenario == "chat") ||
+      (target->name() != "converge" && opt.scenario == "catchup")) {
+    std::fprintf(stderr, "%s: scenario %s is for converge only (chat: also mqtt-im)\n",
+                 opt.target.c_str(), opt.scenario.c_str());
     return 2;
   }
 
@@ -488,6 +519,10 @@ int main(int argc, char** argv) {
       {"catchup", opt.catchup},   {"threads", opt.threads}, {"sources", opt.sources}};
   params["nodes"] = static_cast<int64_t>(opt.ports.size());
   params["window_all"] = opt.window_all;
+  if (opt.target.starts_with("mqtt")) {
+    params["qos"] = opt.qos;
+    params["mqtt_version"] = opt.mqtt_version;
+  }
   result["params"] = params;
 
   if (opt.scenario == "idle") {
@@ -616,7 +651,7 @@ int main(int argc, char** argv) {
     auto busy1 = machine_busy_seconds();
     auto watch1 = watched_cpu(watch);
     sh.publishing = false;
-    std::this_thread::sleep_for(std::chrono::seconds(2));  // drain what is in flight
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.drain));  // what is in flight
     Histogram lat, lat_same, lat_cross;
     for (auto& w : workers) {
       std::promise<void> p;
@@ -633,6 +668,8 @@ int main(int argc, char** argv) {
     uint64_t expected = sh.chat ? sent_m : sent_m * static_cast<uint64_t>(std::max(opt.members, 1));
     double per_s = static_cast<double>(got_m) / secs;
     result["messages_sent"] = static_cast<int64_t>(sent_m);
+    result["sent_total"] = static_cast<int64_t>(total(&Counters::sent));     // warm-up included
+    result["received"] = static_cast<int64_t>(total(&Counters::delivered));  // all, unmeasured too
     result[sh.chat ? "acks" : "deliveries"] = static_cast<int64_t>(got_m);
     result["expected"] = static_cast<int64_t>(expected);
     result["lost"] = static_cast<int64_t>(expected > got_m ? expected - got_m : 0);

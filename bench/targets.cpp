@@ -1,12 +1,15 @@
 #include "targets.hpp"
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <map>
 
 #include "base/crypto.hpp"
 #include "client/http.hpp"
+#include "gateway/mqtt/codec/codec.hpp"
 
 namespace converge::bench {
 
@@ -23,13 +26,14 @@ std::string_view after(std::string_view s, std::string_view key) {
 }
 
 // Converge: users and groups set up over HTTP, WebSocket with ?token=, the seed envelope.
-class ConvergeTarget final : public Target {
+class ConvergeTarget : public Target {
  public:
   explicit ConvergeTarget(Endpoint ep) : ep_(std::move(ep)), run_(random_hex(3)) {
     if (ep_.ports.empty()) ep_.ports.push_back(ep_.port);
     ep_.port = ep_.ports.front();
   }
   std::string name() const override { return "converge"; }
+  bool stores() const override { return true; }
 
   Status prepare(const std::vector<std::vector<int>>& groups, int conns, int users) override {
     users_ = users;
@@ -56,7 +60,7 @@ class ConvergeTarget final : public Target {
         members.emplace_back("b" + run_ + "_" + std::to_string(c % users));
         conn_group_[static_cast<std::size_t>(c)] = static_cast<int>(g);
       }
-      bool direct = groups[g].size() == 2;
+      bool direct = direct_pairs_ && groups[g].size() == 2;
       json::object body{{"type", direct ? "direct" : "group"}, {"members", members}};
       auto r = client::http_call(ep_.host, ep_.port, "POST", "/api/v1/conversations",
                                  json::serialize(body), token(groups[g].front()));
@@ -111,12 +115,14 @@ class ConvergeTarget final : public Target {
     return f + "}}";
   }
 
- private:
+ protected:
   const std::string& token(int conn) const {
     return tokens_[static_cast<std::size_t>(conn % users_)];
   }
+  std::string user_id(int conn) const { return "b" + run_ + "_" + std::to_string(conn % users_); }
   Endpoint ep_;
   std::string run_;  // distinguishes the users of one bench run from earlier runs on the node
+  bool direct_pairs_ = true;  // a group of two is a direct conversation
   int users_ = 1;
   std::vector<std::string> tokens_;
   std::vector<std::string> conv_;
@@ -208,13 +214,249 @@ class SocketIoTarget final : public PeerTarget {
   std::string pong(std::string_view) const override { return "3"; }
 };
 
+// ---- MQTT ----
+
+// Events the MQTT adapter hands the generator start with \x01 (no payload of ours does: the
+// generator's bodies start with a digit, the IM namespace's deliveries with '{').
+constexpr char kEvent = '\x01';
+constexpr std::string_view kReady = "\001R", kAck = "\001A", kError = "\001E";
+
+// One connection's MQTT: a client decoder over the stream, CONNACK answered with the
+// connection's SUBSCRIBE (or taken as ready when it has none), SUBACK taken as ready, a QoS 1
+// delivery acked with PUBACK at once; the generator sees a delivery's payload, PUBACKs (ack) and
+// refusals (error).
+class MqttLink : public std::enable_shared_from_this<MqttLink> {
+ public:
+  MqttLink(mqtt::Version v, std::vector<std::string> filters, int qos, Conn::Handlers up)
+      : v_(v),
+        dec_(mqtt::Decoder::for_client(v)),
+        filters_(std::move(filters)),
+        qos_(qos),
+        up_(std::move(up)) {}
+
+  // The handlers the stream calls: bytes go through the decoder.
+  Conn::Handlers handlers() {
+    Conn::Handlers h;
+    h.on_open = up_.on_open;
+    h.on_close = up_.on_close;
+    h.on_message = [self = shared_from_this()](std::string_view bytes) { self->on_bytes(bytes); };
+    return h;
+  }
+  void attach(const std::shared_ptr<Conn>& c) { conn_ = c; }
+
+ private:
+  // What one read brought is answered in one write (the PUBACKs of a burst of deliveries).
+  void on_bytes(std::string_view bytes) {
+    dec_.feed(bytes);
+    while (auto p = dec_.next()) std::visit([this](auto& x) { on_packet(x); }, *p);
+    if (dec_.failed()) error("decode: " + dec_.error().message);
+    if (!out_.empty())
+      if (auto c = conn_.lock()) c->send(out_);
+    out_.clear();
+    if (dec_.failed())
+      if (auto c = conn_.lock()) c->close();
+  }
+  void send(const mqtt::Packet& p) { mqtt::encode(out_, p, v_); }
+  void event(std::string_view e) {
+    if (up_.on_message) up_.on_message(e);
+  }
+  void error(const std::string& why) {
+    static std::atomic<int> shown{0};
+    if (shown.fetch_add(1) < 5) std::fprintf(stderr, "mqtt: %s\n", why.c_str());
+    event(kError);
+  }
+
+  void on_packet(mqtt::Connack& a) {
+    if (a.reason_code != 0)
+      return error("CONNACK refused: reason " + std::to_string(a.reason_code));
+    if (filters_.empty()) return event(kReady);
+    mqtt::Subscribe s;
+    s.packet_id = 1;
+    for (auto& f : filters_) {
+      mqtt::Subscription sub;
+      sub.filter = f;
+      sub.options.qos = static_cast<uint8_t>(qos_);
+      s.subscriptions.push_back(std::move(sub));
+    }
+    send(s);
+  }
+  void on_packet(mqtt::Suback& a) {
+    for (auto rc : a.reason_codes)
+      if (rc >= 0x80) return error("SUBACK refused: reason " + std::to_string(rc));
+    event(kReady);
+  }
+  void on_packet(mqtt::Publish& p) {
+    if (p.qos == 1) {  // the generator subscribes at QoS 0 or 1
+      mqtt::Ack ack;
+      ack.type = mqtt::PacketType::puback;
+      ack.packet_id = p.packet_id;
+      send(ack);
+    }
+    if (!p.payload.empty() && p.payload[0] != kEvent) event(p.payload);
+  }
+  void on_packet(mqtt::Ack& a) {
+    if (a.type != mqtt::PacketType::puback) return;  // QoS 1 only
+    if (a.reason_code >= 0x80)
+      return error("PUBACK refused: reason " + std::to_string(a.reason_code));
+    event(kAck);
+  }
+  void on_packet(mqtt::Disconnect& d) {
+    error("DISCONNECT from the server: reason " + std::to_string(d.reason_code));
+  }
+  template <class P>
+  void on_packet(P&) {}  // PINGRESP, UNSUBACK, AUTH: nothing to do
+
+  mqtt::Version v_;
+  mqtt::Decoder dec_;
+  std::vector<std::string> filters_;
+  int qos_;
+  Conn::Handlers up_;
+  std::weak_ptr<Conn> conn_;
+  std::string out_;
+};
+
+std::shared_ptr<Conn> mqtt_connect(boost::asio::io_context& io, const std::string& host,
+                                   uint16_t port, const std::string& local, Conn::Handlers h,
+                                   mqtt::Version v, std::vector<std::string> filters, int qos) {
+  auto link = std::make_shared<MqttLink>(v, std::move(filters), qos, std::move(h));
+  auto c = make_stream_conn(io, host, port, local, link->handlers());
+  link->attach(c);
+  return c;
+}
+
+std::string mqtt_connect_packet(mqtt::Version v, std::string client_id,
+                                std::optional<std::string> user, std::optional<std::string> pass) {
+  mqtt::Connect c;
+  c.version = v;
+  c.client_id = std::move(client_id);
+  c.clean_start = true;
+  c.keep_alive = 0;  // no keepalive: the idle scenario pings once itself
+  c.username = std::move(user);
+  c.password = std::move(pass);
+  return mqtt::encode(mqtt::Packet{std::move(c)}, v);
+}
+
+std::string mqtt_publish_packet(mqtt::Version v, std::string topic, std::string_view body, int qos,
+                                uint64_t id) {
+  mqtt::Publish p;
+  p.topic = std::move(topic);
+  p.payload.assign(body);
+  p.qos = static_cast<uint8_t>(qos);
+  // Ids in flight on one connection are fewer than 65535 (the window, or the ticker's cap).
+  if (qos > 0) p.packet_id = static_cast<uint16_t>(id % 65535 + 1);
+  std::string out;
+  mqtt::encode(out, p, v);
+  return out;
+}
+
+Parsed mqtt_event(std::string_view f) {
+  if (f == kReady) return {Kind::ready, {}};
+  if (f == kAck) return {Kind::ack, {}};
+  if (f == kError) return {Kind::error, f};
+  return {};
+}
+
+mqtt::Version mqtt_version(int level) {
+  return level == 5 ? mqtt::Version::v5 : mqtt::Version::v311;
+}
+
+// Any MQTT broker on general topics: group g is topic bench/g<g>, every member subscribes to it
+// and publishers publish to it (anonymous clients; Converge needs --mqtt-allow-anonymous true and
+// an ACL granting readwrite bench/#). The idle scenario's connections subscribe to a topic each.
+class MqttTarget final : public PeerTarget {
+ public:
+  MqttTarget(Endpoint ep, MqttOptions o) : PeerTarget(std::move(ep)), o_(o), run_(random_hex(3)) {}
+  std::string name() const override { return "mqtt"; }
+  bool acks_publishes() const override { return o_.qos > 0; }
+  Status prepare(const std::vector<std::vector<int>>& groups, int conns, int users) override {
+    idle_ = groups.empty();
+    return PeerTarget::prepare(groups, conns, users);
+  }
+  std::shared_ptr<Conn> connect(boost::asio::io_context& io, int conn, const std::string& local,
+                                Conn::Handlers h) override {
+    std::string filter =
+        idle_ ? "bench/idle/" + std::to_string(conn) : "bench/g" + std::to_string(group(conn));
+    return mqtt_connect(io, ep_.host, ep_.port, local, std::move(h), mqtt_version(o_.version),
+                        {filter}, o_.qos);
+  }
+  std::vector<std::string> on_open(int conn) override {
+    return {mqtt_connect_packet(mqtt_version(o_.version),
+                                "bench-" + run_ + "-" + std::to_string(conn), std::nullopt,
+                                std::nullopt)};
+  }
+  bool ready_on_open() const override { return false; }
+  std::string publish(int, int group, std::string_view body, uint64_t id) override {
+    return mqtt_publish_packet(mqtt_version(o_.version), "bench/g" + std::to_string(group), body,
+                               o_.qos, id);
+  }
+  Parsed parse(std::string_view f) const override {
+    if (!f.empty() && f[0] == kEvent) return mqtt_event(f);
+    return {Kind::delivery, f};
+  }
+  std::string heartbeat() const override {
+    return mqtt::encode(mqtt::Packet{mqtt::Pingreq{}}, mqtt_version(o_.version));
+  }
+
+ private:
+  MqttOptions o_;
+  std::string run_;
+  bool idle_ = false;
+};
+
+// Converge's IM namespace over MQTT: users and groups set up over HTTP as for `converge`, then
+// CONNECT with username = user id, password = token, client id = a device id of the connection's
+// own; each member subscribes to group/<gid>/inbox/+ and publishes plain text to
+// group/<gid>/inbox/<self> (stored, PUBACK once stored); a delivery is the stored message JSON.
+// Pairs (the chat scenario) are groups of two: the group topics need a group. The idle
+// scenario's connections subscribe to their user/<self>/inbox/+.
+class MqttImTarget final : public ConvergeTarget {
+ public:
+  MqttImTarget(Endpoint ep, MqttOptions o) : ConvergeTarget(std::move(ep)), o_(o) {
+    direct_pairs_ = false;
+  }
+  std::string name() const override { return "mqtt-im"; }
+  bool acks_publishes() const override { return o_.qos > 0; }
+  std::shared_ptr<Conn> connect(boost::asio::io_context& io, int conn, const std::string& local,
+                                Conn::Handlers h) override {
+    int g = conn_group_[static_cast<std::size_t>(conn)];
+    std::string filter = g < 0 ? "user/" + user_id(conn) + "/inbox/+"
+                               : "group/" + conv_[static_cast<std::size_t>(g)] + "/inbox/+";
+    return mqtt_connect(io, ep_.host, o_.port, local, std::move(h), mqtt_version(o_.version),
+                        {filter}, o_.qos);
+  }
+  std::vector<std::string> on_open(int conn) override {
+    return {mqtt_connect_packet(mqtt_version(o_.version), "d" + run_ + "-" + std::to_string(conn),
+                                user_id(conn), token(conn))};
+  }
+  std::string publish(int conn, int group, std::string_view body, uint64_t id) override {
+    return mqtt_publish_packet(
+        mqtt_version(o_.version),
+        "group/" + conv_[static_cast<std::size_t>(group)] + "/inbox/" + user_id(conn), body, o_.qos,
+        id);
+  }
+  Parsed parse(std::string_view f) const override {
+    if (!f.empty() && f[0] == kEvent) return mqtt_event(f);
+    auto b = after(f, R"("body":")");
+    if (b.empty()) return {};
+    return {Kind::delivery, b.substr(0, b.find('"'))};
+  }
+  std::string heartbeat() const override {
+    return mqtt::encode(mqtt::Packet{mqtt::Pingreq{}}, mqtt_version(o_.version));
+  }
+
+ private:
+  MqttOptions o_;
+};
+
 }  // namespace
 
-std::unique_ptr<Target> make_target(const std::string& name, Endpoint ep) {
+std::unique_ptr<Target> make_target(const std::string& name, Endpoint ep, MqttOptions mqtt) {
   if (name == "converge") return std::make_unique<ConvergeTarget>(std::move(ep));
   if (name == "tcp") return std::make_unique<TcpTarget>(std::move(ep));
   if (name == "ws") return std::make_unique<NodeWsTarget>(std::move(ep));
   if (name == "socketio") return std::make_unique<SocketIoTarget>(std::move(ep));
+  if (name == "mqtt") return std::make_unique<MqttTarget>(std::move(ep), mqtt);
+  if (name == "mqtt-im") return std::make_unique<MqttImTarget>(std::move(ep), mqtt);
   return nullptr;
 }
 

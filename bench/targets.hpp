@@ -2,6 +2,10 @@
 // Protocol adapters: how the generator joins a group, publishes and recognises a delivery on each
 // server it measures. Converge speaks its own protocol through the project's client; the peers
 // are a bare TCP fan-out (the ceiling), a Node `ws` broadcast server and a socket.io server.
+// MQTT (any broker on general topics, and Converge's IM namespace) goes through the project's
+// MQTT codec: each connection's packets are decoded and answered (CONNACK, SUBACK, PUBACK to a
+// QoS 1 delivery) by the adapter, which hands the generator a delivery's payload or a one-word
+// event (ready, ack, error).
 #include <memory>
 #include <string>
 #include <string_view>
@@ -27,6 +31,13 @@ struct Endpoint {
   std::vector<uint16_t> ports;
 };
 
+// MQTT adapters only (targets mqtt and mqtt-im).
+struct MqttOptions {
+  int qos = 0;        // of every PUBLISH and SUBSCRIBE: 0 or 1
+  uint16_t port = 0;  // mqtt-im: the node's MQTT port (Endpoint::port is its HTTP port)
+  int version = 4;    // protocol level: 4 = MQTT 3.1.1, 5 = MQTT 5
+};
+
 class Target {
  public:
   virtual ~Target() = default;
@@ -42,6 +53,11 @@ class Target {
   virtual Parsed parse(std::string_view frame) const = 0;
   virtual std::string pong(std::string_view) const { return {}; }
   virtual std::string heartbeat() const { return {}; }
+  // The server stores messages and acks each once stored (the chat scenario).
+  virtual bool stores() const { return false; }
+  // A publish is acknowledged on its own (MQTT QoS 1): a publisher's window also counts the
+  // publishes not yet acked.
+  virtual bool acks_publishes() const { return false; }
   // The node connection `conn` is on (0 for a single server).
   virtual int node_of(int conn) const {
     (void)conn;
@@ -55,7 +71,7 @@ class Target {
   }
 };
 
-// name: converge | tcp | ws | socketio
-std::unique_ptr<Target> make_target(const std::string& name, Endpoint ep);
+// name: converge | tcp | ws | socketio | mqtt | mqtt-im
+std::unique_ptr<Target> make_target(const std::string& name, Endpoint ep, MqttOptions mqtt = {});
 
 }  // namespace converge::bench

@@ -44,8 +44,14 @@ class WsConn final : public Conn {
 
 class TcpConn final : public Conn, public std::enable_shared_from_this<TcpConn> {
  public:
-  TcpConn(asio::io_context& io, std::string host, uint16_t port, std::string local, Handlers h)
-      : s_(io), host_(std::move(host)), port_(port), local_(std::move(local)), h_(std::move(h)) {}
+  TcpConn(asio::io_context& io, std::string host, uint16_t port, std::string local, Handlers h,
+          bool framed)
+      : s_(io),
+        host_(std::move(host)),
+        port_(port),
+        local_(std::move(local)),
+        h_(std::move(h)),
+        framed_(framed) {}
 
   void start() override {
     error_code ec;
@@ -59,17 +65,21 @@ class TcpConn final : public Conn, public std::enable_shared_from_this<TcpConn> 
       self->open_ = true;
       if (self->h_.on_open) self->h_.on_open();
       self->flush();
-      self->buf_.resize(64 << 10);
+      self->buf_.resize(self->framed_ ? 64 << 10 : 16 << 10);
       self->read();
     });
   }
   void send(std::string_view p) override {
-    std::string f(4, '\0');
-    uint32_t n = static_cast<uint32_t>(p.size());
-    for (int i = 0; i < 4; ++i)
-      f[static_cast<std::size_t>(i)] = static_cast<char>(n >> (24 - 8 * i));
-    f.append(p);
-    out_.push_back(std::move(f));
+    if (!framed_) {
+      out_.emplace_back(p);
+    } else {
+      std::string f(4, '\0');
+      uint32_t n = static_cast<uint32_t>(p.size());
+      for (int i = 0; i < 4; ++i)
+        f[static_cast<std::size_t>(i)] = static_cast<char>(n >> (24 - 8 * i));
+      f.append(p);
+      out_.push_back(std::move(f));
+    }
     if (open_) flush();
   }
   void close() override {
@@ -82,6 +92,11 @@ class TcpConn final : public Conn, public std::enable_shared_from_this<TcpConn> 
     s_.async_read_some(asio::buffer(buf_.data() + len_, buf_.size() - len_),
                        [self = shared_from_this()](error_code e, std::size_t n) {
                          if (e) return self->fail(e.message());
+                         if (!self->framed_) {  // a stream: the protocol frames it itself
+                           if (self->h_.on_message)
+                             self->h_.on_message(std::string_view(self->buf_.data(), n));
+                           return self->read();
+                         }
                          self->len_ += n;
                          std::size_t off = 0;
                          while (self->len_ - off >= 4) {
@@ -132,6 +147,7 @@ class TcpConn final : public Conn, public std::enable_shared_from_this<TcpConn> 
   std::deque<std::string> out_;
   std::vector<asio::const_buffer> bufs_;
   std::size_t inflight_ = 0;
+  bool framed_ = true;
   bool open_ = false, writing_ = false, done_ = false;
 };
 
@@ -145,7 +161,12 @@ std::shared_ptr<Conn> make_ws_conn(asio::io_context& io, const std::string& host
 
 std::shared_ptr<Conn> make_tcp_conn(asio::io_context& io, const std::string& host, uint16_t port,
                                     const std::string& local, Conn::Handlers h) {
-  return std::make_shared<TcpConn>(io, host, port, local, std::move(h));
+  return std::make_shared<TcpConn>(io, host, port, local, std::move(h), true);
+}
+
+std::shared_ptr<Conn> make_stream_conn(asio::io_context& io, const std::string& host, uint16_t port,
+                                       const std::string& local, Conn::Handlers h) {
+  return std::make_shared<TcpConn>(io, host, port, local, std::move(h), false);
 }
 
 }  // namespace converge::bench

@@ -1,6 +1,7 @@
 #pragma once
-// The two wires the generator speaks: WebSocket (the project's client) and a bare length-prefixed
-// TCP stream (for the ceiling). Protocols sit on top of either (targets.hpp).
+// The wires the generator speaks: WebSocket (the project's client), a bare length-prefixed TCP
+// stream (for the ceiling) and a raw TCP stream (MQTT, which frames itself). Protocols sit on
+// top of them (targets.hpp).
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
@@ -29,5 +30,10 @@ std::shared_ptr<Conn> make_ws_conn(boost::asio::io_context& io, const std::strin
 std::shared_ptr<Conn> make_tcp_conn(boost::asio::io_context& io, const std::string& host,
                                     uint16_t port, const std::string& local_address,
                                     Conn::Handlers h);
+// A raw stream: send() writes the bytes as they are, on_message gets each read's bytes (any
+// split: the protocol on top finds its own frames).
+std::shared_ptr<Conn> make_stream_conn(boost::asio::io_context& io, const std::string& host,
+                                       uint16_t port, const std::string& local_address,
+                                       Conn::Handlers h);
 
 }  // namespace converge::bench

@@ -762,6 +762,15 @@ Result<SeqMap> Service::heartbeat(const AuthContext& who, const SeqMap& seqs) {
   return effective;
 }
 
+Status Service::advance_delivered(const AuthContext& who, const SeqMap& seqs) {
+  if (seqs.empty()) return ok_status();
+  return write([&](StoreSession& s) -> Status {
+    for (auto& [c, seq] : seqs)
+      if (auto r = s.advance_acked(who.user_id, who.device_id, c, seq); !r) return r;
+    return ok_status();
+  });
+}
+
 Result<SeqMap> Service::stream_positions(const AuthContext& who) {
   auto s = lease();
   auto cursors = s->cursors(who.user_id, who.device_id);

@@ -135,6 +135,10 @@ class Service {
   // Offline messages: everything after the device's heartbeat seqs, paginated.
   Result<SyncPage> sync(const AuthContext& who, const SyncRequest& req);
   Result<SeqMap> heartbeat(const AuthContext& who, const SeqMap& seqs);
+  // The acked cursors of a device moved by a front from what it delivered (seqs of messages the
+  // device's own stream emitted, so neither checked against membership nor capped by a read):
+  // one write, no read. A heartbeat from a client goes through heartbeat().
+  Status advance_delivered(const AuthContext& who, const SeqMap& seqs);
   // Where a device's live stream starts: max(acked, fetched) per conversation it has a cursor for.
   Result<SeqMap> stream_positions(const AuthContext& who);
   // The conversation as the store has it (no membership check: for the node's own routing).

@@ -273,7 +273,7 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
     flushing_ = true;
     auto self = shared_from_this();
     svc_.run_blocking([self, seqs = std::move(pending_)] {
-      (void)self->svc_.heartbeat(self->auth_, seqs);
+      (void)self->svc_.advance_delivered(self->auth_, seqs);
       self->hub_.post(self->shard_, [self] {
         self->flushing_ = false;
         self->flush_cursors();
