@@ -268,6 +268,10 @@ int serve(const Cli& cli) {
     }
     spdlog::info("admin user {} is ready", cfg.admin_user);
   }
+  if (!cfg.push_webhook_url.empty())  // the host alone: a URL may carry a token in its query
+    spdlog::info("offline push: webhook on {} ({} tries, {} ms timeout)",
+                 client::parse_webhook_url(cfg.push_webhook_url).value().host_header,
+                 cfg.push_retry_max, cfg.push_timeout_ms);
   cluster.start();
   if (!cfg.bus.empty())
     if (auto s = svc.announce_start(node_id); !s)

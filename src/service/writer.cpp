@@ -412,7 +412,7 @@ void Writer::process(std::vector<Job>& batch) {
     committed = seqs_stored;
     session_->rollback();
     conv_cache_.clear();
-    spdlog::error("store: saving seqs failed: {}", committed.error().message);
+    spdlog::error("store: saving seqs or the push outbox failed: {}", committed.error().message);
   } else if (begun) {
     committed = session_->commit();
     if (!committed) {

@@ -312,3 +312,17 @@ describe('offline push across a crash and a restart', () => {
     assert.equal(rx.requests.slice(before).flatMap((r) => r.pushes).length, 1);
   });
 });
+
+describe('offline push: configuration', () => {
+  test('a webhook URL the node cannot use, or one without a secret, stops it at start (exit 2)', async () => {
+    for (const flags of [
+      ['--push-webhook-url', 'https://push.example/hook', '--push-webhook-secret', SECRET],
+      ['--push-webhook-url', 'http://user:pw@127.0.0.1:9/hook', '--push-webhook-secret', SECRET],
+      ['--push-webhook-url', 'ftp://127.0.0.1/hook', '--push-webhook-secret', SECRET],
+      ['--push-webhook-url', 'http://127.0.0.1:9/hook'],
+      ['--push-webhook-url', 'http://127.0.0.1:9/hook', '--push-webhook-secret', 'short'],
+    ]) {
+      await assert.rejects(startNode({ flags }), (e) => /code 2\b/.test(e.message) && /push_webhook/.test(e.message), flags.join(' '));
+    }
+  });
+});
