@@ -19,6 +19,7 @@
 #include "base/rate_limit.hpp"
 #include "bus/local/local_bus.hpp"
 #include "bus/rabbitmq/rabbitmq_bus.hpp"
+#include "client/webhook.hpp"
 #include "gateway/amqp/center.hpp"
 #include "gateway/http/server.hpp"
 #include "gateway/mqtt/broker.hpp"
@@ -154,7 +155,30 @@ ServiceOptions service_options(const Config& cfg) {
   o.rate_conversations_user = parse_rate(cfg.rate_conversations_user).value();
   o.rate_members_user = parse_rate(cfg.rate_members_user).value();
   o.max_groups_per_user = cfg.max_groups_per_user;
+  o.push.secret = cfg.push_webhook_secret;
+  o.push.retry_max = cfg.push_retry_max;
+  o.push.retry_base_ms = cfg.push_retry_base_ms;
+  o.push.retry_cap_ms = cfg.push_retry_cap_ms;
+  o.push.batch_max = static_cast<std::size_t>(cfg.push_batch_max);
+  o.push.batch_ms = cfg.push_batch_ms;
+  o.push.queue_max = static_cast<std::size_t>(cfg.push_queue_max);
+  o.push.preview_chars = static_cast<std::size_t>(cfg.push_preview_chars);
+  o.push.single_node = cfg.bus.empty();  // the in-process bus: no other node shares the store
+  o.push.node_timeout_ms = cfg.node_timeout_ms;
   return o;
+}
+
+// The push webhook's client, when push_webhook_url is set (a bad URL is a configuration error).
+Result<PushPost> push_post(const Config& cfg) {
+  if (cfg.push_webhook_url.empty()) return PushPost{};
+  auto url = client::parse_webhook_url(cfg.push_webhook_url);
+  if (!url) return url.error();
+  auto c = std::make_shared<client::WebhookClient>(std::move(url.value()), cfg.push_timeout_ms,
+                                                   std::string("converge/") + CONVERGE_VERSION);
+  return PushPost([c](const std::string& body, const std::string& signature) {
+    auto a = c->post(body, signature);
+    return PushResponse{a.status, std::move(a.error)};
+  });
 }
 
 int serve(const Cli& cli) {
@@ -170,6 +194,11 @@ int serve(const Cli& cli) {
                                        : mqtt::Acl::load_file(cfg.mqtt_acl_file);
   if (!acl) {
     std::fprintf(stderr, "converge: mqtt_acl_file %s\n", acl.error().message.c_str());
+    return 2;
+  }
+  auto post = push_post(cfg);
+  if (!post) {
+    std::fprintf(stderr, "converge: %s\n", post.error().message.c_str());
     return 2;
   }
   if (!cfg.web_root.empty()) {
@@ -217,7 +246,9 @@ int serve(const Cli& cli) {
     auto* ctx = &io.loop(i);
     hub.add_shard([ctx](std::function<void()> fn) { boost::asio::post(*ctx, std::move(fn)); });
   }
-  Service svc(service_options(cfg), *store.value(), *bus, hub, metrics);
+  ServiceOptions so = service_options(cfg);
+  so.push.post = std::move(post.value());
+  Service svc(std::move(so), *store.value(), *bus, hub, metrics);
   // The bus hands everything to the cluster side, which keeps the node's interest and passes
   // deliveries on to the hub.
   Cluster cluster(svc, *bus, hub, metrics,
@@ -237,6 +268,10 @@ int serve(const Cli& cli) {
     }
     spdlog::info("admin user {} is ready", cfg.admin_user);
   }
+  if (!cfg.push_webhook_url.empty())  // the host alone: a URL may carry a token in its query
+    spdlog::info("offline push: webhook on {} ({} tries, {} ms timeout)",
+                 client::parse_webhook_url(cfg.push_webhook_url).value().host_header,
+                 cfg.push_retry_max, cfg.push_timeout_ms);
   cluster.start();
   if (!cfg.bus.empty())
     if (auto s = svc.announce_start(node_id); !s)

@@ -159,6 +159,26 @@ const std::vector<ConfigKey>& config_keys() {
               &Config::auth_threads, 1),
       int_key("auth_queue_max", "logins waiting for a hashing thread before 429",
               &Config::auth_queue_max, 1),
+      str_key("push_webhook_url", "offline push: POST pushes to this http:// URL (empty = no push)",
+              &Config::push_webhook_url),
+      str_key("push_webhook_secret",
+              "offline push: HMAC-SHA256 key of X-Converge-Signature (16 bytes at least)",
+              &Config::push_webhook_secret),
+      int_key("push_retry_max", "offline push: tries per push before it is a dead letter",
+              &Config::push_retry_max, 1),
+      int_key("push_retry_base_ms", "offline push: wait after a first failed try (doubling)",
+              &Config::push_retry_base_ms, 1),
+      int_key("push_retry_cap_ms", "offline push: longest wait between two tries",
+              &Config::push_retry_cap_ms, 1),
+      int_key("push_timeout_ms", "offline push: time allowed for one POST",
+              &Config::push_timeout_ms, 10),
+      int_key("push_batch_max", "offline push: pushes per POST", &Config::push_batch_max, 1),
+      int_key("push_batch_ms", "offline push: how long a message waits to share a POST",
+              &Config::push_batch_ms, 0),
+      int_key("push_queue_max", "offline push: messages queued in memory for the push worker",
+              &Config::push_queue_max, 1),
+      int_key("push_preview_chars", "offline push: characters of the body in a preview",
+              &Config::push_preview_chars, 0),
   };
   return keys;
 }
@@ -257,6 +277,15 @@ Status config_validate(const Config& cfg) {
                       "max_http_body_bytes (a queue holds the largest frame it may be sent)");
   if (cfg.max_body_bytes >= cfg.max_frame_bytes)
     return make_error(Errc::bad_request, "max_body_bytes must be below max_frame_bytes");
+  // A push is signed, always: the receiver must be able to tell the node's POSTs from anyone's.
+  // (The URL itself is checked by the webhook client, app/main.cpp.)
+  if (!cfg.push_webhook_url.empty() && cfg.push_webhook_secret.size() < 16)
+    return make_error(Errc::bad_request,
+                      "push_webhook_secret must be at least 16 bytes when push_webhook_url is set");
+  if (cfg.push_batch_max > 1000)
+    return make_error(Errc::bad_request, "push_batch_max must be at most 1000");
+  if (cfg.push_retry_cap_ms < cfg.push_retry_base_ms)
+    return make_error(Errc::bad_request, "push_retry_cap_ms must be at least push_retry_base_ms");
   return ok_status();
 }
 

@@ -63,6 +63,18 @@ struct Config {
   int64_t max_groups_per_user = 1000;             // groups one user may be a member of
   int64_t auth_threads = 2;                       // password-hashing threads
   int64_t auth_queue_max = 64;  // logins waiting for a hashing thread; more are refused (429)
+
+  // Offline push (service/push.hpp; docs/protocol.md, "Offline push").
+  std::string push_webhook_url;     // http://host[:port]/path; empty = no push
+  std::string push_webhook_secret;  // HMAC-SHA256 key of X-Converge-Signature (required with a URL)
+  int64_t push_retry_max = 6;       // tries per push, the first included; then a dead letter
+  int64_t push_retry_base_ms = 1000;  // wait after the first failed try, doubled after each next
+  int64_t push_retry_cap_ms = 60000;  // longest wait between two tries
+  int64_t push_timeout_ms = 5000;     // one POST, from connect to the answer's last byte
+  int64_t push_batch_max = 100;       // pushes per POST
+  int64_t push_batch_ms = 50;         // how long a message waits for others to share a POST
+  int64_t push_queue_max = 10000;     // messages waiting for the push worker in memory
+  int64_t push_preview_chars = 100;   // characters of the body in a push's preview
 };
 
 struct ConfigKey {

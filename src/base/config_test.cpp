@@ -118,3 +118,24 @@ TEST(Config, MqttKeys) {
   ASSERT_TRUE(config_set(c, "mqtt_max_packet_bytes", "5000000"));
   EXPECT_TRUE(config_validate(c));
 }
+
+TEST(Config, PushKeys) {
+  Config c;
+  EXPECT_TRUE(c.push_webhook_url.empty());  // push is off by default
+  EXPECT_EQ(c.push_retry_max, 6);
+  EXPECT_EQ(c.push_batch_max, 100);
+  EXPECT_EQ(c.push_preview_chars, 100);
+  ASSERT_TRUE(config_set(c, "push_webhook_url", "http://127.0.0.1:9/hook"));
+  EXPECT_FALSE(config_validate(c)) << "a URL without a secret";
+  ASSERT_TRUE(config_set(c, "push_webhook_secret", "short"));
+  EXPECT_FALSE(config_validate(c)) << "a secret under 16 bytes";
+  ASSERT_TRUE(config_set(c, "push_webhook_secret", "0123456789abcdef"));
+  EXPECT_TRUE(config_validate(c));
+  EXPECT_FALSE(config_set(c, "push_retry_max", "0"));
+  ASSERT_TRUE(config_set(c, "push_batch_max", "1001"));
+  EXPECT_FALSE(config_validate(c));
+  ASSERT_TRUE(config_set(c, "push_batch_max", "10"));
+  ASSERT_TRUE(config_set(c, "push_retry_base_ms", "5000"));
+  ASSERT_TRUE(config_set(c, "push_retry_cap_ms", "1000"));
+  EXPECT_FALSE(config_validate(c)) << "a cap below the base";
+}

@@ -22,6 +22,10 @@ struct PasswordHashCost {
 PasswordHashCost password_cost_interactive();
 PasswordHashCost password_cost_min();  // for tests and benchmarks only
 
+// HMAC-SHA256 of `data` under `key` (any length), hex-encoded: the push webhook's signature
+// (service/push.hpp).
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+
 // argon2id in libsodium's self-describing string form; empty on failure (out of memory).
 std::string password_hash(std::string_view password, PasswordHashCost cost);
 bool password_verify(std::string_view hash, std::string_view password);

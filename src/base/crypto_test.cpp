@@ -23,6 +23,15 @@ TEST_F(Crypto, Sha256KnownAnswer) {
   EXPECT_EQ(h.final_hex(), sha256_hex("abc"));
 }
 
+// RFC 4231 test cases 2 (a short key) and 6 (a key longer than SHA-256's block, hashed first).
+TEST_F(Crypto, HmacSha256KnownAnswers) {
+  EXPECT_EQ(hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_EQ(hmac_sha256_hex(std::string(131, '\xaa'),
+                            "Test Using Larger Than Block-Size Key - Hash Key First"),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 TEST_F(Crypto, PasswordHashIsArgon2idAndVerifies) {
   auto h = password_hash("correct horse", password_cost_min());
   ASSERT_FALSE(h.empty());

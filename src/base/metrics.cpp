@@ -171,6 +171,34 @@ std::string Metrics::render_prometheus() const {
   counter(out, "converge_mqtt_bus_in_total",
           "General-topic MQTT messages received from the other nodes of the cluster.",
           mqtt_bus_in_total.value());
+  counter(out, "converge_push_queued_total", "Stored messages handed to the push worker's queue.",
+          push_queued_total.value());
+  counter(out, "converge_push_spilled_total",
+          "Stored messages the full push queue did not take (pushed from the store's outbox).",
+          push_spilled_total.value());
+  gauge(out, "converge_push_queue_depth", "Stored messages waiting in the push queue.",
+        push_queue_depth.value());
+  counter(out, "converge_push_sent_total", "Pushes delivered (the webhook answered 2xx).",
+          push_sent_total.value());
+  counter(out, "converge_push_retried_total",
+          "Pushes whose try failed and that were scheduled again.", push_retried_total.value());
+  counter(out, "converge_push_dead_letters_total",
+          "Pushes given up after push_retry_max tries (GET /api/v1/admin/push/dead-letters).",
+          push_dead_letters_total.value());
+  counter(out, "converge_push_skipped_online_total",
+          "Pushes not sent because the user had a device online.",
+          push_skipped_online_total.value());
+  counter(out, "converge_push_skipped_muted_total",
+          "Pushes not sent because the user muted the conversation and was not mentioned.",
+          push_skipped_muted_total.value());
+  counter(out, "converge_push_requests_total", "Webhook POSTs.", push_requests_total.value());
+  counter(out, "converge_push_request_failures_total",
+          "Webhook POSTs answered with a non-2xx status, refused or timed out.",
+          push_request_failures_total.value());
+  counter(out, "converge_push_adopted_total",
+          "Push outbox and pending rows taken over from nodes taken for dead.",
+          push_adopted_total.value());
+  histogram(out, "converge_push_request_seconds", "Time of a webhook POST.", push_request_seconds);
   return out;
 }
 

@@ -103,6 +103,20 @@ struct Metrics {
   Counter mqtt_bus_out_total;    // general-topic messages sent to the other nodes (cluster)
   Counter mqtt_bus_in_total;     // and received from them
 
+  // Offline push (service/push.hpp): the worker's queue, and what became of the pushes.
+  Counter push_queued_total;          // stored messages handed to the push queue
+  Counter push_spilled_total;         // ... that did not fit (queue full): read back from the store
+  Gauge push_queue_depth;             // messages waiting in the push queue
+  Counter push_sent_total;            // pushes delivered (the webhook answered 2xx)
+  Counter push_retried_total;         // pushes whose try failed, scheduled again
+  Counter push_dead_letters_total;    // pushes given up after push_retry_max tries
+  Counter push_skipped_online_total;  // pushes not sent: the user had a device online
+  Counter push_skipped_muted_total;   // pushes not sent: muted conversation, no mention
+  Counter push_requests_total;        // webhook POSTs
+  Counter push_request_failures_total;  // ... answered non-2xx, or not answered in time
+  Counter push_adopted_total;           // outbox and pending rows taken over from dead nodes
+  Histogram push_request_seconds{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
+
   std::string render_prometheus() const;
 };
 

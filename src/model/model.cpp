@@ -1,6 +1,8 @@
 #include "model/model.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <functional>
 
 #include "base/utf8.hpp"
 
@@ -91,6 +93,38 @@ std::optional<ConversationId> parse_conversation_id(std::string_view s) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size() || v <= 0) return std::nullopt;
   return v;
+}
+
+bool mentions_all(const std::vector<std::string>& mentions) {
+  return mentions.size() == 1 && mentions[0] == kMentionAll;
+}
+
+bool mentions_user(const std::vector<std::string>& mentions, std::string_view user_id) {
+  return mentions_all(mentions) ||
+         std::binary_search(mentions.begin(), mentions.end(), user_id, std::less<>());
+}
+
+std::string join_mentions(const std::vector<std::string>& mentions) {
+  std::string out;
+  for (auto& m : mentions) {
+    if (!out.empty()) out += ',';
+    out += m;
+  }
+  return out;
+}
+
+std::vector<std::string> split_mentions(std::string_view joined) {
+  std::vector<std::string> out;
+  while (!joined.empty()) {
+    auto comma = joined.find(',');
+    auto part = joined.substr(0, comma);
+    if (!part.empty()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    joined.remove_prefix(comma + 1);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 }  // namespace converge

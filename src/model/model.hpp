@@ -34,6 +34,16 @@ bool valid_device_id(std::string_view id);
 bool valid_display_name(std::string_view name);
 std::optional<ConversationId> parse_conversation_id(std::string_view s);
 
+// Mentions of a message: user ids (canonical, sorted, each once), or {"all"} alone (every member;
+// the owner's, and later an admin's, to give). At most kMaxMentions ids.
+inline constexpr std::size_t kMaxMentions = 50;
+inline constexpr std::string_view kMentionAll = "all";
+bool mentions_all(const std::vector<std::string>& mentions);
+bool mentions_user(const std::vector<std::string>& mentions, std::string_view user_id);
+// The store's form: ids joined by commas ("" for none); user ids never contain a comma.
+std::string join_mentions(const std::vector<std::string>& mentions);
+std::vector<std::string> split_mentions(std::string_view joined);
+
 struct User {
   std::string id;
   std::string name;
@@ -71,6 +81,7 @@ struct Message {
   std::string client_msg_id;  // empty: the sender did not ask for idempotency
   int64_t ts_ms = 0;
   std::optional<FileMeta> file;
+  std::vector<std::string> mentions;  // as the sender gave them, checked (see kMaxMentions)
 };
 
 struct Member {

@@ -15,6 +15,9 @@ struct SendRequest {
   std::string body;
   std::string client_msg_id;
   std::string file_id;  // required for image, file and voice
+  // Users mentioned (canonical ids, sorted, each once) or {"all"}: proto checks the form, the
+  // writer that each is a member and who may mention all (model.hpp, kMaxMentions).
+  std::vector<std::string> mentions;
 };
 
 struct SendAck {

@@ -1,5 +1,6 @@
 #include "proto/codec.hpp"
 
+#include <algorithm>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <charconv>
@@ -149,6 +150,37 @@ Result<std::vector<std::string>> get_user_list(const json::object& o, std::strin
   return out;
 }
 
+// `mentions`: absent or null = none; else an array of user ids (any case; folded, sorted, each
+// once) or ["all"] alone. Who may be mentioned is the writer's check (members, owner for all).
+Result<std::vector<std::string>> get_mentions(const json::object& d) {
+  std::vector<std::string> out;
+  auto* v = d.if_contains("mentions");
+  if (v == nullptr || v->is_null()) return out;
+  if (!v->is_array()) return bad("mentions must be an array of user ids, or [\"all\"]");
+  auto& a = v->as_array();
+  if (a.size() > kMaxMentions)
+    return make_error(Errc::too_large,
+                      "at most " + std::to_string(kMaxMentions) + " mentions per message");
+  bool all = false;
+  for (auto& e : a) {
+    if (e.is_string() && canonical_user_id(e.as_string()) == kMentionAll) {
+      all = true;
+      continue;
+    }
+    if (!e.is_string() || !valid_user_id(e.as_string()))
+      return bad("mentions must be an array of user ids, or [\"all\"]");
+    out.push_back(canonical_user_id(e.as_string()));
+  }
+  if (all) {
+    if (!out.empty()) return bad("mentions: \"all\" goes alone");
+    out.emplace_back(kMentionAll);
+    return out;
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 Result<SendRequest> parse_send(const json::object& d, std::size_t max_body_bytes) {
   SendRequest r;
   auto conv = get_conversation_id(d, "conversation_id");
@@ -172,6 +204,9 @@ Result<SendRequest> parse_send(const json::object& d, std::size_t max_body_bytes
   auto fid = get_string(d, "file_id", false, 128);
   if (!fid) return fid.error();
   r.file_id = std::move(fid.value());
+  auto mentions = get_mentions(d);
+  if (!mentions) return mentions.error();
+  r.mentions = std::move(mentions.value());
   if (r.type == MessageType::text) {
     if (r.body.empty()) return bad("a text message needs a body");
     if (!r.file_id.empty()) return bad("a text message takes no file_id");
@@ -256,6 +291,11 @@ json::object message_json(const Message& m) {
   o["client_msg_id"] = text(m.client_msg_id);
   o["ts"] = m.ts_ms;
   if (m.file) o["file"] = file_json(*m.file);
+  if (!m.mentions.empty()) {
+    json::array a;
+    for (auto& u : m.mentions) a.emplace_back(u);
+    o["mentions"] = std::move(a);
+  }
   return o;
 }
 
@@ -387,6 +427,14 @@ std::string frame_msg(const Message& m) {
     out += R"(,"file":)";
     out += json::serialize(file_json(*m.file));
   }
+  if (!m.mentions.empty()) {
+    out += R"(,"mentions":[)";
+    for (std::size_t i = 0; i < m.mentions.size(); ++i) {
+      if (i > 0) out += ',';
+      append_string(out, m.mentions[i]);
+    }
+    out += ']';
+  }
   out += "}}";
   return out;
 }
@@ -473,6 +521,9 @@ Result<Message> parse_message_frame(std::string_view frame) {
     fm.size = i64(fo, "size");
     m.file = std::move(fm);
   }
+  if (auto* ms = o.if_contains("mentions"); ms && ms->is_array())
+    for (auto& u : ms->as_array())
+      if (u.is_string()) m.mentions.emplace_back(u.as_string());
   return m;
 }
 

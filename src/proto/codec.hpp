@@ -44,6 +44,9 @@ Result<int64_t> get_int(const json::object& o, std::string_view key, bool requir
 Result<ConversationId> get_conversation_id(const json::object& o, std::string_view key);
 Result<std::vector<std::string>> get_user_list(const json::object& o, std::string_view key);
 
+// A send's `mentions` (absent or null: none): user ids folded, sorted and once each, or ["all"]
+// alone; bad_request for another shape, too_large past kMaxMentions.
+Result<std::vector<std::string>> get_mentions(const json::object& data);
 Result<SendRequest> parse_send(const json::object& data, std::size_t max_body_bytes);
 Result<SeqMap> parse_seqs(const json::object& data);  // {"seqs": {"<conv>": seq}}; absent = {}
 Result<SyncRequest> parse_sync(const json::object& data);

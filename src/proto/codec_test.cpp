@@ -60,6 +60,43 @@ TEST(Send, ValidatesTypesAndSizes) {
   check(R"({"conversation_id":"1","body":"x","client_msg_id":7})", Errc::bad_request);
 }
 
+TEST(Send, MentionsAreUserIdsOrAllAlone) {
+  auto parse = [](const char* json) {
+    auto o = parse_object(json);
+    EXPECT_TRUE(o) << json;
+    return parse_send(o.value(), 100);
+  };
+  auto r = parse(R"({"conversation_id":1,"body":"x","mentions":["Carol","bob","carol"]})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->mentions, (std::vector<std::string>{"bob", "carol"}));  // folded, sorted, once
+  r = parse(R"({"conversation_id":1,"body":"x","mentions":["ALL"]})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->mentions, (std::vector<std::string>{"all"}));
+  r = parse(R"({"conversation_id":1,"body":"x","mentions":null})");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->mentions.empty());
+  r = parse(R"({"conversation_id":1,"body":"x","mentions":[]})");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->mentions.empty());
+
+  auto refused = [&](const char* json, Errc want) {
+    auto r = parse(json);
+    ASSERT_FALSE(r) << json;
+    EXPECT_EQ(r.error().code, want) << json << ": " << r.error().message;
+  };
+  refused(R"({"conversation_id":1,"body":"x","mentions":"bob"})", Errc::bad_request);
+  refused(R"({"conversation_id":1,"body":"x","mentions":{"bob":1}})", Errc::bad_request);
+  refused(R"({"conversation_id":1,"body":"x","mentions":[7]})", Errc::bad_request);
+  refused(R"({"conversation_id":1,"body":"x","mentions":["b\"ob"]})", Errc::bad_request);
+  refused(R"({"conversation_id":1,"body":"x","mentions":["a,b"]})", Errc::bad_request);
+  refused(R"({"conversation_id":1,"body":"x","mentions":["all","bob"]})", Errc::bad_request);
+  std::string many = R"({"conversation_id":1,"body":"x","mentions":[)";
+  for (std::size_t i = 0; i <= kMaxMentions; ++i)
+    many += (i ? ",\"u" : "\"u") + std::to_string(i) + "\"";
+  many += "]}";
+  refused(many.c_str(), Errc::too_large);
+}
+
 TEST(Seqs, ParsesCursorMaps) {
   auto o = parse_object(R"({"seqs":{"1":5,"22":0}})");
   auto r = parse_seqs(o.value());
@@ -117,6 +154,11 @@ TEST(Frames, HandWrittenFramesMatchTheObjectRoute) {
     EXPECT_EQ(frame_msg(m), frame("msg", "", message_json(m))) << t;
     m.file = FileMeta{"f\"1", "sha", t, "text/plain", 7, "alice", 1};
     EXPECT_EQ(frame_msg(m), frame("msg", "", message_json(m))) << t;
+    m.mentions = {"bob", "carol"};
+    EXPECT_EQ(frame_msg(m), frame("msg", "", message_json(m))) << t;
+    auto back = parse_message_frame(frame_msg(m));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->mentions, m.mentions);
 
     for (bool dup : {false, true})
       for (std::string id : {"", "7", "\"q\""}) {

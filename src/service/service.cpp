@@ -19,25 +19,6 @@ namespace converge {
 
 namespace fs = std::filesystem;
 
-// A reading store session borrowed from the idle list and given back when the lease ends.
-class Service::SessionLease {
- public:
-  SessionLease(Service* svc, std::unique_ptr<StoreSession> s) : svc_(svc), s_(std::move(s)) {}
-  SessionLease(SessionLease&&) = default;
-  ~SessionLease() {
-    if (s_) {
-      std::lock_guard lk(svc_->sessions_mu_);
-      svc_->idle_sessions_.push_back(std::move(s_));
-    }
-  }
-  StoreSession* operator->() { return s_.get(); }
-  StoreSession& operator*() { return *s_; }
-
- private:
-  Service* svc_;
-  std::unique_ptr<StoreSession> s_;
-};
-
 Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics& metrics)
     : opts_(std::move(opts)),
       store_(store),
@@ -70,16 +51,34 @@ Status Service::start() {
   if (dummy_hash_.empty()) return make_error(Errc::internal, "password hashing failed");
   writer_ =
       std::make_unique<Writer>(std::move(s.value()), bus_, hub_, metrics_, opts_.store_batch_max);
+  if (opts_.push.post) {
+    push_ = std::make_unique<PushWorker>(opts_.push, *this, metrics_);
+    writer_->set_push(push_.get());
+  }
   writer_->start();
+  if (push_) push_->start();
   // Expired tokens are dead weight; drop them once per start.
   return write([](StoreSession& st) { return st.delete_expired_tokens(now_ms()); });
 }
 
 void Service::stop() {
   presence_.stop();
+  // Before the writer, which it records through. What it has not decided is in the outbox.
+  if (push_) push_->stop();
   auth_pool_.stop();
   pool_.stop();
   if (writer_) writer_->stop();
+}
+
+void Service::forget_node(const std::string& node_id) {
+  presence_.forget_node(node_id);
+  if (push_) push_->adopt(node_id);
+}
+
+Result<std::vector<PushRecord>> Service::push_dead_letters(const AuthContext& who, int64_t limit) {
+  if (!who.is_admin) return make_error(Errc::forbidden, "admin only");
+  auto s = lease();
+  return s->push_dead_list(std::clamp<int64_t>(limit, 1, 1000));
 }
 
 Error Service::limited(int64_t wait_ms, std::string what) {

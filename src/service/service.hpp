@@ -25,6 +25,7 @@
 #include "model/requests.hpp"
 #include "service/hub.hpp"
 #include "service/presence.hpp"
+#include "service/push.hpp"
 #include "service/work_pool.hpp"
 #include "store/store.hpp"
 
@@ -32,6 +33,7 @@ namespace converge {
 
 class Writer;
 class Cluster;
+class PushWorker;
 struct NodeInfo;
 
 struct ServiceOptions {
@@ -56,6 +58,7 @@ struct ServiceOptions {
   RateSpec rate_conversations_user = {30, 30.0 / 60};  // conversations created per user
   RateSpec rate_members_user = {300, 300.0 / 60};      // members added per user
   int64_t max_groups_per_user = 1000;                  // groups a user may be a member of
+  PushOptions push;  // offline push (service/push.hpp); off while push.post is empty
 };
 
 struct LoginResult {
@@ -198,9 +201,12 @@ class Service {
   // Which of `users` have a connection on a node alive (for the push path: no push to them).
   Result<std::set<std::string>> online_anywhere(std::span<const std::string> users);
   // The cluster's part: shares this node's connections through the store, and forgets those
-  // of a node taken for dead.
+  // of a node taken for dead (and takes over the pushes it had not sent).
   void share_presence() { presence_.start_sharing(store_); }
-  void forget_node(const std::string& node_id) { presence_.forget_node(node_id); }
+  void forget_node(const std::string& node_id);
+
+  // Offline push: pushes given up after push_retry_max tries, the newest first (admins only).
+  Result<std::vector<PushRecord>> push_dead_letters(const AuthContext& who, int64_t limit);
   Presence& local_presence() { return presence_; }
 
   const ServiceOptions& options() const { return opts_; }
@@ -209,6 +215,7 @@ class Service {
   Bus& bus() { return bus_; }
 
  private:
+  friend class PushWorker;  // reads through lease(), records through write()
   class SessionLease;
   SessionLease lease();
   // Runs `fn` inside the writer's transaction and waits for the commit.
@@ -232,6 +239,7 @@ class Service {
   WorkPool pool_;
   WorkPool auth_pool_;
   std::unique_ptr<Writer> writer_;
+  std::unique_ptr<PushWorker> push_;
   Cluster* cluster_ = nullptr;
   Presence presence_;
   std::atomic<bool> store_ok_{true};
@@ -244,6 +252,25 @@ class Service {
 
   std::mutex sessions_mu_;  // guards idle reading sessions (not on the per-message path)
   std::vector<std::unique_ptr<StoreSession>> idle_sessions_;
+};
+
+// A reading store session borrowed from the idle list and given back when the lease ends.
+class Service::SessionLease {
+ public:
+  SessionLease(Service* svc, std::unique_ptr<StoreSession> s) : svc_(svc), s_(std::move(s)) {}
+  SessionLease(SessionLease&&) = default;
+  ~SessionLease() {
+    if (s_) {
+      std::lock_guard lk(svc_->sessions_mu_);
+      svc_->idle_sessions_.push_back(std::move(s_));
+    }
+  }
+  StoreSession* operator->() { return s_.get(); }
+  StoreSession& operator*() { return *s_; }
+
+ private:
+  Service* svc_;
+  std::unique_ptr<StoreSession> s_;
 };
 
 }  // namespace converge

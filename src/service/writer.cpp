@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/clock.hpp"
+#include "service/push.hpp"
 #include "service/service.hpp"
 
 namespace converge {
@@ -96,8 +97,27 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id, int64_t 
   for (auto& m : c.value()->members) members->push_back(m.user_id);
   std::sort(members->begin(), members->end());
   if (conv_cache_.size() >= kConvCacheMax) conv_cache_.clear();
-  auto [it, _] = conv_cache_.emplace(id, ConvInfo{std::move(members), c.value()->members_version});
+  auto [it, _] = conv_cache_.emplace(
+      id, ConvInfo{std::move(members), c.value()->members_version, c.value()->owner});
   return &it->second;
+}
+
+bool Writer::may_mention_all(const ConvInfo& info, const AuthContext& who) {
+  return !info.owner.empty() && info.owner == who.user_id;
+}
+
+Status Writer::check_mentions(const std::vector<std::string>& mentions, const ConvInfo& info,
+                              const AuthContext& who) {
+  if (mentions_all(mentions)) {
+    if (!may_mention_all(info, who))
+      return make_error(Errc::forbidden, "only the owner mentions all");
+    return ok_status();
+  }
+  auto& members = *info.members;
+  for (auto& u : mentions)
+    if (!std::binary_search(members.begin(), members.end(), u))
+      return make_error(Errc::bad_request, "mentioned user " + u + " is not a member");
+  return ok_status();
 }
 
 Status Writer::lock_slots(std::vector<ConversationId> ids) {
@@ -149,6 +169,8 @@ Result<Writer::Pending> Writer::check_send(SendJob& job, const Status& locked) {
   if (!std::binary_search(members.begin(), members.end(), job.who.user_id))
     return make_error(Errc::forbidden,
                       "not a member of conversation " + std::to_string(req.conversation_id));
+  if (!req.mentions.empty())
+    if (auto st = check_mentions(req.mentions, *info.value(), job.who); !st) return st.error();
 
   Pending p;
   p.job = &job;
@@ -226,6 +248,7 @@ void Writer::store_chunk(std::span<Pending> chunk, std::vector<Done>& done) {
     m.client_msg_id = std::move(req.client_msg_id);
     m.ts_ms = now_ms();
     m.file = std::move(p.file);
+    m.mentions = std::move(req.mentions);
     files[i] = std::move(req.file_id);
   }
   // The slots back where they were (each ends at its first message's seq - 1): stored() moves
@@ -375,12 +398,21 @@ void Writer::process(std::vector<Job>& batch) {
 
   if (begun && seqs_stored) seqs_stored = flush_seqs();
   seqs_.clear();
+  // Push (service/push.hpp): the batch's stored messages into the outbox, in their own
+  // transaction, so that none is lost to a crash before the push worker has decided them.
+  if (push_ && begun && seqs_stored && messages > 0) {
+    std::vector<PushRef> refs;
+    refs.reserve(messages);
+    for (auto& d : done)
+      if (d.delivery) refs.push_back(PushRef{d.delivery->msg.conversation_id, d.delivery->msg.seq});
+    seqs_stored = session_->push_outbox_add(bus_.node_id(), refs, now_ms());
+  }
   Status committed = begun;
   if (begun && !seqs_stored) {
     committed = seqs_stored;
     session_->rollback();
     conv_cache_.clear();
-    spdlog::error("store: saving seqs failed: {}", committed.error().message);
+    spdlog::error("store: saving seqs or the push outbox failed: {}", committed.error().message);
   } else if (begun) {
     committed = session_->commit();
     if (!committed) {
@@ -425,6 +457,7 @@ void Writer::process(std::vector<Job>& batch) {
       hub_.post(static_cast<int>(i), [fns = std::move(per_shard[i])]() mutable {
         for (auto& fn : fns) fn();
       });
+  if (push_ && !published.empty()) push_->enqueue(published);
   if (!published.empty()) bus_.publish(std::move(published));
   session_->maintain();
 }

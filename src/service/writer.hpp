@@ -23,6 +23,8 @@
 
 namespace converge {
 
+class PushWorker;
+
 class Writer {
  public:
   struct SendJob {
@@ -42,6 +44,9 @@ class Writer {
          int64_t batch_max);
   ~Writer();
 
+  // Offline push (service/push.hpp), set before start: every stored message then gets its
+  // outbox row in its own transaction, and after the commit goes to `push`'s queue.
+  void set_push(PushWorker* push) { push_ = push; }
   void start();
   void stop();  // commits what is queued, then joins
   void submit(SendJob job);
@@ -51,7 +56,16 @@ class Writer {
   struct ConvInfo {
     std::shared_ptr<const MemberList> members;  // sorted
     int64_t members_version = 0;                // of the store, when `members` was read
+    // Who may mention "all" (may_mention_all). The store bumps members_version when the owner
+    // changes (a trigger), so the cached owner is as current as the cached members.
+    std::string owner;
   };
+  // Mentions (model.hpp): each mentioned user a member; "all" for the owner only.
+  static Status check_mentions(const std::vector<std::string>& mentions, const ConvInfo& info,
+                               const AuthContext& who);
+  // The seam for roles: today a group has an owner and nothing else; when it has admins, they
+  // may mention "all" too (DESIGN.md section 8), and this is where they are let in.
+  static bool may_mention_all(const ConvInfo& info, const AuthContext& who);
   struct Done {
     std::function<void(Result<SendAck>)> send_done;
     int shard = -1;
@@ -105,6 +119,7 @@ class Writer {
   Hub& hub_;
   Metrics& metrics_;
   const std::size_t batch_max_;
+  PushWorker* push_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -41,7 +41,8 @@ std::string show(const Message& m) {
   std::ostringstream o;
   o << m.conversation_id << "/" << m.seq << " " << m.publisher_id << "(" << m.publisher_name << ") "
     << message_type_name(m.type) << " [" << m.body << "] cmid=" << m.client_msg_id
-    << " ts=" << m.ts_ms << (m.file ? " " + show(*m.file) : "");
+    << " ts=" << m.ts_ms << (m.file ? " " + show(*m.file) : "")
+    << (m.mentions.empty() ? "" : " mentions=" + join_mentions(m.mentions));
   return o.str();
 }
 
@@ -212,6 +213,9 @@ Source fill(StoreSession& s, int messages) {
       m.publisher_name = "Name of " + m.publisher_id;
       m.body = "message " + std::to_string(n) + (n % 7 == 0 ? " \xe2\x80\x94 \"quoted\"\t\\" : "");
       if (n % 3 == 0) m.client_msg_id = "cm-" + std::to_string(n);
+      if (n % 11 == 0)
+        m.mentions = n % 22 == 0 ? std::vector<std::string>{"all"}
+                                 : std::vector<std::string>{"alice", "bob"};
       m.ts_ms = 1700000010000 + n;
       std::string file_id;
       if (n == 10) {

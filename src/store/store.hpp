@@ -2,6 +2,7 @@
 // The store interface. Engines (sqlite/, postgres/) implement it; only app names an engine.
 // A StoreSession is one database connection: not thread-safe, owned by one thread at a time.
 // The service's writer thread owns the one session that writes; reader threads own the others.
+#include <compare>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -125,6 +126,25 @@ struct MqttSessionWrite {
   std::optional<MqttSessionRow> row;
   bool reset_subs = false;
   std::vector<std::pair<std::string, std::optional<MqttSubRow>>> subs;
+};
+
+// Offline push (service/push.hpp). A stored message whose pushes are not decided yet is a row
+// of the outbox, written by the writer in the message's own transaction and owned by the node
+// whose writer stored it; a push that failed a try waits as a pending row (owned likewise) for
+// the next; one given up is a dead letter. Not part of a copy (converge migrate).
+struct PushRef {
+  ConversationId conversation_id = 0;
+  Seq seq = 0;
+  auto operator<=>(const PushRef&) const = default;
+};
+struct PushRecord {
+  std::string user_id;  // who the push is for
+  ConversationId conversation_id = 0;
+  Seq seq = 0;
+  std::string payload;     // the push object's JSON, as it is POSTed
+  int64_t attempts = 0;    // tries so far
+  int64_t at_ms = 0;       // pending: when the next try is due; dead: when it was given up
+  std::string last_error;  // what the last try got ("HTTP 500", "timeout", ...)
 };
 
 struct StoreRows {
@@ -337,6 +357,40 @@ class StoreSession {
   virtual Status mqtt_sessions_release(const std::string& node_id, int64_t now_ms) = 0;
   // Drops the sessions whose expiry ran out by `now_ms` (disconnected_at + expiry); how many.
   virtual Result<int64_t> mqtt_sessions_expire(int64_t now_ms) = 0;
+
+  // Push (service/push.hpp): the outbox, pending pushes and dead letters. Rows of the outbox
+  // and pending pushes carry their owner, the node that alone works on them (`node`).
+  //
+  // The outbox: one row per stored message whose pushes are undecided (its key is unique).
+  virtual Status push_outbox_add(const std::string& node, std::span<const PushRef> refs,
+                                 int64_t now_ms) = 0;
+  // Those of `refs` that are in the outbox and owned by `node`, ascending.
+  virtual Result<std::vector<PushRef>> push_outbox_owned(const std::string& node,
+                                                         std::span<const PushRef> refs) = 0;
+  // The outbox rows of `node` after `after`, ascending, at most `limit`.
+  virtual Result<std::vector<PushRef>> push_outbox_list(const std::string& node, PushRef after,
+                                                        int64_t limit) = 0;
+  // Removes those of `refs` owned by `node`; returns how many.
+  virtual Result<int64_t> push_outbox_remove(const std::string& node,
+                                             std::span<const PushRef> refs) = 0;
+  // Pending pushes, keyed by (user_id, conversation_id, seq): put inserts or replaces (the
+  // owner becomes `node`), remove deletes those owned by `node`. No key twice in one call.
+  virtual Status push_pending_put(const std::string& node, std::span<const PushRecord> records) = 0;
+  virtual Status push_pending_remove(const std::string& node, std::span<const PushRecord> keys) = 0;
+  // `node`'s pending pushes due at `now_ms` (at_ms <= now), the earliest first, at most `limit`.
+  virtual Result<std::vector<PushRecord>> push_pending_due(const std::string& node, int64_t now_ms,
+                                                           int64_t limit) = 0;
+  // When `node`'s next pending push is due; none when it has none.
+  virtual Result<std::optional<int64_t>> push_pending_next(const std::string& node) = 0;
+  // Dead letters: put inserts or replaces (no key twice in one call); list gives the newest
+  // first, at most `limit`.
+  virtual Status push_dead_put(std::span<const PushRecord> records) = 0;
+  virtual Result<std::vector<PushRecord>> push_dead_list(int64_t limit) = 0;
+  // Every node owning outbox or pending rows, by id.
+  virtual Result<std::vector<std::string>> push_owners() = 0;
+  // Hands every outbox and pending row of `from` to `to` (a node taken for dead), in one
+  // statement per table: of several nodes doing it at once, one gets the rows. Returns how many.
+  virtual Result<int64_t> push_adopt(const std::string& from, const std::string& to) = 0;
 
   // Copying a whole store, engine to engine (converge migrate; store/copy.hpp drives these).
   // Rows travel as they are stored: user ids, password hashes, token digests, conversation ids,

@@ -585,6 +585,127 @@ TYPED_TEST(StoreSuite, MessagesGoInInOneCallAndRetriesAreNotStored) {
   EXPECT_TRUE(s.file_accessible("f1", "carol").value());
 }
 
+// Mentions travel with the message, on both insert paths, and an owner change bumps the
+// membership version (the writer caches the owner with the members: who may mention "all").
+TYPED_TEST(StoreSuite, MentionsAreStoredAndAnOwnerChangeBumpsTheVersion) {
+  auto& s = *this->s_;
+  auto a = this->make_group({"alice", "bob", "carol"});
+  Message m;
+  m.conversation_id = a;
+  m.seq = 1;
+  m.publisher_id = "alice";
+  m.publisher_name = "alice";
+  m.body = "hi @bob @carol";
+  m.ts_ms = 5;
+  m.mentions = {"bob", "carol"};
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.insert_message(m, "").value());
+  Message all = m;
+  all.seq = 2;
+  all.mentions = {"all"};
+  Message none = m;
+  none.seq = 3;
+  none.mentions.clear();
+  ASSERT_TRUE(s.insert_messages(std::vector<Message>{all, none}, std::vector<std::string>{"", ""}));
+  ASSERT_TRUE(s.set_last_seq(a, 3));
+  ASSERT_TRUE(s.commit());
+  auto got = s.messages_after(a, 0, 10).value();
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].mentions, (std::vector<std::string>{"bob", "carol"}));
+  EXPECT_EQ(got[1].mentions, (std::vector<std::string>{"all"}));
+  EXPECT_TRUE(got[2].mentions.empty());
+  EXPECT_EQ(s.messages_before(a, 2, 1).value().at(0).mentions, got[0].mentions);
+
+  auto v0 = s.get_conversation(a).value()->members_version;
+  ASSERT_TRUE(s.set_owner(a, "alice"));  // the same owner: no change
+  EXPECT_EQ(s.get_conversation(a).value()->members_version, v0);
+  ASSERT_TRUE(s.set_owner(a, "bob"));
+  EXPECT_GT(s.get_conversation(a).value()->members_version, v0);
+  EXPECT_EQ(s.get_conversation(a).value()->owner, "bob");
+}
+
+// The push tables (store.hpp, PushRef, PushRecord): rows belong to a node, which alone lists,
+// claims and removes them, until another node adopts them (one of several that try at once).
+TYPED_TEST(StoreSuite, PushRowsBelongToTheirNodeUntilAdopted) {
+  auto& s = *this->s_;
+  const std::vector<PushRef> mine{{1, 1}, {1, 2}, {2, 1}};
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.push_outbox_add("n1", mine, 10));
+  ASSERT_TRUE(s.push_outbox_add("n2", std::vector<PushRef>{{3, 1}}, 10));
+  ASSERT_TRUE(s.push_outbox_add("n2", std::vector<PushRef>{{1, 1}}, 11));  // taken: ignored
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.push_outbox_list("n1", {}, 10).value(), mine);
+  EXPECT_EQ(s.push_outbox_list("n1", {1, 1}, 10).value(), (std::vector<PushRef>{{1, 2}, {2, 1}}));
+  EXPECT_EQ(s.push_outbox_list("n1", {}, 1).value(), (std::vector<PushRef>{{1, 1}}));
+  EXPECT_EQ(s.push_outbox_owned("n1", std::vector<PushRef>{{2, 1}, {3, 1}, {9, 9}, {2, 1}}).value(),
+            (std::vector<PushRef>{{2, 1}}));
+  EXPECT_TRUE(s.push_outbox_owned("n1", std::vector<PushRef>{}).value().empty());
+
+  auto rec = [](std::string user, Seq seq, int64_t at) {
+    return PushRecord{std::move(user), 1, seq, R"({"user_id":"x","preview":"\"q\""})", 1, at,
+                      "HTTP 500"};
+  };
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.push_pending_put(
+      "n1", std::vector<PushRecord>{rec("bob", 1, 50), rec("carol", 1, 20), rec("bob", 2, 90)}));
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.push_pending_next("n1").value(), std::optional<int64_t>(20));
+  EXPECT_FALSE(s.push_pending_next("n2").value());
+  auto due = s.push_pending_due("n1", 60, 10).value();
+  ASSERT_EQ(due.size(), 2u);
+  EXPECT_EQ(due[0].user_id, "carol");  // the earliest first
+  EXPECT_EQ(due[1].user_id, "bob");
+  EXPECT_EQ(due[1].payload, rec("bob", 1, 50).payload);
+  EXPECT_EQ(due[1].last_error, "HTTP 500");
+  EXPECT_EQ(s.push_pending_due("n1", 60, 1).value().size(), 1u);
+  EXPECT_TRUE(s.push_pending_due("n2", 1000, 10).value().empty());
+  // A retry replaces the row.
+  auto again = rec("carol", 1, 70);
+  again.attempts = 2;
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.push_pending_put("n1", std::vector<PushRecord>{again}));
+  ASSERT_TRUE(s.commit());
+  due = s.push_pending_due("n1", 60, 10).value();
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].user_id, "bob");
+  EXPECT_EQ(s.push_pending_due("n1", 70, 10).value().at(1).attempts, 2);
+
+  EXPECT_EQ(s.push_owners().value(), (std::vector<std::string>{"n1", "n2"}));
+  // Two nodes adopt n1's rows: the first gets them all, the second none.
+  ASSERT_TRUE(s.begin());
+  EXPECT_EQ(s.push_adopt("n1", "n3").value(), 6);
+  EXPECT_EQ(s.push_adopt("n1", "n4").value(), 0);
+  ASSERT_TRUE(s.commit());
+  EXPECT_TRUE(s.push_outbox_list("n1", {}, 10).value().empty());
+  EXPECT_EQ(s.push_outbox_list("n3", {}, 10).value(), mine);
+  EXPECT_EQ(s.push_owners().value(), (std::vector<std::string>{"n2", "n3"}));
+  // Only the owner removes.
+  ASSERT_TRUE(s.begin());
+  EXPECT_EQ(s.push_outbox_remove("n1", mine).value(), 0);
+  EXPECT_EQ(s.push_outbox_remove("n3", std::vector<PushRef>{{1, 2}, {2, 1}}).value(), 2);
+  ASSERT_TRUE(s.push_pending_remove("n1", std::vector<PushRecord>{rec("bob", 1, 0)}));
+  ASSERT_TRUE(s.push_pending_remove("n3", std::vector<PushRecord>{rec("bob", 2, 0)}));
+  ASSERT_TRUE(s.commit());
+  EXPECT_EQ(s.push_outbox_list("n3", {}, 10).value(), (std::vector<PushRef>{{1, 1}}));
+  EXPECT_EQ(s.push_pending_due("n3", 1000, 10).value().size(), 2u);
+
+  // Dead letters: the newest first; a second put of a key replaces it.
+  auto d1 = rec("bob", 1, 100), d2 = rec("carol", 2, 200);
+  d1.attempts = 6;
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.push_dead_put(std::vector<PushRecord>{d1, d2}));
+  d1.at_ms = 300;
+  ASSERT_TRUE(s.push_dead_put(std::vector<PushRecord>{d1}));
+  ASSERT_TRUE(s.commit());
+  auto dead = s.push_dead_list(10).value();
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0].user_id, "bob");
+  EXPECT_EQ(dead[0].at_ms, 300);
+  EXPECT_EQ(dead[0].attempts, 6);
+  EXPECT_EQ(dead[1].user_id, "carol");
+  EXPECT_EQ(s.push_dead_list(1).value().size(), 1u);
+}
+
 // A failed batch insert under a savepoint is undone alone (the writer then goes one by one).
 TYPED_TEST(StoreSuite, AFailedBatchInsertIsUndoneBySavepoint) {
   auto& s = *this->s_;

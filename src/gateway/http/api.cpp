@@ -99,6 +99,8 @@ class Handler {
       if (s.size() == 2 && s[1] == "notify" && m == "POST") return admin_notify(a);
       if (s.size() == 3 && s[1] == "config" && m == "POST") return backend_config(a, s[2]);
       if (s.size() == 2 && s[1] == "nodes" && m == "GET") return nodes();
+      if (s.size() == 3 && s[1] == "push" && s[2] == "dead-letters" && m == "GET")
+        return dead_letters(a);
     }
     return not_found();
   }
@@ -507,6 +509,33 @@ class Handler {
                                     {"self", n.self}});
     }
     return json_response(200, json::object{{"nodes", std::move(arr)}});
+  }
+
+  // Offline push: the pushes given up, newest first: {dead_letters: [{push, attempts,
+  // last_error, dead_at}]}, `push` as it was POSTed.
+  ApiResponse dead_letters(const AuthContext& a) {
+    auto limit = query_int(r_, "limit", 100, 1);
+    if (!limit) return error_response(limit.error());
+    if (limit.value() > 1000)
+      return error_response(make_error(Errc::bad_request, "limit must be at most 1000"));
+    auto rows = svc_.push_dead_letters(a, limit.value());
+    if (!rows) return error_response(rows.error());
+    json::array arr;
+    for (auto& r : rows.value()) {
+      json::object o;
+      auto push = proto::parse_object(r.payload);
+      if (push)
+        o["push"] = std::move(push.value());
+      else  // never expected: the node wrote it
+        o["push"] = json::object{{"user_id", r.user_id},
+                                 {"conversation_id", proto::conversation_id_str(r.conversation_id)},
+                                 {"seq", r.seq}};
+      o["attempts"] = r.attempts;
+      o["last_error"] = r.last_error;
+      o["dead_at"] = r.at_ms;
+      arr.emplace_back(std::move(o));
+    }
+    return json_response(200, json::object{{"dead_letters", std::move(arr)}});
   }
 
   // Seed 000's configuration-change notifications: {field: "value" | number}.

@@ -157,6 +157,52 @@ CREATE TABLE mqtt_subscriptions (
   PRIMARY KEY (client_id, filter)
 );
 )sql"},
+    // Mentions and offline push (issue 13; store.hpp, PushRef and PushRecord; service/push.hpp).
+    // An owner change bumps members_version as a membership change does: the writer caches the
+    // owner with the members (who may mention "all"). The outbox and the pending pushes are
+    // written by a node's writer and worker and taken over by one UPDATE when a node dies.
+    {5, "mentions and push", R"sql(
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+CREATE FUNCTION converge_owner_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.members_version := OLD.members_version + 1;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER owner_version BEFORE UPDATE OF owner ON conversations
+  FOR EACH ROW WHEN (OLD.owner IS DISTINCT FROM NEW.owner)
+  EXECUTE FUNCTION converge_owner_version();
+CREATE TABLE push_outbox (
+  conversation_id BIGINT NOT NULL,
+  seq BIGINT NOT NULL,
+  node_id TEXT COLLATE "C" NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (conversation_id, seq)
+);
+CREATE INDEX push_outbox_by_node ON push_outbox(node_id, conversation_id, seq);
+CREATE TABLE push_pending (
+  user_id TEXT COLLATE "C" NOT NULL,
+  conversation_id BIGINT NOT NULL,
+  seq BIGINT NOT NULL,
+  node_id TEXT COLLATE "C" NOT NULL,
+  payload TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  next_at BIGINT NOT NULL,
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (user_id, conversation_id, seq)
+);
+CREATE INDEX push_pending_due ON push_pending(node_id, next_at);
+CREATE TABLE push_dead (
+  user_id TEXT COLLATE "C" NOT NULL,
+  conversation_id BIGINT NOT NULL,
+  seq BIGINT NOT NULL,
+  payload TEXT NOT NULL,
+  attempts BIGINT NOT NULL,
+  dead_at BIGINT NOT NULL,
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (user_id, conversation_id, seq)
+);
+CREATE INDEX push_dead_by_time ON push_dead(dead_at);
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.
@@ -453,8 +499,8 @@ constexpr const char* kRollbackTo = "ROLLBACK TO SAVEPOINT job";
 
 constexpr const char* kMessageColumns =
     "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
-    "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at "
-    "FROM messages m LEFT JOIN files f ON f.id = m.file_id ";
+    "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at, "
+    "m.mentions FROM messages m LEFT JOIN files f ON f.id = m.file_id ";
 
 class PgSession final : public StoreSession {
  public:
@@ -869,10 +915,12 @@ class PgSession final : public StoreSession {
   // One round trip per message: the writer's one-by-one path (a chunk that insert_messages did
   // not store whole). Its common path is insert_messages, one statement per batch.
   Result<bool> insert_message(const Message& m, const std::string& file_id) override {
+    const std::string mentions = join_mentions(m.mentions);
     static constexpr Stmt s{
         "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
-        "client_msg_id, file_id, ts) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING",
-        "iitttttti", "", false};
+        "client_msg_id, file_id, ts, mentions) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+        "ON CONFLICT DO NOTHING",
+        "iittttttit", "", false};
     Args a;
     a.i64(m.conversation_id)
         .i64(m.seq)
@@ -882,7 +930,8 @@ class PgSession final : public StoreSession {
         .text(m.body)
         .text_or_null(m.client_msg_id)
         .text_or_null(file_id)
-        .i64(m.ts_ms);
+        .i64(m.ts_ms)
+        .text(mentions);
     auto r = run(&s, &a, "insert_message");
     if (!r) return r.error();
     return affected(r.value().get()) == 1;
@@ -974,12 +1023,12 @@ class PgSession final : public StoreSession {
                                             std::span<const std::string> file_ids) override {
     static constexpr Stmt s{
         "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
-        "client_msg_id, file_id, ts) "
-        "SELECT c, q, p, pn, t, b, NULLIF(k, ''), NULLIF(f, ''), ts "
-        "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) WITH ORDINALITY "
-        "AS u(c, q, p, pn, t, b, k, f, ts, ord) ORDER BY ord "
+        "client_msg_id, file_id, ts, mentions) "
+        "SELECT c, q, p, pn, t, b, NULLIF(k, ''), NULLIF(f, ''), ts, mn "
+        "FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) WITH ORDINALITY "
+        "AS u(c, q, p, pn, t, b, k, f, ts, mn, ord) ORDER BY ord "
         "ON CONFLICT DO NOTHING RETURNING conversation_id, seq",
-        "IITTTTTTI", "ii", false};
+        "IITTTTTTIT", "ii", false};
     if (msgs.size() != file_ids.size())
       return make_error(Errc::internal, "insert_messages: as many file ids as messages");
     std::vector<bool> out(msgs.size(), false);
@@ -987,8 +1036,10 @@ class PgSession final : public StoreSession {
     const std::size_t n = msgs.size();
     std::vector<int64_t> convs, seqs, ts;
     std::vector<std::string_view> pubs, names, types, bodies, cmids, files;
+    std::vector<std::string> mentions;  // joined (store form); usually all empty
     for (auto* v : {&convs, &seqs, &ts}) v->reserve(n);
     for (auto* v : {&pubs, &names, &types, &bodies, &cmids, &files}) v->reserve(n);
+    mentions.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
       const Message& m = msgs[i];
       convs.push_back(m.conversation_id);
@@ -1000,6 +1051,7 @@ class PgSession final : public StoreSession {
       cmids.push_back(m.client_msg_id);
       files.push_back(file_ids[i]);
       ts.push_back(m.ts_ms);
+      mentions.push_back(join_mentions(m.mentions));
     }
     Args a;
     a.i64_array(convs)
@@ -1010,7 +1062,8 @@ class PgSession final : public StoreSession {
         .text_array(bodies)
         .text_array(cmids)
         .text_array(files)
-        .i64_array(ts);
+        .i64_array(ts)
+        .text_array(mentions);
     auto r = run(&s, &a, "insert_messages");
     if (!r) return r.error();
     Rows rows{r.value().get()};
@@ -1036,7 +1089,7 @@ class PgSession final : public StoreSession {
     static const std::string sql = std::string(kMessageColumns) +
                                    "WHERE m.conversation_id = $1 AND m.seq > $2 "
                                    "ORDER BY m.seq LIMIT $3";
-    static const Stmt s{sql.c_str(), "iii", "iitttttittttiti", true};
+    static const Stmt s{sql.c_str(), "iii", "iitttttittttitit", true};
     return message_rows(s, id, after, limit, false);
   }
 
@@ -1045,7 +1098,7 @@ class PgSession final : public StoreSession {
     static const std::string sql = std::string(kMessageColumns) +
                                    "WHERE m.conversation_id = $1 AND m.seq < $2 "
                                    "ORDER BY m.seq DESC LIMIT $3";
-    static const Stmt s{sql.c_str(), "iii", "iitttttittttiti", true};
+    static const Stmt s{sql.c_str(), "iii", "iitttttittttitit", true};
     return message_rows(s, id, before, limit, true);
   }
 
@@ -1136,6 +1189,189 @@ class PgSession final : public StoreSession {
     std::vector<std::string> out;
     for (int i = 0; i < rows.size(); ++i) out.push_back(rows.text(i, 0));
     return out;
+  }
+
+  // --- push: one statement per call, whatever the number of rows ---
+  Status push_outbox_add(const std::string& node, std::span<const PushRef> refs,
+                         int64_t now) override {
+    if (refs.empty()) return ok_status();
+    static constexpr Stmt s{
+        "INSERT INTO push_outbox(conversation_id, seq, node_id, created_at) "
+        "SELECT c, q, $3, $4 FROM unnest($1::int8[], $2::int8[]) AS u(c, q) "
+        "ON CONFLICT DO NOTHING",
+        "IIti", "", false};
+    auto [convs, seqs] = ref_arrays(refs);
+    Args a;
+    a.i64_array(convs).i64_array(seqs).text(node).i64(now);
+    return status(run(&s, &a, "push_outbox_add"));
+  }
+
+  Result<std::vector<PushRef>> push_outbox_owned(const std::string& node,
+                                                 std::span<const PushRef> refs) override {
+    std::vector<PushRef> out;
+    if (refs.empty()) return out;
+    static constexpr Stmt s{
+        "SELECT o.conversation_id, o.seq FROM push_outbox o "
+        "JOIN (SELECT DISTINCT c, q FROM unnest($2::int8[], $3::int8[]) AS u(c, q)) u "
+        "ON o.conversation_id = u.c AND o.seq = u.q WHERE o.node_id = $1 "
+        "ORDER BY o.conversation_id, o.seq",
+        "tII", "ii", true};
+    auto [convs, seqs] = ref_arrays(refs);
+    Args a;
+    a.text(node).i64_array(convs).i64_array(seqs);
+    return ref_rows(run(&s, &a, "push_outbox_owned"));
+  }
+
+  Result<std::vector<PushRef>> push_outbox_list(const std::string& node, PushRef after,
+                                                int64_t limit) override {
+    static constexpr Stmt s{
+        "SELECT conversation_id, seq FROM push_outbox WHERE node_id = $1 AND "
+        "(conversation_id, seq) > ($2, $3) ORDER BY conversation_id, seq LIMIT $4",
+        "tiii", "ii", true};
+    Args a;
+    a.text(node).i64(after.conversation_id).i64(after.seq).i64(limit);
+    return ref_rows(run(&s, &a, "push_outbox_list"));
+  }
+
+  Result<int64_t> push_outbox_remove(const std::string& node,
+                                     std::span<const PushRef> refs) override {
+    if (refs.empty()) return int64_t{0};
+    static constexpr Stmt s{
+        "DELETE FROM push_outbox o USING unnest($2::int8[], $3::int8[]) AS u(c, q) "
+        "WHERE o.conversation_id = u.c AND o.seq = u.q AND o.node_id = $1",
+        "tII", "", false};
+    auto [convs, seqs] = ref_arrays(refs);
+    Args a;
+    a.text(node).i64_array(convs).i64_array(seqs);
+    auto r = run(&s, &a, "push_outbox_remove");
+    if (!r) return r.error();
+    return affected(r.value().get());
+  }
+
+  Status push_pending_put(const std::string& node, std::span<const PushRecord> records) override {
+    if (records.empty()) return ok_status();
+    static constexpr Stmt s{
+        "INSERT INTO push_pending(user_id, conversation_id, seq, node_id, payload, attempts, "
+        "next_at, last_error) SELECT u, c, q, $1, p, n, t, e FROM unnest($2::text[], "
+        "$3::int8[], $4::int8[], $5::text[], $6::int8[], $7::int8[], $8::text[]) "
+        "AS x(u, c, q, p, n, t, e) ON CONFLICT (user_id, conversation_id, seq) DO UPDATE SET "
+        "node_id = EXCLUDED.node_id, payload = EXCLUDED.payload, attempts = EXCLUDED.attempts, "
+        "next_at = EXCLUDED.next_at, last_error = EXCLUDED.last_error",
+        "tTIITIIT", "", false};
+    RecordArrays x(records);
+    Args a;
+    a.text(node)
+        .text_array(x.users)
+        .i64_array(x.convs)
+        .i64_array(x.seqs)
+        .text_array(x.payloads)
+        .i64_array(x.attempts)
+        .i64_array(x.at)
+        .text_array(x.errors);
+    return status(run(&s, &a, "push_pending_put"));
+  }
+
+  Status push_pending_remove(const std::string& node, std::span<const PushRecord> keys) override {
+    if (keys.empty()) return ok_status();
+    static constexpr Stmt s{
+        "DELETE FROM push_pending p USING unnest($2::text[], $3::int8[], $4::int8[]) "
+        "AS k(u, c, q) WHERE p.user_id = k.u AND p.conversation_id = k.c AND p.seq = k.q "
+        "AND p.node_id = $1",
+        "tTII", "", false};
+    RecordArrays x(keys);
+    Args a;
+    a.text(node).text_array(x.users).i64_array(x.convs).i64_array(x.seqs);
+    return status(run(&s, &a, "push_pending_remove"));
+  }
+
+  Result<std::vector<PushRecord>> push_pending_due(const std::string& node, int64_t now,
+                                                   int64_t limit) override {
+    static constexpr Stmt s{
+        "SELECT user_id, conversation_id, seq, payload, attempts, next_at, last_error "
+        "FROM push_pending WHERE node_id = $1 AND next_at <= $2 "
+        "ORDER BY next_at, user_id, conversation_id, seq LIMIT $3",
+        "tii", "tiitiit", true};
+    Args a;
+    a.text(node).i64(now).i64(limit);
+    return record_rows(run(&s, &a, "push_pending_due"));
+  }
+
+  Result<std::optional<int64_t>> push_pending_next(const std::string& node) override {
+    static constexpr Stmt s{"SELECT min(next_at) FROM push_pending WHERE node_id = $1", "t", "i",
+                            true};
+    Args a;
+    a.text(node);
+    auto r = run(&s, &a, "push_pending_next");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    if (rows.size() == 0 || rows.null(0, 0)) return std::optional<int64_t>();
+    return std::optional<int64_t>(rows.i64(0, 0));
+  }
+
+  Status push_dead_put(std::span<const PushRecord> records) override {
+    if (records.empty()) return ok_status();
+    static constexpr Stmt s{
+        "INSERT INTO push_dead(user_id, conversation_id, seq, payload, attempts, dead_at, "
+        "last_error) SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], "
+        "$5::int8[], $6::int8[], $7::text[]) ON CONFLICT (user_id, conversation_id, seq) DO "
+        "UPDATE SET payload = EXCLUDED.payload, attempts = EXCLUDED.attempts, "
+        "dead_at = EXCLUDED.dead_at, last_error = EXCLUDED.last_error",
+        "TIITIIT", "", false};
+    RecordArrays x(records);
+    Args a;
+    a.text_array(x.users)
+        .i64_array(x.convs)
+        .i64_array(x.seqs)
+        .text_array(x.payloads)
+        .i64_array(x.attempts)
+        .i64_array(x.at)
+        .text_array(x.errors);
+    return status(run(&s, &a, "push_dead_put"));
+  }
+
+  Result<std::vector<PushRecord>> push_dead_list(int64_t limit) override {
+    static constexpr Stmt s{
+        "SELECT user_id, conversation_id, seq, payload, attempts, dead_at, last_error "
+        "FROM push_dead ORDER BY dead_at DESC, user_id, conversation_id, seq LIMIT $1",
+        "i", "tiitiit", true};
+    Args a;
+    a.i64(limit);
+    return record_rows(run(&s, &a, "push_dead_list"));
+  }
+
+  // A loose index scan per table (each step one probe of the node_id index), not a scan of
+  // rows: the pending table of a webhook that was down a while can be large.
+  Result<std::vector<std::string>> push_owners() override {
+    static constexpr Stmt s{
+        "WITH RECURSIVE o(n) AS (SELECT min(node_id) FROM push_outbox UNION ALL "
+        "SELECT (SELECT min(node_id) FROM push_outbox WHERE node_id > o.n) FROM o "
+        "WHERE o.n IS NOT NULL), p(n) AS (SELECT min(node_id) FROM push_pending UNION ALL "
+        "SELECT (SELECT min(node_id) FROM push_pending WHERE node_id > p.n) FROM p "
+        "WHERE p.n IS NOT NULL) "
+        "SELECT n FROM o WHERE n IS NOT NULL UNION SELECT n FROM p WHERE n IS NOT NULL "
+        "ORDER BY 1",
+        "", "t", true};
+    Args none;
+    auto r = run(&s, &none, "push_owners");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<std::string> out;
+    for (int i = 0; i < rows.size(); ++i) out.push_back(rows.text(i, 0));
+    return out;
+  }
+
+  Result<int64_t> push_adopt(const std::string& from, const std::string& to) override {
+    static constexpr Stmt s{
+        "WITH a AS (UPDATE push_outbox SET node_id = $2 WHERE node_id = $1 RETURNING 1), "
+        "b AS (UPDATE push_pending SET node_id = $2 WHERE node_id = $1 RETURNING 1) "
+        "SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)",
+        "tt", "i", false};
+    Args a;
+    a.text(from).text(to);
+    auto r = run(&s, &a, "push_adopt");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    return rows.size() == 1 ? rows.i64(0, 0) : int64_t{0};
   }
 
   // --- presence: one statement per call, whatever the number of rows ---
@@ -1424,12 +1660,13 @@ class PgSession final : public StoreSession {
     for (auto& row : r.messages) {
       if (auto st = copy_begin("messages",
                                "messages(conversation_id, seq, publisher_id, publisher_name, "
-                               "type, body, client_msg_id, file_id, ts)");
+                               "type, body, client_msg_id, file_id, ts, mentions)");
           !st)
         return st;
       auto& m = row.message;
       CopyWriter w(copy_buf_);
-      w.row(9)
+      const std::string mentions = join_mentions(m.mentions);
+      w.row(10)
           .i64(m.conversation_id)
           .i64(m.seq)
           .text(m.publisher_id)
@@ -1438,7 +1675,8 @@ class PgSession final : public StoreSession {
           .text(m.body)
           .text_or_null(m.client_msg_id)
           .text_or_null(row.file_id)
-          .i64(m.ts_ms);
+          .i64(m.ts_ms)
+          .text(mentions);
       if (auto st = copy_row(w, std::to_string(m.conversation_id) + "/" + std::to_string(m.seq));
           !st)
         return st;
@@ -1762,8 +2000,8 @@ class PgSession final : public StoreSession {
     if (auto st = export_table(
             sink, limits,
             "SELECT conversation_id, seq, publisher_id, publisher_name, type, body, "
-            "client_msg_id, file_id, ts FROM messages ORDER BY conversation_id, seq",
-            "messages", "iitttttti",
+            "client_msg_id, file_id, ts, mentions FROM messages ORDER BY conversation_id, seq",
+            "messages", "iittttttit",
             [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
               MessageRow r;
               auto& m = r.message;
@@ -1781,6 +2019,7 @@ class PgSession final : public StoreSession {
               m.client_msg_id = rows.text(i, 6);
               r.file_id = rows.text(i, 7);
               m.ts_ms = rows.i64(i, 8);
+              m.mentions = split_mentions(rows.text(i, 9));
               const std::size_t n = kRowBytes + m.publisher_id.size() + m.publisher_name.size() +
                                     m.body.size() + m.client_msg_id.size() + r.file_id.size();
               b.messages.push_back(std::move(r));
@@ -2009,6 +2248,54 @@ class PgSession final : public StoreSession {
     }
     return out;
   }
+  // PushRefs as two int8[] parameters.
+  static std::pair<std::vector<int64_t>, std::vector<int64_t>> ref_arrays(
+      std::span<const PushRef> refs) {
+    std::pair<std::vector<int64_t>, std::vector<int64_t>> out;
+    out.first.reserve(refs.size());
+    out.second.reserve(refs.size());
+    for (auto& r : refs) {
+      out.first.push_back(r.conversation_id);
+      out.second.push_back(r.seq);
+    }
+    return out;
+  }
+  static Result<std::vector<PushRef>> ref_rows(Result<PgResult> r) {
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<PushRef> out;
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i) out.push_back(PushRef{rows.i64(i, 0), rows.i64(i, 1)});
+    return out;
+  }
+  // PushRecords as array parameters (the strings are borrowed from the records).
+  struct RecordArrays {
+    explicit RecordArrays(std::span<const PushRecord> records) {
+      for (auto& r : records) {
+        users.push_back(r.user_id);
+        convs.push_back(r.conversation_id);
+        seqs.push_back(r.seq);
+        payloads.push_back(r.payload);
+        attempts.push_back(r.attempts);
+        at.push_back(r.at_ms);
+        errors.push_back(r.last_error);
+      }
+    }
+    std::vector<std::string_view> users, payloads, errors;
+    std::vector<int64_t> convs, seqs, attempts, at;
+  };
+  // Rows of user_id, conversation_id, seq, payload, attempts, at, last_error.
+  static Result<std::vector<PushRecord>> record_rows(Result<PgResult> r) {
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<PushRecord> out;
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i)
+      out.push_back(PushRecord{rows.text(i, 0), rows.i64(i, 1), rows.i64(i, 2), rows.text(i, 3),
+                               rows.i64(i, 4), rows.i64(i, 5), rows.text(i, 6)});
+    return out;
+  }
+
   Result<std::vector<Message>> message_rows(const Stmt& s, ConversationId id, Seq bound,
                                             int64_t limit, bool reverse) {
     Args a;
@@ -2029,6 +2316,7 @@ class PgSession final : public StoreSession {
       m.client_msg_id = rows.text(i, 6);
       m.ts_ms = rows.i64(i, 7);
       if (!rows.null(i, 8)) m.file = file_row(rows, i, 8);
+      m.mentions = split_mentions(rows.text(i, 15));
       out.push_back(std::move(m));
     }
     if (reverse) std::reverse(out.begin(), out.end());

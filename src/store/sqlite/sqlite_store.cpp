@@ -165,6 +165,47 @@ CREATE TABLE mqtt_subscriptions (
   PRIMARY KEY (client_id, filter)
 ) WITHOUT ROWID;
 )sql",
+    // Version 6 (issue 13): mentions and offline push (store.hpp, PushRef and PushRecord;
+    // service/push.hpp). An owner change bumps members_version as a membership change does: the
+    // writer caches the owner with the members (who may mention "all").
+    R"sql(
+ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+CREATE TRIGGER owner_version AFTER UPDATE OF owner ON conversations
+  WHEN OLD.owner IS NOT NEW.owner BEGIN
+  UPDATE conversations SET members_version = members_version + 1 WHERE id = NEW.id;
+END;
+CREATE TABLE push_outbox (
+  conversation_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX push_outbox_by_node ON push_outbox(node_id, conversation_id, seq);
+CREATE TABLE push_pending (
+  user_id TEXT NOT NULL,
+  conversation_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  node_id TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_at INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (user_id, conversation_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX push_pending_due ON push_pending(node_id, next_at);
+CREATE TABLE push_dead (
+  user_id TEXT NOT NULL,
+  conversation_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  payload TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  dead_at INTEGER NOT NULL,
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (user_id, conversation_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX push_dead_by_time ON push_dead(dead_at);
+)sql",
 };
 
 Error db_error(sqlite3* db, const char* what) {
@@ -618,7 +659,7 @@ class SqliteSession final : public StoreSession {
     // unique index answers it in the same descent that inserts, so a send costs one statement.
     auto* s = prepare(
         "INSERT OR IGNORE INTO messages(conversation_id, seq, publisher_id, publisher_name, "
-        "type, body, client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+        "type, body, client_msg_id, file_id, ts, mentions) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
     sqlite3_bind_int64(s, 1, m.conversation_id);
     sqlite3_bind_int64(s, 2, m.seq);
     bind_static(s, 3, m.publisher_id);
@@ -634,6 +675,8 @@ class SqliteSession final : public StoreSession {
     else
       bind_static(s, 8, file_id);
     sqlite3_bind_int64(s, 9, m.ts_ms);
+    const std::string mentions = join_mentions(m.mentions);
+    bind_static(s, 10, mentions);
     int rc = step_done(s);
     if (rc != SQLITE_DONE) return db_error(db_, "insert_message");
     return sqlite3_changes(db_) == 1;
@@ -643,7 +686,8 @@ class SqliteSession final : public StoreSession {
                                               int64_t limit) override {
     auto* s = prepare(
         "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
-        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at "
+        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at, "
+        "m.mentions "
         "FROM messages m LEFT JOIN files f ON f.id = m.file_id "
         "WHERE m.conversation_id = ?1 AND m.seq > ?2 ORDER BY m.seq LIMIT ?3");
     return message_rows(s, id, after, limit, false);
@@ -653,7 +697,8 @@ class SqliteSession final : public StoreSession {
                                                int64_t limit) override {
     auto* s = prepare(
         "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
-        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at "
+        "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at, "
+        "m.mentions "
         "FROM messages m LEFT JOIN files f ON f.id = m.file_id "
         "WHERE m.conversation_id = ?1 AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3");
     return message_rows(s, id, before, limit, true);
@@ -713,6 +758,186 @@ class SqliteSession final : public StoreSession {
       if (yes) out.push_back(o);
     }
     return out;
+  }
+
+  // --- push ---
+  Status push_outbox_add(const std::string& node, std::span<const PushRef> refs,
+                         int64_t now) override {
+    auto* s = prepare(
+        "INSERT OR IGNORE INTO push_outbox(conversation_id, seq, node_id, created_at) "
+        "VALUES(?1,?2,?3,?4)");
+    for (auto& r : refs) {
+      sqlite3_bind_int64(s, 1, r.conversation_id);
+      sqlite3_bind_int64(s, 2, r.seq);
+      bind_static(s, 3, node);
+      sqlite3_bind_int64(s, 4, now);
+      if (auto st = done(s, "push_outbox_add"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Result<std::vector<PushRef>> push_outbox_owned(const std::string& node,
+                                                 std::span<const PushRef> refs) override {
+    auto* s = prepare(
+        "SELECT 1 FROM push_outbox WHERE conversation_id = ?1 AND seq = ?2 AND node_id = ?3");
+    std::vector<PushRef> out;
+    for (auto& r : refs) {
+      sqlite3_bind_int64(s, 1, r.conversation_id);
+      sqlite3_bind_int64(s, 2, r.seq);
+      bind_static(s, 3, node);
+      int rc = sqlite3_step(s);
+      if (rc == SQLITE_ROW) out.push_back(r);
+      sqlite3_reset(s);
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(db_, "push_outbox_owned");
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+  }
+
+  Result<std::vector<PushRef>> push_outbox_list(const std::string& node, PushRef after,
+                                                int64_t limit) override {
+    auto* s = prepare(
+        "SELECT conversation_id, seq FROM push_outbox WHERE node_id = ?1 AND "
+        "(conversation_id, seq) > (?2, ?3) ORDER BY conversation_id, seq LIMIT ?4");
+    bind_static(s, 1, node);
+    sqlite3_bind_int64(s, 2, after.conversation_id);
+    sqlite3_bind_int64(s, 3, after.seq);
+    sqlite3_bind_int64(s, 4, limit);
+    std::vector<PushRef> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(PushRef{sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "push_outbox_list");
+    return out;
+  }
+
+  Result<int64_t> push_outbox_remove(const std::string& node,
+                                     std::span<const PushRef> refs) override {
+    auto* s =
+        prepare("DELETE FROM push_outbox WHERE conversation_id = ?1 AND seq = ?2 AND node_id = ?3");
+    int64_t n = 0;
+    for (auto& r : refs) {
+      sqlite3_bind_int64(s, 1, r.conversation_id);
+      sqlite3_bind_int64(s, 2, r.seq);
+      bind_static(s, 3, node);
+      if (auto st = done(s, "push_outbox_remove"); !st) return st.error();
+      n += sqlite3_changes(db_);
+    }
+    return n;
+  }
+
+  Status push_pending_put(const std::string& node, std::span<const PushRecord> records) override {
+    auto* s = prepare(
+        "INSERT OR REPLACE INTO push_pending(user_id, conversation_id, seq, node_id, payload, "
+        "attempts, next_at, last_error) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
+    for (auto& r : records) {
+      bind_static(s, 1, r.user_id);
+      sqlite3_bind_int64(s, 2, r.conversation_id);
+      sqlite3_bind_int64(s, 3, r.seq);
+      bind_static(s, 4, node);
+      bind_static(s, 5, r.payload);
+      sqlite3_bind_int64(s, 6, r.attempts);
+      sqlite3_bind_int64(s, 7, r.at_ms);
+      bind_static(s, 8, r.last_error);
+      if (auto st = done(s, "push_pending_put"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Status push_pending_remove(const std::string& node, std::span<const PushRecord> keys) override {
+    auto* s = prepare(
+        "DELETE FROM push_pending WHERE user_id = ?1 AND conversation_id = ?2 AND seq = ?3 "
+        "AND node_id = ?4");
+    for (auto& k : keys) {
+      bind_static(s, 1, k.user_id);
+      sqlite3_bind_int64(s, 2, k.conversation_id);
+      sqlite3_bind_int64(s, 3, k.seq);
+      bind_static(s, 4, node);
+      if (auto st = done(s, "push_pending_remove"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Result<std::vector<PushRecord>> push_pending_due(const std::string& node, int64_t now,
+                                                   int64_t limit) override {
+    auto* s = prepare(
+        "SELECT user_id, conversation_id, seq, payload, attempts, next_at, last_error "
+        "FROM push_pending WHERE node_id = ?1 AND next_at <= ?2 "
+        "ORDER BY next_at, user_id, conversation_id, seq LIMIT ?3");
+    bind_static(s, 1, node);
+    sqlite3_bind_int64(s, 2, now);
+    sqlite3_bind_int64(s, 3, limit);
+    return push_records(s, "push_pending_due");
+  }
+
+  Result<std::optional<int64_t>> push_pending_next(const std::string& node) override {
+    auto* s = prepare("SELECT min(next_at) FROM push_pending WHERE node_id = ?1");
+    bind_static(s, 1, node);
+    std::optional<int64_t> out;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL)
+      out = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return db_error(db_, "push_pending_next");
+    return out;
+  }
+
+  Status push_dead_put(std::span<const PushRecord> records) override {
+    auto* s = prepare(
+        "INSERT OR REPLACE INTO push_dead(user_id, conversation_id, seq, payload, attempts, "
+        "dead_at, last_error) VALUES(?1,?2,?3,?4,?5,?6,?7)");
+    for (auto& r : records) {
+      bind_static(s, 1, r.user_id);
+      sqlite3_bind_int64(s, 2, r.conversation_id);
+      sqlite3_bind_int64(s, 3, r.seq);
+      bind_static(s, 4, r.payload);
+      sqlite3_bind_int64(s, 5, r.attempts);
+      sqlite3_bind_int64(s, 6, r.at_ms);
+      bind_static(s, 7, r.last_error);
+      if (auto st = done(s, "push_dead_put"); !st) return st;
+    }
+    return ok_status();
+  }
+
+  Result<std::vector<PushRecord>> push_dead_list(int64_t limit) override {
+    auto* s = prepare(
+        "SELECT user_id, conversation_id, seq, payload, attempts, dead_at, last_error "
+        "FROM push_dead ORDER BY dead_at DESC, user_id, conversation_id, seq LIMIT ?1");
+    sqlite3_bind_int64(s, 1, limit);
+    return push_records(s, "push_dead_list");
+  }
+
+  // A loose index scan per table (a probe of the node_id index per owner), not a scan of rows.
+  Result<std::vector<std::string>> push_owners() override {
+    auto* s = prepare(
+        "WITH RECURSIVE o(n) AS (SELECT min(node_id) FROM push_outbox UNION ALL "
+        "SELECT (SELECT min(node_id) FROM push_outbox WHERE node_id > o.n) FROM o "
+        "WHERE o.n IS NOT NULL), p(n) AS (SELECT min(node_id) FROM push_pending UNION ALL "
+        "SELECT (SELECT min(node_id) FROM push_pending WHERE node_id > p.n) FROM p "
+        "WHERE p.n IS NOT NULL) "
+        "SELECT n FROM o WHERE n IS NOT NULL UNION SELECT n FROM p WHERE n IS NOT NULL "
+        "ORDER BY 1");
+    std::vector<std::string> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) out.push_back(col(s, 0));
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "push_owners");
+    return out;
+  }
+
+  Result<int64_t> push_adopt(const std::string& from, const std::string& to) override {
+    int64_t n = 0;
+    for (const char* sql : {"UPDATE push_outbox SET node_id = ?2 WHERE node_id = ?1",
+                            "UPDATE push_pending SET node_id = ?2 WHERE node_id = ?1"}) {
+      auto* s = prepare(sql);
+      bind_static(s, 1, from);
+      bind_static(s, 2, to);
+      if (auto st = done(s, "push_adopt"); !st) return st.error();
+      n += sqlite3_changes(db_);
+    }
+    return n;
   }
 
   // --- presence ---
@@ -1026,7 +1251,7 @@ class SqliteSession final : public StoreSession {
       auto& m = row.message;
       auto* s = prepare(
           "INSERT INTO messages(conversation_id, seq, publisher_id, publisher_name, type, body, "
-          "client_msg_id, file_id, ts) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)");
+          "client_msg_id, file_id, ts, mentions) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
       sqlite3_bind_int64(s, 1, m.conversation_id);
       sqlite3_bind_int64(s, 2, m.seq);
       bind_static(s, 3, m.publisher_id);
@@ -1042,6 +1267,8 @@ class SqliteSession final : public StoreSession {
       else
         bind_static(s, 8, row.file_id);
       sqlite3_bind_int64(s, 9, m.ts_ms);
+      const std::string mentions = join_mentions(m.mentions);
+      bind_static(s, 10, mentions);
       if (auto st = import_step(s, "messages",
                                 std::to_string(m.conversation_id) + "/" + std::to_string(m.seq));
           !st)
@@ -1182,11 +1409,25 @@ class SqliteSession final : public StoreSession {
         f.created_at_ms = sqlite3_column_int64(s, 14);
         m.file = std::move(f);
       }
+      m.mentions = split_mentions(col(s, 15));
       out.push_back(std::move(m));
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "messages");
     if (reverse) std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  // Rows of user_id, conversation_id, seq, payload, attempts, at, last_error.
+  Result<std::vector<PushRecord>> push_records(sqlite3_stmt* s, const char* what) {
+    std::vector<PushRecord> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(PushRecord{col(s, 0), sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
+                               col(s, 3), sqlite3_column_int64(s, 4), sqlite3_column_int64(s, 5),
+                               col(s, 6)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, what);
     return out;
   }
 
@@ -1324,7 +1565,7 @@ class SqliteSession final : public StoreSession {
     if (auto st = export_table(
             sink, limits,
             "SELECT conversation_id, seq, publisher_id, publisher_name, type, body, "
-            "client_msg_id, file_id, ts FROM messages ORDER BY conversation_id, seq",
+            "client_msg_id, file_id, ts, mentions FROM messages ORDER BY conversation_id, seq",
             "messages",
             [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
               MessageRow r;
@@ -1343,6 +1584,7 @@ class SqliteSession final : public StoreSession {
               m.client_msg_id = col(s, 6);
               r.file_id = col(s, 7);
               m.ts_ms = sqlite3_column_int64(s, 8);
+              m.mentions = split_mentions(col(s, 9));
               const std::size_t n = kRowBytes + m.publisher_id.size() + m.publisher_name.size() +
                                     m.body.size() + m.client_msg_id.size() + r.file_id.size();
               b.messages.push_back(std::move(r));
