@@ -475,6 +475,28 @@ describe('mqtt_acl_file and mqtt_allow_anonymous (a node of their own)', () => {
     }
   });
 
+  test('keepalive counts whole packets: a client trickling a packet a byte at a time is idle', async () => {
+    // Keepalive 1 s: closed 1.5 s after the last whole packet, however many bytes come after it.
+    const raw = await RawMqtt.connect(node.mqttPort);
+    await raw.write(connectPacket({ clientId: 'trickle-ka', keepalive: 1 }));
+    const ack = await raw.read(4);
+    assert.equal(ack[0], 0x20, 'CONNACK');
+    const pub = publishPacket('open/x', 'y'.repeat(200));
+    const t0 = Date.now();
+    let i = 0;
+    const timer = setInterval(() => {
+      if (i < pub.length - 1) raw.write(pub.subarray(i, ++i));
+    }, 100);
+    try {
+      assert.ok(await raw.waitClosed(4000), 'a trickling connection stayed open');
+      const took = Date.now() - t0;
+      assert.ok(took >= 1000 && took < 3000, `closed after ${took} ms`);
+    } finally {
+      clearInterval(timer);
+      raw.destroy();
+    }
+  });
+
   test('an ACL file that does not parse stops the node, naming the line (exit 2)', async () => {
     const bad = path.join(dir, 'bad-acl');
     await writeFile(bad, 'topic readwrite ok/#\ntopic sometimes x/#\n');

@@ -119,6 +119,8 @@ class MqttWsSession final : public mqtt::Link,
       timer_.cancel();
   }
 
+  void alive() override { last_activity_us_ = mono_us(); }
+
   std::string remote_address() const override { return remote_; }
   const char* transport() const override { return "ws"; }
 
@@ -145,7 +147,6 @@ class MqttWsSession final : public mqtt::Link,
 
   void frame_bytes(const char* data, std::size_t n) {
     if (n == 0 || peer_closed_) return;
-    last_activity_us_ = mono_us();
     if (!carry_.empty()) {  // a frame header split across reads
       carry_.append(data, n);
       std::string all = std::move(carry_);

@@ -52,10 +52,13 @@ class Link {
   // On the connection's thread: flushes what is queued, then closes. No Client call follows
   // but on_closed.
   virtual void close() = 0;
-  // The transport closes the connection when no byte arrives for this long (MQTT: 1.5 x the
-  // keepalive); zero: never. Set by the broker once CONNECT is handled; before that the
-  // transport applies its own connect timeout.
+  // The transport closes the connection when no whole control packet arrives for this long
+  // (MQTT: 1.5 x the keepalive); zero: never. Set by the broker once CONNECT is handled; before
+  // that the transport applies its own connect timeout.
   virtual void set_idle_timeout(std::chrono::milliseconds t) = 0;
+  // On the connection's thread: a whole packet arrived, the idle timeout starts over (bytes
+  // alone do not: a client trickling a packet a byte at a time is idle).
+  virtual void alive() = 0;
   virtual std::string remote_address() const = 0;  // "127.0.0.1:50412", for logs and limits
   virtual const char* transport() const = 0;       // "tcp" or "ws"
 };

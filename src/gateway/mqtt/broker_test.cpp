@@ -32,6 +32,7 @@ class TestLink final : public Link {
   std::size_t queued_bytes() const override { return queued; }
   void close() override { closed = true; }
   void set_idle_timeout(std::chrono::milliseconds t) override { idle = t; }
+  void alive() override {}
   std::string remote_address() const override { return "127.0.0.1:50000"; }
   const char* transport() const override { return "test"; }
 

@@ -45,6 +45,7 @@ void ClientImpl::drain() {
   while (state_ == State::connecting || state_ == State::connected) {
     auto p = decoder_.next();
     if (!p) break;
+    link_->alive();
     auto type = static_cast<std::size_t>(packet_type(*p));
     if (type < core_->metrics.mqtt_packets_in.size()) core_->metrics.mqtt_packets_in[type].add();
     handle(std::move(*p));

@@ -141,6 +141,8 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     }
   }
 
+  void alive() override { last_activity_us_ = mono_us(); }
+
   std::string remote_address() const override { return remote_; }
   const char* transport() const override { return "tcp"; }
 
@@ -166,7 +168,6 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
       // After close(): what the peer still sends is read (so that closing does not reset the
       // connection under the bytes we flushed) and dropped.
       if (!close_requested_) {
-        last_activity_us_ = mono_us();
         client_->on_bytes(std::string_view(buf.data(), n));
         if (dead_) return finish();
       }

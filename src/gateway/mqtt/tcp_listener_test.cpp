@@ -200,14 +200,19 @@ TEST(MqttTcp, NoConnectInTimeClosesEvenWhenBytesTrickle) {
   EXPECT_TRUE(h.wait_closed(1));
 }
 
-TEST(MqttTcp, KeepaliveDeadlineMovesWithEveryRead) {
+TEST(MqttTcp, KeepaliveDeadlineMovesWithEveryPacket) {
   mqtt::TcpListenerOptions o;
   o.connect_timeout = 200ms;
   Harness h(o);
-  h.on_data = [](Fake& c, std::string_view) { c.link->set_idle_timeout(400ms); };
+  // "c" stands for CONNECT, "p" for a whole packet, "x" for a byte of one not yet whole.
+  h.on_data = [](Fake& c, std::string_view b) {
+    if (b.find('c') != std::string_view::npos) c.link->set_idle_timeout(400ms);
+    if (b.find('p') != std::string_view::npos) c.link->alive();
+  };
   int fd = dial(h.port());
   ASSERT_GE(fd, 0);
-  // Past the connect deadline, kept alive by a byte every 150 ms.
+  send_all(fd, "c");
+  // Past the connect deadline, kept alive by a packet every 150 ms.
   for (int i = 0; i < 6; ++i) {
     send_all(fd, "p");
     EXPECT_FALSE(read_for(fd, 150ms).eof) << "closed at round " << i;
@@ -220,6 +225,29 @@ TEST(MqttTcp, KeepaliveDeadlineMovesWithEveryRead) {
   ::close(fd);
   EXPECT_TRUE(h.wait_closed(1));
   EXPECT_EQ(h.metrics.heartbeat_timeouts_total.value(), 1u);
+}
+
+TEST(MqttTcp, BytesThatMakeNoPacketDoNotKeepAlive) {
+  mqtt::TcpListenerOptions o;
+  o.connect_timeout = 200ms;
+  Harness h(o);
+  h.on_data = [](Fake& c, std::string_view b) {
+    if (b.find('c') != std::string_view::npos) c.link->set_idle_timeout(400ms);
+  };
+  int fd = dial(h.port());
+  ASSERT_GE(fd, 0);
+  send_all(fd, "c");
+  // A byte every 100 ms, never a whole packet: closed at the idle timeout all the same.
+  auto start = std::chrono::steady_clock::now();
+  bool eof = false;
+  for (int i = 0; i < 20 && !eof; ++i) {
+    send_all(fd, "x");
+    eof = read_for(fd, 100ms).eof;
+  }
+  EXPECT_TRUE(eof);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1200ms);
+  ::close(fd);
+  EXPECT_TRUE(h.wait_closed(1));
 }
 
 TEST(MqttTcp, ZeroIdleTimeoutMeansNone) {
