@@ -313,9 +313,10 @@ int serve(const Cli& cli) {
   mqtt::ImNamespace im(svc, hub, metrics, static_cast<std::size_t>(cfg.max_body_bytes));
   mqtt::Broker broker(mo, svc, metrics, std::move(acl.value()), &im);
   // A cluster's general topics: what the other nodes' brokers publish (gateway/mqtt/bus_route.hpp).
-  cluster.add_transient_handler(
-      "mqtt", [&broker](const std::string&, const std::string&,
-                        std::shared_ptr<const std::string> payload) { broker.from_bus(*payload); });
+  cluster.add_transient_handler("mqtt", [&broker](const std::string& key, const std::string&,
+                                                  std::shared_ptr<const std::string> payload) {
+    broker.from_bus(key, *payload);
+  });
   mqtt::AcceptFn mqtt_accept = [&broker](std::shared_ptr<mqtt::Link> link) {
     return broker.accept(std::move(link));
   };

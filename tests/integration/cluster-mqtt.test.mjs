@@ -141,3 +141,34 @@ test('a device resumes its session on another node: subscriptions kept, missed I
     await closeAll(wo);
   }
 });
+
+test("one connection per client id across nodes: connecting on another node takes the session over", async () => {
+  await register(nodes[0], 'hop');
+  const tok = await login(nodes[0], 'hop', 'x');
+  const opts = { version: 5, clientId: 'hop-phone', username: 'hop', password: tok, clean: false, properties: { sessionExpiryInterval: 600 } };
+  const first = await mqttConnect(nodes[0], opts);
+  await first.sub('user/hop/inbox/+', 1);
+  await first.sub('app/hop/#', 1);
+  await sleep(300); // the session is written
+  const second = await mqttConnect(nodes[1], opts);
+  let third;
+  try {
+    assert.equal(second.sessionPresent, true);
+    assert.ok(await first.waitClosed(5000), 'the connection on node 1 was taken over');
+    assert.equal(first.disconnectPacket?.reasonCode, 0x8e);
+    // The session lives on node 2 now: general-topic messages reach it there, once.
+    const pub = await mqttConnect(nodes[2], { version: 5, clientId: 'hop-pub', username: 'hop', password: tok });
+    await pub.pub('app/hop/ping', 'one', 1);
+    await second.waitFor((m) => m.topic === 'app/hop/ping');
+    await pub.end();
+    // A clean start on node 3 takes it over too, and starts afresh.
+    await sleep(300);
+    third = await mqttConnect(nodes[2], { ...opts, clean: true, properties: {} });
+    assert.equal(third.sessionPresent, false);
+    assert.ok(await second.waitClosed(5000), 'the connection on node 2 was taken over');
+  } finally {
+    await first.end();
+    await second.end();
+    await third?.end();
+  }
+});

@@ -107,12 +107,16 @@ void Core::count_binding_locked(const std::string& filter, int delta) {
   }
 }
 
-void Core::remove_session_locked(Session& s) {
+void Core::remove_session_locked(Session& s, bool keep_record) {
   for (const auto& [filter, o] : s.subscriptions)
     if (subs_.erase(filter, s.id)) count_binding_locked(filter, -1);
   by_id_.erase(s.id);
   unschedule_locked(s);
-  store_->erase(s);
+  if (keep_record) {
+    store_->forget(s);
+  } else {
+    store_->erase(s);
+  }
   s.online = false;
   std::lock_guard slk(s.mu);
   s.removed = true;
@@ -127,9 +131,14 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
   std::shared_ptr<ClientImpl> old_owner;
   std::shared_ptr<Link> old_link;
   Attached a;
+  // The session is connected on another node of the cluster: that connection is taken over.
+  std::string elsewhere;
   {
     std::lock_guard lk(mu_);
     auto s = store_->find(client_id);
+    if (!s && loaded && clustered_ && loaded->disconnected_at_ms == 0 &&
+        loaded->node_id != opts.node_id && (loaded->user_id.empty() || loaded->user_id == username))
+      elsewhere = loaded->node_id;
     if (!s && loaded) {
       // A session this node did not hold: served before a restart, or by another node.
       if (!loaded->user_id.empty() && loaded->user_id != username.value_or("")) {
@@ -199,6 +208,10 @@ Attached Core::attach_session(const std::shared_ptr<ClientImpl>& client,
     old_link->post([w] {
       if (auto c = w.lock()) c->taken_over();
     });
+  }
+  if (!elsewhere.empty()) {
+    svc.bus().publish_transient(std::string(kTakeoverPrefix) + elsewhere,
+                                std::make_shared<const std::string>(client_id));
   }
   for (auto& m : wills) publish(m);
   return a;
@@ -301,8 +314,35 @@ bool Core::in_im(std::string_view t) const {
   return shared && im->owns(shared->filter);
 }
 
-bool Core::load_needed(const std::string& client_id) {
-  if (!store_->persistent()) return false;
+void Core::taken_over_elsewhere(const std::string& client_id) {
+  std::shared_ptr<ClientImpl> owner;
+  std::shared_ptr<Link> link;
+  {
+    std::lock_guard lk(mu_);
+    auto s = store_->find(client_id);
+    if (!s) return;
+    {
+      std::lock_guard slk(s->mu);
+      owner = s->owner.lock();
+      link = s->owner_link;
+      s->owner.reset();
+      s->owner_key = nullptr;
+      s->owner_link.reset();
+    }
+    remove_session_locked(*s, /*keep_record=*/true);
+  }
+  if (owner && link) {
+    std::weak_ptr<ClientImpl> w = owner;
+    link->post([w] {
+      if (auto c = w.lock()) c->taken_over();
+    });
+  }
+}
+
+bool Core::load_needed(const std::string& client_id, bool clean_start) {
+  // A clean start needs no session back, but in a cluster the read tells whether another node
+  // holds the client id connected (then its connection is taken over).
+  if (!store_->persistent() || (clean_start && !clustered_)) return false;
   std::lock_guard lk(mu_);
   return store_->find(client_id) == nullptr;
 }
@@ -600,7 +640,10 @@ void Core::timer_loop() {
 }
 
 void Core::start() {
-  if (clustered_) svc.bus().bind_transient(std::string(kRetainKey), true);
+  if (clustered_) {
+    svc.bus().bind_transient(std::string(kRetainKey), true);
+    svc.bus().bind_transient(std::string(kTakeoverPrefix) + opts.node_id, true);
+  }
   std::lock_guard lk(timer_mu_);
   if (timer_.joinable()) return;
   timer_stop_ = false;
@@ -642,7 +685,8 @@ void Broker::start() {
   st_->core->start();
 }
 
-void Broker::from_bus(std::string_view bytes) {
+void Broker::from_bus(std::string_view key, std::string_view bytes) {
+  if (key.starts_with(kTakeoverPrefix)) return st_->core->taken_over_elsewhere(std::string(bytes));
   st_->core->from_bus(bytes);
 }
 

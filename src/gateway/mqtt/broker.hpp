@@ -140,10 +140,11 @@ class Broker {
   std::shared_ptr<Client> accept(std::shared_ptr<Link> link);
   void start();  // $SYS timer, session expiry, will delays
   void stop();   // closes every client (wills of a stopping node are not sent)
-  // A cluster (BrokerOptions::sole_node false): a general-topic message another node's broker
-  // published on the bus's transient path (keys "mqtt...", gateway/mqtt/bus_route.hpp), from
-  // any thread. Delivered to this node's subscribers (retained here too), not sent on.
-  void from_bus(std::string_view bytes);
+  // A cluster (BrokerOptions::sole_node false): what another node's broker published on the
+  // bus's transient path under `key` ("mqtt...", gateway/mqtt/bus_route.hpp), from any thread:
+  // a general-topic message, delivered to this node's subscribers (retained here too) and not
+  // sent on; or a session taken over there, whose connection here is closed (0x8E).
+  void from_bus(std::string_view key, std::string_view bytes);
 
  private:
   struct State;

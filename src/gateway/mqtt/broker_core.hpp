@@ -71,7 +71,7 @@ class Core : public std::enable_shared_from_this<Core> {
                           std::optional<StoredSession> loaded = std::nullopt);
   // Whether a CONNECT resuming `client_id` must read its session from the store first (a
   // persistent store and no session here), and that read (blocking: on the work pool).
-  bool load_needed(const std::string& client_id);
+  bool load_needed(const std::string& client_id, bool clean_start);
   std::optional<StoredSession> load_session(const std::string& client_id);
   // The connection of `client` ended: the session goes offline (or ends, expiry 0); its will is
   // published now, later (will delay), or not at all (`send_will` false: DISCONNECT 0x00).
@@ -101,6 +101,9 @@ class Core : public std::enable_shared_from_this<Core> {
   // that came from the bus (`from_bus`).
   std::size_t publish(const MessagePtr& m, bool from_bus = false);
   void from_bus(std::string_view bytes);
+  // Cluster: another node now serves `client_id`'s session. Its connection here, if any, is
+  // closed as taken over, and the session leaves this node's memory (not the store).
+  void taken_over_elsewhere(const std::string& client_id);
   // One delivery: QoS 0 is posted to the session's connection (dropped when offline), QoS 1/2
   // is queued in the session and a pump posted to its connection.
   void deliver(const std::shared_ptr<Session>& s, Outgoing o);
@@ -123,7 +126,8 @@ class Core : public std::enable_shared_from_this<Core> {
   void count_refused();
 
  private:
-  void remove_session_locked(Session& s);
+  // `keep_record`: another node serves it now, the store keeps it.
+  void remove_session_locked(Session& s, bool keep_record = false);
   // Cluster: a subscription `filter` entered (+1) or left (-1) the tree; binds or unbinds its
   // key on the bus when its count leaves or reaches zero.
   void count_binding_locked(const std::string& filter, int delta);

@@ -19,6 +19,9 @@
 
 namespace converge::mqtt {
 
+// A client id's session moved to another node: "mqtt-takeover.<node id>" tells the node that
+// served it (each node binds its own), payload the client id.
+inline constexpr std::string_view kTakeoverPrefix = "mqtt-takeover.";
 inline constexpr std::string_view kLongKey = "mqtt-long";
 inline constexpr std::string_view kRetainKey = "mqtt-retain";
 inline constexpr std::size_t kRoutingKeyMax = 255;

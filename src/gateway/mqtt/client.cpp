@@ -240,7 +240,7 @@ void ClientImpl::complete_connect() {
   }
   // A session to resume that this node does not hold may be in the store (a restart, or
   // another node served it): read it on the work pool first.
-  if (!clean_start_ && core_->load_needed(client_id_)) {
+  if (core_->load_needed(client_id_, clean_start_)) {
     state_ = State::authenticating;
     std::weak_ptr<ClientImpl> w = weak_from_this();
     auto core = core_;

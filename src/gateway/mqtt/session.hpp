@@ -125,6 +125,8 @@ class SessionStore {
   virtual std::shared_ptr<Session> create(const std::string& client_id,
                                           std::optional<std::string> username) = 0;
   virtual void erase(const Session& s) = 0;
+  // Drops the session from memory only: another node serves it now (and keeps its record).
+  virtual void forget(const Session& s) { erase(s); }
   virtual void set_expiry(Session& s, uint32_t expiry_s) = 0;
   virtual void set_will(Session& s, std::optional<Will> will) = 0;
   virtual void subscribed(Session& s, const std::string& filter, const SubOptions& o) = 0;

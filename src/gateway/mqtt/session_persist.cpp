@@ -92,6 +92,11 @@ class PersistentSessionStore final : public SessionStore {
     p.erase = true;
     wake();
   }
+  void forget(const Session& s) override {
+    mem_->erase(s);
+    std::lock_guard lk(mu_);
+    pending_.erase(s.client_id);  // the other node's writes win
+  }
   void set_expiry(Session& s, uint32_t expiry_s) override {
     mem_->set_expiry(s, expiry_s);
     touch(s);
