@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,28 +23,36 @@
 namespace converge {
 
 // A serialized form of an immutable payload, computed once by whichever thread first needs it and
-// then shared by every recipient of that wire format.
+// then shared by every recipient of that wire format. The fast path (made already) is one
+// acquire load and a reference count; the first maker takes a mutex. (Not std::atomic of a
+// shared_ptr: libstdc++ 12's releases its internal lock with relaxed order after a load, which
+// ThreadSanitizer rightly reports against the next store.)
 class WireCache {
  public:
   // ws_frame: {"cmd":"msg","data":{...}}; json_data: the stored message JSON alone (MQTT).
   enum Format { ws_frame = 0, json_data, kFormats };
   template <class Make>
   std::shared_ptr<const std::string> get(Format f, Make&& make) const {
-    auto cur = slots_[f].load(std::memory_order_acquire);
-    if (cur) return cur;
-    auto made = std::make_shared<const std::string>(make());
-    std::shared_ptr<const std::string> expected;
-    if (slots_[f].compare_exchange_strong(expected, made)) return made;
-    return expected;  // another thread won the race; use its copy
+    if (ready_[f].load(std::memory_order_acquire)) return slots_[f];  // never written again
+    std::lock_guard lk(mu_);
+    if (!ready_[f].load(std::memory_order_relaxed)) {
+      slots_[f] = std::make_shared<const std::string>(make());
+      ready_[f].store(true, std::memory_order_release);
+    }
+    return slots_[f];
   }
   // Fills a slot with bytes already in that form (a message from another node arrives as its
   // frame): before the object is shared.
   void set(Format f, std::shared_ptr<const std::string> bytes) {
-    slots_[f].store(std::move(bytes), std::memory_order_release);
+    std::lock_guard lk(mu_);
+    slots_[f] = std::move(bytes);
+    ready_[f].store(slots_[f] != nullptr, std::memory_order_release);
   }
 
  private:
-  mutable std::atomic<std::shared_ptr<const std::string>> slots_[kFormats];
+  mutable std::mutex mu_;
+  mutable std::atomic<bool> ready_[kFormats] = {};
+  mutable std::shared_ptr<const std::string> slots_[kFormats];
 };
 
 using MemberList = std::vector<std::string>;  // user ids, sorted
