@@ -20,22 +20,6 @@
 
 namespace converge::mqtt {
 
-std::shared_ptr<Session> SessionStore::restore(const StoredSession& row) {
-  auto s = create(row.client_id,
-                  row.user_id.empty() ? std::nullopt : std::optional<std::string>(row.user_id));
-  s->expiry_s = static_cast<uint32_t>(row.expiry_s);
-  for (const auto& sub : row.subs) {
-    SubOptions o;
-    o.qos = sub.qos;
-    o.no_local = sub.no_local;
-    o.retain_as_published = sub.retain_as_published;
-    o.retain_handling = sub.retain_handling;
-    o.subscription_id = sub.subscription_id;
-    s->subscriptions[sub.filter] = o;
-  }
-  return s;
-}
-
 namespace {
 
 // How often expired sessions that no node holds are dropped from the store.
