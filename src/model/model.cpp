@@ -18,8 +18,107 @@ std::string_view message_type_name(MessageType t) {
       return "file";
     case MessageType::voice:
       return "voice";
+    case MessageType::system:
+      return "system";
   }
   return "text";
+}
+
+std::optional<MessageType> parse_stored_message_type(std::string_view s) {
+  if (s == "system") return MessageType::system;
+  return parse_message_type(s);
+}
+
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::owner:
+      return "owner";
+    case Role::admin:
+      return "admin";
+    case Role::member:
+      return "member";
+  }
+  return "member";
+}
+
+std::optional<Role> parse_role(std::string_view s) {
+  if (s == "owner") return Role::owner;
+  if (s == "admin") return Role::admin;
+  if (s == "member") return Role::member;
+  return std::nullopt;
+}
+
+std::string_view join_policy_name(JoinPolicy p) {
+  switch (p) {
+    case JoinPolicy::open:
+      return "open";
+    case JoinPolicy::approval:
+      return "approval";
+    case JoinPolicy::invite_only:
+      return "invite_only";
+  }
+  return "approval";
+}
+
+std::optional<JoinPolicy> parse_join_policy(std::string_view s) {
+  if (s == "open") return JoinPolicy::open;
+  if (s == "approval") return JoinPolicy::approval;
+  if (s == "invite_only") return JoinPolicy::invite_only;
+  return std::nullopt;
+}
+
+std::string_view direct_policy_name(DirectPolicy p) {
+  return p == DirectPolicy::friends ? "friends" : "anyone";
+}
+
+std::optional<DirectPolicy> parse_direct_policy(std::string_view s) {
+  if (s == "anyone") return DirectPolicy::anyone;
+  if (s == "friends") return DirectPolicy::friends;
+  return std::nullopt;
+}
+
+std::string_view request_kind_name(RequestKind k) {
+  switch (k) {
+    case RequestKind::application:
+      return "application";
+    case RequestKind::invitation:
+      return "invitation";
+    case RequestKind::friend_request:
+      return "friend_request";
+  }
+  return "application";
+}
+
+std::optional<RequestKind> parse_request_kind(std::string_view s) {
+  if (s == "application") return RequestKind::application;
+  if (s == "invitation") return RequestKind::invitation;
+  if (s == "friend_request") return RequestKind::friend_request;
+  return std::nullopt;
+}
+
+std::string_view request_status_name(RequestStatus s) {
+  switch (s) {
+    case RequestStatus::pending:
+      return "pending";
+    case RequestStatus::approved:
+      return "approved";
+    case RequestStatus::declined:
+      return "declined";
+    case RequestStatus::accepted:
+      return "accepted";
+    case RequestStatus::expired:
+      return "expired";
+    case RequestStatus::cancelled:
+      return "cancelled";
+  }
+  return "pending";
+}
+
+std::optional<RequestStatus> parse_request_status(std::string_view s) {
+  for (auto st : {RequestStatus::pending, RequestStatus::approved, RequestStatus::declined,
+                  RequestStatus::accepted, RequestStatus::expired, RequestStatus::cancelled})
+    if (request_status_name(st) == s) return st;
+  return std::nullopt;
 }
 
 std::optional<MessageType> parse_message_type(std::string_view s) {

@@ -12,9 +12,12 @@ namespace converge {
 using ConversationId = int64_t;  // rendered as a decimal string on the wire, as in seed 000
 using Seq = int64_t;             // per conversation, starts at 1, no gaps
 
-enum class MessageType { text, image, file, voice };
+// `system`: stored by the node itself (a group's change, DESIGN.md section 8), never sent by a
+// client: parse_message_type does not accept it, parse_stored_message_type does.
+enum class MessageType { text, image, file, voice, system };
 std::string_view message_type_name(MessageType t);
-std::optional<MessageType> parse_message_type(std::string_view s);
+std::optional<MessageType> parse_message_type(std::string_view s);         // what a client sends
+std::optional<MessageType> parse_stored_message_type(std::string_view s);  // what a store holds
 
 enum class ConversationType { direct, group };
 std::string_view conversation_type_name(ConversationType t);
@@ -44,11 +47,30 @@ bool mentions_user(const std::vector<std::string>& mentions, std::string_view us
 std::string join_mentions(const std::vector<std::string>& mentions);
 std::vector<std::string> split_mentions(std::string_view joined);
 
+// Roles in a group (DESIGN.md section 8): one owner, admins, members. A direct conversation's
+// two members are both `member`. Ordered: a role may act on those below it.
+enum class Role { member = 0, admin = 1, owner = 2 };
+std::string_view role_name(Role r);
+std::optional<Role> parse_role(std::string_view s);
+
+// Who may join a group: anyone (`open`), on an owner's or admin's approval of an application
+// (`approval`, the default), or only by invitation (`invite_only`).
+enum class JoinPolicy { open, approval, invite_only };
+std::string_view join_policy_name(JoinPolicy p);
+std::optional<JoinPolicy> parse_join_policy(std::string_view s);
+
+// Who may open a direct conversation with a user: anyone (the default), or only their friends
+// (`friends`: a stranger's direct conversation is refused; friend requests stay open to all).
+enum class DirectPolicy { anyone, friends };
+std::string_view direct_policy_name(DirectPolicy p);
+std::optional<DirectPolicy> parse_direct_policy(std::string_view s);
+
 struct User {
   std::string id;
   std::string name;
   bool is_admin = false;
   int64_t created_at_ms = 0;
+  DirectPolicy direct_policy = DirectPolicy::anyone;
 };
 
 // Who is calling: resolved from a token.
@@ -87,6 +109,7 @@ struct Message {
 struct Member {
   std::string user_id;
   bool muted = false;
+  Role role = Role::member;  // owner: the conversation's `owner` (the store keeps it there)
 };
 
 struct Conversation {
@@ -98,6 +121,38 @@ struct Conversation {
   int64_t created_at_ms = 0;
   int64_t members_version = 0;  // bumped by every membership change (store.hpp)
   std::vector<Member> members;
+  std::string notice;  // a group's notice board (announcement), set by owner or admins
+  JoinPolicy join_policy = JoinPolicy::approval;
+};
+
+// Join applications, invitations and friend requests (DESIGN.md section 8): one shape, three
+// kinds. `user_id` is who the request is about: the applicant, the invitee, the friend asked;
+// `from_id` who made it: the applicant, the inviter, the friend asking. Pending until decided
+// once, or until expires_at_ms.
+enum class RequestKind { application, invitation, friend_request };
+std::string_view request_kind_name(RequestKind k);
+std::optional<RequestKind> parse_request_kind(std::string_view s);
+enum class RequestStatus { pending, approved, declined, accepted, expired, cancelled };
+std::string_view request_status_name(RequestStatus s);
+std::optional<RequestStatus> parse_request_status(std::string_view s);
+
+struct Request {
+  std::string id;  // random, public handle
+  RequestKind kind = RequestKind::application;
+  ConversationId conversation_id = 0;  // the group; for a friend request, the direct one once accepted
+  std::string user_id;
+  std::string from_id;
+  std::string text;
+  RequestStatus status = RequestStatus::pending;
+  std::string decided_by;
+  int64_t created_at_ms = 0;
+  int64_t decided_at_ms = 0;
+  int64_t expires_at_ms = 0;
+};
+
+struct Friend {
+  std::string user_id;
+  int64_t since_ms = 0;
 };
 
 }  // namespace converge

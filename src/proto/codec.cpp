@@ -508,7 +508,7 @@ Result<Message> parse_message_frame(std::string_view frame) {
   if (m.conversation_id <= 0 || m.seq <= 0) return bad("a message frame needs its ids");
   m.publisher_id = str(o, "publisher_id");
   m.publisher_name = str(o, "publisher_name");
-  m.type = parse_message_type(str(o, "type")).value_or(MessageType::text);
+  m.type = parse_stored_message_type(str(o, "type")).value_or(MessageType::text);
   m.body = str(o, "body");
   m.client_msg_id = str(o, "client_msg_id");
   m.ts_ms = i64(o, "ts");

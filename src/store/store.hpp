@@ -72,6 +72,12 @@ struct MemberRow {
   std::string user_id;
   bool muted = false;
   int64_t joined_at_ms = 0;  // orders the members of get_conversation
+  Role role = Role::member;  // admin or member (the owner is the conversation's)
+};
+struct FriendRow {  // one per pair, user_a < user_b
+  std::string user_a;
+  std::string user_b;
+  int64_t since_ms = 0;
 };
 struct MessageRow {
   Message message;      // file not used: file_id names it
@@ -155,10 +161,12 @@ struct StoreRows {
   std::vector<FileMeta> files;
   std::vector<MessageRow> messages;
   std::vector<CursorRow> cursors;
+  std::vector<Request> requests;  // applications, invitations, friend requests, any status
+  std::vector<FriendRow> friends;
 
   std::size_t size() const {
     return users.size() + tokens.size() + conversations.size() + members.size() + files.size() +
-           messages.size() + cursors.size();
+           messages.size() + cursors.size() + requests.size() + friends.size();
   }
   void clear() {  // keeps the vectors' capacity for the next batch
     users.clear();
@@ -168,6 +176,8 @@ struct StoreRows {
     files.clear();
     messages.clear();
     cursors.clear();
+    requests.clear();
+    friends.clear();
   }
 };
 
@@ -180,6 +190,8 @@ struct StoreCounts {
   int64_t files = 0;
   int64_t messages = 0;
   int64_t cursors = 0;
+  int64_t requests = 0;
+  int64_t friends = 0;
 
   void add(const StoreRows& r) {
     users += static_cast<int64_t>(r.users.size());
@@ -189,15 +201,18 @@ struct StoreCounts {
     files += static_cast<int64_t>(r.files.size());
     messages += static_cast<int64_t>(r.messages.size());
     cursors += static_cast<int64_t>(r.cursors.size());
+    requests += static_cast<int64_t>(r.requests.size());
+    friends += static_cast<int64_t>(r.friends.size());
   }
   int64_t total() const {
-    return users + tokens + conversations + members + files + messages + cursors;
+    return users + tokens + conversations + members + files + messages + cursors + requests +
+           friends;
   }
   // {table name, rows}, in StoreRows's order: for reports.
   std::vector<std::pair<std::string, int64_t>> by_table() const {
     return {{"users", users},     {"tokens", tokens}, {"conversations", conversations},
             {"members", members}, {"files", files},   {"messages", messages},
-            {"cursors", cursors}};
+            {"cursors", cursors}, {"requests", requests}, {"friends", friends}};
   }
   bool operator==(const StoreCounts&) const = default;
 };
@@ -267,7 +282,61 @@ class StoreSession {
   virtual Status add_member(ConversationId id, const std::string& user_id, int64_t now_ms) = 0;
   virtual Status remove_member(ConversationId id, const std::string& user_id) = 0;
   virtual Status set_muted(ConversationId id, const std::string& user_id, bool muted) = 0;
+  // The owner moves to `user_id` (a member), whose role row becomes `member` (the owner's role
+  // is the conversation's owner, not a row's); bumps members_version like a membership change.
   virtual Status set_owner(ConversationId id, const std::string& user_id) = 0;
+
+  // Groups (DESIGN.md section 8). Each field that has a value is set; bumps members_version
+  // (so that a writer's cached view, which carries the roles, is read again).
+  virtual Status update_conversation(ConversationId id, const std::optional<std::string>& name,
+                                     const std::optional<std::string>& notice,
+                                     std::optional<JoinPolicy> join_policy) = 0;
+  // A member's role: admin or member (never owner: set_owner). Bumps members_version.
+  // not_found when the user is not a member.
+  virtual Status set_role(ConversationId id, const std::string& user_id, Role role) = 0;
+  // Members of a conversation (count(*)): for the member limit.
+  virtual Result<int64_t> count_members(ConversationId id) = 0;
+
+  // Users: the directory. Users whose id starts with `query` or whose name contains it (ASCII
+  // case folded; empty query: everyone), ascending id, id > after_id, at most `limit`.
+  virtual Result<std::vector<User>> search_users(const std::string& query,
+                                                 const std::string& after_id, int64_t limit) = 0;
+  virtual Status set_direct_policy(const std::string& user_id, DirectPolicy p) = 0;
+
+  // Requests: applications, invitations, friend requests (model.hpp). A request counts as
+  // pending while its status is pending and now_ms < expires_at_ms.
+  virtual Status request_insert(const Request& r) = 0;  // conflict: the id exists
+  virtual Result<std::optional<Request>> request_get(const std::string& id) = 0;
+  // The pending request of this kind, conversation (0 for friend requests), user and from_id.
+  virtual Result<std::optional<Request>> request_find_pending(RequestKind kind,
+                                                              ConversationId conversation_id,
+                                                              const std::string& user_id,
+                                                              const std::string& from_id,
+                                                              int64_t now_ms) = 0;
+  // Decides a request that is still pending at now_ms: status, decided_by, decided_at_ms =
+  // now_ms, and conversation_id when `conversation_id` is not 0 (a friend request's direct
+  // conversation). True when this call decided it; false when it was decided (or expired)
+  // already: then nothing changes.
+  virtual Result<bool> request_decide(const std::string& id, RequestStatus status,
+                                      const std::string& decided_by, int64_t now_ms,
+                                      ConversationId conversation_id) = 0;
+  // Pending requests of `kind`: about `user_id` (user_id = it) or, with `or_from`, also made by
+  // it (from_id = it); the newest first, at most `limit`.
+  virtual Result<std::vector<Request>> requests_of_user(RequestKind kind,
+                                                        const std::string& user_id, bool or_from,
+                                                        int64_t now_ms, int64_t limit) = 0;
+  // Pending requests of `kind` for a group; the newest first, at most `limit`.
+  virtual Result<std::vector<Request>> requests_of_conversation(RequestKind kind,
+                                                                ConversationId conversation_id,
+                                                                int64_t now_ms, int64_t limit) = 0;
+  // Pending requests whose expires_at_ms <= now_ms become `expired`; returns how many.
+  virtual Result<int64_t> requests_expire(int64_t now_ms) = 0;
+
+  // Friends: symmetric, one row per pair (the store orders the pair).
+  virtual Status add_friend(const std::string& a, const std::string& b, int64_t now_ms) = 0;
+  virtual Status remove_friend(const std::string& a, const std::string& b) = 0;  // none: ok
+  virtual Result<bool> are_friends(const std::string& a, const std::string& b) = 0;
+  virtual Result<std::vector<Friend>> list_friends(const std::string& user_id) = 0;  // by id
 
   // Messages
   virtual Result<std::optional<SentRef>> find_sent(const std::string& publisher_id,
