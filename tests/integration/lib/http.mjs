@@ -136,3 +136,59 @@ export async function makeUser(node, userId, devices = ['d1'], { adminToken } = 
   for (const d of devices) tokens[d] = await login(node, userId, d);
   return { id: userId, token: tokens[devices[0]], tokens };
 }
+
+// ---- groups: roles, settings, requests, friends (docs/protocol.md "Groups") ----
+
+// The stored system messages of a conversation (type "system"), each with its body parsed:
+// [{seq, ...message, event: {event, actor, ...}}], in seq order; `query` as for history.
+export async function systemMessages(node, token, conversationId, query = '') {
+  const msgs = await history(node, token, conversationId, query);
+  return msgs.filter((m) => m.type === 'system').map((m) => ({ ...m, event: JSON.parse(m.body) }));
+}
+
+// PATCH /api/v1/conversations/{id} (name, notice, join_policy); the raw response.
+export function patchConversation(node, token, conversationId, json) {
+  return http(node, 'PATCH', `/api/v1/conversations/${conversationId}`, { token, json });
+}
+
+// PUT /api/v1/conversations/{id}/roles/{user_id} {role}; the raw response.
+export function putRole(node, token, conversationId, userId, role) {
+  return http(node, 'PUT', `/api/v1/conversations/${conversationId}/roles/${encodeURIComponent(userId)}`, {
+    token,
+    json: { role },
+  });
+}
+
+// POST /api/v1/conversations/{id}/owner {user_id}; the raw response.
+export function transferOwner(node, token, conversationId, userId) {
+  return http(node, 'POST', `/api/v1/conversations/${conversationId}/owner`, { token, json: { user_id: userId } });
+}
+
+// POST /api/v1/conversations/{id}/members {members}; the raw response.
+export function addMembers(node, token, conversationId, members) {
+  return http(node, 'POST', `/api/v1/conversations/${conversationId}/members`, { token, json: { members } });
+}
+
+// DELETE /api/v1/conversations/{id}/members/{user_id}; the raw response.
+export function removeMember(node, token, conversationId, userId) {
+  return http(node, 'DELETE', `/api/v1/conversations/${conversationId}/members/${encodeURIComponent(userId)}`, { token });
+}
+
+// The request lists, each asserted 200: GET /api/v1/applications[?conversation_id=],
+// /invitations, /friend-requests, /friends.
+export async function listApplications(node, token, conversationId) {
+  const q = conversationId === undefined ? '' : `?conversation_id=${encodeURIComponent(conversationId)}`;
+  return expectStatus(await http(node, 'GET', `/api/v1/applications${q}`, { token }), 200).json.applications;
+}
+
+export async function listInvitations(node, token) {
+  return expectStatus(await http(node, 'GET', '/api/v1/invitations', { token }), 200).json.invitations;
+}
+
+export async function listFriendRequests(node, token) {
+  return expectStatus(await http(node, 'GET', '/api/v1/friend-requests', { token }), 200).json.friend_requests;
+}
+
+export async function listFriends(node, token) {
+  return expectStatus(await http(node, 'GET', '/api/v1/friends', { token }), 200).json.friends;
+}
