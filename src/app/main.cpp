@@ -155,6 +155,9 @@ ServiceOptions service_options(const Config& cfg) {
   o.rate_conversations_user = parse_rate(cfg.rate_conversations_user).value();
   o.rate_members_user = parse_rate(cfg.rate_members_user).value();
   o.max_groups_per_user = cfg.max_groups_per_user;
+  o.max_group_members = cfg.max_group_members;
+  o.request_ttl_ms = cfg.request_ttl_s * 1000;
+  o.rate_requests_user = parse_rate(cfg.rate_requests_user).value();
   o.push.secret = cfg.push_webhook_secret;
   o.push.retry_max = cfg.push_retry_max;
   o.push.retry_base_ms = cfg.push_retry_base_ms;

@@ -61,6 +61,9 @@ struct Config {
   std::string rate_conversations_user = "30/60";  // conversations created per user
   std::string rate_members_user = "300/60";       // members added per user
   int64_t max_groups_per_user = 1000;             // groups one user may be a member of
+  int64_t max_group_members = 1000;               // members one group may have
+  int64_t request_ttl_s = 604800;                 // applications, invitations, friend requests
+  std::string rate_requests_user = "30/60";       // requests a user makes
   int64_t auth_threads = 2;                       // password-hashing threads
   int64_t auth_queue_max = 64;  // logins waiting for a hashing thread; more are refused (429)
 

@@ -99,9 +99,14 @@ struct Notice {
   Kind kind = Kind::event;
   std::string user_id;       // event, admin and revoke target; empty for broadcast
   std::string payload_json;  // event/broadcast/admin: the `data` object, serialized
-  // conversation: what changed (created | member_added | member_removed), the conversation as it
-  // now is, and who is told (its members, and a removed member).
+  // event: the push's cmd; empty = "event" (an admin's event). "application", "invitation" and
+  // "friend_request" carry a request (DESIGN.md section 8) as payload_json.
+  std::string event_cmd;
+  // conversation: what changed (created | member_added | member_removed | updated |
+  // role_changed | owner_changed), the conversation as it now is, and who is told (its members,
+  // and a removed member); event_json: the change's system message body ("" for none).
   std::string change;
+  std::string event_json;
   Conversation conversation;
   std::vector<std::string> user_ids;
   // revoke: the user's connections opened with token `token_hash` close (4001); with

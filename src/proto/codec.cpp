@@ -4,6 +4,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <charconv>
+#include <map>
 #include <set>
 
 #include "base/utf8.hpp"
@@ -313,9 +314,46 @@ json::object conversation_json(const Conversation& c, std::string_view for_user)
     if (m.user_id == for_user) muted = m.muted;
   }
   o["members"] = std::move(members);
+  json::object roles;
+  roles.reserve(c.members.size());
+  for (auto& m : c.members)
+    roles[m.user_id] = role_name(m.user_id == c.owner ? Role::owner : m.role);
+  o["roles"] = std::move(roles);
+  o["notice"] = text(c.notice);
+  o["join_policy"] = join_policy_name(c.join_policy);
   o["last_seq"] = c.last_seq;
   o["muted"] = muted;
   o["created_at"] = c.created_at_ms;
+  return o;
+}
+
+json::object request_json(const Request& r) {
+  json::object o;
+  o["id"] = r.id;
+  o["kind"] = request_kind_name(r.kind);
+  switch (r.kind) {
+    case RequestKind::application:
+      o["application_id"] = r.id;
+      break;
+    case RequestKind::invitation:
+      o["invitation_id"] = r.id;
+      o["inviter_id"] = r.from_id;
+      break;
+    case RequestKind::friend_request:
+      o["request_id"] = r.id;
+      o["from"] = r.from_id;
+      o["to"] = r.user_id;
+      break;
+  }
+  if (r.conversation_id != 0) o["conversation_id"] = conversation_id_str(r.conversation_id);
+  o["user_id"] = r.user_id;
+  o["from_id"] = r.from_id;
+  o["text"] = text(r.text);
+  o["status"] = request_status_name(r.status);
+  o["decided_by"] = r.decided_by;
+  o["created_at"] = r.created_at_ms;
+  o["decided_at"] = r.decided_at_ms;
+  o["expires_at"] = r.expires_at_ms;
   return o;
 }
 
@@ -533,7 +571,7 @@ std::string notice_envelope(const Notice& n) {
     case Notice::Kind::event:
     case Notice::Kind::admin:
     case Notice::Kind::broadcast: {
-      o["cmd"] = n.kind == Notice::Kind::event   ? "event"
+      o["cmd"] = n.kind == Notice::Kind::event   ? (n.event_cmd.empty() ? "event" : n.event_cmd)
                  : n.kind == Notice::Kind::admin ? "admin"
                                                  : "broadcast";
       boost::system::error_code ec;
@@ -546,6 +584,11 @@ std::string notice_envelope(const Notice& n) {
       o["cmd"] = "conversation";
       auto data = conversation_json(n.conversation, "");
       data["change"] = n.change;
+      if (!n.event_json.empty()) {
+        boost::system::error_code ec;
+        json::value ev = json::parse(n.event_json, ec);
+        if (!ec && ev.is_object()) data["event"] = std::move(ev);
+      }
       data["members_version"] = n.conversation.members_version;
       // Every member's own flag, so that each node can tell its recipients theirs.
       json::array muted;
@@ -583,10 +626,12 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
   if (!dv || !dv->is_object()) return bad("a notice needs data");
   auto& d = dv->as_object();
   auto n = std::make_shared<Notice>();
-  if (cmd == "event" || cmd == "broadcast" || cmd == "admin") {
-    n->kind = cmd == "event"   ? Notice::Kind::event
-              : cmd == "admin" ? Notice::Kind::admin
-                               : Notice::Kind::broadcast;
+  const bool workflow = cmd == "application" || cmd == "invitation" || cmd == "friend_request";
+  if (cmd == "event" || cmd == "broadcast" || cmd == "admin" || workflow) {
+    n->kind = cmd == "event" || workflow ? Notice::Kind::event
+              : cmd == "admin"           ? Notice::Kind::admin
+                                         : Notice::Kind::broadcast;
+    if (workflow) n->event_cmd = std::string(cmd);
     n->user_id = str(env.value(), "user_id");
     if (n->kind != Notice::Kind::broadcast && n->user_id.empty())
       return bad("an event or admin notice needs user_id");
@@ -594,11 +639,20 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
   } else if (cmd == "conversation") {
     n->kind = Notice::Kind::conversation;
     n->change = str(d, "change");
+    if (auto* ev = d.if_contains("event"); ev && ev->is_object())
+      n->event_json = json::serialize(*ev);
     auto& c = n->conversation;
     c.id = i64(d, "id");
     c.type = parse_conversation_type(str(d, "type")).value_or(ConversationType::group);
     c.name = str(d, "name");
     c.owner = str(d, "owner");
+    c.notice = str(d, "notice");
+    c.join_policy = parse_join_policy(str(d, "join_policy")).value_or(JoinPolicy::approval);
+    std::map<std::string, Role, std::less<>> roles;
+    if (auto* rs = d.if_contains("roles"); rs && rs->is_object())
+      for (auto& [k, v] : rs->as_object())
+        if (v.is_string())
+          if (auto r = parse_role(v.as_string())) roles[std::string(k)] = *r;
     c.last_seq = i64(d, "last_seq");
     c.created_at_ms = i64(d, "created_at");
     c.members_version = i64(d, "members_version");
@@ -611,7 +665,9 @@ Result<std::shared_ptr<Notice>> parse_notice_envelope(std::string_view text) {
         if (u.is_string()) {
           std::string id(u.as_string());
           bool m = muted.count(id) > 0;
-          c.members.push_back(Member{std::move(id), m});
+          auto r = roles.find(id);
+          c.members.push_back(
+              Member{std::move(id), m, r == roles.end() ? Role::member : r->second});
         }
     if (auto* us = env->if_contains("user_ids"); us && us->is_array())
       for (auto& u : us->as_array())

@@ -57,6 +57,7 @@ json::object file_json(const FileMeta& f);
 json::object message_json(const Message& m);
 json::object conversation_json(const Conversation& c, std::string_view for_user);
 json::object user_json(const User& u);
+json::object request_json(const Request& r);  // an application, invitation or friend request
 json::object seqs_json(const SeqMap& seqs);
 json::object sync_page_json(const SyncPage& page);
 

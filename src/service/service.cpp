@@ -32,7 +32,8 @@ Service::Service(ServiceOptions opts, Store& store, Bus& bus, Hub& hub, Metrics&
       login_address_limit_(opts_.rate_login_address),
       register_address_limit_(opts_.rate_register_address),
       conversations_limit_(opts_.rate_conversations_user),
-      members_limit_(opts_.rate_members_user) {}
+      members_limit_(opts_.rate_members_user),
+      requests_limit_(opts_.rate_requests_user) {}
 
 Service::~Service() {
   stop();
@@ -57,8 +58,14 @@ Status Service::start() {
   }
   writer_->start();
   if (push_) push_->start();
-  // Expired tokens are dead weight; drop them once per start.
-  return write([](StoreSession& st) { return st.delete_expired_tokens(now_ms()); });
+  // Expired tokens are dead weight; drop them once per start. Requests past their time read as
+  // expired whenever they are read; here their rows say so too.
+  return write([](StoreSession& st) -> Status {
+    if (auto s = st.delete_expired_tokens(now_ms()); !s) return s;
+    auto n = st.requests_expire(now_ms());
+    if (!n) return n.error();
+    return ok_status();
+  });
 }
 
 void Service::stop() {
@@ -335,10 +342,12 @@ Result<Conversation> Service::load_member_view(StoreSession& s, const AuthContex
   return std::move(*c.value());
 }
 
-void Service::announce(const Conversation& c, const char* change, const std::string& also) {
+void Service::announce(const Conversation& c, const char* change, const std::string& also,
+                       std::string event_json) {
   auto n = std::make_shared<Notice>();
   n->kind = Notice::Kind::conversation;
   n->change = change;
+  n->event_json = std::move(event_json);
   n->conversation = c;
   for (auto& m : c.members) n->user_ids.push_back(m.user_id);
   if (!also.empty()) n->user_ids.push_back(also);
@@ -368,10 +377,12 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
   }
   {
     auto s = lease();
+    std::vector<User> peers;
     for (auto& u : users) {
       auto rec = s->find_user(u);
       if (!rec) return rec.error();
       if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
+      if (u != who.user_id) peers.push_back(rec.value()->user);
     }
     if (!direct_key.empty()) {
       // An existing pair is answered as it is: asking again costs nothing.
@@ -382,6 +393,14 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
         if (!out) return out.error();
         return std::make_pair(std::move(out.value()), false);
       }
+      // A new direct conversation: the other one may take them from friends only.
+      for (auto& p : peers)
+        if (p.direct_policy == DirectPolicy::friends) {
+          auto f = s->are_friends(who.user_id, p.id);
+          if (!f) return f.error();
+          if (!f.value())
+            return make_error(Errc::forbidden, p.id + " takes direct messages from friends only");
+        }
     }
   }
   const int64_t now = now_ms();
@@ -426,91 +445,6 @@ Result<std::pair<Conversation, bool>> Service::create_conversation(const AuthCon
     announce(out.value(), "created");
   }
   return std::make_pair(std::move(out.value()), created);
-}
-
-Result<Conversation> Service::add_members(const AuthContext& who, ConversationId id,
-                                          const std::vector<std::string>& users_in) {
-  if (users_in.empty()) return make_error(Errc::bad_request, "no members to add");
-  std::vector<std::string> users;  // folded, without the ones already in
-  {
-    auto s = lease();
-    auto c = load_member_view(*s, who, id);
-    if (!c) return c.error();
-    if (c->type == ConversationType::direct)
-      return make_error(Errc::bad_request, "a direct conversation's members are fixed");
-    std::set<std::string> seen;
-    for (auto& m : c->members) seen.insert(m.user_id);
-    for (auto& raw : users_in) {
-      auto u = canonical_user_id(raw);
-      auto rec = s->find_user(u);
-      if (!rec) return rec.error();
-      if (!rec.value()) return make_error(Errc::not_found, "no such user: " + u);
-      if (seen.insert(u).second) users.push_back(u);
-    }
-  }
-  if (!users.empty())
-    if (int64_t w = members_limit_.take(who.user_id, now_ms(), static_cast<double>(users.size()));
-        w > 0)
-      return limited(w, "too many members added; try again later");
-  Writer::FnJob job;
-  std::promise<Status> p;
-  job.fn = [&](StoreSession& s) -> Status {
-    if (auto cap = check_group_cap(s, users); !cap) return cap;
-    int64_t now = now_ms();
-    for (auto& u : users)
-      if (auto st = s.add_member(id, u, now); !st) return st;
-    return ok_status();
-  };
-  job.done = [&p](Status st) { p.set_value(std::move(st)); };
-  job.invalidates = id;
-  auto f = p.get_future();
-  writer_->submit(std::move(job));
-  if (auto st = f.get(); !st) return st.error();
-  auto s = lease();
-  auto out = load_member_view(*s, who, id);
-  if (out && !users.empty()) announce(out.value(), "member_added");
-  return out;
-}
-
-Result<Conversation> Service::remove_member(const AuthContext& who, ConversationId id,
-                                            const std::string& user_id_in) {
-  const std::string user_id = canonical_user_id(user_id_in);
-  Conversation before;
-  {
-    auto s = lease();
-    auto c = load_member_view(*s, who, id);
-    if (!c) return c.error();
-    before = std::move(c.value());
-  }
-  if (before.type == ConversationType::direct)
-    return make_error(Errc::bad_request, "a direct conversation's members are fixed");
-  if (user_id != who.user_id && before.owner != who.user_id && !who.is_admin)
-    return make_error(Errc::forbidden, "only the owner removes other members");
-  Writer::FnJob job;
-  std::promise<Status> p;
-  // An owner who leaves hands the group to the longest-standing member left.
-  std::string heir;
-  if (user_id == before.owner)
-    for (auto& m : before.members)
-      if (m.user_id != user_id) {
-        heir = m.user_id;
-        break;
-      }
-  job.fn = [&](StoreSession& s) -> Status {
-    if (auto st = s.remove_member(id, user_id); !st) return st;
-    return heir.empty() ? ok_status() : s.set_owner(id, heir);
-  };
-  job.done = [&p](Status st) { p.set_value(std::move(st)); };
-  job.invalidates = id;
-  auto f = p.get_future();
-  writer_->submit(std::move(job));
-  if (auto st = f.get(); !st) return st.error();
-  auto it = std::remove_if(before.members.begin(), before.members.end(),
-                           [&](const Member& m) { return m.user_id == user_id; });
-  before.members.erase(it, before.members.end());
-  if (!heir.empty()) before.owner = heir;
-  announce(before, "member_removed", user_id);
-  return before;
 }
 
 Status Service::set_muted(const AuthContext& who, ConversationId id, bool muted) {

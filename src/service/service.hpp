@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -58,6 +59,9 @@ struct ServiceOptions {
   RateSpec rate_conversations_user = {30, 30.0 / 60};  // conversations created per user
   RateSpec rate_members_user = {300, 300.0 / 60};      // members added per user
   int64_t max_groups_per_user = 1000;                  // groups a user may be a member of
+  int64_t max_group_members = 1000;                    // members one group may have
+  int64_t request_ttl_ms = 7LL * 24 * 3600 * 1000;     // applications, invitations, friend requests
+  RateSpec rate_requests_user = {30, 30.0 / 60};       // requests (of any kind) a user makes
   PushOptions push;  // offline push (service/push.hpp); off while push.post is empty
 };
 
@@ -127,6 +131,68 @@ class Service {
   Result<Conversation> remove_member(const AuthContext& who, ConversationId id,
                                      const std::string& user_id);
   Status set_muted(const AuthContext& who, ConversationId id, bool muted);
+
+  // --- groups: roles, settings, requests, friends (groups.cpp; DESIGN.md section 8) ---
+  // Blocking. Every change is stored with a system message and announced to the members.
+  struct GroupUpdate {
+    std::optional<std::string> name;
+    std::optional<std::string> notice;
+    std::optional<JoinPolicy> join_policy;
+  };
+  Result<Conversation> update_group(const AuthContext& who, ConversationId id, GroupUpdate u);
+  Result<Conversation> set_role(const AuthContext& who, ConversationId id,
+                                const std::string& user_id, Role role);
+  Result<Conversation> transfer_owner(const AuthContext& who, ConversationId id,
+                                      const std::string& user_id);
+  // What a non-member may see of a group (to apply to it).
+  struct GroupSummary {
+    ConversationId id = 0;
+    std::string name;
+    JoinPolicy join_policy = JoinPolicy::approval;
+    int64_t member_count = 0;
+    bool member = false;
+  };
+  Result<GroupSummary> group_summary(const AuthContext& who, ConversationId id);
+  // A request and whether this call made it (false: an existing pending one, or, for an open
+  // group's application, the join itself: status approved).
+  struct RequestResult {
+    Request request;
+    bool created = false;
+    std::optional<Conversation> conversation;  // friend request accepted: the direct one
+  };
+  Result<RequestResult> apply(const AuthContext& who, ConversationId id, std::string text);
+  Result<RequestResult> invite(const AuthContext& who, ConversationId id,
+                               const std::string& user_id, std::string text);
+  Result<RequestResult> request_friend(const AuthContext& who, const std::string& user_id,
+                                       std::string text);
+  // approve: approve (applications) / accept (invitations, friend requests); else decline.
+  // `kind` must match the request's (a request of another kind is not_found).
+  Result<RequestResult> decide(const AuthContext& who, RequestKind kind, const std::string& id,
+                               bool approve);
+  // The pending request for this pair (MQTT's topics name pairs, not ids).
+  Result<Request> pending_request(RequestKind kind, ConversationId id, const std::string& user_id,
+                                  const std::string& from_id);
+  // Pending applications: of one group (owner/admin), or (id 0) of every group the caller
+  // administers and the caller's own.
+  Result<std::vector<Request>> list_applications(const AuthContext& who, ConversationId id);
+  Result<std::vector<Request>> list_invitations(const AuthContext& who);
+  Result<std::vector<Request>> list_friend_requests(const AuthContext& who);
+  struct FriendView {
+    std::string user_id;
+    std::string name;
+    int64_t since_ms = 0;
+  };
+  Result<std::vector<FriendView>> list_friends(const AuthContext& who);
+  Status remove_friend(const AuthContext& who, const std::string& user_id);
+  Result<User> set_direct_policy(const AuthContext& who, DirectPolicy p);
+  // The directory: users by id prefix or name; `limit` 1..100. second: more follow.
+  Result<std::pair<std::vector<User>, bool>> search_users(const AuthContext& who,
+                                                          const std::string& query,
+                                                          const std::string& after, int64_t limit);
+  // Marks expired requests (the node's housekeeping calls it now and then).
+  Result<int64_t> expire_requests();
+  // A system message of conversation `id` by `who` with this body (a JSON object's text).
+  static Message system_message(const AuthContext& who, ConversationId id, std::string body);
 
   // --- messages ---
   // `done` runs after the commit: on hub shard `shard`'s thread, or (shard -1) on the writer's.
@@ -221,11 +287,21 @@ class Service {
   // Runs `fn` inside the writer's transaction and waits for the commit.
   Status write(std::function<Status(StoreSession&)> fn);
   // Tells the members (and `also`, e.g. a removed member) that a conversation changed.
-  void announce(const Conversation& c, const char* change, const std::string& also = "");
+  // `event_json`: the change's system message body, told with it.
+  void announce(const Conversation& c, const char* change, const std::string& also = "",
+                std::string event_json = "");
   Result<Conversation> load_member_view(StoreSession& s, const AuthContext& who, ConversationId id);
   // Inside a write: refuses when one of `users` is already in max_groups_per_user groups.
   Status check_group_cap(StoreSession& s, const std::vector<std::string>& users);
   Error limited(int64_t wait_ms, std::string what);  // counted 429
+  // Groups (groups.cpp): a write through the writer that may store system messages.
+  Status write_group(ConversationId id, std::function<Status(StoreSession&)> fn,
+                     std::vector<Message>* system);
+  // A request's push to each of `users` (WebSocket cmd and MQTT topics; every node).
+  void announce_request(const Request& r, const std::vector<std::string>& users);
+  Result<RequestResult> decide_locked(const AuthContext& who, Request r, bool approve);
+  Result<Request> new_request(RequestKind kind, ConversationId id, const std::string& user_id,
+                              const std::string& from_id, std::string text);
   void publish_revoke(const std::string& user_id, std::string token_hash, std::string keep_hash);
   // The connections of `users` on this node and on the other nodes alive (the store's rows).
   Result<std::vector<PresenceRow>> connections_of(std::span<const std::string> users,
@@ -249,6 +325,7 @@ class Service {
   RateLimiter register_address_limit_;
   RateLimiter conversations_limit_;
   RateLimiter members_limit_;
+  RateLimiter requests_limit_;
 
   std::mutex sessions_mu_;  // guards idle reading sessions (not on the per-message path)
   std::vector<std::unique_ptr<StoreSession>> idle_sessions_;

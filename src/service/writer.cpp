@@ -94,23 +94,29 @@ Result<const Writer::ConvInfo*> Writer::conversation(ConversationId id, int64_t 
   if (!c) return c.error();
   if (!c.value()) return make_error(Errc::not_found, "no such conversation");
   auto members = std::make_shared<MemberList>();
-  for (auto& m : c.value()->members) members->push_back(m.user_id);
+  std::vector<std::string> admins;
+  for (auto& m : c.value()->members) {
+    members->push_back(m.user_id);
+    if (m.role == Role::admin) admins.push_back(m.user_id);
+  }
   std::sort(members->begin(), members->end());
+  std::sort(admins.begin(), admins.end());
   if (conv_cache_.size() >= kConvCacheMax) conv_cache_.clear();
-  auto [it, _] = conv_cache_.emplace(
-      id, ConvInfo{std::move(members), c.value()->members_version, c.value()->owner});
+  auto [it, _] = conv_cache_.emplace(id, ConvInfo{std::move(members), c.value()->members_version,
+                                                  c.value()->owner, std::move(admins)});
   return &it->second;
 }
 
 bool Writer::may_mention_all(const ConvInfo& info, const AuthContext& who) {
-  return !info.owner.empty() && info.owner == who.user_id;
+  if (!info.owner.empty() && info.owner == who.user_id) return true;
+  return std::binary_search(info.admins.begin(), info.admins.end(), who.user_id);
 }
 
 Status Writer::check_mentions(const std::vector<std::string>& mentions, const ConvInfo& info,
                               const AuthContext& who) {
   if (mentions_all(mentions)) {
     if (!may_mention_all(info, who))
-      return make_error(Errc::forbidden, "only the owner mentions all");
+      return make_error(Errc::forbidden, "only the owner and admins mention all");
     return ok_status();
   }
   auto& members = *info.members;
@@ -347,6 +353,36 @@ void Writer::process_sends(std::vector<Job>& batch, std::size_t first, std::size
         done);
 }
 
+// Inside a function job's savepoint, after its function: each system message takes the next
+// seq of its conversation (locked here; the batch's slots were flushed before the function ran,
+// and the sends after it lock again) and goes to the members as the function left them.
+Status Writer::store_system(std::vector<Message>& msgs,
+                            std::vector<std::shared_ptr<Delivery>>& out) {
+  for (auto& m : msgs) {
+    auto lock = session_->lock_conversation(m.conversation_id);
+    if (!lock) return lock.error();
+    m.seq = lock->last_seq + 1;
+    m.type = MessageType::system;
+    m.client_msg_id.clear();
+    if (m.ts_ms == 0) m.ts_ms = now_ms();
+    auto ins = session_->insert_message(m, "");
+    if (!ins) return ins.error();
+    if (!ins.value())
+      return make_error(Errc::internal, "seq " + std::to_string(m.seq) + " of conversation " +
+                                            std::to_string(m.conversation_id) + " taken");
+    if (auto st = session_->set_last_seq(m.conversation_id, m.seq); !st) return st;
+    conv_cache_.erase(m.conversation_id);
+    auto info = conversation(m.conversation_id, lock->members_version);
+    if (!info) return info.error();
+    auto d = std::make_shared<Delivery>();
+    d->msg = m;
+    d->members = info.value()->members;
+    d->members_version = info.value()->members_version;
+    out.push_back(std::move(d));
+  }
+  return ok_status();
+}
+
 void Writer::process(std::vector<Job>& batch) {
   const int64_t t0 = mono_us();
   std::vector<Done> done;
@@ -386,15 +422,22 @@ void Writer::process(std::vector<Job>& batch) {
       d.fn_status = sp;
     } else {
       d.fn_status = f.fn(*session_);
-      if (d.fn_status)
+      if (d.fn_status && f.system && !f.system->empty())
+        d.fn_status = store_system(*f.system, d.system);
+      if (d.fn_status) {
         (void)session_->release_savepoint();
-      else
+      } else {
         session_->rollback_to_savepoint();
+        d.system.clear();
+      }
+      if (f.invalidates != 0) conv_cache_.erase(f.invalidates);
     }
     done.push_back(std::move(d));
   }
   for (auto& d : done)
     if (d.delivery) ++messages;
+  std::size_t system_messages = 0;
+  for (auto& d : done) system_messages += d.system.size();
 
   if (begun && seqs_stored) seqs_stored = flush_seqs();
   seqs_.clear();
@@ -429,7 +472,7 @@ void Writer::process(std::vector<Job>& batch) {
   std::vector<std::vector<std::function<void()>>> per_shard(
       static_cast<std::size_t>(hub_.shard_count()));
   std::vector<std::shared_ptr<const Delivery>> published;
-  published.reserve(messages);
+  published.reserve(messages + system_messages);
   for (auto& d : done) {
     if (d.send_done) {
       Result<SendAck> r =
@@ -449,6 +492,11 @@ void Writer::process(std::vector<Job>& batch) {
         d.send_done(std::move(r));
       if (committed && d.delivery) published.push_back(std::move(d.delivery));
     } else if (d.fn_done) {
+      if (committed && d.fn_status)
+        for (auto& sys : d.system) {
+          metrics_.messages_stored_total.add();
+          published.push_back(std::move(sys));
+        }
       d.fn_done(committed ? d.fn_status : committed);
     }
   }
@@ -457,7 +505,16 @@ void Writer::process(std::vector<Job>& batch) {
       hub_.post(static_cast<int>(i), [fns = std::move(per_shard[i])]() mutable {
         for (auto& fn : fns) fn();
       });
-  if (push_ && !published.empty()) push_->enqueue(published);
+  if (push_ && !published.empty()) {
+    if (system_messages == 0) {
+      push_->enqueue(published);
+    } else {  // system messages are never pushed (they have no outbox row)
+      std::vector<std::shared_ptr<const Delivery>> pushable;
+      for (auto& d : published)
+        if (d->msg.type != MessageType::system) pushable.push_back(d);
+      if (!pushable.empty()) push_->enqueue(pushable);
+    }
+  }
   if (!published.empty()) bus_.publish(std::move(published));
   session_->maintain();
 }

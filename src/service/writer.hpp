@@ -37,6 +37,12 @@ class Writer {
     std::function<Status(StoreSession&)> fn;  // runs under a savepoint inside the batch
     std::function<void(Status)> done;         // after commit (or with the failure)
     ConversationId invalidates = 0;           // membership cache entry to drop
+    // System messages (a group's changes, DESIGN.md section 8) that `fn` appends here: once it
+    // succeeded, each is numbered from its conversation's row lock, stored in the same
+    // savepoint (a failure undoes `fn` too) and, after the commit, delivered like any message
+    // to the members as they are then. Their seq and ts are set here. Owned by the submitter,
+    // which waits for `done`.
+    std::vector<Message>* system = nullptr;
   };
 
   // Completions of sends that name a shard are posted through `hub`, one post per shard per batch.
@@ -59,12 +65,12 @@ class Writer {
     // Who may mention "all" (may_mention_all). The store bumps members_version when the owner
     // changes (a trigger), so the cached owner is as current as the cached members.
     std::string owner;
+    std::vector<std::string> admins;  // sorted; role changes bump members_version too
   };
-  // Mentions (model.hpp): each mentioned user a member; "all" for the owner only.
+  // Mentions (model.hpp): each mentioned user a member; "all" for the owner and admins.
   static Status check_mentions(const std::vector<std::string>& mentions, const ConvInfo& info,
                                const AuthContext& who);
-  // The seam for roles: today a group has an owner and nothing else; when it has admins, they
-  // may mention "all" too (DESIGN.md section 8), and this is where they are let in.
+  // The owner and the group's admins may mention "all" (DESIGN.md section 8).
   static bool may_mention_all(const ConvInfo& info, const AuthContext& who);
   struct Done {
     std::function<void(Result<SendAck>)> send_done;
@@ -72,8 +78,11 @@ class Writer {
     std::function<void(Status)> fn_done;
     std::optional<Result<SendAck>> send_result;
     Status fn_status = ok_status();
-    std::shared_ptr<Delivery> delivery;  // published after commit
+    std::shared_ptr<Delivery> delivery;             // published after commit
+    std::vector<std::shared_ptr<Delivery>> system;  // a function job's system messages
   };
+  // A function job's system messages, stored after it (FnJob::system).
+  Status store_system(std::vector<Message>& msgs, std::vector<std::shared_ptr<Delivery>>& out);
   using Job = std::variant<SendJob, FnJob>;
 
   template <class J>

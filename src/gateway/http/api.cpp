@@ -10,6 +10,7 @@
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
 #include "base/utf8.hpp"
+#include "gateway/http/commands.hpp"
 #include "proto/codec.hpp"
 #include "service/cluster.hpp"
 #include "service/service.hpp"
@@ -64,7 +65,39 @@ class Handler {
     if (s.size() == 1 && s[0] == "logout-all" && m == "POST") return logout_all(a);
     if (s.size() == 1 && s[0] == "password" && m == "POST") return change_password(a);
     if (s.size() == 1 && s[0] == "me" && m == "GET") return me(a);
+    if (s.size() == 1 && s[0] == "me" && m == "PATCH") return call(a, "me.update", body_or_empty());
+    if (s.size() == 1 && s[0] == "users" && m == "GET") return search_users(a);
     if (s.size() == 2 && s[0] == "users" && m == "GET") return user(s[1]);
+    if (s.size() == 3 && s[0] == "users" && s[2] == "friend-requests" && m == "POST")
+      return call(a, "friend_request.create", with(body_or_empty(), "user_id", s[1]));
+    if (s.size() == 1 && s[0] == "friend-requests" && m == "GET")
+      return call(a, "friend_request.list", json::object{});
+    if (s.size() == 3 && s[0] == "friend-requests" && m == "POST" &&
+        (s[2] == "accept" || s[2] == "decline"))
+      return call(a, s[2] == "accept" ? "friend_request.accept" : "friend_request.decline",
+                  json::object{{"request_id", s[1]}});
+    if (s.size() == 1 && s[0] == "friends" && m == "GET")
+      return call(a, "friend.list", json::object{});
+    if (s.size() == 2 && s[0] == "friends" && m == "DELETE")
+      return call(a, "friend.remove", json::object{{"user_id", s[1]}});
+    if (s.size() == 1 && s[0] == "applications" && m == "GET") {
+      json::object d;
+      if (auto it = r_.query.find("conversation_id"); it != r_.query.end())
+        d["conversation_id"] = it->second;
+      return call(a, "application.list", std::move(d));
+    }
+    if (s.size() == 3 && s[0] == "applications" && m == "POST" &&
+        (s[2] == "approve" || s[2] == "decline"))
+      return call(a, s[2] == "approve" ? "application.approve" : "application.decline",
+                  json::object{{"application_id", s[1]}});
+    if (s.size() == 1 && s[0] == "invitations" && m == "GET")
+      return call(a, "invitation.list", json::object{});
+    if (s.size() == 3 && s[0] == "invitations" && m == "POST" &&
+        (s[2] == "accept" || s[2] == "decline"))
+      return call(a, s[2] == "accept" ? "invitation.accept" : "invitation.decline",
+                  json::object{{"invitation_id", s[1]}});
+    if (s.size() == 2 && s[0] == "groups" && m == "GET")
+      return call(a, "group.get", json::object{{"conversation_id", s[1]}});
     if (s.size() == 1 && s[0] == "presence" && m == "GET") return presence(a);
     if (s.size() == 1 && s[0] == "conversations") {
       if (m == "GET") return list_conversations(a);
@@ -75,15 +108,33 @@ class Handler {
       auto id = parse_conversation_id(s[1]);
       if (!id) return error_response(make_error(Errc::not_found, "no such conversation"));
       if (s.size() == 2 && m == "GET") return get_conversation(a, *id);
+      const std::string cid = std::to_string(*id);
+      if (s.size() == 2 && m == "PATCH")
+        return call(a, "conversation.update", with(body_or_empty(), "conversation_id", cid));
+      if (s.size() == 4 && s[2] == "roles" && m == "PUT") {
+        auto d = with(body_or_empty(), "conversation_id", cid);
+        if (d) d.value()["user_id"] = s[3];
+        return call(a, "conversation.set_role", std::move(d));
+      }
+      if (s.size() == 3 && s[2] == "owner" && m == "POST")
+        return call(a, "conversation.transfer", with(body_or_empty(), "conversation_id", cid));
+      if (s.size() == 3 && s[2] == "applications" && m == "POST")
+        return call(a, "application.create", with(body_or_empty(), "conversation_id", cid));
+      if (s.size() == 3 && s[2] == "applications" && m == "GET")
+        return call(a, "application.list", json::object{{"conversation_id", cid}});
+      if (s.size() == 3 && s[2] == "invitations" && m == "POST")
+        return call(a, "invitation.create", with(body_or_empty(), "conversation_id", cid));
       if (s.size() == 3 && s[2] == "members" && m == "POST") return add_members(a, *id);
       if (s.size() == 4 && s[2] == "members" && m == "DELETE") return remove_member(a, *id, s[3]);
       if (s.size() == 3 && s[2] == "messages" && m == "GET") return history(a, *id);
       if (s.size() == 3 && s[2] == "messages" && m == "POST") return send(a, *id);
       if (s.size() == 3 && s[2] == "mute" && m == "POST") return mute(a, *id);
       // A known path with another method is 405; anything else is 404.
-      bool known = s.size() == 2 ||
-                   (s.size() == 3 && (s[2] == "members" || s[2] == "messages" || s[2] == "mute")) ||
-                   (s.size() == 4 && s[2] == "members");
+      bool known =
+          s.size() == 2 ||
+          (s.size() == 3 && (s[2] == "members" || s[2] == "messages" || s[2] == "mute" ||
+                             s[2] == "owner" || s[2] == "applications" || s[2] == "invitations")) ||
+          (s.size() == 4 && (s[2] == "members" || s[2] == "roles"));
       return known ? not_allowed() : not_found();
     }
     if (s.size() == 1 && s[0] == "offline" && m == "GET") return offline(a);
@@ -118,6 +169,35 @@ class Handler {
   Result<json::object> body() {
     if (req_.body.empty()) return make_error(Errc::bad_json, "a JSON body is required");
     return proto::parse_object(req_.body);
+  }
+  // A body that may be absent (an empty object then).
+  Result<json::object> body_or_empty() {
+    if (req_.body.empty()) return json::object{};
+    return proto::parse_object(req_.body);
+  }
+  // The body with a path id put in (the path wins over the body).
+  static Result<json::object> with(Result<json::object> b, const char* key, const std::string& v) {
+    if (b) b.value()[key] = v;
+    return b;
+  }
+  // A group command (gateway/http/commands.hpp), answered with its status and body.
+  ApiResponse call(const AuthContext& a, std::string_view name, Result<json::object> data) {
+    if (!data) return error_response(data.error());
+    auto r = run_group_command(svc_, a, name, data.value());
+    if (!r) return error_response(r.error());
+    return json_response(r->status, r->body);
+  }
+
+  ApiResponse search_users(const AuthContext& a) {
+    json::object d;
+    for (const char* k : {"q", "after"})
+      if (auto it = r_.query.find(k); it != r_.query.end()) d[k] = it->second;
+    if (auto it = r_.query.find("limit"); it != r_.query.end()) {
+      auto v = query_int(r_, "limit", 20, 0);
+      if (!v) return error_response(v.error());
+      d["limit"] = v.value();
+    }
+    return call(a, "user.search", std::move(d));
   }
 
   // The Authorization header (which must name its scheme), or ?token= (for clients that
@@ -214,6 +294,8 @@ class Handler {
     o["device_id"] = a.device_id;
     o["admin"] = a.is_admin;
     o["expires_at"] = a.expires_at_ms;
+    if (auto u = svc_.find_user(a.user_id); u)
+      o["direct_policy"] = direct_policy_name(u->direct_policy);
     return json_response(200, o);
   }
 

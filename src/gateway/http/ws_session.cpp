@@ -12,6 +12,7 @@
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
 #include "base/utf8.hpp"
+#include "gateway/http/commands.hpp"
 #include "gateway/http/context.hpp"
 #include "gateway/ws/frame.hpp"
 #include "net/io_pool.hpp"
@@ -115,14 +116,20 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       // Built per recipient: `muted` is the recipient's own flag. Rare (membership changes).
       auto data = proto::conversation_json(n->conversation, auth_.user_id);
       data["change"] = n->change;
+      if (!n->event_json.empty())
+        if (auto ev = proto::parse_object(n->event_json)) data["event"] = std::move(ev.value());
       return send(std::make_shared<const std::string>(proto::frame("conversation", "", data)));
     }
     // Admin notices reach admins' connections only (the token says so, not the routing).
     if (n->kind == Notice::Kind::admin && !auth_.is_admin) return;
     auto frame = n->wire.get(WireCache::ws_frame, [&] {
-      std::string f = n->kind == Notice::Kind::event   ? R"({"cmd":"event","data":)"
-                      : n->kind == Notice::Kind::admin ? R"({"cmd":"admin","data":)"
-                                                       : R"({"cmd":"broadcast","data":)";
+      std::string f;
+      if (n->kind == Notice::Kind::event && !n->event_cmd.empty())
+        f = R"({"cmd":")" + n->event_cmd + R"(","data":)";  // application, invitation, ...
+      else
+        f = n->kind == Notice::Kind::event   ? R"({"cmd":"event","data":)"
+            : n->kind == Notice::Kind::admin ? R"({"cmd":"admin","data":)"
+                                             : R"({"cmd":"broadcast","data":)";
       f += n->payload_json;
       f += '}';
       return f;
@@ -260,6 +267,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (e.cmd == "msg") return on_msg(e);
     if (e.cmd == "heartbeat") return on_heartbeat(e);
     if (e.cmd == "sync") return on_sync(e);
+    if (is_group_command(e.cmd)) return on_group_command(e);
     if (e.cmd == "ping")
       return send(
           std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
@@ -425,6 +433,18 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
                    if (self->stream_)
                      for (auto& [c, s] : tops) self->stream_->advance(c, s);
                  });
+    });
+  }
+
+  // Group workflows (gateway/http/commands.hpp): on the work pool, answered under their name.
+  void on_group_command(proto::Envelope& e) {
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking([self, cmd = std::move(e.cmd), id = e.id_json, data = std::move(e.data)] {
+      auto r = run_group_command(self->ctx_.svc, self->auth_, cmd, data);
+      if (!r) self->ctx_.metrics.errors_total.add();
+      auto f = std::make_shared<const std::string>(r ? proto::frame(cmd, id, r->body)
+                                                     : proto::frame_error(id, r.error()));
+      asio::post(self->socket_.get_executor(), [self, f] { self->send(f); });
     });
   }
 

@@ -187,6 +187,7 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
   }
 
   void notify(const std::shared_ptr<const Notice>& n) override {
+    if (n->kind == Notice::Kind::event && !n->event_cmd.empty()) return notify_request(*n);
     if (n->kind != Notice::Kind::conversation || !stream_) return;
     const auto& c = n->conversation;
     bool member = std::any_of(c.members.begin(), c.members.end(),
@@ -215,6 +216,41 @@ class ImNamespace::Device final : public DeviceSink, public std::enable_shared_f
   }
 
  private:
+  // A request made or decided (DESIGN.md section 8), on seed 002's topic for it, to this
+  // device's matching subscriptions: live only, QoS 0 or 1 as subscribed, no cursor.
+  void notify_request(const Notice& n) {
+    auto o = proto::parse_object(n.payload_json);
+    if (!o) return;
+    auto field = [&](const char* k) -> std::string {
+      auto* v = o->if_contains(k);
+      return v && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    const std::string user = field("user_id"), from = field("from_id"),
+                      conv = field("conversation_id");
+    std::string topic;
+    if (n.event_cmd == "application")
+      topic = "group/" + conv + "/application/" + user;
+    else if (n.event_cmd == "invitation")
+      topic = "group/" + conv + "/invitation/" + user + "/from/" + from;
+    else if (n.event_cmd == "friend_request")  // in the inbox of whoever is told
+      topic = auth_.user_id == from ? "user/" + from + "/application/" + user
+                                    : "user/" + user + "/application/" + from;
+    if (topic.empty() || topic.find("//") != std::string::npos) return;
+    int qos = -1;
+    {
+      std::lock_guard lk(sub_mu_);
+      for (auto& sub : subs_)
+        if (topic_matches(sub.filter, topic)) qos = std::max<int>(qos, sub.qos);
+    }
+    if (qos < 0) return;
+    Publish p;
+    p.topic = std::move(topic);
+    p.payload = n.payload_json;
+    p.qos = static_cast<uint8_t>(qos);
+    metrics_.deliveries_total.add();
+    deliver_(std::move(p), [] {});
+  }
+
   // The topic a message reaches this device on; empty: none (its own direct messages).
   std::string topic_for(const Message& m) {
     auto it = convs_.find(m.conversation_id);
@@ -374,6 +410,20 @@ uint8_t ImNamespace::subscribe(const ClientInfo& c, const std::string& filter, u
   bool ok = false;
   if (lv.size() >= 2 && lv[0] == "user") {
     ok = lv[1] == self;  // only one's own user/<self>/...
+  } else if (lv.size() == 4 && lv[0] == "group" && lv[2] == "application") {
+    // One's own applications (not a member yet), or every application of a group one owns or
+    // administers.
+    if (lv[3] == self && (lv[1] == "+" || parse_id(lv[1]))) {
+      ok = true;
+    } else if (auto id = parse_id(lv[1])) {
+      auto conv = svc_.get_conversation(d->auth(), *id);
+      if (conv && conv.value().type == ConversationType::group)
+        for (auto& m : conv.value().members)
+          if (m.user_id == self) ok = self == conv.value().owner || m.role == Role::admin;
+    }
+  } else if (lv.size() == 6 && lv[0] == "group" && lv[2] == "invitation" && lv[4] == "from") {
+    // Invitations to oneself, or made by oneself, in any group.
+    ok = (lv[1] == "+" || parse_id(lv[1])) && (lv[3] == self || lv[5] == self);
   } else if (lv.size() >= 2 && lv[0] == "group") {
     // A group named literally, that the user is in (a store read: the broker calls this on the
     // client's thread, once per SUBSCRIBE).
@@ -400,6 +450,9 @@ void ImNamespace::publish(const ClientInfo& c, Publish p, std::function<void(uin
   if (!d) return done(kNotAuthorized);
   const AuthContext& who = d->auth();
   auto lv = levels(p.topic);
+  if ((lv.size() == 4 && lv[2] == "application" && (lv[0] == "user" || lv[0] == "group")) ||
+      (lv.size() == 6 && lv[0] == "group" && lv[2] == "invitation" && lv[4] == "from"))
+    return publish_request(who, lv, p.payload, std::move(done));
   // user/<to>/inbox/<self> or group/<gid>/inbox/<self>: a message, published as oneself.
   if (lv.size() != 4 || lv[2] != "inbox" || (lv[0] != "user" && lv[0] != "group"))
     return done(kTopicInvalid);
@@ -446,6 +499,83 @@ void ImNamespace::publish(const ClientInfo& c, Publish p, std::function<void(uin
     if (!conv) return done(reason_for(conv.error()));
     req.conversation_id = conv.value().first.id;
     send(std::move(req));
+  });
+}
+
+// Seed 002's request topics (docs/protocol.md, MQTT): the publisher's place in the topic says
+// whether this makes a request or decides one. The service call blocks: on the work pool.
+void ImNamespace::publish_request(const AuthContext& who, const std::vector<std::string_view>& lv,
+                                  const std::string& payload, std::function<void(uint8_t)> done) {
+  auto refuse = [this, &done](uint8_t code) {
+    metrics_.mqtt_refused_total.add();
+    done(code);
+  };
+  // The payload: plain text, or {"text"?} / {"decision"}.
+  std::string text;
+  std::string decision;
+  auto first = payload.find_first_not_of(" \t\r\n");
+  if (first != std::string::npos && payload[first] == '{') {
+    auto o = proto::parse_object(payload);
+    if (!o) return refuse(kPayloadInvalid);
+    auto t = proto::get_string(o.value(), "text", false, 1024);
+    auto dv = proto::get_string(o.value(), "decision", false, 16);
+    if (!t || !dv) return refuse(kPayloadInvalid);
+    text = std::move(t.value());
+    decision = std::move(dv.value());
+  } else {
+    if (!utf8_valid(payload) || payload.size() > 1024) return refuse(kPayloadInvalid);
+    text = payload;
+  }
+  RequestKind kind = RequestKind::application;
+  ConversationId gid = 0;
+  std::string user, from;  // the request's user_id and from_id as the topic names them
+  if (lv[0] == "user") {
+    kind = RequestKind::friend_request;
+    user = canonical_user_id(lv[1]);
+    from = canonical_user_id(lv[3]);
+  } else {
+    auto id = parse_id(lv[1]);
+    if (!id) return refuse(kTopicInvalid);
+    gid = *id;
+    if (lv[2] == "application") {
+      user = from = canonical_user_id(lv[3]);
+    } else {
+      kind = RequestKind::invitation;
+      user = canonical_user_id(lv[3]);
+      from = canonical_user_id(lv[5]);
+    }
+  }
+  if (!valid_user_id(user) || !valid_user_id(from)) return refuse(kTopicInvalid);
+  bool approve = false;
+  if (!decision.empty()) {
+    const char* yes = kind == RequestKind::application ? "approve" : "accept";
+    if (decision != yes && decision != "decline") return refuse(kPayloadInvalid);
+    approve = decision == yes;
+    // Who decides: for applications the service checks the role; the others, the one asked.
+    if (kind != RequestKind::application && who.user_id != user) return refuse(kNotAuthorized);
+  } else {
+    // Making one: as oneself only (the applicant, the inviter, the friend asking).
+    if (who.user_id != from) return refuse(kNotAuthorized);
+  }
+  svc_.run_blocking([this, who, kind, gid, user, from, text = std::move(text), approve,
+                     deciding = !decision.empty(), done = std::move(done)]() mutable {
+    auto answer = [this, &done](const Error& e) {
+      metrics_.mqtt_refused_total.add();
+      done(reason_for(e));
+    };
+    if (deciding) {
+      auto r = svc_.pending_request(kind, gid, user, from);
+      if (!r) return answer(r.error());
+      auto d = svc_.decide(who, kind, r->id, approve);
+      if (!d) return answer(d.error());
+      return done(0);
+    }
+    Result<Service::RequestResult> r =
+        kind == RequestKind::application  ? svc_.apply(who, gid, std::move(text))
+        : kind == RequestKind::invitation ? svc_.invite(who, gid, user, std::move(text))
+                                          : svc_.request_friend(who, user, std::move(text));
+    if (!r) return answer(r.error());
+    done(0);
   });
 }
 

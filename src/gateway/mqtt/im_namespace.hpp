@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "gateway/mqtt/broker.hpp"
 
@@ -52,6 +53,10 @@ class ImNamespace final : public TopicNamespace {
 
  private:
   std::shared_ptr<Device> find(const ClientInfo& c);
+  // group/<gid>/application/<uid>, group/<gid>/invitation/<invitee>/from/<inviter>,
+  // user/<to>/application/<from>: a request made or decided.
+  void publish_request(const AuthContext& who, const std::vector<std::string_view>& levels,
+                       const std::string& payload, std::function<void(uint8_t reason)> done);
 
   Service& svc_;
   Hub& hub_;
