@@ -7,6 +7,10 @@
 // retried with the same id until acked; sends made while disconnected wait in an outbox.
 // Membership changes the node pushes ('conversation' frames) keep `conversations` current; a
 // conversation the user joins is caught up from its first message not seen yet.
+// Groups (roles, settings, applications, invitations, friend requests, the user directory) are
+// plain calls; the node's request pushes come as 'application' / 'invitation' / 'friend_request'
+// events, and a group's changes as `type: "system"` messages whose JSON body is parsed into
+// `message.event`.
 
 import { Backoff } from './backoff.js';
 import { SeqTracker } from './dedupe.js';
@@ -33,6 +37,26 @@ function frameText(data) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A system message's body (or a push's `event`) as an object; `{event: 'unknown'}` if unreadable. */
+function parseEvent(v) {
+  if (v && typeof v === 'object') return v;
+  if (typeof v === 'string') {
+    try {
+      const o = JSON.parse(v);
+      if (o && typeof o === 'object' && !Array.isArray(o)) return o;
+    } catch {
+      /* below */
+    }
+  }
+  return { event: 'unknown' };
+}
+
+/** A `type: "system"` message gets `event`: its body parsed ({event, actor, ...}). */
+function withEvent(m) {
+  if (m && m.type === 'system' && (m.event === undefined || typeof m.event !== 'object')) m.event = parseEvent(m.body);
+  return m;
+}
 
 /** The file_id of a message, a message's `file`, an upload answer, or a file_id itself. */
 function fileIdOf(f) {
@@ -223,8 +247,210 @@ export class ConvergeClient extends Emitter {
     return c;
   }
 
-  mute(conversationId, muted) {
-    return this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/mute`, { json: { muted } });
+  /** Mutes or unmutes a conversation for this user (offline push only; mentions still push): -> {muted}. */
+  async mute(conversationId, muted) {
+    const r = await this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/mute`, {
+      json: { muted: !!muted },
+    });
+    const c = this.conversations.get(String(conversationId));
+    if (c && typeof r.muted === 'boolean' && c.muted !== r.muted) {
+      c.muted = r.muted;
+      this.emit('conversations', [...this.conversations.values()]);
+    }
+    return r;
+  }
+
+  // ------------------------------------------------------------------ groups
+
+  /** Changes a group's settings (owner or admin): {name?, notice?, join_policy?} -> the conversation. */
+  async updateConversation(conversationId, { name, notice, join_policy } = {}) {
+    const json = {};
+    if (name !== undefined) json.name = name;
+    if (notice !== undefined) json.notice = notice;
+    if (join_policy !== undefined) json.join_policy = join_policy;
+    const c = await this.api.request('PATCH', `/conversations/${encodeURIComponent(conversationId)}`, { json });
+    this._remember(c);
+    return c;
+  }
+
+  /** Makes a member an admin or an admin a member again (owner): role 'admin' | 'member' -> the conversation. */
+  async setRole(conversationId, userId, role) {
+    const c = await this.api.request(
+      'PUT',
+      `/conversations/${encodeURIComponent(conversationId)}/roles/${encodeURIComponent(userId)}`,
+      { json: { role } },
+    );
+    this._remember(c);
+    return c;
+  }
+
+  /** Hands the group over to another member (owner); the caller becomes an admin -> the conversation. */
+  async transferOwner(conversationId, userId) {
+    const c = await this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/owner`, {
+      json: { user_id: userId },
+    });
+    this._remember(c);
+    return c;
+  }
+
+  /** What anyone may see of a group: {conversation_id, name, join_policy, member_count, member}. */
+  getGroup(conversationId) {
+    return this.api.request('GET', `/groups/${encodeURIComponent(conversationId)}`);
+  }
+
+  /**
+   * Applies to join a group: -> the application (`status` 'pending'; 'approved' in an open group,
+   * where the caller is a member at once and the conversation is in `conversations`).
+   */
+  async apply(conversationId, { text } = {}) {
+    const r = await this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/applications`, {
+      json: text ? { text } : {},
+    });
+    if (r?.status === 'approved') await this._joined(r.conversation_id ?? conversationId);
+    return r;
+  }
+
+  /** Approves an application (owner or admin of its group): -> the application as decided. */
+  approveApplication(applicationId) {
+    return this._decide('applications', applicationId, 'approve');
+  }
+
+  declineApplication(applicationId) {
+    return this._decide('applications', applicationId, 'decline');
+  }
+
+  /**
+   * Pending applications, newest first: with `conversationId`, that group's (owner or admin);
+   * without, those of every group the caller owns or administers, and the caller's own.
+   */
+  async listApplications({ conversationId } = {}) {
+    const r = await this.api.request('GET', '/applications', { query: { conversation_id: conversationId } });
+    return r.applications || [];
+  }
+
+  /** Invites a user into a group: -> the invitation (pending). */
+  invite(conversationId, userId, { text } = {}) {
+    const json = { user_id: userId };
+    if (text) json.text = text;
+    return this.api.request('POST', `/conversations/${encodeURIComponent(conversationId)}/invitations`, { json });
+  }
+
+  /** Accepts an invitation made to the caller: -> the invitation; the group is in `conversations` after. */
+  async acceptInvitation(invitationId) {
+    const r = await this._decide('invitations', invitationId, 'accept');
+    if (r?.status === 'accepted' && r.conversation_id != null) await this._joined(r.conversation_id);
+    return r;
+  }
+
+  declineInvitation(invitationId) {
+    return this._decide('invitations', invitationId, 'decline');
+  }
+
+  /** Pending invitations the caller received or sent, newest first. */
+  async listInvitations() {
+    const r = await this.api.request('GET', '/invitations');
+    return r.invitations || [];
+  }
+
+  // ------------------------------------------------------------------ friends and the directory
+
+  /**
+   * Asks a user to be friends: -> {request, conversation?}. When they had asked the caller
+   * already, that request is accepted instead (`request.status` 'accepted', with the pair's
+   * direct conversation).
+   */
+  async requestFriend(userId, { text } = {}) {
+    const r = await this.api.request('POST', `/users/${encodeURIComponent(userId)}/friend-requests`, {
+      json: text ? { text } : {},
+    });
+    return this._friendAnswer(r);
+  }
+
+  /** Accepts a friend request made to the caller: -> {request, conversation} (the pair's direct conversation). */
+  async acceptFriendRequest(requestId) {
+    return this._friendAnswer(await this._decide('friend-requests', requestId, 'accept'));
+  }
+
+  /** Declines a friend request: -> the request. */
+  declineFriendRequest(requestId) {
+    return this._decide('friend-requests', requestId, 'decline');
+  }
+
+  /** Pending friend requests the caller received or sent. */
+  async listFriendRequests() {
+    const r = await this.api.request('GET', '/friend-requests');
+    return r.friend_requests || [];
+  }
+
+  /** The caller's friends: [{user_id, name, since}], by id. */
+  async listFriends() {
+    const r = await this.api.request('GET', '/friends');
+    return r.friends || [];
+  }
+
+  removeFriend(userId) {
+    return this.api.request('DELETE', `/friends/${encodeURIComponent(userId)}`);
+  }
+
+  /** Who may start a direct conversation with the caller: 'anyone' | 'friends' -> the user. */
+  setDirectPolicy(policy) {
+    return this.api.request('PATCH', '/me', { json: { direct_policy: policy } });
+  }
+
+  /**
+   * The user directory: users whose id starts with `q` or whose name contains it (empty: all),
+   * by id. -> {users: [{user_id, name}], next?}; pass `next` as `after` for the next page.
+   */
+  async searchUsers({ q = '', after, limit } = {}) {
+    const r = await this.api.request('GET', '/users', { query: { q, after, limit } });
+    const users = r.users || [];
+    for (const u of users)
+      if (u?.user_id && !this._users.has(u.user_id)) this._users.set(u.user_id, Promise.resolve({ user_id: u.user_id, name: u.name }));
+    return r.next ? { users, next: r.next } : { users };
+  }
+
+  /** Every page of a directory search, as an async iterator of users. */
+  async *searchUsersAll({ q = '', limit } = {}) {
+    let after;
+    for (;;) {
+      const page = await this.searchUsers({ q, after, limit });
+      yield* page.users;
+      if (!page.next || page.next === after) return;
+      after = page.next;
+    }
+  }
+
+  _decide(kind, id, decision) {
+    return this.api.request('POST', `/${kind}/${encodeURIComponent(id)}/${decision}`);
+  }
+
+  _friendAnswer(r) {
+    // {request, conversation} (accept), or the request itself, possibly with `conversation`.
+    const request = r && typeof r === 'object' && r.request && typeof r.request === 'object' ? r.request : r;
+    const conversation = r?.conversation ?? request?.conversation;
+    if (conversation && typeof conversation === 'object' && (conversation.id ?? conversation.conversation_id) != null) {
+      conversation.id = conversation.conversation_id = String(conversation.id ?? conversation.conversation_id);
+      this._remember(conversation);
+      return { request, conversation };
+    }
+    return { request };
+  }
+
+  /**
+   * The caller became a member of a group by its own call (an invitation accepted, an open group
+   * joined): its conversation is taken in as the node's `member_added` push would be (the
+   * earlier messages are fetched), unless that push came first.
+   */
+  async _joined(conversationId) {
+    const id = String(conversationId);
+    if (this.conversations.has(id)) return;
+    let c;
+    try {
+      c = await this.api.request('GET', `/conversations/${encodeURIComponent(id)}`);
+    } catch {
+      return; // the push, or the next list, brings it
+    }
+    if (!this.conversations.has(id)) this._onConversationPush({ ...c, change: 'member_added' });
   }
 
   _remember(c) {
@@ -237,12 +463,14 @@ export class ConvergeClient extends Emitter {
 
   /**
    * A `conversation` push (docs/protocol.md, WebSocket, node -> client): the conversation object
-   * as it now is plus `change` ('created' | 'member_added' | 'member_removed'). Sent to its
-   * members and to a member just removed, for changes made on any device by anyone.
+   * as it now is plus `change` ('created' | 'member_added' | 'member_removed' | 'updated' |
+   * 'role_changed' | 'owner_changed') and, for a group's change, `event` (the body of the system
+   * message it stored, as an object). Sent to its members and to a member just removed, for
+   * changes made on any device by anyone.
    */
   _onConversationPush(data) {
     if (!data || typeof data !== 'object' || (data.id ?? data.conversation_id) == null) return;
-    const { change, ...conv } = data;
+    const { change, event, ...conv } = data;
     const id = String(conv.id ?? conv.conversation_id);
     conv.id = conv.conversation_id = id;
     const me = this.session?.user_id;
@@ -263,7 +491,9 @@ export class ConvergeClient extends Emitter {
       this.conversations.delete(id);
       this._processed.delete(id);
     }
-    this.emit('conversation', data, { change, member, joined });
+    const info = { change, member, joined };
+    if (event !== undefined) info.event = parseEvent(event);
+    this.emit('conversation', data, info);
     this.emit('conversations', [...this.conversations.values()]);
     if (joined) {
       // Its live stream starts at the first message stored after the join: what came before
@@ -317,7 +547,7 @@ export class ConvergeClient extends Emitter {
     const r = await this.api.request('GET', `/conversations/${encodeURIComponent(conversationId)}/messages`, {
       query: { after_seq: afterSeq, before_seq: beforeSeq, limit },
     });
-    return r.messages || [];
+    return (r.messages || []).map(withEvent);
   }
 
   /** The newest `limit` messages of a conversation (ascending). */
@@ -394,14 +624,17 @@ export class ConvergeClient extends Emitter {
    * While disconnected the message waits and goes out on reconnect, with the same client_msg_id,
    * so a retry is never stored twice. The promise has a `client_msg_id` property.
    * @param {string} conversationId
-   * @param {{type?: string, body?: string, file_id?: string, client_msg_id?: string}} msg
+   * `mentions`: user ids of members (or ['all']) the message mentions; they are pushed even when
+   * they muted the conversation.
+   * @param {{type?: string, body?: string, file_id?: string, client_msg_id?: string, mentions?: string[]}} msg
    */
-  send(conversationId, { type = 'text', body = '', file_id, client_msg_id } = {}) {
+  send(conversationId, { type = 'text', body = '', file_id, client_msg_id, mentions } = {}) {
     const cmid = client_msg_id || randomId();
     const existing = this._outbox.get(cmid);
     if (existing) return existing.promise;
     const data = { conversation_id: String(conversationId), type, body, client_msg_id: cmid };
     if (file_id) data.file_id = file_id;
+    if (Array.isArray(mentions) && mentions.length) data.mentions = [...new Set(mentions.map(String))];
     const entry = { cmid, data, sentAt: 0, attempts: 0, frameId: 0 };
     entry.promise = new Promise((resolve, reject) => {
       entry.resolve = resolve;
@@ -422,10 +655,10 @@ export class ConvergeClient extends Emitter {
    * Uploads a file, then sends it as a message of `type` ('image' | 'file' | 'voice').
    * The upload is retried while the connection is down. Resolves with the ack (plus `file`).
    */
-  async sendFile(conversationId, data, { type = 'file', name, mime, body, client_msg_id } = {}) {
+  async sendFile(conversationId, data, { type = 'file', name, mime, body, client_msg_id, mentions } = {}) {
     const cmid = client_msg_id || randomId();
     const file = await this._retrying(() => this.uploadFile(data, { name, type: mime }));
-    const ack = await this.send(conversationId, { type, body: body ?? file.name, file_id: file.file_id, client_msg_id: cmid });
+    const ack = await this.send(conversationId, { type, body: body ?? file.name, file_id: file.file_id, client_msg_id: cmid, mentions });
     return { ...ack, file };
   }
 
@@ -531,6 +764,8 @@ export class ConvergeClient extends Emitter {
 
   /** Hands a message to the app unless it is a duplicate; returns whether it was new. */
   _deliver(m, source) {
+    if (!m || typeof m !== 'object' || m.conversation_id == null) return false;
+    withEvent(m);
     const id = String(m.conversation_id);
     // The live stream of a conversation has no gaps, except where it starts for a conversation
     // joined while connected: a first live message above floor + 1 leaves a hole to fetch.
@@ -840,6 +1075,13 @@ export class ConvergeClient extends Emitter {
         return this._onAck(data, id);
       case 'ready':
         return this._onReady(data);
+      case 'application':
+      case 'invitation':
+      case 'friend_request':
+        // A request made or decided (docs/protocol.md, "Requests"): the request object.
+        if (!data || typeof data !== 'object') return;
+        this.emit(cmd, data);
+        return void this.emit('request', data);
       case 'event':
         return void this.emit('event', data);
       case 'broadcast':
