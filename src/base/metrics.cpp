@@ -199,6 +199,27 @@ std::string Metrics::render_prometheus() const {
           "Push outbox and pending rows taken over from nodes taken for dead.",
           push_adopted_total.value());
   histogram(out, "converge_push_request_seconds", "Time of a webhook POST.", push_request_seconds);
+  static constexpr const char* kKinds[] = {"application", "invitation", "friend_request"};
+  const struct {
+    const char* name;
+    const char* help;
+    const std::array<Counter, 3>* c;
+  } families[] = {
+      {"converge_requests_made_total",
+       "Join applications, invitations and friend requests stored pending.", &requests_made_total},
+      {"converge_requests_approved_total", "Requests approved or accepted.",
+       &requests_approved_total},
+      {"converge_requests_declined_total", "Requests declined.", &requests_declined_total},
+  };
+  for (auto& f : families) {
+    out += std::string("# HELP ") + f.name + " " + f.help + "\n# TYPE " + f.name + " counter\n";
+    for (std::size_t i = 0; i < 3; ++i)
+      out += std::string(f.name) + "{kind=\"" + kKinds[i] + "\"} " +
+             std::to_string((*f.c)[i].value()) + "\n";
+  }
+  counter(out, "converge_system_messages_total",
+          "A group's changes stored as system messages (type system).",
+          system_messages_total.value());
   return out;
 }
 

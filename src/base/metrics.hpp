@@ -117,6 +117,12 @@ struct Metrics {
   Counter push_adopted_total;           // outbox and pending rows taken over from dead nodes
   Histogram push_request_seconds{{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}};
 
+  // Groups (service/groups.cpp): requests by kind (application, invitation, friend request).
+  std::array<Counter, 3> requests_made_total;      // pending requests stored
+  std::array<Counter, 3> requests_approved_total;  // approved or accepted
+  std::array<Counter, 3> requests_declined_total;
+  Counter system_messages_total;  // a group's changes stored as system messages
+
   std::string render_prometheus() const;
 };
 

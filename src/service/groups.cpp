@@ -136,6 +136,14 @@ Status Service::write_group(ConversationId id, std::function<Status(StoreSession
 }
 
 void Service::announce_request(const Request& r, const std::vector<std::string>& users) {
+  // Told once when made and once when decided: the place to count them.
+  const auto k = static_cast<std::size_t>(r.kind);
+  if (r.status == RequestStatus::pending)
+    metrics_.requests_made_total[k].add();
+  else if (r.status == RequestStatus::declined)
+    metrics_.requests_declined_total[k].add();
+  else
+    metrics_.requests_approved_total[k].add();
   const std::string payload = proto::serialize(proto::request_json(r));
   std::set<std::string> told;
   for (auto& u : users) {
@@ -659,8 +667,8 @@ Result<Service::RequestResult> Service::decide_locked(const AuthContext& who, Re
         if (!role || *role < Role::admin)
           return make_error(Errc::forbidden,
                             "only the group's owner and admins decide applications");
+        tell = deciders(c);  // every admin's list stays true
       }
-      tell = deciders(c);
     }
     ConversationId result_conv = 0;
     if (status == RequestStatus::accepted && r.kind == RequestKind::friend_request) {

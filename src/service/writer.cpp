@@ -495,6 +495,7 @@ void Writer::process(std::vector<Job>& batch) {
       if (committed && d.fn_status)
         for (auto& sys : d.system) {
           metrics_.messages_stored_total.add();
+          metrics_.system_messages_total.add();
           published.push_back(std::move(sys));
         }
       d.fn_done(committed ? d.fn_status : committed);
