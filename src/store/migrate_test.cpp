@@ -50,16 +50,32 @@ std::string show(const Conversation& c) {
   std::ostringstream o;
   o << c.id << " " << conversation_type_name(c.type) << " [" << c.name << "] owner=" << c.owner
     << " last_seq=" << c.last_seq << " created=" << c.created_at_ms
-    << " members_version=" << c.members_version << " members=";
-  for (auto& m : c.members) o << m.user_id << (m.muted ? "(muted)" : "") << ",";
+    << " members_version=" << c.members_version << " notice=[" << c.notice
+    << "] join_policy=" << join_policy_name(c.join_policy) << " members=";
+  for (auto& m : c.members)
+    o << m.user_id << "(" << role_name(m.role) << (m.muted ? ",muted" : "") << "),";
   return o.str();
 }
 
 std::string show(const UserRecord& u) {
   std::ostringstream o;
   o << u.user.id << " [" << u.user.name << "] admin=" << u.user.is_admin
-    << " created=" << u.user.created_at_ms << " hash=" << u.password_hash;
+    << " created=" << u.user.created_at_ms << " hash=" << u.password_hash
+    << " direct_policy=" << direct_policy_name(u.user.direct_policy);
   return o.str();
+}
+
+std::string show(const Request& r) {
+  std::ostringstream o;
+  o << r.id << " " << request_kind_name(r.kind) << " " << r.conversation_id << " " << r.user_id
+    << "<-" << r.from_id << " [" << r.text << "] " << request_status_name(r.status)
+    << " by=" << r.decided_by << " created=" << r.created_at_ms << " decided=" << r.decided_at_ms
+    << " expires=" << r.expires_at_ms;
+  return o.str();
+}
+
+std::string show(const Friend& f) {
+  return f.user_id + "@" + std::to_string(f.since_ms);
 }
 
 std::string show(const AuthContext& a) {
@@ -78,6 +94,7 @@ struct Source {
   std::vector<ConversationId> conversations;
   std::vector<std::string> direct_keys;
   std::vector<std::string> files;
+  std::vector<std::string> requests;
   int64_t messages = 0;
 };
 
@@ -139,8 +156,10 @@ void append(StoreSession& s, ConversationId id, std::vector<Message> batch,
 
 // A node's data as `make run` leaves it: users with password hashes, tokens (one expired),
 // a direct conversation and groups with members (one muted, one left, one joined later, the
-// owner handed over), `messages` messages across them with and without client_msg_ids, a file
-// and an image message, device cursors.
+// owner handed over, an admin), a group with a notice that takes invitations only, `messages`
+// messages across them with and without client_msg_ids, a file and an image message, a system
+// message, device cursors; requests of every kind in every status, a friendship, a user who
+// takes direct conversations from friends only.
 Source fill(StoreSession& s, int messages) {
   Source src;
   const std::vector<std::string> people = {"alice", "bob", "carol", "dave", "erin.o-k_1"};
@@ -190,6 +209,10 @@ Source fill(StoreSession& s, int messages) {
   EXPECT_TRUE(s.remove_member(g.value(), "carol"));
   EXPECT_TRUE(s.set_muted(g.value(), "bob", true));
   EXPECT_TRUE(s.set_owner(g.value(), "bob"));
+  EXPECT_TRUE(s.set_role(g.value(), "dave", Role::admin));
+  EXPECT_TRUE(s.update_conversation(e.value(), std::nullopt, "rules:\n1. \"be kind\" \xe2\x9c\x93",
+                                    JoinPolicy::invite_only));
+  EXPECT_TRUE(s.set_direct_policy("carol", DirectPolicy::friends));
   src.conversations = {d.value(), g.value(), e.value()};
   src.direct_keys = {"alice|bob"};
 
@@ -224,6 +247,9 @@ Source fill(StoreSession& s, int messages) {
       } else if (n == 77) {
         m.type = MessageType::image;
         file_id = "f0b2";
+      } else if (n == 60) {  // in the group: a change of it, stored by the node
+        m.type = MessageType::system;
+        m.body = R"({"event":"role","user":"dave","role":"admin"})";
       }
       batch.push_back(std::move(m));
       file_ids.push_back(file_id);
@@ -238,6 +264,50 @@ Source fill(StoreSession& s, int messages) {
   EXPECT_TRUE(s.advance_acked("alice", "phone", g.value(), 3));
   EXPECT_TRUE(s.advance_acked("bob", "web", d.value(), 1000));
   EXPECT_TRUE(s.advance_fetched("bob", "web", d.value(), 1000));
+
+  // Requests: each kind, each status (one expired by requests_expire), texts that need quoting.
+  struct Req {
+    const char* id;
+    RequestKind kind;
+    ConversationId conversation;
+    const char* user;
+    const char* from;
+    int64_t expires;
+  };
+  const int64_t far = 4000000000000;
+  for (auto q : {Req{"rq-app-pending", RequestKind::application, g.value(), "carol", "carol", far},
+                 Req{"rq-app-approved", RequestKind::application, e.value(), "erin.o-k_1",
+                     "erin.o-k_1", far},
+                 Req{"rq-app-cancelled", RequestKind::application, e.value(), "bob", "bob", far},
+                 Req{"rq-inv-declined", RequestKind::invitation, g.value(), "carol", "bob", far},
+                 Req{"rq-inv-expired", RequestKind::invitation, e.value(), "alice", "dave", 1000},
+                 Req{"rq-fr-accepted", RequestKind::friend_request, 0, "bob", "alice", far},
+                 Req{"rq-fr-pending", RequestKind::friend_request, 0, "dave", "carol", far}}) {
+    Request r;
+    r.id = q.id;
+    r.kind = q.kind;
+    r.conversation_id = q.conversation;
+    r.user_id = q.user;
+    r.from_id = q.from;
+    r.text = std::string("let me in \xf0\x9f\x99\x8f \"") + q.id + "\"\t\\";
+    r.created_at_ms = 1700000020000 + static_cast<int64_t>(src.requests.size());
+    r.expires_at_ms = q.expires;
+    EXPECT_TRUE(s.request_insert(r));
+    src.requests.push_back(q.id);
+  }
+  EXPECT_TRUE(s.request_decide("rq-app-approved", RequestStatus::approved, "dave", 1700000030000, 0)
+                  .value());
+  EXPECT_TRUE(
+      s.request_decide("rq-app-cancelled", RequestStatus::cancelled, "bob", 1700000030001, 0)
+          .value());
+  EXPECT_TRUE(
+      s.request_decide("rq-inv-declined", RequestStatus::declined, "carol", 1700000030002, 0)
+          .value());
+  EXPECT_TRUE(
+      s.request_decide("rq-fr-accepted", RequestStatus::accepted, "bob", 1700000030003, d.value())
+          .value());
+  EXPECT_EQ(s.requests_expire(1700000040000).value(), 1);
+  EXPECT_TRUE(s.add_friend("bob", "alice", 1700000030003));
   return src;
 }
 
@@ -337,6 +407,23 @@ void expect_same(StoreSession& a, StoreSession& b, const Source& src) {
       EXPECT_EQ((*ca2)[i].second.fetched, (*cb2)[i].second.fetched);
     }
   }
+  for (auto& id : src.requests) {
+    auto ra = a.request_get(id), rb = b.request_get(id);
+    ASSERT_TRUE(ra && rb && ra.value() && rb.value()) << id;
+    EXPECT_EQ(show(*ra.value()), show(*rb.value()));
+  }
+  for (auto& u : src.users) {
+    auto fa = a.list_friends(u), fb = b.list_friends(u);
+    ASSERT_TRUE(fa && fb);
+    EXPECT_EQ(shown(fa.value()), shown(fb.value())) << u;
+    for (auto kind :
+         {RequestKind::application, RequestKind::invitation, RequestKind::friend_request}) {
+      auto qa = a.requests_of_user(kind, u, true, 1700000050000, 100);
+      auto qb = b.requests_of_user(kind, u, true, 1700000050000, 100);
+      ASSERT_TRUE(qa && qb);
+      EXPECT_EQ(shown(qa.value()), shown(qb.value())) << u;
+    }
+  }
   for (auto& f : src.files) {
     auto fa = a.get_file(f), fb = b.get_file(f);
     ASSERT_TRUE(fa && fb && fa.value() && fb.value());
@@ -344,6 +431,39 @@ void expect_same(StoreSession& a, StoreSession& b, const Source& src) {
     for (auto& u : src.users)
       EXPECT_EQ(a.file_accessible(f, u).value(), b.file_accessible(f, u).value()) << f << " " << u;
   }
+}
+
+// What fill() set of groups, requests and friends is there (not only the same on both sides).
+void expect_groups(StoreSession& s, const Source& src) {
+  EXPECT_EQ(s.find_user("carol").value()->user.direct_policy, DirectPolicy::friends);
+  EXPECT_EQ(s.find_user("bob").value()->user.direct_policy, DirectPolicy::anyone);
+  auto g = s.get_conversation(src.conversations[1]).value().value();
+  for (auto& m : g.members)
+    EXPECT_EQ(m.role, m.user_id == "bob"    ? Role::owner
+                      : m.user_id == "dave" ? Role::admin
+                                            : Role::member)
+        << m.user_id;
+  auto e = s.get_conversation(src.conversations[2]).value().value();
+  EXPECT_EQ(e.join_policy, JoinPolicy::invite_only);
+  EXPECT_EQ(e.notice, "rules:\n1. \"be kind\" \xe2\x9c\x93");
+  EXPECT_EQ(g.join_policy, JoinPolicy::approval);
+  auto m = s.messages_after(g.id, 0, 1000).value();
+  EXPECT_EQ(std::count_if(m.begin(), m.end(),
+                          [](const Message& x) { return x.type == MessageType::system; }),
+            1);
+  std::map<std::string, RequestStatus> want{
+      {"rq-app-pending", RequestStatus::pending},     {"rq-app-approved", RequestStatus::approved},
+      {"rq-app-cancelled", RequestStatus::cancelled}, {"rq-inv-declined", RequestStatus::declined},
+      {"rq-inv-expired", RequestStatus::expired},     {"rq-fr-accepted", RequestStatus::accepted},
+      {"rq-fr-pending", RequestStatus::pending}};
+  for (auto& [id, status] : want) {
+    auto r = s.request_get(id).value();
+    ASSERT_TRUE(r) << id;
+    EXPECT_EQ(r->status, status) << id;
+  }
+  EXPECT_EQ(s.request_get("rq-fr-accepted").value()->conversation_id, src.conversations[0]);
+  EXPECT_TRUE(s.are_friends("alice", "bob").value());
+  EXPECT_FALSE(s.are_friends("carol", "dave").value());
 }
 
 // After the copy the target goes on where the source stopped: the next conversation gets a new
@@ -424,8 +544,11 @@ void round_trip(Store& sqlite, Store& pg, const BatchLimits& limits) {
   EXPECT_EQ(copied->files, 3);
   EXPECT_EQ(copied->messages, 3000);
   EXPECT_EQ(copied->cursors, 4);
-  EXPECT_GE(batches, 7);
+  EXPECT_EQ(copied->requests, 7);
+  EXPECT_EQ(copied->friends, 1);
+  EXPECT_GE(batches, 9);
   expect_same(*src_s, *pg_s, src);
+  expect_groups(*pg_s, src);
 
   // And back into a new SQLite store (the bulk calls are symmetric).
   auto back = sqlite_store(temp_dir("back"));
@@ -435,6 +558,7 @@ void round_trip(Store& sqlite, Store& pg, const BatchLimits& limits) {
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_EQ(again.value(), copied.value());
   expect_same(*src_s, *back_s, src);
+  expect_groups(*back_s, src);
 
   expect_continues(*pg_s, src);
   expect_continues(*back_s, src);

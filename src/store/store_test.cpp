@@ -776,6 +776,396 @@ TYPED_TEST(StoreSuite, FileAccessIsUploaderOrMemberWhereSent) {
   EXPECT_EQ(msgs[0].file->name, "a.png");
 }
 
+// --- groups (DESIGN.md section 8) ---
+
+// A member's role as reads give it: the owner's is `owner` (the conversation's), the others'
+// their row's.
+Role role_of(const Conversation& c, const std::string& user) {
+  for (auto& m : c.members)
+    if (m.user_id == user) return m.role;
+  ADD_FAILURE() << user << " is not a member of " << c.id;
+  return Role::member;
+}
+
+// Roles round trip through every read of a conversation; a role change and an owner change
+// bump the membership version (a writer caches the roles with the members); the new owner's
+// row goes back to `member`, so that it is not an admin once the ownership moves on.
+TYPED_TEST(StoreSuite, RolesRoundTripAndAnOwnerTransferResetsTheRow) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob", "carol"});
+  auto c = s.get_conversation(id).value().value();
+  EXPECT_EQ(role_of(c, "alice"), Role::owner);
+  EXPECT_EQ(role_of(c, "bob"), Role::member);
+  const int64_t v0 = c.members_version;
+
+  ASSERT_TRUE(s.set_role(id, "bob", Role::admin));
+  c = s.get_conversation(id).value().value();
+  EXPECT_EQ(role_of(c, "bob"), Role::admin);
+  EXPECT_EQ(role_of(c, "carol"), Role::member);
+  const int64_t v1 = c.members_version;
+  EXPECT_GT(v1, v0);
+  ASSERT_TRUE(s.begin());
+  EXPECT_EQ(s.lock_conversation(id).value().members_version, v1);
+  ASSERT_TRUE(s.commit());
+  ASSERT_TRUE(s.set_role(id, "bob", Role::admin));  // no change: the cached view holds
+  EXPECT_EQ(s.get_conversation(id).value()->members_version, v1);
+  for (auto& list :
+       {s.list_conversations("carol").value(), s.list_conversations_page("carol", 0, 10).value()}) {
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(role_of(list[0], "alice"), Role::owner);
+    EXPECT_EQ(role_of(list[0], "bob"), Role::admin);
+    EXPECT_EQ(role_of(list[0], "carol"), Role::member);
+  }
+  EXPECT_EQ(s.set_role(id, "nobody", Role::admin).error().code, Errc::not_found);
+  EXPECT_EQ(s.set_role(id + 100, "bob", Role::admin).error().code, Errc::not_found);
+  EXPECT_EQ(s.set_role(id, "carol", Role::owner).error().code, Errc::bad_request);
+
+  // The admin becomes the owner: their row is a member's again, the old owner a member.
+  ASSERT_TRUE(s.set_owner(id, "bob"));
+  c = s.get_conversation(id).value().value();
+  EXPECT_EQ(c.owner, "bob");
+  EXPECT_EQ(role_of(c, "bob"), Role::owner);
+  EXPECT_EQ(role_of(c, "alice"), Role::member);
+  const int64_t v2 = c.members_version;
+  EXPECT_GT(v2, v1);
+  ASSERT_TRUE(s.set_owner(id, "alice"));
+  c = s.get_conversation(id).value().value();
+  EXPECT_EQ(role_of(c, "alice"), Role::owner);
+  EXPECT_EQ(role_of(c, "bob"), Role::member) << "the row was reset when bob became the owner";
+  EXPECT_GT(c.members_version, v2);
+
+  // create_conversation keeps the roles it is given (an owner's is the conversation's).
+  Conversation g;
+  g.type = ConversationType::group;
+  g.name = "with admins";
+  g.owner = "carol";
+  g.members = {{"carol", false, Role::owner}, {"alice", false, Role::admin}, {"bob", false}};
+  auto gid = s.create_conversation(g, "").value();
+  c = s.get_conversation(gid).value().value();
+  EXPECT_EQ(role_of(c, "carol"), Role::owner);
+  EXPECT_EQ(role_of(c, "alice"), Role::admin);
+  EXPECT_EQ(role_of(c, "bob"), Role::member);
+  ASSERT_TRUE(s.set_owner(gid, "bob"));
+  EXPECT_EQ(role_of(s.get_conversation(gid).value().value(), "carol"), Role::member)
+      << "the owner's row was never anything but a member's";
+}
+
+// Each field given is set, the others stay; a change bumps the membership version, an update
+// that changes nothing does not.
+TYPED_TEST(StoreSuite, UpdateConversationSetsOnlyWhatItIsGiven) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  auto c = s.get_conversation(id).value().value();
+  EXPECT_EQ(c.notice, "");
+  EXPECT_EQ(c.join_policy, JoinPolicy::approval);
+  const int64_t v0 = c.members_version;
+
+  ASSERT_TRUE(s.update_conversation(id, std::nullopt, "read the rules", std::nullopt));
+  c = s.get_conversation(id).value().value();
+  EXPECT_EQ(c.name, "g");
+  EXPECT_EQ(c.notice, "read the rules");
+  EXPECT_EQ(c.join_policy, JoinPolicy::approval);
+  const int64_t v1 = c.members_version;
+  EXPECT_GT(v1, v0);
+
+  ASSERT_TRUE(s.update_conversation(id, "renamed", std::nullopt, JoinPolicy::invite_only));
+  c = s.get_conversation(id).value().value();
+  EXPECT_EQ(c.name, "renamed");
+  EXPECT_EQ(c.notice, "read the rules");
+  EXPECT_EQ(c.join_policy, JoinPolicy::invite_only);
+  const int64_t v2 = c.members_version;
+  EXPECT_GT(v2, v1);
+
+  ASSERT_TRUE(s.update_conversation(id, std::nullopt, std::nullopt, std::nullopt));
+  ASSERT_TRUE(s.update_conversation(id, "renamed", std::nullopt, JoinPolicy::invite_only));
+  EXPECT_EQ(s.get_conversation(id).value()->members_version, v2) << "nothing changed";
+
+  ASSERT_TRUE(s.update_conversation(id, std::nullopt, "", JoinPolicy::open));  // "" clears it
+  for (auto& list :
+       {s.list_conversations("bob").value(), s.list_conversations_page("bob", 0, 10).value()}) {
+    ASSERT_EQ(list.size(), 1u);
+    EXPECT_EQ(list[0].name, "renamed");
+    EXPECT_EQ(list[0].notice, "");
+    EXPECT_EQ(list[0].join_policy, JoinPolicy::open);
+  }
+  EXPECT_EQ(s.update_conversation(id + 100, "x", std::nullopt, std::nullopt).error().code,
+            Errc::not_found);
+
+  // create_conversation stores them too.
+  Conversation g;
+  g.type = ConversationType::group;
+  g.name = "club";
+  g.owner = "alice";
+  g.notice = "welcome";
+  g.join_policy = JoinPolicy::invite_only;
+  g.members = {{"alice", false}};
+  auto gid = s.create_conversation(g, "").value();
+  c = s.get_conversation(gid).value().value();
+  EXPECT_EQ(c.notice, "welcome");
+  EXPECT_EQ(c.join_policy, JoinPolicy::invite_only);
+}
+
+TYPED_TEST(StoreSuite, MembersAreCounted) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  EXPECT_EQ(s.count_members(id).value(), 2);
+  ASSERT_TRUE(s.add_member(id, "carol", 2));
+  EXPECT_EQ(s.count_members(id).value(), 3);
+  ASSERT_TRUE(s.remove_member(id, "alice"));
+  EXPECT_EQ(s.count_members(id).value(), 2);
+  EXPECT_EQ(s.count_members(id + 100).value(), 0);
+}
+
+// The directory: an id's prefix or a name's substring, ASCII case folded, LIKE's characters
+// standing for themselves, in pages by id.
+TYPED_TEST(StoreSuite, UsersAreSearchedByIdPrefixOrName) {
+  auto& s = *this->s_;
+  for (auto [id, name] :
+       {std::pair{"daniel", "Dan"}, std::pair{"dave", "Dave Smith"},
+        std::pair{"erin", "Erin 100% real"}, std::pair{"frank", "under_score"},
+        std::pair{"gus", "back\\slash"}, std::pair{"zed", "Big DAVE"}, std::pair{"Xavier", "X"}})
+    ASSERT_TRUE(s.create_user(User{id, name, false, 1}, "h"));
+  auto ids = [](const Result<std::vector<User>>& r) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(r) << r.error().message;
+    if (r)
+      for (auto& u : r.value()) out.push_back(u.id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(s.search_users("da", "", 10)), (V{"daniel", "dave", "zed"}));
+  EXPECT_EQ(ids(s.search_users("DA", "", 10)), (V{"daniel", "dave", "zed"})) << "case folded";
+  EXPECT_EQ(ids(s.search_users("ve sm", "", 10)), (V{"dave"}));
+  EXPECT_EQ(ids(s.search_users("xav", "", 10)), (V{"Xavier"})) << "an id's case too";
+  EXPECT_EQ(ids(s.search_users("%", "", 10)), (V{"erin"})) << "% is itself";
+  EXPECT_EQ(ids(s.search_users("0%", "", 10)), (V{"erin"}));
+  EXPECT_EQ(ids(s.search_users("_", "", 10)), (V{"frank"})) << "_ is itself";
+  EXPECT_EQ(ids(s.search_users("\\", "", 10)), (V{"gus"})) << "the escape is itself";
+  EXPECT_TRUE(ids(s.search_users("nobody", "", 10)).empty());
+  // Pages: ascending id after after_id, at most limit.
+  EXPECT_EQ(ids(s.search_users("da", "", 1)), (V{"daniel"}));
+  EXPECT_EQ(ids(s.search_users("da", "daniel", 10)), (V{"dave", "zed"}));
+  EXPECT_EQ(ids(s.search_users("da", "dave", 10)), (V{"zed"}));
+  EXPECT_TRUE(ids(s.search_users("da", "zed", 10)).empty());
+  EXPECT_EQ(ids(s.search_users("", "", 3)), (V{"Xavier", "alice", "bob"})) << "everyone";
+  EXPECT_EQ(ids(s.search_users("", "bob", 3)), (V{"carol", "daniel", "dave"}));
+  auto full = s.search_users("smith", "", 10).value();
+  ASSERT_EQ(full.size(), 1u);
+  EXPECT_EQ(full[0].name, "Dave Smith");
+  EXPECT_EQ(full[0].created_at_ms, 1);
+}
+
+TYPED_TEST(StoreSuite, DirectPolicyIsKeptWithTheUser) {
+  auto& s = *this->s_;
+  EXPECT_EQ(s.find_user("bob").value()->user.direct_policy, DirectPolicy::anyone);
+  ASSERT_TRUE(s.set_direct_policy("bob", DirectPolicy::friends));
+  ASSERT_TRUE(s.set_admin("bob", true));
+  EXPECT_EQ(s.find_user("bob").value()->user.direct_policy, DirectPolicy::friends);
+  EXPECT_EQ(s.list_admins().value().at(0).direct_policy, DirectPolicy::friends);
+  const auto users = s.list_users(10).value();
+  for (auto& u : users)
+    EXPECT_EQ(u.direct_policy, u.id == "bob" ? DirectPolicy::friends : DirectPolicy::anyone);
+  EXPECT_EQ(s.search_users("bob", "", 10).value().at(0).direct_policy, DirectPolicy::friends);
+  ASSERT_TRUE(s.set_direct_policy("bob", DirectPolicy::anyone));
+  EXPECT_EQ(s.find_user("bob").value()->user.direct_policy, DirectPolicy::anyone);
+  EXPECT_EQ(s.set_direct_policy("nobody", DirectPolicy::friends).error().code, Errc::not_found);
+  User dora{"dora", "Dora", false, 2};
+  dora.direct_policy = DirectPolicy::friends;
+  ASSERT_TRUE(s.create_user(dora, "h"));
+  EXPECT_EQ(s.find_user("dora").value()->user.direct_policy, DirectPolicy::friends);
+}
+
+Request make_request(std::string id, RequestKind kind, ConversationId conversation,
+                     std::string user, std::string from, int64_t created, int64_t expires) {
+  Request r;
+  r.id = std::move(id);
+  r.kind = kind;
+  r.conversation_id = conversation;
+  r.user_id = std::move(user);
+  r.from_id = std::move(from);
+  r.text = "please, " + r.id;
+  r.created_at_ms = created;
+  r.expires_at_ms = expires;
+  return r;
+}
+
+std::string show_request(const Request& r) {
+  return r.id + " " + std::string(request_kind_name(r.kind)) + " " +
+         std::to_string(r.conversation_id) + " " + r.user_id + "<-" + r.from_id + " [" + r.text +
+         "] " + std::string(request_status_name(r.status)) + " by=" + r.decided_by +
+         " created=" + std::to_string(r.created_at_ms) +
+         " decided=" + std::to_string(r.decided_at_ms) +
+         " expires=" + std::to_string(r.expires_at_ms);
+}
+
+// A request is pending until decided once or until it expires: the second decision (another
+// node's, say) changes nothing, nor does one after the expiry.
+TYPED_TEST(StoreSuite, ARequestIsDecidedOnce) {
+  auto& s = *this->s_;
+  auto g = this->make_group({"alice"});
+  const Request r1 = make_request("r1", RequestKind::application, g, "bob", "bob", 10, 1000);
+  ASSERT_TRUE(s.request_insert(r1));
+  EXPECT_EQ(s.request_insert(r1).error().code, Errc::conflict);
+  EXPECT_EQ(s.request_insert(
+                 make_request("r9", RequestKind::application, g, "nobody", "nobody", 10, 1000))
+                .error()
+                .code,
+            Errc::not_found);
+  auto got = s.request_get("r1").value();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(show_request(*got), show_request(r1));
+  EXPECT_FALSE(s.request_get("nope").value());
+
+  auto pending = s.request_find_pending(RequestKind::application, g, "bob", "bob", 20).value();
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->id, "r1");
+  EXPECT_FALSE(s.request_find_pending(RequestKind::application, g, "bob", "bob", 1000).value())
+      << "expired at expires_at_ms";
+  EXPECT_FALSE(s.request_find_pending(RequestKind::invitation, g, "bob", "bob", 20).value());
+  EXPECT_FALSE(s.request_find_pending(RequestKind::application, g + 1, "bob", "bob", 20).value());
+  EXPECT_FALSE(s.request_find_pending(RequestKind::application, g, "bob", "carol", 20).value());
+
+  EXPECT_EQ(s.request_decide("r1", RequestStatus::pending, "alice", 30, 0).error().code,
+            Errc::bad_request);
+  ASSERT_TRUE(s.request_decide("r1", RequestStatus::approved, "alice", 30, 0).value());
+  Request decided = r1;
+  decided.status = RequestStatus::approved;
+  decided.decided_by = "alice";
+  decided.decided_at_ms = 30;
+  EXPECT_EQ(show_request(*s.request_get("r1").value()), show_request(decided));
+  EXPECT_FALSE(s.request_decide("r1", RequestStatus::declined, "carol", 40, 0).value());
+  EXPECT_EQ(show_request(*s.request_get("r1").value()), show_request(decided)) << "unchanged";
+  EXPECT_FALSE(s.request_find_pending(RequestKind::application, g, "bob", "bob", 50).value());
+  EXPECT_FALSE(s.request_decide("nope", RequestStatus::approved, "alice", 30, 0).value());
+
+  // Past its expiry nothing decides it; requests_expire marks it.
+  const Request r2 = make_request("r2", RequestKind::invitation, g, "carol", "alice", 20, 100);
+  ASSERT_TRUE(s.request_insert(r2));
+  EXPECT_FALSE(s.request_decide("r2", RequestStatus::accepted, "carol", 100, 0).value());
+  EXPECT_EQ(show_request(*s.request_get("r2").value()), show_request(r2));
+  EXPECT_EQ(s.requests_expire(99).value(), 0);
+  EXPECT_EQ(s.requests_expire(100).value(), 1);
+  EXPECT_EQ(s.request_get("r2").value()->status, RequestStatus::expired);
+  EXPECT_EQ(s.requests_expire(100).value(), 0);
+  EXPECT_EQ(s.request_get("r1").value()->status, RequestStatus::approved) << "decided: not expired";
+
+  // An accepted friend request names the direct conversation it opened.
+  ASSERT_TRUE(s.request_insert(
+      make_request("f1", RequestKind::friend_request, 0, "bob", "alice", 50, 1000)));
+  auto f = s.request_find_pending(RequestKind::friend_request, 0, "bob", "alice", 60).value();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->id, "f1");
+  ASSERT_TRUE(s.request_decide("f1", RequestStatus::accepted, "bob", 60, 77).value());
+  got = s.request_get("f1").value();
+  EXPECT_EQ(got->conversation_id, 77);
+  EXPECT_EQ(got->status, RequestStatus::accepted);
+  EXPECT_EQ(got->decided_at_ms, 60);
+  EXPECT_EQ(s.count_rows().value().requests, 3);
+}
+
+// Lists of pending requests: a group's, a user's (about them, or also made by them), of one
+// kind, the newest first; decided and expired ones are not pending.
+TYPED_TEST(StoreSuite, PendingRequestsAreListedNewestFirst) {
+  auto& s = *this->s_;
+  auto g = this->make_group({"alice"});
+  auto h = this->make_group({"carol"});
+  using K = RequestKind;
+  for (auto& r : {make_request("a1", K::application, g, "carol", "carol", 10, 1000),
+                  make_request("a2", K::application, g, "bob", "bob", 20, 1000),
+                  make_request("a3", K::application, h, "bob", "bob", 30, 1000),
+                  make_request("a4", K::application, g, "alice", "alice", 40, 1000),
+                  make_request("a5", K::application, g, "bob", "bob", 50, 60),
+                  make_request("i1", K::invitation, g, "carol", "alice", 15, 1000),
+                  make_request("i2", K::invitation, h, "bob", "carol", 25, 1000),
+                  make_request("i3", K::invitation, g, "alice", "carol", 35, 1000),
+                  make_request("i4", K::invitation, g, "carol", "bob", 45, 1000)})
+    ASSERT_TRUE(s.request_insert(r));
+  ASSERT_TRUE(s.request_decide("a4", RequestStatus::cancelled, "alice", 41, 0).value());
+  ASSERT_TRUE(s.request_decide("i4", RequestStatus::declined, "carol", 46, 0).value());
+  auto ids = [](const Result<std::vector<Request>>& r) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(r) << r.error().message;
+    if (r)
+      for (auto& q : r.value()) out.push_back(q.id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(s.requests_of_conversation(K::application, g, 100, 10)), (V{"a2", "a1"}));
+  EXPECT_EQ(ids(s.requests_of_conversation(K::application, g, 55, 10)), (V{"a5", "a2", "a1"}))
+      << "a5 before its expiry";
+  EXPECT_EQ(ids(s.requests_of_conversation(K::application, g, 100, 1)), (V{"a2"}));
+  EXPECT_EQ(ids(s.requests_of_conversation(K::invitation, g, 100, 10)), (V{"i3", "i1"}));
+  EXPECT_EQ(ids(s.requests_of_conversation(K::application, h, 100, 10)), (V{"a3"}));
+  EXPECT_EQ(ids(s.requests_of_user(K::application, "bob", false, 100, 10)), (V{"a3", "a2"}));
+  EXPECT_EQ(ids(s.requests_of_user(K::application, "bob", true, 100, 10)), (V{"a3", "a2"}))
+      << "an applicant is both: listed once";
+  EXPECT_EQ(ids(s.requests_of_user(K::invitation, "carol", false, 100, 10)), (V{"i1"}));
+  EXPECT_EQ(ids(s.requests_of_user(K::invitation, "carol", true, 100, 10)), (V{"i3", "i2", "i1"}));
+  EXPECT_EQ(ids(s.requests_of_user(K::invitation, "carol", true, 100, 2)), (V{"i3", "i2"}));
+  EXPECT_TRUE(ids(s.requests_of_user(K::invitation, "bob", false, 1000, 10)).empty())
+      << "all expired";
+  EXPECT_TRUE(ids(s.requests_of_user(K::friend_request, "bob", true, 100, 10)).empty());
+  EXPECT_EQ(s.requests_expire(100).value(), 1);  // a5
+  EXPECT_EQ(s.request_get("a5").value()->status, RequestStatus::expired);
+  EXPECT_EQ(ids(s.requests_of_conversation(K::application, g, 55, 10)), (V{"a2", "a1"}));
+}
+
+// One row per pair, whichever order the pair comes in.
+TYPED_TEST(StoreSuite, FriendsArePairs) {
+  auto& s = *this->s_;
+  EXPECT_FALSE(s.are_friends("alice", "bob").value());
+  ASSERT_TRUE(s.add_friend("bob", "alice", 5));
+  EXPECT_TRUE(s.are_friends("alice", "bob").value());
+  EXPECT_TRUE(s.are_friends("bob", "alice").value());
+  ASSERT_TRUE(s.add_friend("alice", "bob", 9));  // already: stays as it was
+  ASSERT_TRUE(s.add_friend("alice", "carol", 7));
+  auto show = [](const Result<std::vector<Friend>>& r) {
+    std::string out;
+    EXPECT_TRUE(r) << r.error().message;
+    if (r)
+      for (auto& f : r.value()) out += f.user_id + "@" + std::to_string(f.since_ms) + " ";
+    return out;
+  };
+  EXPECT_EQ(show(s.list_friends("alice")), "bob@5 carol@7 ");
+  EXPECT_EQ(show(s.list_friends("bob")), "alice@5 ");
+  EXPECT_EQ(show(s.list_friends("carol")), "alice@7 ");
+  EXPECT_EQ(s.count_rows().value().friends, 2);
+  EXPECT_EQ(s.add_friend("alice", "alice", 1).error().code, Errc::bad_request);
+  EXPECT_EQ(s.add_friend("alice", "nobody", 1).error().code, Errc::not_found);
+  ASSERT_TRUE(s.remove_friend("bob", "alice"));
+  EXPECT_FALSE(s.are_friends("alice", "bob").value());
+  ASSERT_TRUE(s.remove_friend("alice", "bob"));  // none: ok
+  EXPECT_EQ(show(s.list_friends("alice")), "carol@7 ");
+  EXPECT_EQ(show(s.list_friends("bob")), "");
+}
+
+// A group's change is a message of type `system`, stored by the node: it reads back as such.
+TYPED_TEST(StoreSuite, SystemMessagesReadBack) {
+  auto& s = *this->s_;
+  auto id = this->make_group({"alice", "bob"});
+  Message m;
+  m.conversation_id = id;
+  m.seq = 1;
+  m.publisher_id = "alice";
+  m.publisher_name = "alice";
+  m.type = MessageType::system;
+  m.body = R"({"event":"member_added","user":"carol"})";
+  m.ts_ms = 5;
+  Message n = m;
+  n.seq = 2;
+  ASSERT_TRUE(s.begin());
+  ASSERT_TRUE(s.insert_message(m, "").value());
+  ASSERT_TRUE(s.insert_messages(std::vector<Message>{n}, std::vector<std::string>{""}));
+  ASSERT_TRUE(s.set_last_seq(id, 2));
+  ASSERT_TRUE(s.commit());
+  auto got = s.messages_after(id, 0, 10).value();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].type, MessageType::system);
+  EXPECT_EQ(got[1].type, MessageType::system);
+  EXPECT_EQ(got[0].body, m.body);
+  EXPECT_EQ(s.messages_before(id, 3, 1).value().at(0).type, MessageType::system);
+}
+
 TYPED_TEST(StoreSuite, ReopeningKeepsData) {
   // A second session (another connection) sees what the first committed.
   auto other = this->store_->open_session();

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/utf8.hpp"
+#include "store/sql_text.hpp"
 
 namespace converge {
 
@@ -203,6 +204,55 @@ CREATE TABLE push_dead (
 );
 CREATE INDEX push_dead_by_time ON push_dead(dead_at);
 )sql"},
+    // Groups (issue 13; DESIGN.md section 8): roles, a group's notice and join policy, a user's
+    // direct policy; requests (applications, invitations, friend requests) and friends, as
+    // SQLite's version 7. A role or a group's settings changing bumps members_version as a
+    // membership or owner change does, by the same trigger functions: the role's row trigger
+    // locks the conversation's row as a membership change does. A friendship is one row, the
+    // pair in byte order (COLLATE "C").
+    {6, "groups, requests and friends", R"sql(
+ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+ALTER TABLE conversations ADD COLUMN notice TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN join_policy TEXT NOT NULL DEFAULT 'approval';
+ALTER TABLE users ADD COLUMN direct_policy TEXT NOT NULL DEFAULT 'anyone';
+CREATE TRIGGER role_version AFTER UPDATE OF role ON members
+  FOR EACH ROW WHEN (OLD.role IS DISTINCT FROM NEW.role)
+  EXECUTE FUNCTION converge_members_version();
+CREATE TRIGGER settings_version BEFORE UPDATE OF name, notice, join_policy ON conversations
+  FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name OR OLD.notice IS DISTINCT FROM NEW.notice
+                     OR OLD.join_policy IS DISTINCT FROM NEW.join_policy)
+  EXECUTE FUNCTION converge_owner_version();
+CREATE TABLE requests (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  kind TEXT COLLATE "C" NOT NULL,
+  conversation_id BIGINT NOT NULL,
+  user_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+  from_id TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+  text TEXT NOT NULL,
+  status TEXT COLLATE "C" NOT NULL,
+  decided_by TEXT COLLATE "C" NOT NULL,
+  created_at_ms BIGINT NOT NULL,
+  decided_at_ms BIGINT NOT NULL,
+  expires_at_ms BIGINT NOT NULL
+);
+CREATE INDEX requests_pending
+  ON requests(user_id, from_id, kind, conversation_id, created_at_ms, id) WHERE status = 'pending';
+CREATE INDEX requests_by_user ON requests(user_id, kind, created_at_ms, id)
+  WHERE status = 'pending';
+CREATE INDEX requests_by_from ON requests(from_id, kind, created_at_ms, id)
+  WHERE status = 'pending';
+CREATE INDEX requests_by_conversation ON requests(conversation_id, kind, created_at_ms, id)
+  WHERE status = 'pending';
+CREATE INDEX requests_expiry ON requests(expires_at_ms) WHERE status = 'pending';
+CREATE TABLE friends (
+  user_a TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+  user_b TEXT COLLATE "C" NOT NULL REFERENCES users(id),
+  since_ms BIGINT NOT NULL,
+  PRIMARY KEY (user_a, user_b),
+  CHECK (user_a < user_b)
+);
+CREATE INDEX friends_by_b ON friends(user_b, user_a);
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.
@@ -271,6 +321,10 @@ class Args {
   }
   // Empty is stored as NULL, as SQLite's engine does (client_msg_id, file_id, direct_key).
   Args& text_or_null(std::string_view v) { return v.empty() ? push(nullptr, 0) : text(v); }
+  // None is NULL; empty is empty.
+  Args& text_opt(const std::optional<std::string_view>& v) {
+    return v ? text(*v) : push(nullptr, 0);
+  }
   // A one-dimensional text[] without NULLs: header (ndim, has-null flag, element type, length,
   // lower bound), then each element's length and bytes, all integers big-endian.
   template <class Range>
@@ -497,6 +551,12 @@ constexpr const char* kSavepoint = "SAVEPOINT job";
 constexpr const char* kRelease = "RELEASE SAVEPOINT job";
 constexpr const char* kRollbackTo = "ROLLBACK TO SAVEPOINT job";
 
+// A request's columns, in request_row's order.
+constexpr const char* kRequestColumns =
+    "SELECT id, kind, conversation_id, user_id, from_id, text, status, decided_by, created_at_ms, "
+    "decided_at_ms, expires_at_ms FROM requests ";
+constexpr const char* kRequestTypes = "ttitttttiii";
+
 constexpr const char* kMessageColumns =
     "SELECT m.conversation_id, m.seq, m.publisher_id, m.publisher_name, m.type, m.body, "
     "m.client_msg_id, m.ts, f.id, f.sha256, f.name, f.mime, f.size, f.uploader, f.created_at, "
@@ -606,11 +666,16 @@ class PgSession final : public StoreSession {
   // --- users and tokens ---
   Status create_user(const User& u, const std::string& hash) override {
     static constexpr Stmt s{
-        "INSERT INTO users(id, name, password_hash, is_admin, created_at) "
-        "VALUES($1,$2,$3,$4,$5)",
-        "tttbi", "", false};
+        "INSERT INTO users(id, name, password_hash, is_admin, created_at, direct_policy) "
+        "VALUES($1,$2,$3,$4,$5,$6)",
+        "tttbit", "", false};
     Args a;
-    a.text(u.id).text(u.name).text(hash).boolean(u.is_admin).i64(u.created_at_ms);
+    a.text(u.id)
+        .text(u.name)
+        .text(hash)
+        .boolean(u.is_admin)
+        .i64(u.created_at_ms)
+        .text(direct_policy_name(u.direct_policy));
     auto r = run(&s, &a, "create_user");
     if (!r) return renamed(r.error(), Errc::conflict, "user id already taken");
     return ok_status();
@@ -618,8 +683,9 @@ class PgSession final : public StoreSession {
 
   Result<std::optional<UserRecord>> find_user(const std::string& id) override {
     static constexpr Stmt s{
-        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = $1", "t",
-        "tttbi", true};
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users WHERE id = "
+        "$1",
+        "t", "tttbit", true};
     Args a;
     a.text(id);
     auto r = run(&s, &a, "find_user");
@@ -634,17 +700,19 @@ class PgSession final : public StoreSession {
 
   Result<std::vector<User>> list_admins() override {
     static constexpr Stmt s{
-        "SELECT id, name, password_hash, is_admin, created_at FROM users WHERE is_admin ORDER BY "
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users WHERE "
+        "is_admin ORDER BY "
         "id",
-        "", "tttbi", true};
+        "", "tttbit", true};
     Args none;
     return users_of(run(&s, &none, "list_admins"));
   }
 
   Result<std::vector<User>> list_users(int64_t limit) override {
     static constexpr Stmt s{
-        "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT $1", "i",
-        "tttbi", true};
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users ORDER BY "
+        "id LIMIT $1",
+        "i", "tttbit", true};
     Args a;
     a.i64(limit);
     return users_of(run(&s, &a, "list_users"));
@@ -664,6 +732,28 @@ class PgSession final : public StoreSession {
     Args a;
     a.text(id).boolean(admin);
     return changed(run(&s, &a, "set_admin"), "no such user");
+  }
+
+  // The directory: a scan in id order from after_id, which stops at `limit` matches. lower()
+  // of COLLATE "C" text folds ASCII only, as SQLite's.
+  Result<std::vector<User>> search_users(const std::string& query, const std::string& after_id,
+                                         int64_t limit) override {
+    static constexpr Stmt s{
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users "
+        "WHERE id > $2 AND (lower(id) LIKE $1 || '%' ESCAPE '\\' "
+        "OR lower(name COLLATE \"C\") LIKE '%' || $1 || '%' ESCAPE '\\') ORDER BY id LIMIT $3",
+        "tti", "tttbit", true};
+    const std::string operand = store_text::like_operand(query);
+    Args a;
+    a.text(operand).text(after_id).i64(limit);
+    return users_of(run(&s, &a, "search_users"));
+  }
+
+  Status set_direct_policy(const std::string& id, DirectPolicy p) override {
+    static constexpr Stmt s{"UPDATE users SET direct_policy = $2 WHERE id = $1", "tt", "", true};
+    Args a;
+    a.text(id).text(direct_policy_name(p));
+    return changed(run(&s, &a, "set_direct_policy"), "no such user");
   }
 
   Status set_password(const std::string& id, const std::string& hash) override {
@@ -735,22 +825,29 @@ class PgSession final : public StoreSession {
                                              const std::string& direct_key) override {
     static constexpr Stmt s{
         "WITH c AS (INSERT INTO conversations(type, name, owner, direct_key, last_seq, "
-        "created_at) VALUES($1,$2,$3,$4,0,$5) RETURNING id), "
-        "m AS (INSERT INTO members(conversation_id, user_id, muted, joined_at) "
-        "SELECT c.id, u.user_id, false, $5 FROM c, unnest($6::text[]) AS u(user_id) "
-        "ON CONFLICT (conversation_id, user_id) DO NOTHING) "
+        "created_at, notice, join_policy) VALUES($1,$2,$3,$4,0,$5,$7,$8) RETURNING id), "
+        "m AS (INSERT INTO members(conversation_id, user_id, muted, joined_at, role) "
+        "SELECT c.id, u.user_id, false, $5, u.role FROM c, unnest($6::text[], $9::text[]) "
+        "AS u(user_id, role) ON CONFLICT (conversation_id, user_id) DO NOTHING) "
         "SELECT id FROM c",
-        "ttttiT", "i", false};
-    std::vector<std::string_view> members;
+        "ttttiTttT", "i", false};
+    std::vector<std::string_view> members, roles;
     members.reserve(c.members.size());
-    for (auto& m : c.members) members.push_back(m.user_id);
+    roles.reserve(c.members.size());
+    for (auto& m : c.members) {
+      members.push_back(m.user_id);
+      roles.push_back(store_text::row_role_name(m.role));
+    }
     Args a;
     a.text(conversation_type_name(c.type))
         .text(c.name)
         .text(c.owner)
         .text_or_null(direct_key)
         .i64(c.created_at_ms)
-        .text_array(members);
+        .text_array(members)
+        .text(c.notice)
+        .text(join_policy_name(c.join_policy))
+        .text_array(roles);
     auto r = run(&s, &a, "create_conversation");
     if (!r) return renamed(r.error(), Errc::conflict, "direct conversation exists");
     Rows rows{r.value().get()};
@@ -773,10 +870,10 @@ class PgSession final : public StoreSession {
   Result<std::optional<Conversation>> get_conversation(ConversationId id) override {
     static constexpr Stmt s{
         "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, m.user_id, m.muted, "
-        "c.members_version "
+        "m.role, c.notice, c.join_policy, c.members_version "
         "FROM conversations c LEFT JOIN members m ON m.conversation_id = c.id "
         "WHERE c.id = $1 ORDER BY m.joined_at, m.user_id",
-        "i", "itttiitbi", true};
+        "i", "itttiitbttti", true};
     Args a;
     a.i64(id);
     auto r = run(&s, &a, "get_conversation");
@@ -784,17 +881,18 @@ class PgSession final : public StoreSession {
     Rows rows{r.value().get()};
     auto out = conversation_rows(rows);
     if (out.empty()) return std::optional<Conversation>();
-    out.front().members_version = rows.i64(0, 8);
+    out.front().members_version = rows.i64(0, 11);
     return std::optional<Conversation>(std::move(out.front()));
   }
 
   Result<std::vector<Conversation>> list_conversations(const std::string& user_id) override {
     static constexpr Stmt s{
-        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, o.user_id, o.muted "
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, o.user_id, o.muted, "
+        "o.role, c.notice, c.join_policy "
         "FROM members me JOIN conversations c ON c.id = me.conversation_id "
         "JOIN members o ON o.conversation_id = c.id "
         "WHERE me.user_id = $1 ORDER BY c.id, o.joined_at, o.user_id",
-        "t", "itttiitb", true};
+        "t", "itttiitbttt", true};
     Args a;
     a.text(user_id);
     auto r = run(&s, &a, "list_conversations");
@@ -807,13 +905,14 @@ class PgSession final : public StoreSession {
                                                             ConversationId after_id,
                                                             int64_t limit) override {
     static constexpr Stmt s{
-        "WITH page AS (SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at "
-        "FROM members me JOIN conversations c ON c.id = me.conversation_id "
+        "WITH page AS (SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, c.notice, "
+        "c.join_policy FROM members me JOIN conversations c ON c.id = me.conversation_id "
         "WHERE me.user_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3) "
-        "SELECT p.id, p.type, p.name, p.owner, p.last_seq, p.created_at, o.user_id, o.muted "
+        "SELECT p.id, p.type, p.name, p.owner, p.last_seq, p.created_at, o.user_id, o.muted, "
+        "o.role, p.notice, p.join_policy "
         "FROM page p JOIN members o ON o.conversation_id = p.id "
         "ORDER BY p.id, o.joined_at, o.user_id",
-        "tii", "itttiitb", true};
+        "tii", "itttiitbttt", true};
     Args a;
     a.text(user_id).i64(after_id).i64(limit);
     auto r = run(&s, &a, "list_conversations_page");
@@ -860,11 +959,231 @@ class PgSession final : public StoreSession {
     return changed(run(&s, &a, "set_muted"), "not a member");
   }
 
+  // One statement: the owner (the owner_version trigger bumps members_version when it
+  // changes) and the new owner's row role back to member (role_version bumps it again when that
+  // was an admin's).
   Status set_owner(ConversationId id, const std::string& user_id) override {
-    static constexpr Stmt s{"UPDATE conversations SET owner = $2 WHERE id = $1", "it", "", true};
+    static constexpr Stmt s{
+        "WITH c AS (UPDATE conversations SET owner = $2 WHERE id = $1 RETURNING id), "
+        "m AS (UPDATE members SET role = 'member' WHERE conversation_id = $1 AND user_id = $2 "
+        "AND role <> 'member') "
+        "SELECT count(*) FROM c",
+        "it", "i", true};
     Args a;
     a.i64(id).text(user_id);
-    return changed(run(&s, &a, "set_owner"), "no such conversation");
+    auto r = run(&s, &a, "set_owner");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    if (rows.size() != 1 || rows.i64(0, 0) == 0)
+      return make_error(Errc::not_found, "no such conversation");
+    return ok_status();
+  }
+
+  // --- groups (DESIGN.md section 8) ---
+  // The settings_version trigger bumps members_version when a value changes.
+  Status update_conversation(ConversationId id, const std::optional<std::string>& name,
+                             const std::optional<std::string>& notice,
+                             std::optional<JoinPolicy> join_policy) override {
+    static constexpr Stmt s{
+        "UPDATE conversations SET name = COALESCE($2, name), notice = COALESCE($3, notice), "
+        "join_policy = COALESCE($4, join_policy) WHERE id = $1",
+        "ittt", "", true};
+    auto view = [](const std::optional<std::string>& v) {
+      return v ? std::optional<std::string_view>(*v) : std::nullopt;
+    };
+    Args a;
+    a.i64(id).text_opt(view(name)).text_opt(view(notice));
+    a.text_opt(join_policy ? std::optional<std::string_view>(join_policy_name(*join_policy))
+                           : std::nullopt);
+    return changed(run(&s, &a, "update_conversation"), "no such conversation");
+  }
+
+  // The role_version trigger bumps members_version when the role changes.
+  Status set_role(ConversationId id, const std::string& user_id, Role role) override {
+    if (role == Role::owner) return make_error(Errc::bad_request, "set_role: owner is set_owner");
+    static constexpr Stmt s{
+        "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2", "itt", "",
+        true};
+    Args a;
+    a.i64(id).text(user_id).text(role_name(role));
+    return changed(run(&s, &a, "set_role"), "not a member");
+  }
+
+  Result<int64_t> count_members(ConversationId id) override {
+    static constexpr Stmt s{"SELECT count(*) FROM members WHERE conversation_id = $1", "i", "i",
+                            true};
+    Args a;
+    a.i64(id);
+    auto r = run(&s, &a, "count_members");
+    if (!r) return r.error();
+    return Rows{r.value().get()}.i64(0, 0);
+  }
+
+  // --- requests ---
+  Status request_insert(const Request& q) override {
+    static constexpr Stmt s{
+        "INSERT INTO requests(id, kind, conversation_id, user_id, from_id, text, status, "
+        "decided_by, created_at_ms, decided_at_ms, expires_at_ms) "
+        "VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+        "ttitttttiii", "", false};
+    Args a;
+    a.text(q.id)
+        .text(request_kind_name(q.kind))
+        .i64(q.conversation_id)
+        .text(q.user_id)
+        .text(q.from_id)
+        .text(q.text)
+        .text(request_status_name(q.status))
+        .text(q.decided_by)
+        .i64(q.created_at_ms)
+        .i64(q.decided_at_ms)
+        .i64(q.expires_at_ms);
+    auto r = run(&s, &a, "request_insert");
+    if (!r) {
+      if (r.error().code == Errc::not_found)
+        return renamed(r.error(), Errc::not_found, "no such user");
+      return renamed(r.error(), Errc::conflict, "request id taken");
+    }
+    return ok_status();
+  }
+
+  Result<std::optional<Request>> request_get(const std::string& id) override {
+    static const std::string sql = std::string(kRequestColumns) + "WHERE id = $1";
+    static const Stmt s{sql.c_str(), "t", kRequestTypes, true};
+    Args a;
+    a.text(id);
+    return first_request(run(&s, &a, "request_get"));
+  }
+
+  Result<std::optional<Request>> request_find_pending(RequestKind kind,
+                                                      ConversationId conversation_id,
+                                                      const std::string& user_id,
+                                                      const std::string& from_id,
+                                                      int64_t now) override {
+    static const std::string sql =
+        std::string(kRequestColumns) +
+        "WHERE user_id = $3 AND from_id = $4 AND kind = $1 AND "
+        "conversation_id = $2 AND status = 'pending' AND "
+        "expires_at_ms > $5 ORDER BY created_at_ms DESC, id DESC LIMIT 1";
+    static const Stmt s{sql.c_str(), "titti", kRequestTypes, true};
+    Args a;
+    a.text(request_kind_name(kind)).i64(conversation_id).text(user_id).text(from_id).i64(now);
+    return first_request(run(&s, &a, "request_find_pending"));
+  }
+
+  // One conditional UPDATE: of two decisions (on any node) one changes the row, the other
+  // waits for its row lock, finds it decided and changes nothing (READ COMMITTED re-checks the
+  // WHERE on the row it waited for).
+  Result<bool> request_decide(const std::string& id, RequestStatus status,
+                              const std::string& decided_by, int64_t now,
+                              ConversationId conversation_id) override {
+    if (status == RequestStatus::pending)
+      return make_error(Errc::bad_request, "request_decide: pending is not a decision");
+    static constexpr Stmt s{
+        "UPDATE requests SET status = $2, decided_by = $3, decided_at_ms = $4, "
+        "conversation_id = CASE WHEN $5 <> 0 THEN $5 ELSE conversation_id END "
+        "WHERE id = $1 AND status = 'pending' AND expires_at_ms > $4",
+        "tttii", "", false};
+    Args a;
+    a.text(id).text(request_status_name(status)).text(decided_by).i64(now).i64(conversation_id);
+    auto r = run(&s, &a, "request_decide");
+    if (!r) return r.error();
+    return affected(r.value().get()) == 1;
+  }
+
+  Result<std::vector<Request>> requests_of_user(RequestKind kind, const std::string& user_id,
+                                                bool or_from, int64_t now, int64_t limit) override {
+    static const std::string about = std::string(kRequestColumns) +
+                                     "WHERE user_id = $2 AND kind = $1 AND status = 'pending' "
+                                     "AND expires_at_ms > $3 "
+                                     "ORDER BY created_at_ms DESC, id DESC LIMIT $4";
+    // The newest `limit` of each index, merged (UNION: an application is both the applicant's
+    // and made by them, and is listed once).
+    static const std::string about_or_from =
+        "SELECT * FROM (" + about + ") AS a UNION SELECT * FROM (" + std::string(kRequestColumns) +
+        "WHERE from_id = $2 AND kind = $1 AND status = 'pending' AND expires_at_ms > $3 "
+        "ORDER BY created_at_ms DESC, id DESC LIMIT $4) AS b "
+        "ORDER BY created_at_ms DESC, id DESC LIMIT $4";
+    static const Stmt s{about.c_str(), "ttii", kRequestTypes, true};
+    static const Stmt s_or{about_or_from.c_str(), "ttii", kRequestTypes, true};
+    Args a;
+    a.text(request_kind_name(kind)).text(user_id).i64(now).i64(limit);
+    return request_list(run(or_from ? &s_or : &s, &a, "requests_of_user"));
+  }
+
+  Result<std::vector<Request>> requests_of_conversation(RequestKind kind,
+                                                        ConversationId conversation_id, int64_t now,
+                                                        int64_t limit) override {
+    static const std::string sql = std::string(kRequestColumns) +
+                                   "WHERE conversation_id = $2 AND kind = $1 AND "
+                                   "status = 'pending' AND expires_at_ms > $3 "
+                                   "ORDER BY created_at_ms DESC, id DESC LIMIT $4";
+    static const Stmt s{sql.c_str(), "tiii", kRequestTypes, true};
+    Args a;
+    a.text(request_kind_name(kind)).i64(conversation_id).i64(now).i64(limit);
+    return request_list(run(&s, &a, "requests_of_conversation"));
+  }
+
+  Result<int64_t> requests_expire(int64_t now) override {
+    static constexpr Stmt s{
+        "UPDATE requests SET status = 'expired' WHERE status = 'pending' AND expires_at_ms <= $1",
+        "i", "", false};
+    Args a;
+    a.i64(now);
+    auto r = run(&s, &a, "requests_expire");
+    if (!r) return r.error();
+    return affected(r.value().get());
+  }
+
+  // --- friends: one row per pair, (user_a, user_b) in byte order ---
+  Status add_friend(const std::string& a, const std::string& b, int64_t now) override {
+    if (a == b) return make_error(Errc::bad_request, "add_friend: a user is not their own friend");
+    static constexpr Stmt s{
+        "INSERT INTO friends(user_a, user_b, since_ms) VALUES($1,$2,$3) ON CONFLICT DO NOTHING",
+        "tti", "", true};
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    Args x;
+    x.text(lo).text(hi).i64(now);
+    auto r = run(&s, &x, "add_friend");
+    if (!r) return renamed(r.error(), Errc::not_found, "no such user");
+    return ok_status();
+  }
+
+  Status remove_friend(const std::string& a, const std::string& b) override {
+    static constexpr Stmt s{"DELETE FROM friends WHERE user_a = $1 AND user_b = $2", "tt", "",
+                            true};
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    Args x;
+    x.text(lo).text(hi);
+    return status(run(&s, &x, "remove_friend"));
+  }
+
+  Result<bool> are_friends(const std::string& a, const std::string& b) override {
+    static constexpr Stmt s{
+        "SELECT EXISTS(SELECT 1 FROM friends WHERE user_a = $1 AND user_b = $2)", "tt", "b", true};
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    Args x;
+    x.text(lo).text(hi);
+    auto r = run(&s, &x, "are_friends");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    return rows.size() == 1 && rows.boolean(0, 0);
+  }
+
+  Result<std::vector<Friend>> list_friends(const std::string& user_id) override {
+    static constexpr Stmt s{
+        "SELECT user_b, since_ms FROM friends WHERE user_a = $1 UNION ALL "
+        "SELECT user_a, since_ms FROM friends WHERE user_b = $1 ORDER BY 1",
+        "t", "ti", true};
+    Args a;
+    a.text(user_id);
+    auto r = run(&s, &a, "list_friends");
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<Friend> out;
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i) out.push_back(Friend{rows.text(i, 0), rows.i64(i, 1)});
+    return out;
   }
 
   // --- messages ---
@@ -1601,16 +1920,19 @@ class PgSession final : public StoreSession {
     if (!in_txn_) return make_error(Errc::internal, "postgres: import outside a transaction");
     if (first_error_) return *first_error_;  // the transaction is aborted already
     for (auto& u : r.users) {
-      if (auto st = copy_begin("users", "users(id, name, password_hash, is_admin, created_at)");
+      if (auto st = copy_begin("users",
+                               "users(id, name, password_hash, is_admin, created_at, "
+                               "direct_policy)");
           !st)
         return st;
       CopyWriter w(copy_buf_);
-      w.row(5)
+      w.row(6)
           .text(u.user.id)
           .text(u.user.name)
           .text(u.password_hash)
           .boolean(u.user.is_admin)
-          .i64(u.user.created_at_ms);
+          .i64(u.user.created_at_ms)
+          .text(direct_policy_name(u.user.direct_policy));
       if (auto st = copy_row(w, u.user.id); !st) return st;
     }
     for (auto& t : r.tokens) {
@@ -1623,12 +1945,12 @@ class PgSession final : public StoreSession {
     for (auto& row : r.conversations) {
       if (auto st = copy_begin("conversations",
                                "conversations(id, type, name, owner, direct_key, last_seq, "
-                               "created_at, members_version)");
+                               "created_at, members_version, notice, join_policy)");
           !st)
         return st;
       auto& c = row.conversation;
       CopyWriter w(copy_buf_);
-      w.row(8)
+      w.row(10)
           .i64(c.id)
           .text(conversation_type_name(c.type))
           .text(c.name)
@@ -1636,7 +1958,9 @@ class PgSession final : public StoreSession {
           .text_or_null(row.direct_key)
           .i64(c.last_seq)
           .i64(c.created_at_ms)
-          .i64(c.members_version);
+          .i64(c.members_version)
+          .text(c.notice)
+          .text(join_policy_name(c.join_policy));
       if (auto st = copy_row(w, std::to_string(c.id)); !st) return st;
     }
     if (!r.members.empty())
@@ -1695,6 +2019,33 @@ class PgSession final : public StoreSession {
           .i64(c.cursor.fetched);
       if (auto st = copy_row(w, c.user_id + "/" + c.device_id); !st) return st;
     }
+    for (auto& q : r.requests) {
+      if (auto st = copy_begin("requests",
+                               "requests(id, kind, conversation_id, user_id, from_id, text, "
+                               "status, decided_by, created_at_ms, decided_at_ms, expires_at_ms)");
+          !st)
+        return st;
+      CopyWriter w(copy_buf_);
+      w.row(11)
+          .text(q.id)
+          .text(request_kind_name(q.kind))
+          .i64(q.conversation_id)
+          .text(q.user_id)
+          .text(q.from_id)
+          .text(q.text)
+          .text(request_status_name(q.status))
+          .text(q.decided_by)
+          .i64(q.created_at_ms)
+          .i64(q.decided_at_ms)
+          .i64(q.expires_at_ms);
+      if (auto st = copy_row(w, q.id); !st) return st;
+    }
+    for (auto& f : r.friends) {
+      if (auto st = copy_begin("friends", "friends(user_a, user_b, since_ms)"); !st) return st;
+      CopyWriter w(copy_buf_);
+      w.row(3).text(f.user_a).text(f.user_b).i64(f.since_ms);
+      if (auto st = copy_row(w, f.user_a + "/" + f.user_b); !st) return st;
+    }
     return ok_status();
   }
 
@@ -1718,8 +2069,9 @@ class PgSession final : public StoreSession {
         "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens), "
         "(SELECT count(*) FROM conversations), (SELECT count(*) FROM members), "
         "(SELECT count(*) FROM files), (SELECT count(*) FROM messages), "
-        "(SELECT count(*) FROM cursors)",
-        "", "iiiiiii", true};
+        "(SELECT count(*) FROM cursors), (SELECT count(*) FROM requests), "
+        "(SELECT count(*) FROM friends)",
+        "", "iiiiiiiii", true};
     Args a;
     auto r = run(&s, &a, "count_rows");
     if (!r) return r.error();
@@ -1732,6 +2084,8 @@ class PgSession final : public StoreSession {
     c.files = rows.i64(0, 4);
     c.messages = rows.i64(0, 5);
     c.cursors = rows.i64(0, 6);
+    c.requests = rows.i64(0, 7);
+    c.friends = rows.i64(0, 8);
     return c;
   }
 
@@ -1861,11 +2215,17 @@ class PgSession final : public StoreSession {
       int64_t added = 0;
       for (; i < members.size() && members[i].conversation_id == id; ++i, ++added) {
         auto& m = members[i];
-        if (auto st = copy_begin("members", "members(conversation_id, user_id, muted, joined_at)");
+        if (auto st =
+                copy_begin("members", "members(conversation_id, user_id, muted, joined_at, role)");
             !st)
           return st;
         CopyWriter w(copy_buf_);
-        w.row(4).i64(m.conversation_id).text(m.user_id).boolean(m.muted).i64(m.joined_at_ms);
+        w.row(5)
+            .i64(m.conversation_id)
+            .text(m.user_id)
+            .boolean(m.muted)
+            .i64(m.joined_at_ms)
+            .text(role_name(m.role));
         if (auto st = copy_row(w, std::to_string(id) + "/" + m.user_id); !st) return st;
       }
       values += (values.empty() ? "(" : ",(") + std::to_string(id) + "::bigint," +
@@ -1919,11 +2279,15 @@ class PgSession final : public StoreSession {
     constexpr std::size_t kRowBytes = 64;  // the integers and the row's own overhead, roughly
     if (auto st = export_table(
             sink, limits,
-            "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id", "users",
-            "tttbi",
+            "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users ORDER "
+            "BY id",
+            "users", "tttbit",
             [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
               UserRecord u;
               u.user = user_row(rows, i);
+              if (!parse_direct_policy(rows.text(i, 5)))
+                return make_error(Errc::internal,
+                                  u.user.id + ": unknown direct_policy '" + rows.text(i, 5) + "'");
               u.password_hash = rows.text(i, 2);
               const std::size_t n =
                   kRowBytes + u.user.id.size() + u.user.name.size() + u.password_hash.size();
@@ -1946,9 +2310,9 @@ class PgSession final : public StoreSession {
       return st;
     if (auto st = export_table(
             sink, limits,
-            "SELECT id, type, name, owner, last_seq, created_at, members_version, direct_key "
-            "FROM conversations ORDER BY id",
-            "conversations", "itttiiit",
+            "SELECT id, type, name, owner, last_seq, created_at, members_version, direct_key, "
+            "notice, join_policy FROM conversations ORDER BY id",
+            "conversations", "itttiiittt",
             [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
               ConversationRow r;
               auto& c = r.conversation;
@@ -1964,8 +2328,14 @@ class PgSession final : public StoreSession {
               c.created_at_ms = rows.i64(i, 5);
               c.members_version = rows.i64(i, 6);
               r.direct_key = rows.text(i, 7);
-              const std::size_t n =
-                  kRowBytes + c.name.size() + c.owner.size() + r.direct_key.size();
+              c.notice = rows.text(i, 8);
+              auto policy = parse_join_policy(rows.text(i, 9));
+              if (!policy)
+                return make_error(Errc::internal, std::to_string(c.id) + ": unknown join_policy '" +
+                                                      rows.text(i, 9) + "'");
+              c.join_policy = *policy;
+              const std::size_t n = kRowBytes + c.name.size() + c.owner.size() +
+                                    r.direct_key.size() + c.notice.size();
               b.conversations.push_back(std::move(r));
               return n;
             });
@@ -1973,11 +2343,17 @@ class PgSession final : public StoreSession {
       return st;
     if (auto st = export_table(
             sink, limits,
-            "SELECT conversation_id, user_id, muted, joined_at FROM members "
+            "SELECT conversation_id, user_id, muted, joined_at, role FROM members "
             "ORDER BY conversation_id, user_id",
-            "members", "itbi",
+            "members", "itbit",
             [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
               MemberRow m{rows.i64(i, 0), rows.text(i, 1), rows.boolean(i, 2), rows.i64(i, 3)};
+              auto role = parse_role(rows.text(i, 4));
+              if (!role)
+                return make_error(Errc::internal, std::to_string(m.conversation_id) + "/" +
+                                                      m.user_id + ": unknown role '" +
+                                                      rows.text(i, 4) + "'");
+              m.role = *role;
               const std::size_t n = kRowBytes + m.user_id.size();
               b.members.push_back(std::move(m));
               return n;
@@ -2007,7 +2383,7 @@ class PgSession final : public StoreSession {
               auto& m = r.message;
               m.conversation_id = rows.i64(i, 0);
               m.seq = rows.i64(i, 1);
-              auto type = parse_message_type(rows.text(i, 4));
+              auto type = parse_stored_message_type(rows.text(i, 4));
               if (!type)
                 return make_error(Errc::internal, std::to_string(m.conversation_id) + "/" +
                                                       std::to_string(m.seq) + ": unknown type '" +
@@ -2027,17 +2403,40 @@ class PgSession final : public StoreSession {
             });
         !st)
       return st;
-    return export_table(sink, limits,
-                        "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
-                        "ORDER BY user_id, device_id, conversation_id",
-                        "cursors", "ttiii",
-                        [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
-                          CursorRow c{rows.text(i, 0), rows.text(i, 1), rows.i64(i, 2),
-                                      DeviceCursor{rows.i64(i, 3), rows.i64(i, 4)}};
-                          const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
-                          b.cursors.push_back(std::move(c));
-                          return n;
-                        });
+    if (auto st =
+            export_table(sink, limits,
+                         "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
+                         "ORDER BY user_id, device_id, conversation_id",
+                         "cursors", "ttiii",
+                         [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+                           CursorRow c{rows.text(i, 0), rows.text(i, 1), rows.i64(i, 2),
+                                       DeviceCursor{rows.i64(i, 3), rows.i64(i, 4)}};
+                           const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
+                           b.cursors.push_back(std::move(c));
+                           return n;
+                         });
+        !st)
+      return st;
+    if (auto st = export_table(
+            sink, limits, std::string(kRequestColumns) + "ORDER BY id", "requests", kRequestTypes,
+            [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+              auto q = request_row(rows, i);
+              if (!q) return q.error();
+              const std::size_t n = kRowBytes + q->id.size() + q->user_id.size() +
+                                    q->from_id.size() + q->text.size() + q->decided_by.size();
+              b.requests.push_back(std::move(q.value()));
+              return n;
+            });
+        !st)
+      return st;
+    return export_table(
+        sink, limits, "SELECT user_a, user_b, since_ms FROM friends ORDER BY user_a, user_b",
+        "friends", "tti", [](const Rows& rows, int i, StoreRows& b) -> Result<std::size_t> {
+          FriendRow f{rows.text(i, 0), rows.text(i, 1), rows.i64(i, 2)};
+          const std::size_t n = kRowBytes + f.user_a.size() + f.user_b.size();
+          b.friends.push_back(std::move(f));
+          return n;
+        });
   }
 
   Status reconnect() {
@@ -2215,7 +2614,47 @@ class PgSession final : public StoreSession {
     u.name = rows.text(i, 1);
     u.is_admin = rows.boolean(i, 3);
     u.created_at_ms = rows.i64(i, 4);
+    u.direct_policy = parse_direct_policy(rows.text(i, 5)).value_or(DirectPolicy::anyone);
     return u;
+  }
+  // A row of kRequestColumns; fails on a kind or status the model has no name for.
+  static Result<Request> request_row(const Rows& rows, int i) {
+    Request q;
+    q.id = rows.text(i, 0);
+    auto kind = parse_request_kind(rows.text(i, 1));
+    auto status = parse_request_status(rows.text(i, 6));
+    if (!kind || !status)
+      return make_error(Errc::internal, "request " + q.id + ": unknown kind '" + rows.text(i, 1) +
+                                            "' or status '" + rows.text(i, 6) + "'");
+    q.kind = *kind;
+    q.conversation_id = rows.i64(i, 2);
+    q.user_id = rows.text(i, 3);
+    q.from_id = rows.text(i, 4);
+    q.text = rows.text(i, 5);
+    q.status = *status;
+    q.decided_by = rows.text(i, 7);
+    q.created_at_ms = rows.i64(i, 8);
+    q.decided_at_ms = rows.i64(i, 9);
+    q.expires_at_ms = rows.i64(i, 10);
+    return q;
+  }
+  static Result<std::vector<Request>> request_list(Result<PgResult> r) {
+    if (!r) return r.error();
+    Rows rows{r.value().get()};
+    std::vector<Request> out;
+    out.reserve(static_cast<std::size_t>(rows.size()));
+    for (int i = 0; i < rows.size(); ++i) {
+      auto q = request_row(rows, i);
+      if (!q) return q.error();
+      out.push_back(std::move(q.value()));
+    }
+    return out;
+  }
+  static Result<std::optional<Request>> first_request(Result<PgResult> r) {
+    auto list = request_list(std::move(r));
+    if (!list) return list.error();
+    if (list->empty()) return std::optional<Request>();
+    return std::optional<Request>(std::move(list->front()));
   }
   static FileMeta file_row(const Rows& rows, int i, int col) {
     FileMeta f;
@@ -2228,7 +2667,8 @@ class PgSession final : public StoreSession {
     f.created_at_ms = rows.i64(i, col + 6);
     return f;
   }
-  // Rows of (conversation columns, member user_id, muted), grouped by conversation in order.
+  // Rows of (conversation columns, member user_id, muted, role, notice, join_policy), grouped by
+  // conversation in order.
   static std::vector<Conversation> conversation_rows(const Rows& rows) {
     std::vector<Conversation> out;
     for (int i = 0; i < rows.size(); ++i) {
@@ -2241,10 +2681,15 @@ class PgSession final : public StoreSession {
         c.owner = rows.text(i, 3);
         c.last_seq = rows.i64(i, 4);
         c.created_at_ms = rows.i64(i, 5);
+        c.notice = rows.text(i, 9);
+        c.join_policy = parse_join_policy(rows.text(i, 10)).value_or(JoinPolicy::approval);
         out.push_back(std::move(c));
       }
-      if (!rows.null(i, 6))
-        out.back().members.push_back(Member{rows.text(i, 6), rows.boolean(i, 7)});
+      if (!rows.null(i, 6)) {
+        Member m{rows.text(i, 6), rows.boolean(i, 7)};
+        m.role = store_text::member_role(out.back().owner, m.user_id, rows.text(i, 8));
+        out.back().members.push_back(std::move(m));
+      }
     }
     return out;
   }
@@ -2311,7 +2756,7 @@ class PgSession final : public StoreSession {
       m.seq = rows.i64(i, 1);
       m.publisher_id = rows.text(i, 2);
       m.publisher_name = rows.text(i, 3);
-      m.type = parse_message_type(rows.text(i, 4)).value_or(MessageType::text);
+      m.type = parse_stored_message_type(rows.text(i, 4)).value_or(MessageType::text);
       m.body = rows.text(i, 5);
       m.client_msg_id = rows.text(i, 6);
       m.ts_ms = rows.i64(i, 7);

@@ -32,7 +32,13 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     exec(db,
-         // Version 5's column first: the rows below are version 1's.
+         // Version 7's columns (after the triggers that name them) and version 6's first: the
+         // rows below are version 1's.
+         "DROP TRIGGER role_version; DROP TRIGGER settings_version;"
+         "DROP TABLE requests; DROP TABLE friends;"
+         "ALTER TABLE members DROP COLUMN role; ALTER TABLE conversations DROP COLUMN notice;"
+         "ALTER TABLE conversations DROP COLUMN join_policy;"
+         "ALTER TABLE users DROP COLUMN direct_policy;"
          "ALTER TABLE messages DROP COLUMN mentions;"
          "INSERT INTO users VALUES('Alice','Alice','h',0,1),('bob','bob','h',0,1),"
          "('Zed','Zed','h',0,1),('ZED','ZED2','h',0,1);"
@@ -66,6 +72,18 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
   auto c = s->get_conversation(1).value();
   ASSERT_TRUE(c);
   EXPECT_EQ(c->owner, "alice");
+  // Version 7's defaults: rows of before it are members, the owner is the owner, a group
+  // takes applications, anyone may open a direct conversation.
+  auto g = s->get_conversation(2).value();
+  ASSERT_TRUE(g);
+  ASSERT_EQ(g->members.size(), 2u);
+  for (auto& m : g->members)
+    EXPECT_EQ(m.role, m.user_id == "alice" ? Role::owner : Role::member) << m.user_id;
+  EXPECT_EQ(g->join_policy, JoinPolicy::approval);
+  EXPECT_EQ(g->notice, "");
+  EXPECT_EQ(s->find_user("bob").value()->user.direct_policy, DirectPolicy::anyone);
+  EXPECT_TRUE(s->list_friends("alice").value().empty());
+  EXPECT_EQ(s->count_rows().value().requests, 0);
   EXPECT_EQ(s->list_conversations("alice").value().size(), 2u);
   auto m = s->messages_after(1, 0, 10).value();
   ASSERT_EQ(m.size(), 1u);

@@ -1,5 +1,6 @@
 #include "store/sqlite/sqlite_store.hpp"
 #include "base/process.hpp"
+#include "store/sql_text.hpp"
 #include "store/sqlite/wal_vfs.hpp"
 
 #include <sqlite3.h>
@@ -206,7 +207,89 @@ CREATE TABLE push_dead (
 ) WITHOUT ROWID;
 CREATE INDEX push_dead_by_time ON push_dead(dead_at);
 )sql",
+    // Version 7 (issue 13): groups (DESIGN.md section 8): roles, a group's notice and join
+    // policy, a user's direct policy; requests (applications, invitations, friend requests) and
+    // friends. A role or a group's settings changing bumps members_version, as a membership or
+    // owner change does (the writer caches them with the members), by triggers again so that
+    // every path that changes them bumps it. The owner's role is the conversation's `owner`,
+    // never a row's. A friendship is one row, the pair in byte order. Requests are kept in
+    // every status; the indexes hold the pending ones only, each in the order its list reads
+    // them (newest first; WITHOUT ROWID appends the id to every index): requests_pending for
+    // request_find_pending, by_user, by_from and by_conversation for the lists, expiry for
+    // requests_expire.
+    R"sql(
+ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+ALTER TABLE conversations ADD COLUMN notice TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN join_policy TEXT NOT NULL DEFAULT 'approval';
+ALTER TABLE users ADD COLUMN direct_policy TEXT NOT NULL DEFAULT 'anyone';
+CREATE TRIGGER role_version AFTER UPDATE OF role ON members
+  WHEN OLD.role IS NOT NEW.role BEGIN
+  UPDATE conversations SET members_version = members_version + 1 WHERE id = NEW.conversation_id;
+END;
+CREATE TRIGGER settings_version AFTER UPDATE OF name, notice, join_policy ON conversations
+  WHEN OLD.name IS NOT NEW.name OR OLD.notice IS NOT NEW.notice
+    OR OLD.join_policy IS NOT NEW.join_policy BEGIN
+  UPDATE conversations SET members_version = members_version + 1 WHERE id = NEW.id;
+END;
+CREATE TABLE requests (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  conversation_id INTEGER NOT NULL,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  from_id TEXT NOT NULL REFERENCES users(id),
+  text TEXT NOT NULL,
+  status TEXT NOT NULL,
+  decided_by TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  decided_at_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX requests_pending
+  ON requests(user_id, from_id, kind, conversation_id, created_at_ms) WHERE status = 'pending';
+CREATE INDEX requests_by_user ON requests(user_id, kind, created_at_ms)
+  WHERE status = 'pending';
+CREATE INDEX requests_by_from ON requests(from_id, kind, created_at_ms)
+  WHERE status = 'pending';
+CREATE INDEX requests_by_conversation ON requests(conversation_id, kind, created_at_ms)
+  WHERE status = 'pending';
+CREATE INDEX requests_expiry ON requests(expires_at_ms) WHERE status = 'pending';
+CREATE TABLE friends (
+  user_a TEXT NOT NULL REFERENCES users(id),
+  user_b TEXT NOT NULL REFERENCES users(id),
+  since_ms INTEGER NOT NULL,
+  PRIMARY KEY (user_a, user_b),
+  CHECK (user_a < user_b)
+) WITHOUT ROWID;
+CREATE INDEX friends_by_b ON friends(user_b, user_a);
+)sql",
 };
+
+// A request's columns, in request_row's order; the statements that read requests. Each reads
+// pending requests through one of the partial indexes of version 7, in the index's order:
+// `+expires_at_ms` keeps the planner, which has no statistics, off requests_expiry (a range over
+// every pending request of everyone), which it would otherwise prefer.
+constexpr const char* kRequestSelect =
+    "SELECT id, kind, conversation_id, user_id, from_id, text, status, decided_by, created_at_ms, "
+    "decided_at_ms, expires_at_ms FROM requests ";
+const std::string kRequestGet = std::string(kRequestSelect) + "WHERE id = ?1";
+const std::string kRequestFind =
+    std::string(kRequestSelect) +
+    "WHERE user_id = ?3 AND from_id = ?4 AND kind = ?1 AND conversation_id = ?2 AND "
+    "status = 'pending' AND +expires_at_ms > ?5 ORDER BY created_at_ms DESC, id DESC LIMIT 1";
+const std::string kRequestsOfUser =
+    std::string(kRequestSelect) +
+    "WHERE user_id = ?2 AND kind = ?1 AND status = 'pending' AND +expires_at_ms > ?3 "
+    "ORDER BY created_at_ms DESC, id DESC LIMIT ?4";
+// About the user or made by them: the newest `limit` of each index, merged (UNION: an
+// application is both the applicant's and made by them, and is listed once). An OR would scan.
+const std::string kRequestsOfUserOrFrom =
+    "SELECT * FROM (" + kRequestsOfUser + ") UNION SELECT * FROM (" + std::string(kRequestSelect) +
+    "WHERE from_id = ?2 AND kind = ?1 AND status = 'pending' AND +expires_at_ms > ?3 "
+    "ORDER BY created_at_ms DESC, id DESC LIMIT ?4) ORDER BY created_at_ms DESC, id DESC LIMIT ?4";
+const std::string kRequestsOfConversation =
+    std::string(kRequestSelect) +
+    "WHERE conversation_id = ?2 AND kind = ?1 AND status = 'pending' AND +expires_at_ms > ?3 "
+    "ORDER BY created_at_ms DESC, id DESC LIMIT ?4";
 
 Error db_error(sqlite3* db, const char* what) {
   return make_error(Errc::internal, std::string(what) + ": " + sqlite3_errmsg(db));
@@ -319,12 +402,14 @@ class SqliteSession final : public StoreSession {
   // --- users and tokens ---
   Status create_user(const User& u, const std::string& hash) override {
     auto* s = prepare(
-        "INSERT INTO users(id, name, password_hash, is_admin, created_at) VALUES(?1,?2,?3,?4,?5)");
+        "INSERT INTO users(id, name, password_hash, is_admin, created_at, direct_policy) "
+        "VALUES(?1,?2,?3,?4,?5,?6)");
     bind(s, 1, u.id);
     bind(s, 2, u.name);
     bind(s, 3, hash);
     sqlite3_bind_int(s, 4, u.is_admin ? 1 : 0);
     sqlite3_bind_int64(s, 5, u.created_at_ms);
+    bind_static(s, 6, direct_policy_name(u.direct_policy));
     int rc = step_done(s);
     if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "user id already taken");
     if (rc != SQLITE_DONE) return db_error(db_, "create_user");
@@ -332,8 +417,9 @@ class SqliteSession final : public StoreSession {
   }
 
   Result<std::optional<UserRecord>> find_user(const std::string& id) override {
-    auto* s =
-        prepare("SELECT id, name, password_hash, is_admin, created_at FROM users WHERE id = ?1");
+    auto* s = prepare(
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users WHERE id = "
+        "?1");
     bind(s, 1, id);
     std::optional<UserRecord> out;
     int rc = sqlite3_step(s);
@@ -350,14 +436,16 @@ class SqliteSession final : public StoreSession {
   }
 
   Result<std::vector<User>> list_admins() override {
-    return users_of(prepare("SELECT id, name, password_hash, is_admin, created_at FROM users "
-                            "WHERE is_admin <> 0 ORDER BY id"),
-                    "list_admins");
+    return users_of(
+        prepare("SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users "
+                "WHERE is_admin <> 0 ORDER BY id"),
+        "list_admins");
   }
 
   Result<std::vector<User>> list_users(int64_t limit) override {
     auto* s = prepare(
-        "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id LIMIT ?1");
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users ORDER BY "
+        "id LIMIT ?1");
     sqlite3_bind_int64(s, 1, limit);
     return users_of(s, "list_users");
   }
@@ -377,6 +465,27 @@ class SqliteSession final : public StoreSession {
     bind(s, 1, id);
     sqlite3_bind_int(s, 2, admin ? 1 : 0);
     return done_changed(s, "set_admin", "no such user");
+  }
+
+  // The directory: a scan in id order from after_id, which stops at `limit` matches.
+  Result<std::vector<User>> search_users(const std::string& query, const std::string& after_id,
+                                         int64_t limit) override {
+    auto* s = prepare(
+        "SELECT id, name, password_hash, is_admin, created_at, direct_policy FROM users "
+        "WHERE id > ?2 AND (lower(id) LIKE ?1 || '%' ESCAPE '\\' "
+        "OR lower(name) LIKE '%' || ?1 || '%' ESCAPE '\\') ORDER BY id LIMIT ?3");
+    const std::string operand = store_text::like_operand(query);
+    bind_static(s, 1, operand);
+    bind_static(s, 2, after_id);
+    sqlite3_bind_int64(s, 3, limit);
+    return users_of(s, "search_users");
+  }
+
+  Status set_direct_policy(const std::string& id, DirectPolicy p) override {
+    auto* s = prepare("UPDATE users SET direct_policy = ?2 WHERE id = ?1");
+    bind(s, 1, id);
+    bind_static(s, 2, direct_policy_name(p));
+    return done_changed(s, "set_direct_policy", "no such user");
   }
 
   Status set_password(const std::string& id, const std::string& hash) override {
@@ -445,8 +554,8 @@ class SqliteSession final : public StoreSession {
   Result<ConversationId> create_conversation(const Conversation& c,
                                              const std::string& direct_key) override {
     auto* s = prepare(
-        "INSERT INTO conversations(type, name, owner, direct_key, last_seq, created_at) "
-        "VALUES(?1,?2,?3,?4,0,?5)");
+        "INSERT INTO conversations(type, name, owner, direct_key, last_seq, created_at, notice, "
+        "join_policy) VALUES(?1,?2,?3,?4,0,?5,?6,?7)");
     bind(s, 1, std::string(conversation_type_name(c.type)));
     bind(s, 2, c.name);
     bind(s, 3, c.owner);
@@ -455,12 +564,14 @@ class SqliteSession final : public StoreSession {
     else
       bind(s, 4, direct_key);
     sqlite3_bind_int64(s, 5, c.created_at_ms);
+    bind(s, 6, c.notice);
+    bind_static(s, 7, join_policy_name(c.join_policy));
     int rc = step_done(s);
     if (rc == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "direct conversation exists");
     if (rc != SQLITE_DONE) return db_error(db_, "create_conversation");
     ConversationId id = sqlite3_last_insert_rowid(db_);
     for (auto& m : c.members)
-      if (auto st = add_member(id, m.user_id, c.created_at_ms); !st) return st.error();
+      if (auto st = insert_member(id, m.user_id, c.created_at_ms, m.role); !st) return st.error();
     return id;
   }
 
@@ -480,20 +591,20 @@ class SqliteSession final : public StoreSession {
 
   Result<std::optional<Conversation>> get_conversation(ConversationId id) override {
     auto* s = prepare(
-        "SELECT id, type, name, owner, last_seq, created_at, members_version FROM conversations "
-        "WHERE id = ?1");
+        "SELECT id, type, name, owner, last_seq, created_at, notice, join_policy, members_version "
+        "FROM conversations WHERE id = ?1");
     sqlite3_bind_int64(s, 1, id);
     std::optional<Conversation> out;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
       out = conversation_row(s);
-      out->members_version = sqlite3_column_int64(s, 6);
+      out->members_version = sqlite3_column_int64(s, 8);
       rc = sqlite3_step(s);
     }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "get_conversation");
     if (out) {
-      auto m = members(id);
+      auto m = members(id, out->owner);
       if (!m) return m.error();
       out->members = std::move(m.value());
     }
@@ -502,7 +613,8 @@ class SqliteSession final : public StoreSession {
 
   Result<std::vector<Conversation>> list_conversations(const std::string& user_id) override {
     auto* s = prepare(
-        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at FROM members m "
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, c.notice, "
+        "c.join_policy FROM members m "
         "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?1 ORDER BY c.id");
     bind(s, 1, user_id);
     std::vector<Conversation> out;
@@ -511,7 +623,7 @@ class SqliteSession final : public StoreSession {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "list_conversations");
     for (auto& c : out) {
-      auto m = members(c.id);
+      auto m = members(c.id, c.owner);
       if (!m) return m.error();
       c.members = std::move(m.value());
     }
@@ -522,7 +634,8 @@ class SqliteSession final : public StoreSession {
                                                             ConversationId after_id,
                                                             int64_t limit) override {
     auto* s = prepare(
-        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at FROM members m "
+        "SELECT c.id, c.type, c.name, c.owner, c.last_seq, c.created_at, c.notice, "
+        "c.join_policy FROM members m "
         "JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = ?1 "
         "AND m.conversation_id > ?2 ORDER BY m.conversation_id LIMIT ?3");
     bind(s, 1, user_id);
@@ -534,7 +647,7 @@ class SqliteSession final : public StoreSession {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "list_conversations_page");
     for (auto& c : out) {
-      auto m = members(c.id);
+      auto m = members(c.id, c.owner);
       if (!m) return m.error();
       c.members = std::move(m.value());
     }
@@ -554,12 +667,19 @@ class SqliteSession final : public StoreSession {
   }
 
   Status add_member(ConversationId id, const std::string& user_id, int64_t now) override {
+    return insert_member(id, user_id, now, Role::member);
+  }
+
+  // A member with a role (create_conversation's members carry theirs); one already in stays
+  // as it is.
+  Status insert_member(ConversationId id, const std::string& user_id, int64_t now, Role role) {
     auto* s = prepare(
-        "INSERT INTO members(conversation_id, user_id, muted, joined_at) VALUES(?1,?2,0,?3) "
-        "ON CONFLICT DO NOTHING");
+        "INSERT INTO members(conversation_id, user_id, muted, joined_at, role) "
+        "VALUES(?1,?2,0,?3,?4) ON CONFLICT DO NOTHING");
     sqlite3_bind_int64(s, 1, id);
     bind(s, 2, user_id);
     sqlite3_bind_int64(s, 3, now);
+    bind_static(s, 4, store_text::row_role_name(role));
     return done(s, "add_member");
   }
 
@@ -578,11 +698,204 @@ class SqliteSession final : public StoreSession {
     return done_changed(s, "set_muted", "not a member");
   }
 
+  // The owner_version trigger bumps members_version when the owner changes, role_version when
+  // the new owner's row was an admin's.
   Status set_owner(ConversationId id, const std::string& user_id) override {
     auto* s = prepare("UPDATE conversations SET owner = ?2 WHERE id = ?1");
     sqlite3_bind_int64(s, 1, id);
     bind(s, 2, user_id);
-    return done_changed(s, "set_owner", "no such conversation");
+    if (auto st = done_changed(s, "set_owner", "no such conversation"); !st) return st;
+    s = prepare(
+        "UPDATE members SET role = 'member' WHERE conversation_id = ?1 AND user_id = ?2 "
+        "AND role <> 'member'");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    return done(s, "set_owner");
+  }
+
+  // --- groups (DESIGN.md section 8) ---
+  // The settings_version trigger bumps members_version when a value changes.
+  Status update_conversation(ConversationId id, const std::optional<std::string>& name,
+                             const std::optional<std::string>& notice,
+                             std::optional<JoinPolicy> join_policy) override {
+    auto* s = prepare(
+        "UPDATE conversations SET name = coalesce(?2, name), notice = coalesce(?3, notice), "
+        "join_policy = coalesce(?4, join_policy) WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    if (name)
+      bind(s, 2, *name);
+    else
+      sqlite3_bind_null(s, 2);
+    if (notice)
+      bind(s, 3, *notice);
+    else
+      sqlite3_bind_null(s, 3);
+    if (join_policy)
+      bind_static(s, 4, join_policy_name(*join_policy));
+    else
+      sqlite3_bind_null(s, 4);
+    return done_changed(s, "update_conversation", "no such conversation");
+  }
+
+  // The role_version trigger bumps members_version when the role changes.
+  Status set_role(ConversationId id, const std::string& user_id, Role role) override {
+    if (role == Role::owner) return make_error(Errc::bad_request, "set_role: owner is set_owner");
+    auto* s = prepare("UPDATE members SET role = ?3 WHERE conversation_id = ?1 AND user_id = ?2");
+    sqlite3_bind_int64(s, 1, id);
+    bind(s, 2, user_id);
+    bind_static(s, 3, role_name(role));
+    return done_changed(s, "set_role", "not a member");
+  }
+
+  Result<int64_t> count_members(ConversationId id) override {
+    auto* s = prepare("SELECT count(*) FROM members WHERE conversation_id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW) return db_error(db_, "count_members");
+    return n;
+  }
+
+  // --- requests ---
+  Status request_insert(const Request& r) override {
+    auto* s = prepare(
+        "INSERT INTO requests(id, kind, conversation_id, user_id, from_id, text, status, "
+        "decided_by, created_at_ms, decided_at_ms, expires_at_ms) "
+        "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)");
+    bind_request(s, r);
+    int rc = sqlite3_step(s);
+    const int ext = sqlite3_extended_errcode(db_);
+    sqlite3_reset(s);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error(Errc::not_found, "no such user");
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) return make_error(Errc::conflict, "request id taken");
+    if (rc != SQLITE_DONE) return db_error(db_, "request_insert");
+    return ok_status();
+  }
+
+  Result<std::optional<Request>> request_get(const std::string& id) override {
+    auto* s = prepare(kRequestGet.c_str());
+    bind(s, 1, id);
+    auto rows = request_rows(s, "request_get");
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<Request>();
+    return std::optional<Request>(std::move(rows->front()));
+  }
+
+  Result<std::optional<Request>> request_find_pending(RequestKind kind,
+                                                      ConversationId conversation_id,
+                                                      const std::string& user_id,
+                                                      const std::string& from_id,
+                                                      int64_t now) override {
+    auto* s = prepare(kRequestFind.c_str());
+    bind_static(s, 1, request_kind_name(kind));
+    sqlite3_bind_int64(s, 2, conversation_id);
+    bind_static(s, 3, user_id);
+    bind_static(s, 4, from_id);
+    sqlite3_bind_int64(s, 5, now);
+    auto rows = request_rows(s, "request_find_pending");
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<Request>();
+    return std::optional<Request>(std::move(rows->front()));
+  }
+
+  // One conditional UPDATE: of two decisions (on any node) one changes the row, the other
+  // finds it decided and changes nothing.
+  Result<bool> request_decide(const std::string& id, RequestStatus status,
+                              const std::string& decided_by, int64_t now,
+                              ConversationId conversation_id) override {
+    if (status == RequestStatus::pending)
+      return make_error(Errc::bad_request, "request_decide: pending is not a decision");
+    auto* s = prepare(
+        "UPDATE requests SET status = ?2, decided_by = ?3, decided_at_ms = ?4, "
+        "conversation_id = CASE WHEN ?5 <> 0 THEN ?5 ELSE conversation_id END "
+        "WHERE id = ?1 AND status = 'pending' AND expires_at_ms > ?4");
+    bind_static(s, 1, id);
+    bind_static(s, 2, request_status_name(status));
+    bind_static(s, 3, decided_by);
+    sqlite3_bind_int64(s, 4, now);
+    sqlite3_bind_int64(s, 5, conversation_id);
+    if (auto st = done(s, "request_decide"); !st) return st.error();
+    return sqlite3_changes(db_) == 1;
+  }
+
+  Result<std::vector<Request>> requests_of_user(RequestKind kind, const std::string& user_id,
+                                                bool or_from, int64_t now, int64_t limit) override {
+    auto* s = or_from ? prepare(kRequestsOfUserOrFrom.c_str()) : prepare(kRequestsOfUser.c_str());
+    bind_static(s, 1, request_kind_name(kind));
+    bind_static(s, 2, user_id);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int64(s, 4, limit);
+    return request_rows(s, "requests_of_user");
+  }
+
+  Result<std::vector<Request>> requests_of_conversation(RequestKind kind,
+                                                        ConversationId conversation_id, int64_t now,
+                                                        int64_t limit) override {
+    auto* s = prepare(kRequestsOfConversation.c_str());
+    bind_static(s, 1, request_kind_name(kind));
+    sqlite3_bind_int64(s, 2, conversation_id);
+    sqlite3_bind_int64(s, 3, now);
+    sqlite3_bind_int64(s, 4, limit);
+    return request_rows(s, "requests_of_conversation");
+  }
+
+  Result<int64_t> requests_expire(int64_t now) override {
+    auto* s = prepare(
+        "UPDATE requests SET status = 'expired' WHERE status = 'pending' AND expires_at_ms <= ?1");
+    sqlite3_bind_int64(s, 1, now);
+    if (auto st = done(s, "requests_expire"); !st) return st.error();
+    return static_cast<int64_t>(sqlite3_changes(db_));
+  }
+
+  // --- friends: one row per pair, (user_a, user_b) in byte order ---
+  Status add_friend(const std::string& a, const std::string& b, int64_t now) override {
+    if (a == b) return make_error(Errc::bad_request, "add_friend: a user is not their own friend");
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    auto* s = prepare(
+        "INSERT INTO friends(user_a, user_b, since_ms) VALUES(?1,?2,?3) ON CONFLICT DO NOTHING");
+    bind_static(s, 1, lo);
+    bind_static(s, 2, hi);
+    sqlite3_bind_int64(s, 3, now);
+    int rc = sqlite3_step(s);
+    const int ext = sqlite3_extended_errcode(db_);
+    sqlite3_reset(s);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error(Errc::not_found, "no such user");
+    if (rc != SQLITE_DONE) return db_error(db_, "add_friend");
+    return ok_status();
+  }
+
+  Status remove_friend(const std::string& a, const std::string& b) override {
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    auto* s = prepare("DELETE FROM friends WHERE user_a = ?1 AND user_b = ?2");
+    bind_static(s, 1, lo);
+    bind_static(s, 2, hi);
+    return done(s, "remove_friend");
+  }
+
+  Result<bool> are_friends(const std::string& a, const std::string& b) override {
+    auto [lo, hi] = store_text::friend_pair(a, b);
+    auto* s = prepare("SELECT 1 FROM friends WHERE user_a = ?1 AND user_b = ?2");
+    bind_static(s, 1, lo);
+    bind_static(s, 2, hi);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_error(db_, "are_friends");
+    return rc == SQLITE_ROW;
+  }
+
+  Result<std::vector<Friend>> list_friends(const std::string& user_id) override {
+    auto* s = prepare(
+        "SELECT user_b, since_ms FROM friends WHERE user_a = ?1 UNION ALL "
+        "SELECT user_a, since_ms FROM friends WHERE user_b = ?1 ORDER BY 1");
+    bind_static(s, 1, user_id);
+    std::vector<Friend> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(Friend{col(s, 0), sqlite3_column_int64(s, 1)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, "list_friends");
+    return out;
   }
 
   // --- messages ---
@@ -1186,13 +1499,14 @@ class SqliteSession final : public StoreSession {
   Status import_rows(const StoreRows& r) override {
     for (auto& u : r.users) {
       auto* s = prepare(
-          "INSERT INTO users(id, name, password_hash, is_admin, created_at) "
-          "VALUES(?1,?2,?3,?4,?5)");
+          "INSERT INTO users(id, name, password_hash, is_admin, created_at, direct_policy) "
+          "VALUES(?1,?2,?3,?4,?5,?6)");
       bind(s, 1, u.user.id);
       bind(s, 2, u.user.name);
       bind(s, 3, u.password_hash);
       sqlite3_bind_int(s, 4, u.user.is_admin ? 1 : 0);
       sqlite3_bind_int64(s, 5, u.user.created_at_ms);
+      bind_static(s, 6, direct_policy_name(u.user.direct_policy));
       if (auto st = import_step(s, "users", u.user.id); !st) return st;
     }
     for (auto& t : r.tokens) {
@@ -1208,7 +1522,7 @@ class SqliteSession final : public StoreSession {
       auto& c = row.conversation;
       auto* s = prepare(
           "INSERT INTO conversations(id, type, name, owner, direct_key, last_seq, created_at, "
-          "members_version) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)");
+          "members_version, notice, join_policy) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)");
       sqlite3_bind_int64(s, 1, c.id);
       bind_static(s, 2, conversation_type_name(c.type));
       bind(s, 3, c.name);
@@ -1220,6 +1534,8 @@ class SqliteSession final : public StoreSession {
       sqlite3_bind_int64(s, 6, c.last_seq);
       sqlite3_bind_int64(s, 7, c.created_at_ms);
       sqlite3_bind_int64(s, 8, c.members_version);
+      bind_static(s, 9, c.notice);
+      bind_static(s, 10, join_policy_name(c.join_policy));
       if (auto st = import_step(s, "conversations", std::to_string(c.id)); !st) return st;
     }
     // The members_version triggers count every member inserted as a change: each conversation
@@ -1230,11 +1546,13 @@ class SqliteSession final : public StoreSession {
       for (; i < r.members.size() && r.members[i].conversation_id == id; ++i, ++added) {
         auto& m = r.members[i];
         auto* s = prepare(
-            "INSERT INTO members(conversation_id, user_id, muted, joined_at) VALUES(?1,?2,?3,?4)");
+            "INSERT INTO members(conversation_id, user_id, muted, joined_at, role) "
+            "VALUES(?1,?2,?3,?4,?5)");
         sqlite3_bind_int64(s, 1, m.conversation_id);
         bind(s, 2, m.user_id);
         sqlite3_bind_int(s, 3, m.muted ? 1 : 0);
         sqlite3_bind_int64(s, 4, m.joined_at_ms);
+        bind_static(s, 5, role_name(m.role));
         if (auto st = import_step(s, "members", std::to_string(id) + "/" + m.user_id); !st)
           return st;
       }
@@ -1289,6 +1607,21 @@ class SqliteSession final : public StoreSession {
           !st)
         return st;
     }
+    for (auto& q : r.requests) {
+      auto* s = prepare(
+          "INSERT INTO requests(id, kind, conversation_id, user_id, from_id, text, status, "
+          "decided_by, created_at_ms, decided_at_ms, expires_at_ms) "
+          "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)");
+      bind_request(s, q);
+      if (auto st = import_step(s, "requests", q.id); !st) return st;
+    }
+    for (auto& f : r.friends) {
+      auto* s = prepare("INSERT INTO friends(user_a, user_b, since_ms) VALUES(?1,?2,?3)");
+      bind_static(s, 1, f.user_a);
+      bind_static(s, 2, f.user_b);
+      sqlite3_bind_int64(s, 3, f.since_ms);
+      if (auto st = import_step(s, "friends", f.user_a + "/" + f.user_b); !st) return st;
+    }
     return ok_status();
   }
 
@@ -1300,7 +1633,8 @@ class SqliteSession final : public StoreSession {
         "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM tokens), "
         "(SELECT count(*) FROM conversations), (SELECT count(*) FROM members), "
         "(SELECT count(*) FROM files), (SELECT count(*) FROM messages), "
-        "(SELECT count(*) FROM cursors)");
+        "(SELECT count(*) FROM cursors), (SELECT count(*) FROM requests), "
+        "(SELECT count(*) FROM friends)");
     int rc = sqlite3_step(s);
     StoreCounts c;
     if (rc == SQLITE_ROW) {
@@ -1311,6 +1645,8 @@ class SqliteSession final : public StoreSession {
       c.files = sqlite3_column_int64(s, 4);
       c.messages = sqlite3_column_int64(s, 5);
       c.cursors = sqlite3_column_int64(s, 6);
+      c.requests = sqlite3_column_int64(s, 7);
+      c.friends = sqlite3_column_int64(s, 8);
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW) return db_error(db_, "count_rows");
@@ -1369,6 +1705,7 @@ class SqliteSession final : public StoreSession {
     u.name = col(s, 1);
     u.is_admin = sqlite3_column_int(s, 3) != 0;
     u.created_at_ms = sqlite3_column_int64(s, 4);
+    u.direct_policy = parse_direct_policy(col(s, 5)).value_or(DirectPolicy::anyone);
     return u;
   }
   static Conversation conversation_row(sqlite3_stmt* s) {
@@ -1379,6 +1716,8 @@ class SqliteSession final : public StoreSession {
     c.owner = col(s, 3);
     c.last_seq = sqlite3_column_int64(s, 4);
     c.created_at_ms = sqlite3_column_int64(s, 5);
+    c.notice = col(s, 6);
+    c.join_policy = parse_join_policy(col(s, 7)).value_or(JoinPolicy::approval);
     return c;
   }
   Result<std::vector<Message>> message_rows(sqlite3_stmt* s, ConversationId id, Seq bound,
@@ -1394,7 +1733,7 @@ class SqliteSession final : public StoreSession {
       m.seq = sqlite3_column_int64(s, 1);
       m.publisher_id = col(s, 2);
       m.publisher_name = col(s, 3);
-      m.type = parse_message_type(col(s, 4)).value_or(MessageType::text);
+      m.type = parse_stored_message_type(col(s, 4)).value_or(MessageType::text);
       m.body = col(s, 5);
       m.client_msg_id = col(s, 6);
       m.ts_ms = sqlite3_column_int64(s, 7);
@@ -1431,17 +1770,75 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
-  Result<std::vector<Member>> members(ConversationId id) {
+  // A conversation's members, each with its role (the owner's is `owner`).
+  Result<std::vector<Member>> members(ConversationId id, const std::string& owner) {
     auto* s = prepare(
-        "SELECT user_id, muted FROM members WHERE conversation_id = ?1 ORDER BY joined_at, "
+        "SELECT user_id, muted, role FROM members WHERE conversation_id = ?1 ORDER BY joined_at, "
         "user_id");
     sqlite3_bind_int64(s, 1, id);
     std::vector<Member> out;
     int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-      out.push_back(Member{col(s, 0), sqlite3_column_int(s, 1) != 0});
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      Member m{col(s, 0), sqlite3_column_int(s, 1) != 0};
+      m.role = store_text::member_role(owner, m.user_id, col(s, 2));
+      out.push_back(std::move(m));
+    }
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "members");
+    return out;
+  }
+
+  // A request's columns as request_insert and import_rows bind them (?1..?11).
+  static void bind_request(sqlite3_stmt* s, const Request& r) {
+    bind_static(s, 1, r.id);
+    bind_static(s, 2, request_kind_name(r.kind));
+    sqlite3_bind_int64(s, 3, r.conversation_id);
+    bind_static(s, 4, r.user_id);
+    bind_static(s, 5, r.from_id);
+    bind_static(s, 6, r.text);
+    bind_static(s, 7, request_status_name(r.status));
+    bind_static(s, 8, r.decided_by);
+    sqlite3_bind_int64(s, 9, r.created_at_ms);
+    sqlite3_bind_int64(s, 10, r.decided_at_ms);
+    sqlite3_bind_int64(s, 11, r.expires_at_ms);
+  }
+
+  // A row of kRequestSelect; fails on a kind or status the model has no name for.
+  static Result<Request> request_row(sqlite3_stmt* s) {
+    Request r;
+    r.id = col(s, 0);
+    auto kind = parse_request_kind(col(s, 1));
+    auto status = parse_request_status(col(s, 6));
+    if (!kind || !status)
+      return make_error(Errc::internal, "request " + r.id + ": unknown kind '" + col(s, 1) +
+                                            "' or status '" + col(s, 6) + "'");
+    r.kind = *kind;
+    r.conversation_id = sqlite3_column_int64(s, 2);
+    r.user_id = col(s, 3);
+    r.from_id = col(s, 4);
+    r.text = col(s, 5);
+    r.status = *status;
+    r.decided_by = col(s, 7);
+    r.created_at_ms = sqlite3_column_int64(s, 8);
+    r.decided_at_ms = sqlite3_column_int64(s, 9);
+    r.expires_at_ms = sqlite3_column_int64(s, 10);
+    return r;
+  }
+
+  // Every row of a kRequestSelect statement with its parameters bound.
+  Result<std::vector<Request>> request_rows(sqlite3_stmt* s, const char* what) {
+    std::vector<Request> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      auto r = request_row(s);
+      if (!r) {
+        sqlite3_reset(s);
+        return r.error();
+      }
+      out.push_back(std::move(r.value()));
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, what);
     return out;
   }
 
@@ -1483,18 +1880,23 @@ class SqliteSession final : public StoreSession {
 
   Status export_tables(StoreRowSink& sink, const BatchLimits& limits) {
     constexpr std::size_t kRowBytes = 64;  // the integers and the row's own overhead, roughly
-    if (auto st = export_table(
-            sink, limits,
-            "SELECT id, name, password_hash, is_admin, created_at FROM users ORDER BY id", "users",
-            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
-              UserRecord r;
-              r.user = user_row(s);
-              r.password_hash = col(s, 2);
-              const std::size_t n =
-                  kRowBytes + r.user.id.size() + r.user.name.size() + r.password_hash.size();
-              b.users.push_back(std::move(r));
-              return n;
-            });
+    if (auto st = export_table(sink, limits,
+                               "SELECT id, name, password_hash, is_admin, created_at, "
+                               "direct_policy FROM users ORDER BY id",
+                               "users",
+                               [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                                 UserRecord r;
+                                 r.user = user_row(s);
+                                 if (!parse_direct_policy(col(s, 5)))
+                                   return make_error(
+                                       Errc::internal,
+                                       r.user.id + ": unknown direct_policy '" + col(s, 5) + "'");
+                                 r.password_hash = col(s, 2);
+                                 const std::size_t n = kRowBytes + r.user.id.size() +
+                                                       r.user.name.size() + r.password_hash.size();
+                                 b.users.push_back(std::move(r));
+                                 return n;
+                               });
         !st)
       return st;
     if (auto st = export_table(
@@ -1511,8 +1913,8 @@ class SqliteSession final : public StoreSession {
       return st;
     if (auto st = export_table(
             sink, limits,
-            "SELECT id, type, name, owner, last_seq, created_at, members_version, direct_key "
-            "FROM conversations ORDER BY id",
+            "SELECT id, type, name, owner, last_seq, created_at, notice, join_policy, "
+            "members_version, direct_key FROM conversations ORDER BY id",
             "conversations",
             [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
               ConversationRow r;
@@ -1520,27 +1922,37 @@ class SqliteSession final : public StoreSession {
               if (!parse_conversation_type(col(s, 1)))
                 return make_error(Errc::internal, std::to_string(r.conversation.id) +
                                                       ": unknown type '" + col(s, 1) + "'");
-              r.conversation.members_version = sqlite3_column_int64(s, 6);
-              r.direct_key = col(s, 7);
+              if (!parse_join_policy(col(s, 7)))
+                return make_error(Errc::internal, std::to_string(r.conversation.id) +
+                                                      ": unknown join_policy '" + col(s, 7) + "'");
+              r.conversation.members_version = sqlite3_column_int64(s, 8);
+              r.direct_key = col(s, 9);
               const std::size_t n = kRowBytes + r.conversation.name.size() +
-                                    r.conversation.owner.size() + r.direct_key.size();
+                                    r.conversation.owner.size() + r.direct_key.size() +
+                                    r.conversation.notice.size();
               b.conversations.push_back(std::move(r));
               return n;
             });
         !st)
       return st;
-    if (auto st = export_table(sink, limits,
-                               "SELECT conversation_id, user_id, muted, joined_at FROM members "
-                               "ORDER BY conversation_id, user_id",
-                               "members",
-                               [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
-                                 MemberRow m{sqlite3_column_int64(s, 0), col(s, 1),
-                                             sqlite3_column_int(s, 2) != 0,
-                                             sqlite3_column_int64(s, 3)};
-                                 const std::size_t n = kRowBytes + m.user_id.size();
-                                 b.members.push_back(std::move(m));
-                                 return n;
-                               });
+    if (auto st =
+            export_table(sink, limits,
+                         "SELECT conversation_id, user_id, muted, joined_at, role FROM members "
+                         "ORDER BY conversation_id, user_id",
+                         "members",
+                         [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                           MemberRow m{sqlite3_column_int64(s, 0), col(s, 1),
+                                       sqlite3_column_int(s, 2) != 0, sqlite3_column_int64(s, 3)};
+                           auto role = parse_role(col(s, 4));
+                           if (!role)
+                             return make_error(Errc::internal,
+                                               std::to_string(m.conversation_id) + "/" + m.user_id +
+                                                   ": unknown role '" + col(s, 4) + "'");
+                           m.role = *role;
+                           const std::size_t n = kRowBytes + m.user_id.size();
+                           b.members.push_back(std::move(m));
+                           return n;
+                         });
         !st)
       return st;
     if (auto st = export_table(
@@ -1572,7 +1984,7 @@ class SqliteSession final : public StoreSession {
               auto& m = r.message;
               m.conversation_id = sqlite3_column_int64(s, 0);
               m.seq = sqlite3_column_int64(s, 1);
-              auto type = parse_message_type(col(s, 4));
+              auto type = parse_stored_message_type(col(s, 4));
               if (!type)
                 return make_error(Errc::internal, std::to_string(m.conversation_id) + "/" +
                                                       std::to_string(m.seq) + ": unknown type '" +
@@ -1592,15 +2004,39 @@ class SqliteSession final : public StoreSession {
             });
         !st)
       return st;
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
+            "ORDER BY user_id, device_id, conversation_id",
+            "cursors",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              CursorRow c{col(s, 0), col(s, 1), sqlite3_column_int64(s, 2),
+                          DeviceCursor{sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)}};
+              const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
+              b.cursors.push_back(std::move(c));
+              return n;
+            });
+        !st)
+      return st;
+    static const std::string requests = std::string(kRequestSelect) + "ORDER BY id";
+    if (auto st = export_table(sink, limits, requests.c_str(), "requests",
+                               [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                                 auto r = request_row(s);
+                                 if (!r) return r.error();
+                                 const std::size_t n = kRowBytes + r->id.size() +
+                                                       r->user_id.size() + r->from_id.size() +
+                                                       r->text.size() + r->decided_by.size();
+                                 b.requests.push_back(std::move(r.value()));
+                                 return n;
+                               });
+        !st)
+      return st;
     return export_table(sink, limits,
-                        "SELECT user_id, device_id, conversation_id, acked, fetched FROM cursors "
-                        "ORDER BY user_id, device_id, conversation_id",
-                        "cursors", [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
-                          CursorRow c{
-                              col(s, 0), col(s, 1), sqlite3_column_int64(s, 2),
-                              DeviceCursor{sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)}};
-                          const std::size_t n = kRowBytes + c.user_id.size() + c.device_id.size();
-                          b.cursors.push_back(std::move(c));
+                        "SELECT user_a, user_b, since_ms FROM friends ORDER BY user_a, user_b",
+                        "friends", [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+                          FriendRow f{col(s, 0), col(s, 1), sqlite3_column_int64(s, 2)};
+                          const std::size_t n = kRowBytes + f.user_a.size() + f.user_b.size();
+                          b.friends.push_back(std::move(f));
                           return n;
                         });
   }
