@@ -11,7 +11,7 @@
 // roles, members, last_seq) is unchanged, and where a push could have gone out, the next real
 // change's push is the first one the member sees.
 import assert from 'node:assert/strict';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 
 import { assertHttpError, assertRange, assertWsError } from './lib/check.mjs';
 import {
@@ -207,68 +207,75 @@ describe('groups: roles and settings', () => {
     }
   });
 
-  test('PATCH with bad values: 400 (413 over a length limit), nothing stored', async () => {
-    const u = await users(node, 'pb', ['own', 'mem']);
-    const g = await group(node, u.own, [u.mem], 'team');
-    expectStatus(await patchConversation(node, u.own.token, g.id, { notice: 'kept' }), 200);
-    const before = await snapshot(node, u.own.token, g.id);
+  describe('PATCH with bad values: 400 (413 over a length limit), nothing stored', () => {
+    let u;
+    let g;
+    let snap0;
+    before(async () => {
+      u = await users(node, 'pb', ['own', 'mem']);
+      g = await group(node, u.own, [u.mem], 'team');
+      expectStatus(await patchConversation(node, u.own.token, g.id, { notice: 'kept' }), 200);
+      snap0 = await snapshot(node, u.own.token, g.id);
+    });
+    const unchanged = async () => {
+      assert.deepEqual(await snapshot(node, u.own.token, g.id), snap0, 'nothing changed');
+      assert.equal((await systemMessages(node, u.own.token, g.id)).length, 1, 'only the first, good PATCH is in history');
+    };
     const bad = [
-      [{ join_policy: 'x' }, 400, 'bad_request'],
-      [{ join_policy: 'OPEN' }, 400, 'bad_request'],
-      [{ join_policy: 1 }, 400, 'bad_request'],
-      [{ join_policy: null }, 400, 'bad_request'],
-      [{ notice: 7 }, 400, 'bad_request'],
-      [{ name: ['x'] }, 400, 'bad_request'],
-      [{ notice: 'nul \u0000 inside' }, 400, 'bad_request'],
-      [{ notice: 'bell \u0007' }, 400, 'bad_request'],
-      [{ notice: 'escape \u001b[31m red' }, 400, 'bad_request'],
-      [{ notice: 'carriage\rreturn' }, 400, 'bad_request'],
-      [{ notice: 'del \u007f' }, 400, 'bad_request'],
-      [{ notice: 'c1 \u0085 next line' }, 400, 'bad_request'],
-      [{ notice: 'bidi \u202e override' }, 400, 'bad_request'],
-      [{ notice: 'bidi \u202d override' }, 400, 'bad_request'],
-      [{ name: 'evil\u202egnp.exe' }, 400, 'bad_request'],
-      [{ name: 'isolate \u2066x\u2069' }, 400, 'bad_request'],
-      [{ name: 'tab\tname' }, 400, 'bad_request'],
-      [{ notice: 'a'.repeat(4097) }, 413, 'too_large'],
-      [{ notice: 'é'.repeat(2048) + 'a' }, 413, 'too_large'],
-      [{ name: 'n'.repeat(257) }, 413, 'too_large'],
+      ['join_policy "x"', { join_policy: 'x' }, 400, 'bad_request'],
+      ['join_policy "OPEN"', { join_policy: 'OPEN' }, 400, 'bad_request'],
+      ['join_policy 1', { join_policy: 1 }, 400, 'bad_request'],
+      ['join_policy null', { join_policy: null }, 400, 'bad_request'],
+      ['notice 7', { notice: 7 }, 400, 'bad_request'],
+      ['name ["x"]', { name: ['x'] }, 400, 'bad_request'],
+      ['notice with NUL', { notice: 'nul \u0000 inside' }, 400, 'bad_request'],
+      ['notice with BEL', { notice: 'bell \u0007' }, 400, 'bad_request'],
+      ['notice with ESC', { notice: 'escape \u001b[31m red' }, 400, 'bad_request'],
+      ['notice with CR', { notice: 'carriage\rreturn' }, 400, 'bad_request'],
+      ['notice with DEL', { notice: 'del \u007f' }, 400, 'bad_request'],
+      ['notice with C1 NEL', { notice: 'c1 \u0085 next line' }, 400, 'bad_request'],
+      ['notice with RLO (U+202E)', { notice: 'bidi \u202e override' }, 400, 'bad_request'],
+      ['notice with LRO (U+202D)', { notice: 'bidi \u202d override' }, 400, 'bad_request'],
+      ['name with RLO', { name: 'evil\u202egnp.exe' }, 400, 'bad_request'],
+      ['name with an isolate (U+2066)', { name: 'isolate \u2066x\u2069' }, 400, 'bad_request'],
+      ['name with a tab', { name: 'tab\tname' }, 400, 'bad_request'],
+      // "A string field over its limit is too_large, not bad_request" (Limits).
+      ['notice of 4,097 bytes', { notice: 'a'.repeat(4097) }, 413, 'too_large'],
+      ['notice of 4,097 bytes (multi-byte)', { notice: 'é'.repeat(2048) + 'a' }, 413, 'too_large'],
+      ['name of 257 bytes', { name: 'n'.repeat(257) }, 413, 'too_large'],
       // A bad field spoils the good ones: nothing of it is applied.
-      [{ name: 'new name', join_policy: 'x' }, 400, 'bad_request'],
-      [{ notice: 'new notice', name: 'bad\u0001' }, 400, 'bad_request'],
+      ['a good name with a bad join_policy', { name: 'new name', join_policy: 'x' }, 400, 'bad_request'],
+      ['a good notice with a bad name', { notice: 'new notice', name: 'bad\u0001' }, 400, 'bad_request'],
       // At least one field.
-      [{}, 400, 'bad_request'],
-      [{ unknown: 'field' }, 400, 'bad_request'],
+      ['an empty object', {}, 400, 'bad_request'],
+      ['only an unknown field', { unknown: 'field' }, 400, 'bad_request'],
     ];
-    for (const [json, status, code] of bad) {
-      const r = await patchConversation(node, u.own.token, g.id, json);
-      assertHttpError(r, status, code);
-    }
-    // No body, or a body that is not a JSON object.
-    const raw = [
-      [undefined, 'bad_json'],
-      ['', 'bad_json'],
-      ['[]', 'bad_json'],
-      ['{"name": ', 'bad_json'],
-      ['{"notice": "\\ud800"}', 'bad_json'],
-    ];
-    for (const [body, code] of raw) {
-      const r = await http(node, 'PATCH', `/api/v1/conversations/${g.id}`, {
-        token: u.own.token,
-        body,
-        headers: { 'Content-Type': 'application/json' },
+    for (const [label, json, status, code] of bad) {
+      test(`${label}: ${status} ${code}`, async () => {
+        assertHttpError(await patchConversation(node, u.own.token, g.id, json), status, code);
+        await unchanged();
       });
-      assertHttpError(r, 400, code);
     }
-    // Invalid UTF-8 bytes in the notice.
-    const bytes = Buffer.concat([Buffer.from('{"notice": "'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]);
-    assertHttpError(
-      await http(node, 'PATCH', `/api/v1/conversations/${g.id}`, { token: u.own.token, body: bytes, headers: { 'Content-Type': 'application/json' } }),
-      400,
-      'bad_json',
-    );
-    assert.deepEqual(await snapshot(node, u.own.token, g.id), before, 'nothing changed');
-    assert.equal((await systemMessages(node, u.own.token, g.id)).length, 1, 'only the first, good PATCH is in history');
+    // No body, or a body that is not a JSON object, or not UTF-8.
+    const raw = [
+      ['no body', undefined],
+      ['an empty body', ''],
+      ['a JSON array', '[]'],
+      ['truncated JSON', '{"name": '],
+      ['a lone surrogate escape', '{"notice": "\\ud800"}'],
+      ['invalid UTF-8 bytes', Buffer.concat([Buffer.from('{"notice": "'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')])],
+    ];
+    for (const [label, body] of raw) {
+      test(`${label}: 400 bad_json`, async () => {
+        const r = await http(node, 'PATCH', `/api/v1/conversations/${g.id}`, {
+          token: u.own.token,
+          body,
+          headers: { 'Content-Type': 'application/json' },
+        });
+        assertHttpError(r, 400, 'bad_json');
+        await unchanged();
+      });
+    }
   });
 
   test('a PATCH that changes nothing: 200, no system message, no push', async () => {
@@ -292,6 +299,7 @@ describe('groups: roles and settings', () => {
       assert.deepEqual(p.data.event, { event: 'updated', actor: u.own.id, notice: 'n2' });
       assert.equal(ws.frames.slice(mark).filter((f) => f.cmd === 'conversation').length, 1);
       assert.equal((await lastEvent(node, u.own.token, g.id)).seq, before.last_seq + 1);
+      await ws.waitForMsg(g.id, before.last_seq + 1);
       const live = ws.msgs(g.id).map((m) => m.seq);
       assert.deepEqual(live, [before.last_seq + 1], 'no msg frame for the no-op PATCHes');
     } finally {
@@ -454,7 +462,7 @@ describe('groups: roles and settings', () => {
       expectStatus(await removeMember(node, u.adm.token, g.id, u.adm.id), 200);
       assert.deepEqual((await lastEvent(node, u.carol.token, g.id)).event, { event: 'member_left', actor: u.adm.id, user_id: u.adm.id });
       const after = await conversation(node, u.own.token, g.id);
-      assert.deepEqual(after.members, [u.own.id, u.carol.id]);
+      assert.deepEqual(after.members, before.members.filter((m) => m === u.own.id || m === u.carol.id));
       assert.deepEqual(after.roles, { [u.own.id]: 'owner', [u.carol.id]: 'member' });
       // Removing someone no longer in: 404, nothing stored.
       assertHttpError(await removeMember(node, u.own.token, g.id, u.dan.id), 404, 'not_found');
@@ -489,15 +497,21 @@ describe('groups: roles and settings', () => {
       const changed = events.find((e) => e.event === 'owner_changed');
       assert.deepEqual(left, { event: 'member_left', actor: u.own.id, user_id: u.own.id }, JSON.stringify(events));
       assert.deepEqual(changed, { event: 'owner_changed', actor: u.own.id, user_id: u.zed.id, previous: u.own.id }, JSON.stringify(events));
-      const p = await ws.waitFor(isPush(g.id, 'owner_changed'));
-      assert.equal(p.data.owner, u.zed.id);
       // The new owner acts as one.
       expectStatus(await putRole(node, u.zed.token, g.id, u.max.id, 'admin'), 200);
+      // Each change is a push with its event: the hand-over too.
+      const pl = await ws.waitFor(isPush(g.id, 'member_removed'));
+      assert.deepEqual(pl.data.event, left);
+      const p = await ws.waitFor(isPush(g.id, 'owner_changed'));
+      assert.equal(p.data.owner, u.zed.id);
+      assert.deepEqual(p.data.event, changed);
     } finally {
       await closeAll(ws);
     }
 
-    // No admins: the member who joined earliest.
+  });
+
+  test('the owner leaving a group without admins: the member who joined earliest becomes the owner', async () => {
     const v = await users(node, 'ol2', ['own', 'yan', 'abe']);
     const g2 = await group(node, v.own, [v.yan], 'no admins');
     await sleep(5);
@@ -543,56 +557,84 @@ describe('groups: roles and settings', () => {
     assert.deepEqual((await conversation(node, u.own.token, g.id)).members, [...before.members, u.erin.id, u.fay.id]);
   });
 
-  test('--max-group-members 3: adding, approving, accepting or joining past it is 403 "full", nothing stored', async () => {
-    const n = await startNode({ flags: [...FLAGS, '--max-group-members', '3'] });
-    try {
-      const u = await users(n, 'lim', ['own', 'bob', 'carol', 'dan', 'erin', 'fay', 'gus']);
+  describe('--max-group-members 3: adding, applying, approving, accepting or joining past it is 403 "full", nothing stored', () => {
+    let n;
+    let k = 0;
+    before(async () => {
+      n = await startNode({ flags: [...FLAGS, '--max-group-members', '3'] });
+    });
+    after(async () => {
+      if (n) await n.stop({ removeData: true });
+    });
+    // A full group of three (owner, bob, carol) and two outsiders, fresh for each test.
+    const full3 = async () => {
+      k += 1;
+      const u = await users(n, `lim${k}`, ['own', 'bob', 'carol', 'dan', 'erin']);
       const g = await group(n, u.own, [u.bob, u.carol], 'three');
       assert.equal(g.members.length, 3);
-      let before = await snapshot(n, u.own.token, g.id);
-      const full = await addMembers(n, u.own.token, g.id, [u.dan.id]);
-      assertHttpError(full, 403, 'forbidden');
-      assert.match(full.json.error.message, /full/);
+      return { u, g };
+    };
+
+    test('adding a fourth: 403 "the group is full", nothing stored', async () => {
+      const { u, g } = await full3();
+      const before = await snapshot(n, u.own.token, g.id);
+      const r = await addMembers(n, u.own.token, g.id, [u.dan.id]);
+      assertHttpError(r, 403, 'forbidden');
+      assert.match(r.json.error.message, /full/);
+      const r2 = await addMembers(n, u.own.token, g.id, [u.dan.id, u.erin.id]);
+      assertHttpError(r2, 403, 'forbidden');
       assert.deepEqual(await snapshot(n, u.own.token, g.id), before, 'nothing stored');
-      // An application to a full group is refused.
+    });
+
+    test('applying to a full approval group: 403, no application stored', async () => {
+      const { u, g } = await full3();
+      const before = await snapshot(n, u.own.token, g.id);
       assertHttpError(await http(n, 'POST', `/api/v1/conversations/${g.id}/applications`, { token: u.dan.token, json: {} }), 403, 'forbidden');
       assert.deepEqual(await listApplications(n, u.own.token, g.id), []);
+      assert.deepEqual(await listApplications(n, u.dan.token), []);
+      assert.deepEqual(await snapshot(n, u.own.token, g.id), before, 'nothing stored');
+    });
 
-      // Room for one: erin applies, dan is invited; then the room is taken.
+    test('joining a full open group: 403, nothing stored', async () => {
+      const { u, g } = await full3();
+      expectStatus(await patchConversation(n, u.own.token, g.id, { join_policy: 'open' }), 200);
+      const before = await snapshot(n, u.own.token, g.id);
+      assertHttpError(await http(n, 'POST', `/api/v1/conversations/${g.id}/applications`, { token: u.dan.token, json: {} }), 403, 'forbidden');
+      assert.deepEqual(await snapshot(n, u.own.token, g.id), before, 'nothing stored');
+      assert.deepEqual(await listApplications(n, u.dan.token), []);
+    });
+
+    test('approving an application or accepting an invitation once the group filled up: 403, still pending; with room again, they go through', async () => {
+      const { u, g } = await full3();
+      // Room for one: dan applies, erin is invited; then carol comes back and the room is taken.
       expectStatus(await removeMember(n, u.carol.token, g.id, u.carol.id), 200);
-      const ap = await http(n, 'POST', `/api/v1/conversations/${g.id}/applications`, { token: u.erin.token, json: { text: 'me' } });
+      const ap = await http(n, 'POST', `/api/v1/conversations/${g.id}/applications`, { token: u.dan.token, json: { text: 'me' } });
       assert.equal(ap.status, 201, ap.text);
-      const inv = await http(n, 'POST', `/api/v1/conversations/${g.id}/invitations`, { token: u.own.token, json: { user_id: u.dan.id } });
+      const inv = await http(n, 'POST', `/api/v1/conversations/${g.id}/invitations`, { token: u.own.token, json: { user_id: u.erin.id } });
       assert.equal(inv.status, 201, inv.text);
-      expectStatus(await addMembers(n, u.own.token, g.id, [u.fay.id]), 200);
-      before = await snapshot(n, u.own.token, g.id);
+      expectStatus(await addMembers(n, u.own.token, g.id, [u.carol.id]), 200);
+      const before = await snapshot(n, u.own.token, g.id);
       assert.equal(before.members.length, 3);
       const appr = await http(n, 'POST', `/api/v1/applications/${ap.json.id}/approve`, { token: u.own.token });
       assertHttpError(appr, 403, 'forbidden');
       assert.match(appr.json.error.message, /full/);
-      const acc = await http(n, 'POST', `/api/v1/invitations/${inv.json.id}/accept`, { token: u.dan.token });
+      const acc = await http(n, 'POST', `/api/v1/invitations/${inv.json.id}/accept`, { token: u.erin.token });
       assertHttpError(acc, 403, 'forbidden');
       assert.match(acc.json.error.message, /full/);
       assert.deepEqual(await snapshot(n, u.own.token, g.id), before, 'nothing stored');
-      // Both still pending.
-      const apps = await listApplications(n, u.own.token, g.id);
-      assert.deepEqual(apps.map((a) => [a.id, a.status]), [[ap.json.id, 'pending']]);
-      const invs = await listInvitations(n, u.dan.token);
-      assert.deepEqual(invs.map((i) => [i.id, i.status]), [[inv.json.id, 'pending']]);
-      // An open group that is full: joining is refused.
-      expectStatus(await patchConversation(n, u.own.token, g.id, { join_policy: 'open' }), 200);
-      before = await snapshot(n, u.own.token, g.id);
-      assertHttpError(await http(n, 'POST', `/api/v1/conversations/${g.id}/applications`, { token: u.gus.token, json: {} }), 403, 'forbidden');
-      assert.deepEqual(await snapshot(n, u.own.token, g.id), before, 'nothing stored');
-      // Room again: the pending application can be approved now.
-      expectStatus(await removeMember(n, u.own.token, g.id, u.fay.id), 200);
+      assert.deepEqual((await listApplications(n, u.own.token, g.id)).map((a) => [a.id, a.status]), [[ap.json.id, 'pending']]);
+      assert.deepEqual((await listInvitations(n, u.erin.token)).map((i) => [i.id, i.status]), [[inv.json.id, 'pending']]);
+      // Room again: the pending application is approved, then the invitation fills the last place.
+      expectStatus(await removeMember(n, u.own.token, g.id, u.carol.id), 200);
+      expectStatus(await removeMember(n, u.own.token, g.id, u.bob.id), 200);
       const ok = await http(n, 'POST', `/api/v1/applications/${ap.json.id}/approve`, { token: u.own.token });
       assert.equal(ok.status, 200, ok.text);
       assert.equal(ok.json.status, 'approved');
-      assert.ok((await conversation(n, u.own.token, g.id)).members.includes(u.erin.id));
-    } finally {
-      await n.stop({ removeData: true });
-    }
+      const ok2 = await http(n, 'POST', `/api/v1/invitations/${inv.json.id}/accept`, { token: u.erin.token });
+      assert.equal(ok2.status, 200, ok2.text);
+      assert.equal(ok2.json.status, 'accepted');
+      assert.deepEqual([...(await conversation(n, u.own.token, g.id)).members].sort(), [u.dan.id, u.erin.id, u.own.id].sort());
+    });
   });
 
   test('system messages: type system, a JSON body {event, actor, …}, their own seqs in order, live on the WebSocket and in /offline', async () => {
@@ -676,11 +718,12 @@ describe('groups: roles and settings', () => {
     assert.equal(m.json.member_count, 2);
     // Unknown, not a number, a direct conversation: 404; no token: 401.
     assertHttpError(await http(node, 'GET', '/api/v1/groups/987654321', { token: u.out.token }), 404, 'not_found');
-    assertHttpError(await http(node, 'GET', '/api/v1/groups/abc', { token: u.out.token }), 404, 'not_found');
     const d = await createConversation(node, u.own.token, 'direct', [u.bob.id]);
     assertHttpError(await http(node, 'GET', `/api/v1/groups/${d.id}`, { token: u.out.token }), 404, 'not_found');
     assertHttpError(await http(node, 'GET', `/api/v1/groups/${d.id}`, { token: u.bob.token }), 404, 'not_found');
     assertHttpError(await http(node, 'GET', `/api/v1/groups/${g.id}`), 401, 'unauthorized');
+    // Not a number: no such group, as for GET /api/v1/conversations/{id}.
+    assertHttpError(await http(node, 'GET', '/api/v1/groups/abc', { token: u.out.token }), 404, 'not_found');
   });
 
   test('a direct conversation refuses PATCH, roles and the hand-over: 400, nothing stored', async () => {

@@ -98,6 +98,13 @@ const invite = (node, token, gid, userId, extra = {}) =>
 const askFriend = (node, token, userId, json = {}) => http(node, 'POST', `/api/v1/users/${userId}/friend-requests`, { token, json });
 const decide = (node, token, kind, id, action) => http(node, 'POST', `/api/v1/${PATH[kind]}/${id}/${action}`, { token });
 
+// The request in an answer: a decision may also carry the conversation (`conversation`) and,
+// for friend requests, the request again under `request`; pushes carry the request alone.
+const asRequest = (body) => {
+  const { conversation: _c, request: _r, ...rest } = body;
+  return rest;
+};
+
 const isReqPush = (cmd, id, status) => (f) => f.cmd === cmd && f.data?.id === id && (!status || f.data.status === status);
 
 describe('workflows', () => {
@@ -168,8 +175,8 @@ describe('workflows', () => {
         assert.deepEqual(sys.event, { event: 'member_added', actor: u.adm.id, users: [u.dan.id], via: 'application' });
         // The applicant is pushed the decision; the owner and admins too, so that their lists stay true.
         const pd = await wDan.waitFor(isReqPush('application', ap.id, 'approved'), { from: markDan });
-        assert.deepEqual(pd.data, ok.json);
-        for (const w of [wOwn, wAdm]) assert.deepEqual((await w.waitFor(isReqPush('application', ap.id, 'approved'))).data, ok.json);
+        assert.deepEqual(pd.data, asRequest(ok.json));
+        for (const w of [wOwn, wAdm]) assert.deepEqual((await w.waitFor(isReqPush('application', ap.id, 'approved'))).data, asRequest(ok.json));
         // The plain member was never pushed the request: the member_added message, stored after
         // it, reaches them with no application frame before it.
         await wMem.waitForMsg(g.id, before.last_seq + 1);
@@ -179,7 +186,7 @@ describe('workflows', () => {
         for (const [who, action] of [[u.own, 'approve'], [u.own, 'decline'], [u.adm, 'decline'], [u.adm, 'approve']]) {
           const r2 = await decide(node, who.token, 'application', ap.id, action);
           assert.equal(r2.status, 200, r2.text);
-          assert.deepEqual(r2.json, ok.json, `${who.id} ${action}`);
+          assert.deepEqual(asRequest(r2.json), asRequest(ok.json), `${who.id} ${action}`);
         }
         assert.equal(await lastSeq(node, u.own.token, g.id), before.last_seq + 1, 'nothing more stored');
         assert.deepEqual((await conversation(node, u.own.token, g.id)).members, c.members);
@@ -202,11 +209,11 @@ describe('workflows', () => {
         const no = await decide(node, u.own.token, 'application', ap.id, 'decline');
         assert.equal(no.status, 200, no.text);
         assertRequest(no.json, 'application', { id: ap.id, status: 'declined', decided_by: u.own.id });
-        assert.deepEqual((await wErin.waitFor(isReqPush('application', ap.id, 'declined'))).data, no.json);
+        assert.deepEqual((await wErin.waitFor(isReqPush('application', ap.id, 'declined'))).data, asRequest(no.json));
         assert.deepEqual(await snapshot(node, u.own.token, gg.id), before, 'a decline stores nothing in the group');
         const yes = await decide(node, u.own.token, 'application', ap.id, 'approve');
         assert.equal(yes.status, 200, yes.text);
-        assert.deepEqual(yes.json, no.json, 'approving after a decline changes nothing');
+        assert.deepEqual(asRequest(yes.json), asRequest(no.json), 'approving after a decline changes nothing');
         assert.deepEqual(await snapshot(node, u.own.token, gg.id), before);
         assertHttpError(await http(node, 'GET', `/api/v1/conversations/${gg.id}/messages`, { token: u.erin.token }), 403, 'forbidden');
         const ap2 = await apply(node, u.erin.token, gg.id, { text: 'please, again' });
@@ -250,6 +257,64 @@ describe('workflows', () => {
       assertHttpError(await apply(node, u.gus.token, '987654321'), 404, 'not_found');
       assertHttpError(await apply(node, u.gus.token, 'abc'), 404, 'not_found');
       assertHttpError(await http(node, 'POST', `/api/v1/conversations/${g.id}/applications`, { json: {} }), 401, 'unauthorized');
+    });
+  });
+
+  describe('decisions under contention and changing authority', () => {
+    test('many approvals and declines at once, by two admins: one decision, every answer the same, one system message', async () => {
+      const u = await users(node, 'cc', ['own', 'adm', 'dan']);
+      const g = await group(node, u.own, [u.adm], 'race');
+      expectStatus(await putRole(node, u.own.token, g.id, u.adm.id, 'admin'), 200);
+      const ap = expectStatus(await apply(node, u.dan.token, g.id), 201).json;
+      const seq = await lastSeq(node, u.own.token, g.id);
+      const calls = [];
+      for (let i = 0; i < 12; i++) {
+        const who = i % 2 ? u.own : u.adm;
+        calls.push(decide(node, who.token, 'application', ap.id, i % 3 ? 'approve' : 'decline'));
+      }
+      const rs = await Promise.all(calls);
+      for (const r of rs) assert.equal(r.status, 200, r.text);
+      const first = asRequest(rs[0].json);
+      assert.ok(['approved', 'declined'].includes(first.status));
+      for (const r of rs) assert.deepEqual(asRequest(r.json), first, 'every answer is the one decision');
+      const c = await conversation(node, u.own.token, g.id);
+      if (first.status === 'approved') {
+        assert.equal(c.last_seq, seq + 1, 'exactly one member_added');
+        assert.equal(c.members.filter((m) => m === u.dan.id).length, 1);
+      } else {
+        assert.equal(c.last_seq, seq);
+        assert.ok(!c.members.includes(u.dan.id));
+      }
+    });
+
+    test('many applications at once by one user: one pending request, the others answer it', async () => {
+      const u = await users(node, 'ca', ['own', 'mem', 'dan']);
+      const g = await group(node, u.own, [u.mem], 'burst');
+      const rs = await Promise.all(Array.from({ length: 8 }, () => apply(node, u.dan.token, g.id, { text: 'me' })));
+      assert.deepEqual(rs.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 201]);
+      assert.equal(new Set(rs.map((r) => r.json.id)).size, 1, 'one id');
+      assert.deepEqual((await listApplications(node, u.own.token, g.id)).map((a) => a.id), [rs[0].json.id]);
+    });
+
+    test('authority is checked when deciding: a demoted or removed admin cannot decide, a newly made one can', async () => {
+      const u = await users(node, 'au', ['own', 'adm', 'adm2', 'mem', 'dan']);
+      const g = await group(node, u.own, [u.adm, u.adm2, u.mem], 'authority');
+      expectStatus(await putRole(node, u.own.token, g.id, u.adm.id, 'admin'), 200);
+      expectStatus(await putRole(node, u.own.token, g.id, u.adm2.id, 'admin'), 200);
+      const ap = expectStatus(await apply(node, u.dan.token, g.id), 201).json;
+      expectStatus(await putRole(node, u.own.token, g.id, u.adm.id, 'member'), 200);
+      expectStatus(await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/${u.adm2.id}`, { token: u.own.token }), 200);
+      const before = await snapshot(node, u.own.token, g.id);
+      assertHttpError(await decide(node, u.adm.token, 'application', ap.id, 'approve'), 403, 'forbidden');
+      assertHttpError(await decide(node, u.adm2.token, 'application', ap.id, 'approve'), 403, 'forbidden');
+      assertHttpError(await http(node, 'GET', `/api/v1/applications?conversation_id=${g.id}`, { token: u.adm.token }), 403, 'forbidden');
+      assert.deepEqual(await listApplications(node, u.adm2.token), [], 'a removed admin no longer sees the group\'s applications');
+      assert.deepEqual(await snapshot(node, u.own.token, g.id), before);
+      assert.deepEqual((await listApplications(node, u.own.token, g.id)).map((a) => a.status), ['pending']);
+      expectStatus(await putRole(node, u.own.token, g.id, u.mem.id, 'admin'), 200);
+      const ok = await decide(node, u.mem.token, 'application', ap.id, 'approve');
+      assert.equal(ok.status, 200, ok.text);
+      assert.equal(ok.json.decided_by, u.mem.id);
     });
   });
 
@@ -302,12 +367,12 @@ describe('workflows', () => {
           via: 'invitation',
         });
         // Both are pushed the decision.
-        assert.deepEqual((await wErin.waitFor(isReqPush('invitation', inv.id, 'accepted'))).data, ok.json);
-        assert.deepEqual((await wMem.waitFor(isReqPush('invitation', inv.id, 'accepted'), { from: markMem })).data, ok.json);
+        assert.deepEqual((await wErin.waitFor(isReqPush('invitation', inv.id, 'accepted'))).data, asRequest(ok.json));
+        assert.deepEqual((await wMem.waitFor(isReqPush('invitation', inv.id, 'accepted'), { from: markMem })).data, asRequest(ok.json));
         for (const action of ['accept', 'decline']) {
           const r2 = await decide(node, u.erin.token, 'invitation', inv.id, action);
           assert.equal(r2.status, 200, r2.text);
-          assert.deepEqual(r2.json, ok.json);
+          assert.deepEqual(asRequest(r2.json), asRequest(ok.json));
         }
         assert.equal(await lastSeq(node, u.own.token, g.id), before.last_seq + 1, 'nothing more stored');
         assert.deepEqual(await listInvitations(node, u.erin.token), []);
@@ -324,7 +389,7 @@ describe('workflows', () => {
         assertRequest(no.json, 'invitation', { id: inv2.id, status: 'declined', decided_by: u.fay.id, inviter_id: u.own.id });
         const late = await decide(node, u.fay.token, 'invitation', inv2.id, 'accept');
         assert.equal(late.status, 200, late.text);
-        assert.deepEqual(late.json, no.json);
+        assert.deepEqual(asRequest(late.json), asRequest(no.json));
         assert.equal(await lastSeq(node, u.own.token, g.id), seq);
         assert.ok(!(await conversation(node, u.own.token, g.id)).members.includes(u.fay.id));
       } finally {
@@ -348,7 +413,6 @@ describe('workflows', () => {
       assertHttpError(await invite(node, u.adm.token, g.id, u.adm.id), 400, 'bad_request');
       assertHttpError(await http(node, 'POST', `/api/v1/conversations/${g.id}/invitations`, { token: u.adm.token, json: {} }), 400, 'bad_request');
       assertHttpError(await invite(node, u.adm.token, g.id, 7), 400, 'bad_request');
-      assertHttpError(await invite(node, u.adm.token, g.id, u.gus.id, { text: 'x'.repeat(1025) }), 413, 'too_large');
       assertHttpError(await invite(node, u.adm.token, '987654321', u.gus.id), 404, 'not_found');
       assert.deepEqual(await listInvitations(node, u.gus.token), []);
       assert.deepEqual(await listInvitations(node, u.adm.token), []);
@@ -418,7 +482,7 @@ describe('workflows', () => {
         for (const action of ['accept', 'decline']) {
           const r2 = await decide(node, u.ben.token, 'friend_request', fr.id, action);
           assert.equal(r2.status, 200, r2.text);
-          assert.deepEqual(r2.json.request ?? r2.json, ok.json.request, action);
+          assert.deepEqual(asRequest(r2.json), ok.json.request, action);
         }
         assert.deepEqual(await listFriendRequests(node, u.ben.token), []);
         // Already friends: 409 either way.
@@ -427,7 +491,6 @@ describe('workflows', () => {
         // Oneself, no such user, text too long: refused, nothing stored.
         assertHttpError(await askFriend(node, u.cat.token, u.cat.id), 400, 'bad_request');
         assertHttpError(await askFriend(node, u.cat.token, 'fr-nobody'), 404, 'not_found');
-        assertHttpError(await askFriend(node, u.cat.token, u.ann.id, { text: 'y'.repeat(1025) }), 413, 'too_large');
         assertHttpError(await askFriend(node, u.cat.token, u.ann.id, { text: 5 }), 400, 'bad_request');
         assert.deepEqual(await listFriendRequests(node, u.cat.token), []);
         assert.deepEqual(await listFriendRequests(node, u.ann.token), []);
@@ -638,6 +701,13 @@ describe('workflows', () => {
       const role = await reply(wOwn, 'conversation.set_role', { conversation_id: g.id, user_id: u.mem.id, role: 'admin' });
       assert.equal(role.roles[u.mem.id], 'admin');
       assertWsError(await wMem.request('conversation.set_role', { conversation_id: g.id, user_id: u.own.id, role: 'member' }), 'forbidden');
+      assertWsError(await wMem.request('conversation.transfer', { conversation_id: g.id, user_id: u.mem.id }), 'forbidden');
+      const tr = await reply(wOwn, 'conversation.transfer', { conversation_id: g.id, user_id: u.mem.id });
+      assert.equal(tr.owner, u.mem.id);
+      assert.equal(tr.roles[u.own.id], 'admin');
+      const back = await reply(wMem, 'conversation.transfer', { conversation_id: g.id, user_id: u.own.id });
+      assert.equal(back.owner, u.own.id);
+      assert.deepEqual(back, await conversation(node, u.mem.token, g.id));
       const gg = await reply(wDan, 'group.get', { conversation_id: g.id });
       assert.deepEqual(gg, expectStatus(await http(node, 'GET', `/api/v1/groups/${g.id}`, { token: u.dan.token }), 200).json);
       assert.equal(gg.member, false);
@@ -655,11 +725,10 @@ describe('workflows', () => {
       assertWsError(await wOwn.request('application.approve', {}), 'bad_request');
       assertWsError(await wOwn.request('application.approve', { application_id: 5 }), 'bad_request');
       assertWsError(await wDan.request('application.create', { conversation_id: 'abc' }), 'bad_request');
-      assertWsError(await wDan.request('application.create', { conversation_id: g.id, text: 'x'.repeat(1025) }), 'too_large');
       assert.deepEqual(await listApplications(node, u.own.token, g.id), [ap], 'the refusals changed nothing');
       const approved = await reply(wMem, 'application.approve', { application_id: ap.id }); // an admin now
       assertRequest(approved, 'application', { id: ap.id, status: 'approved', decided_by: u.mem.id });
-      assert.deepEqual(await reply(wOwn, 'application.decline', { application_id: ap.id }), approved, 'one decision');
+      assert.deepEqual(asRequest(await reply(wOwn, 'application.decline', { application_id: ap.id })), asRequest(approved), 'one decision');
       assert.ok((await conversation(node, u.own.token, g.id)).members.includes(u.dan.id));
 
       // invitation.create / list / accept
@@ -673,7 +742,7 @@ describe('workflows', () => {
       assertWsError(await wErin.request('application.approve', { application_id: inv.id }), 'not_found');
       const acc = await reply(wErin, 'invitation.accept', { invitation_id: inv.id });
       assertRequest(acc, 'invitation', { id: inv.id, status: 'accepted', decided_by: u.erin.id });
-      assert.deepEqual(await reply(wErin, 'invitation.decline', { invitation_id: inv.id }), acc);
+      assert.deepEqual(asRequest(await reply(wErin, 'invitation.decline', { invitation_id: inv.id })), asRequest(acc));
 
       // friend_request.create / list / accept, friend.list / remove
       const fr = await reply(wDan, 'friend_request.create', { user_id: u.erin.id, text: 'friends?' });
@@ -691,6 +760,10 @@ describe('workflows', () => {
       assert.deepEqual(fl.friends.map((f) => f.user_id), [u.erin.id]);
       assert.deepEqual(await reply(wDan, 'friend.remove', { user_id: u.erin.id }), {});
       assert.deepEqual(await listFriends(node, u.erin.token), []);
+      const fr2 = await reply(wErin, 'friend_request.create', { user_id: u.dan.id });
+      const fdec = await reply(wDan, 'friend_request.decline', { request_id: fr2.id });
+      assertRequest(asRequest(fdec), 'friend_request', { id: fr2.id, status: 'declined', decided_by: u.dan.id });
+      assert.deepEqual(await listFriends(node, u.dan.token), []);
 
       // user.search, me.update
       const us = await reply(wDan, 'user.search', { q: 'ws-', limit: 2 });
@@ -797,6 +870,30 @@ describe('workflows', () => {
     assertHttpError(await http(node, 'GET', '/api/v1/users?q=dir'), 401, 'unauthorized');
   });
 
+  test('a request text over 1,024 bytes is 413 too_large (Limits: a string field over its limit), over HTTP and the WebSocket; nothing stored', async () => {
+    const u = await users(node, 'long', ['own', 'mem', 'dan', 'erin']);
+    const g = await group(node, u.own, [u.mem], 'long texts');
+    const over = ['x'.repeat(1025), 'é'.repeat(512) + 'x'];
+    const wDan = await WsClient.connect(node, { token: u.dan.token });
+    try {
+      for (const text of over) {
+        assertHttpError(await apply(node, u.dan.token, g.id, { text }), 413, 'too_large');
+        assertHttpError(await invite(node, u.own.token, g.id, u.erin.id, { text }), 413, 'too_large');
+        assertHttpError(await askFriend(node, u.dan.token, u.erin.id, { text }), 413, 'too_large');
+        assertWsError(await wDan.request('application.create', { conversation_id: g.id, text }), 'too_large');
+        assertWsError(await wDan.request('friend_request.create', { user_id: u.erin.id, text }), 'too_large');
+      }
+      assert.deepEqual(await listApplications(node, u.own.token, g.id), []);
+      assert.deepEqual(await listInvitations(node, u.erin.token), []);
+      assert.deepEqual(await listFriendRequests(node, u.erin.token), []);
+      // 1,024 bytes exactly is fine.
+      const ok = await apply(node, u.dan.token, g.id, { text: 'é'.repeat(512) });
+      assert.equal(ok.status, 201, ok.text);
+    } finally {
+      await closeAll(wDan);
+    }
+  });
+
   test('attacker inputs: odd and wrong ids (../, NUL, 5,000 bytes, another kind) are refused, long and invalid text too; nothing changes', async () => {
     const u = await users(node, 'atk', ['own', 'mem', 'dan', 'erin', 'fay', 'gus']);
     const g = await group(node, u.own, [u.mem], 'target');
@@ -845,7 +942,7 @@ describe('workflows', () => {
     ];
     for (const target of targets) {
       const r = await rawRequest(node, 'POST', target, { token: u.own.token });
-      assert.ok([400, 404].includes(r.status), `${target.slice(0, 120)}: ${r.status} ${r.text.slice(0, 200)}`);
+      assert.ok([400, 404, 413].includes(r.status), `${target.slice(0, 120)}: ${r.status} ${r.text.slice(0, 200)}`);
       assert.ok(r.json?.error, `${target.slice(0, 120)}: an error body`);
       assert.ok(r.utf8Valid);
     }
@@ -878,8 +975,6 @@ describe('workflows', () => {
       [`/api/v1/conversations/${g.id}/applications`, u.fay],
       [`/api/v1/users/${u.dan.id}/friend-requests`, u.fay],
     ]) {
-      assertHttpError(await http(node, 'POST', path, { token: who.token, json: { text: 'x'.repeat(1025) } }), 413, 'too_large');
-      assertHttpError(await http(node, 'POST', path, { token: who.token, json: { text: 'é'.repeat(512) + 'x' } }), 413, 'too_large');
       assertHttpError(await http(node, 'POST', path, { token: who.token, json: { text: 12 } }), 400, 'bad_request');
       assertHttpError(await http(node, 'POST', path, { token: who.token, json: { text: ['a'] } }), 400, 'bad_request');
       for (const body of [
@@ -895,7 +990,6 @@ describe('workflows', () => {
           'bad_json',
         );
     }
-    assertHttpError(await invite(node, u.own.token, g.id, u.fay.id, { text: 'x'.repeat(1025) }), 413, 'too_large');
     const badInv = Buffer.concat([Buffer.from(`{"user_id": "${u.fay.id}", "text": "`), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}')]);
     assertHttpError(
       await http(node, 'POST', `/api/v1/conversations/${g.id}/invitations`, { token: u.own.token, body: badInv, headers: { 'Content-Type': 'application/json' } }),
