@@ -41,7 +41,7 @@ bool valid_free_text(std::string_view s) {
 
 Status check_text(std::string_view s, std::size_t max, const char* what) {
   if (s.size() > max)
-    return make_error(Errc::bad_request,
+    return make_error(Errc::too_large,
                       std::string(what) + " is longer than " + std::to_string(max) + " bytes");
   if (!valid_free_text(s))
     return make_error(Errc::bad_request,
@@ -308,6 +308,7 @@ Result<Conversation> Service::remove_member(const AuthContext& who, Conversation
     if (c.value()) after = std::move(*c.value());
   }
   announce(after, "member_removed", user_id, system.empty() ? "" : system.front().body);
+  if (system.size() > 1) announce(after, "owner_changed", "", system[1].body);  // the owner left
   return after;
 }
 
@@ -317,7 +318,7 @@ Result<Conversation> Service::update_group(const AuthContext& who, ConversationI
     return make_error(Errc::bad_request, "nothing to change: give name, notice or join_policy");
   if (u.name) {
     if (u.name->size() > kMaxNameBytes)
-      return make_error(Errc::bad_request, "name is longer than 256 bytes");
+      return make_error(Errc::too_large, "name is longer than 256 bytes");
     if (!valid_display_name(*u.name))
       return make_error(Errc::bad_request, "name has control or bidirectional-override characters");
   }
@@ -489,6 +490,9 @@ Result<Service::RequestResult> Service::apply(const AuthContext& who, Conversati
           return make_error(Errc::conflict, "already a member of this group");
         if (c->join_policy == JoinPolicy::invite_only)
           return make_error(Errc::forbidden, "this group takes members by invitation only");
+        if (static_cast<int64_t>(c->members.size()) >= opts_.max_group_members)
+          return make_error(Errc::forbidden, "the group is full (max_group_members " +
+                                                 std::to_string(opts_.max_group_members) + ")");
         tell = deciders(c.value());
         if (c->join_policy == JoinPolicy::open) {  // a member at once
           if (auto cap = check_group_cap(s, {who.user_id}); !cap) return cap;

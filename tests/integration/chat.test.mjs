@@ -252,10 +252,13 @@ describe('chat', () => {
         404,
         'not_found',
       );
-      // Dave receives the next message live.
+      // Dave receives the next message live, after the system message of his joining (seq 1).
       const a1 = await aWs.send({ conversation_id: g.id, body: 'welcome', client_msg_id: 'club-1' });
-      assert.equal(a1.seq, 1);
-      await dWs.waitForMsg(g.id, 1);
+      assert.equal(a1.seq, 2);
+      await dWs.waitForMsg(g.id, 2);
+      const joined = dWs.msgs(g.id).find((m) => m.seq === 1);
+      assert.equal(joined.type, 'system');
+      assert.equal(JSON.parse(joined.body).event, 'member_added');
 
       // Bob may not remove carol; alice (owner) may; dave may leave by himself.
       assertHttpError(await http(node, 'DELETE', `/api/v1/conversations/${g.id}/members/carol`, { token: bob.token }), 403, 'forbidden');
@@ -270,14 +273,18 @@ describe('chat', () => {
       assertWsError(await cWs.request('msg', { conversation_id: g.id, body: 'still here?' }), 'forbidden');
       assertWsError(await dWs.request('msg', { conversation_id: g.id, body: 'still here?' }), 'forbidden');
       assertHttpError(await http(node, 'GET', `/api/v1/conversations/${g.id}/messages`, { token: carol.token }), 403, 'forbidden');
+      // Seqs 3 and 4 are the system messages of carol's removal and dave's leaving.
       const a2 = await aWs.send({ conversation_id: g.id, body: 'after', client_msg_id: 'club-2' });
-      assert.equal(a2.seq, 2, 'the refused sends stored nothing');
-      await bWs.waitForMsg(g.id, 2);
-      // A later message in dave's own conversation reaches him; seq 2 of the club never does.
+      assert.equal(a2.seq, 5, 'the refused sends stored nothing');
+      await bWs.waitForMsg(g.id, 5);
+      // A later message in dave's own conversation reaches him; nothing of the club after he
+      // left does (his own leaving, seq 4, goes to those who stay).
       const own = await createConversation(node, dave.token, 'direct', ['bob']);
       await dWs.send({ conversation_id: own.id, body: 'marker', client_msg_id: 'd-marker' });
       await dWs.waitForMsg(own.id, 1);
-      assert.deepEqual(dWs.msgs(g.id).map((m) => m.seq), [1]);
+      const daves = dWs.msgs(g.id).map((m) => m.seq);
+      assert.deepEqual(daves.filter((q) => q <= 2), [1, 2]);
+      assert.ok(daves.every((q) => q <= 3), `nothing after dave left: ${daves}`);
       const carolList = await http(node, 'GET', '/api/v1/conversations', { token: carol.token });
       assert.ok(!carolList.json.conversations.some((c) => c.id === g.id));
 

@@ -65,7 +65,7 @@ class Handler {
     if (s.size() == 1 && s[0] == "logout-all" && m == "POST") return logout_all(a);
     if (s.size() == 1 && s[0] == "password" && m == "POST") return change_password(a);
     if (s.size() == 1 && s[0] == "me" && m == "GET") return me(a);
-    if (s.size() == 1 && s[0] == "me" && m == "PATCH") return call(a, "me.update", body_or_empty());
+    if (s.size() == 1 && s[0] == "me" && m == "PATCH") return call(a, "me.update", body());
     if (s.size() == 1 && s[0] == "users" && m == "GET") return search_users(a);
     if (s.size() == 2 && s[0] == "users" && m == "GET") return user(s[1]);
     if (s.size() == 3 && s[0] == "users" && s[2] == "friend-requests" && m == "POST")
@@ -96,8 +96,11 @@ class Handler {
         (s[2] == "accept" || s[2] == "decline"))
       return call(a, s[2] == "accept" ? "invitation.accept" : "invitation.decline",
                   json::object{{"invitation_id", s[1]}});
-    if (s.size() == 2 && s[0] == "groups" && m == "GET")
+    if (s.size() == 2 && s[0] == "groups" && m == "GET") {
+      if (!parse_conversation_id(s[1]))
+        return error_response(make_error(Errc::not_found, "no such group"));
       return call(a, "group.get", json::object{{"conversation_id", s[1]}});
+    }
     if (s.size() == 1 && s[0] == "presence" && m == "GET") return presence(a);
     if (s.size() == 1 && s[0] == "conversations") {
       if (m == "GET") return list_conversations(a);
@@ -110,20 +113,20 @@ class Handler {
       if (s.size() == 2 && m == "GET") return get_conversation(a, *id);
       const std::string cid = std::to_string(*id);
       if (s.size() == 2 && m == "PATCH")
-        return call(a, "conversation.update", with(body_or_empty(), "conversation_id", cid));
+        return call(a, "conversation.update", with(body(), "conversation_id", cid));
       if (s.size() == 4 && s[2] == "roles" && m == "PUT") {
-        auto d = with(body_or_empty(), "conversation_id", cid);
+        auto d = with(body(), "conversation_id", cid);
         if (d) d.value()["user_id"] = s[3];
         return call(a, "conversation.set_role", std::move(d));
       }
       if (s.size() == 3 && s[2] == "owner" && m == "POST")
-        return call(a, "conversation.transfer", with(body_or_empty(), "conversation_id", cid));
+        return call(a, "conversation.transfer", with(body(), "conversation_id", cid));
       if (s.size() == 3 && s[2] == "applications" && m == "POST")
         return call(a, "application.create", with(body_or_empty(), "conversation_id", cid));
       if (s.size() == 3 && s[2] == "applications" && m == "GET")
         return call(a, "application.list", json::object{{"conversation_id", cid}});
       if (s.size() == 3 && s[2] == "invitations" && m == "POST")
-        return call(a, "invitation.create", with(body_or_empty(), "conversation_id", cid));
+        return call(a, "invitation.create", with(body(), "conversation_id", cid));
       if (s.size() == 3 && s[2] == "members" && m == "POST") return add_members(a, *id);
       if (s.size() == 4 && s[2] == "members" && m == "DELETE") return remove_member(a, *id, s[3]);
       if (s.size() == 3 && s[2] == "messages" && m == "GET") return history(a, *id);

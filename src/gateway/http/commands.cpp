@@ -30,7 +30,7 @@ Result<std::optional<std::string>> optional_text(const json::object& d, std::str
   if (!v->is_string()) return make_error(Errc::bad_request, std::string(key) + " must be a string");
   auto& s = v->as_string();
   if (s.size() > max)
-    return make_error(Errc::bad_request,
+    return make_error(Errc::too_large,
                       std::string(key) + " is longer than " + std::to_string(max) + " bytes");
   return std::optional<std::string>(std::string(s));
 }
