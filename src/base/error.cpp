@@ -18,6 +18,8 @@ std::string_view errc_name(Errc c) {
       return "not_found";
     case Errc::conflict:
       return "conflict";
+    case Errc::room_full:
+      return "room_full";
     case Errc::too_large:
       return "too_large";
     case Errc::rate_limited:
@@ -43,6 +45,7 @@ int errc_http_status(Errc c) {
     case Errc::not_found:
       return 404;
     case Errc::conflict:
+    case Errc::room_full:
       return 409;
     case Errc::too_large:
       return 413;

@@ -18,6 +18,7 @@ enum class Errc {
   forbidden,     // authenticated, but not allowed (not a member, not an admin, ...)
   not_found,     // the named user, conversation or file does not exist
   conflict,      // it exists already (user id taken)
+  room_full,     // a voice room has max_members members already (HTTP 409)
   too_large,     // body, frame or field over its configured limit
   rate_limited,  // too many calls of this kind from this user or address: retry later
   unavailable,   // shutting down or overloaded

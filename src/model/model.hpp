@@ -155,4 +155,26 @@ struct Friend {
   int64_t since_ms = 0;
 };
 
+// Voice rooms (seed 001, DESIGN.md section 7). Ids are below 2^32 (they travel as a u32 in
+// audio frames). A member is one user, on one connection of one node; member_no is theirs for as
+// long as they are in the room (assigned by the store: the same on every node).
+using RoomId = uint32_t;
+struct Room {
+  RoomId id = 0;
+  std::string name;
+  std::string owner;
+  int64_t max_members = 50;
+  int64_t created_at_ms = 0;
+  int64_t member_count = 0;  // as read
+};
+struct RoomMember {
+  RoomId room_id = 0;
+  std::string user_id;
+  uint32_t member_no = 0;
+  bool muted = false;
+  std::string node_id;  // the node holding the member's connection
+  int64_t conn_id = 0;  // the connection there
+  int64_t joined_at_ms = 0;
+};
+
 }  // namespace converge

@@ -163,10 +163,13 @@ struct StoreRows {
   std::vector<CursorRow> cursors;
   std::vector<Request> requests;  // applications, invitations, friend requests, any status
   std::vector<FriendRow> friends;
+  std::vector<Room> rooms;  // member_count not used; next member numbers start over
+  std::vector<std::pair<RoomId, std::string>> room_bans;  // removed users, kept out
 
   std::size_t size() const {
     return users.size() + tokens.size() + conversations.size() + members.size() + files.size() +
-           messages.size() + cursors.size() + requests.size() + friends.size();
+           messages.size() + cursors.size() + requests.size() + friends.size() + rooms.size() +
+           room_bans.size();
   }
   void clear() {  // keeps the vectors' capacity for the next batch
     users.clear();
@@ -178,6 +181,8 @@ struct StoreRows {
     cursors.clear();
     requests.clear();
     friends.clear();
+    rooms.clear();
+    room_bans.clear();
   }
 };
 
@@ -192,6 +197,8 @@ struct StoreCounts {
   int64_t cursors = 0;
   int64_t requests = 0;
   int64_t friends = 0;
+  int64_t rooms = 0;
+  int64_t room_bans = 0;
 
   void add(const StoreRows& r) {
     users += static_cast<int64_t>(r.users.size());
@@ -203,16 +210,19 @@ struct StoreCounts {
     cursors += static_cast<int64_t>(r.cursors.size());
     requests += static_cast<int64_t>(r.requests.size());
     friends += static_cast<int64_t>(r.friends.size());
+    rooms += static_cast<int64_t>(r.rooms.size());
+    room_bans += static_cast<int64_t>(r.room_bans.size());
   }
   int64_t total() const {
     return users + tokens + conversations + members + files + messages + cursors + requests +
-           friends;
+           friends + rooms + room_bans;
   }
   // {table name, rows}, in StoreRows's order: for reports.
   std::vector<std::pair<std::string, int64_t>> by_table() const {
     return {{"users", users},     {"tokens", tokens}, {"conversations", conversations},
             {"members", members}, {"files", files},   {"messages", messages},
-            {"cursors", cursors}, {"requests", requests}, {"friends", friends}};
+            {"cursors", cursors}, {"requests", requests}, {"friends", friends},
+            {"rooms", rooms},     {"room_bans", room_bans}};
   }
   bool operator==(const StoreCounts&) const = default;
 };
@@ -460,6 +470,46 @@ class StoreSession {
   // Hands every outbox and pending row of `from` to `to` (a node taken for dead), in one
   // statement per table: of several nodes doing it at once, one gets the rows. Returns how many.
   virtual Result<int64_t> push_adopt(const std::string& from, const std::string& to) = 0;
+
+  // Voice rooms (DESIGN.md section 7). Rooms are data (part of a copy); members are connections
+  // (like presence: not copied), owned by the node holding the connection.
+  // A new room: its id is assigned (a positive integer below 2^32) and returned.
+  virtual Result<RoomId> room_create(const Room& r) = 0;
+  // member_count filled in.
+  virtual Result<std::optional<Room>> room_get(RoomId id) = 0;
+  // By id, member counts filled in; id > after_id, at most `limit`.
+  virtual Result<std::vector<Room>> rooms_list(RoomId after_id, int64_t limit) = 0;
+  // The room, its members and its removed list.
+  virtual Status room_delete(RoomId id) = 0;
+  // Under the room's row lock (the same on every node): a user removed from the room is
+  // refused (forbidden); a user who is a member already (another connection, or back after a
+  // node's loss) has their row moved to this node and connection, keeping member_no and muted;
+  // else past max_members it is room_full; else a new row with the room's next member_no (each
+  // room counts its own from 1; numbers are never given twice in a room). The row as it is now;
+  // `fresh` says whether it is a new member (false: moved). not_found: no such room.
+  struct RoomJoin {
+    RoomMember member;
+    bool fresh = true;
+  };
+  virtual Result<RoomJoin> room_join(RoomId id, const std::string& user_id,
+                                     const std::string& node_id, int64_t conn_id,
+                                     int64_t now_ms) = 0;
+  // Removes the member if their row is still this node's and connection's (a newer connection
+  // took it over otherwise); the row removed, if any.
+  virtual Result<std::optional<RoomMember>> room_leave(RoomId id, const std::string& user_id,
+                                                       const std::string& node_id,
+                                                       int64_t conn_id) = 0;
+  // The owner's removal: the member's row goes (whatever its connection) and the user may not
+  // join again; the row removed, if any. Also for a user not in the room (banned ahead).
+  virtual Result<std::optional<RoomMember>> room_remove(RoomId id, const std::string& user_id) = 0;
+  // not_found when the user is not a member.
+  virtual Status room_set_muted(RoomId id, const std::string& user_id, bool muted) = 0;
+  virtual Result<std::vector<RoomMember>> room_members(RoomId id) = 0;  // by member_no
+  // Every member row of `node_id` (a node that stopped, or was taken for dead) goes; the rows
+  // removed. Of several nodes doing it at once, each row goes to one of them (one statement).
+  virtual Result<std::vector<RoomMember>> room_leave_node(const std::string& node_id) = 0;
+  // Every member row of every node (a sole node's start: none of them is connected).
+  virtual Status room_members_clear() = 0;
 
   // Copying a whole store, engine to engine (converge migrate; store/copy.hpp drives these).
   // Rows travel as they are stored: user ids, password hashes, token digests, conversation ids,
