@@ -9,10 +9,11 @@ import {
   makePng,
   messages,
   openConversation,
+  openNewChat,
   seeMessage,
   sendText,
   signUp,
-  startDirectChat,
+  newDirectChat,
   tokenOf,
   until,
   withArtifacts,
@@ -35,7 +36,7 @@ test('two users chat both ways (bob on a phone-sized screen)', async (t) => {
       signUp(browser, node, 'Alice'),
       signUp(browser, node, 'Bob', { viewport: { width: 390, height: 844 } }),
     ]);
-    await startDirectChat(alice.page, bob.id);
+    await newDirectChat(alice.page, bob.id);
     await until(async () => (await alice.page.locator('#chat-title').textContent()) === 'Bob', { what: 'chat with Bob' });
     await sendText(alice.page, 'Hello Bob');
     await seeMessage(alice.page, 'Hello Bob');
@@ -69,6 +70,7 @@ test('a third user joins a group and sees its history, paging upward', async (t)
   let carol;
   await withArtifacts(t, () => [alice, bob, carol], async () => {
     carol = await signUp(browser, node, 'Carol');
+    await openNewChat(alice.page, 'New group');
     const group = alice.page.getByRole('form', { name: 'New group' });
     await group.getByLabel('Group name').fill('Team');
     await group.getByLabel('Members').fill(bob.id);

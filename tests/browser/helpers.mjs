@@ -202,3 +202,29 @@ export function makePng(width = 24, height = 16, [r, g, b] = [220, 40, 60]) {
     for (let x = 0; x < width; x++) raw.set([r, g, b], y * (width * 3 + 1) + 1 + x * 3);
   return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
+
+// The web client's "New chat" dialog (issue 13) replaced the sidebar's create forms; the forms
+// live on in it ("New direct chat", "New group"), so startDirectChat works with it open.
+
+/** Opens the New chat dialog on one of its tabs ('Direct chat', 'New group', 'Join a group'). */
+export async function openNewChat(page, tab = 'Direct chat') {
+  const dialog = page.getByRole('dialog', { name: 'New chat' });
+  if (!(await dialog.isVisible())) await page.getByRole('button', { name: 'New chat', exact: true }).click();
+  await dialog.getByRole('tab', { name: tab }).click();
+  return dialog;
+}
+
+/** A direct chat with a user id, through the New chat dialog. */
+export async function newDirectChat(page, otherId) {
+  await openNewChat(page, 'Direct chat');
+  await startDirectChat(page, otherId);
+}
+
+/** A group with typed-out member ids, through the New chat dialog; it opens when created. */
+export async function newGroup(page, name, memberIds) {
+  const dialog = await openNewChat(page, 'New group');
+  const form = dialog.getByRole('form', { name: 'New group' });
+  await form.getByLabel('Group name').fill(name);
+  await form.getByLabel('Members').fill(memberIds.join(', '));
+  await form.getByRole('button', { name: 'Create group' }).click();
+}

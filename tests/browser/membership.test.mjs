@@ -8,6 +8,7 @@ import {
   api,
   messages,
   openConversation,
+  openNewChat,
   seeMessage,
   sendText,
   signUp,
@@ -42,6 +43,7 @@ test('a group appears in the list of a member whose page is open, then goes when
     assert.equal(await entry(bob.page, 'Crew').count(), 0);
 
     // Alice creates a group with Bob; no message is sent.
+    await openNewChat(alice.page, 'New group');
     const group = alice.page.getByRole('form', { name: 'New group' });
     await group.getByLabel('Group name').fill('Crew');
     await group.getByLabel('Members').fill(bob.id);

@@ -11,7 +11,7 @@ import {
   sendText,
   signUp,
   sleep,
-  startDirectChat,
+  newDirectChat,
   until,
   waitOnline,
   withArtifacts,
@@ -27,7 +27,7 @@ const env = useWebNodeAndBrowser();
 before(async () => {
   ({ node, browser } = await env.ready);
   [alice, bob] = await Promise.all([signUp(browser, node, 'Alice'), signUp(browser, node, 'Bob')]);
-  await startDirectChat(alice.page, bob.id);
+  await newDirectChat(alice.page, bob.id);
   await sendText(alice.page, 'first');
   await openConversation(bob.page, 'Alice');
   await seeMessage(bob.page, 'first');

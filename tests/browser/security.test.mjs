@@ -16,7 +16,7 @@ import {
   sendText,
   signUp,
   sleep,
-  startDirectChat,
+  newDirectChat,
   tokenOf,
   until,
   waitOnline,
@@ -149,7 +149,7 @@ test('under the CSP: images, voice notes and files come through blob: URLs; no t
   await withArtifacts(t, () => [alice, bob], async () => {
     [alice, bob] = await Promise.all([secureUser('Alice'), secureUser('Bob')]);
     // Online means the WebSocket to the same origin was allowed by connect-src 'self'.
-    await startDirectChat(alice.page, bob.id);
+    await newDirectChat(alice.page, bob.id);
     await sendText(alice.page, 'secure hello');
     await openConversation(bob.page, 'Alice');
     await seeMessage(bob.page, 'secure hello');

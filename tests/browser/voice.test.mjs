@@ -7,7 +7,7 @@ import {
   sendText,
   signUp,
   sleep,
-  startDirectChat,
+  newDirectChat,
   until,
   withArtifacts,
   useWebNodeAndBrowser,
@@ -26,7 +26,7 @@ before(async () => {
 test('a recorded voice note is sent and the other user can play it', async (t) => {
   await withArtifacts(t, () => [alice, bob], async () => {
     [alice, bob] = await Promise.all([signUp(browser, node, 'Alice'), signUp(browser, node, 'Bob')]);
-    await startDirectChat(alice.page, bob.id);
+    await newDirectChat(alice.page, bob.id);
     await sendText(alice.page, 'listen to this');
     await openConversation(bob.page, 'Alice');
     await seeMessage(bob.page, 'listen to this');
