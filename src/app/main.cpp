@@ -29,6 +29,7 @@
 #include "proto/codec.hpp"
 #include "service/cluster.hpp"
 #include "service/hub.hpp"
+#include "service/rooms.hpp"
 #include "service/service.hpp"
 #include "store/postgres/postgres_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
@@ -264,6 +265,21 @@ int serve(const Cli& cli) {
     spdlog::error("service: {}", s.error().message);
     return 1;
   }
+  // Voice rooms (DESIGN.md section 7): frames and events of a room cross the cluster on its
+  // transient key; a node taken for dead has its members leave.
+  RoomsOptions ro;
+  ro.max_frames_per_s = cfg.voice_max_frames_per_s;
+  ro.max_members_cap = cfg.voice_max_members;
+  Rooms rooms(ro, svc, *bus, hub, metrics);
+  cluster.add_transient_handler("room.", [&rooms](const std::string& key, const std::string&,
+                                                  std::shared_ptr<const std::string> payload) {
+    rooms.on_transient(key, std::move(payload));
+  });
+  svc.on_node_lost([&rooms](const std::string& node) { rooms.forget_node(node); });
+  if (auto s = rooms.start(cfg.bus.empty()); !s) {
+    spdlog::error("voice rooms: {}", s.error().message);
+    return 1;
+  }
   if (!cfg.admin_user.empty()) {
     if (auto s = svc.ensure_admin(cfg.admin_user, cfg.admin_password); !s) {
       spdlog::error("admin bootstrap: {}", s.error().message);
@@ -284,6 +300,7 @@ int serve(const Cli& cli) {
   ho.api.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
   ho.api.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
   ho.api.max_body_bytes = static_cast<std::size_t>(cfg.max_body_bytes);
+  ho.api.rooms = &rooms;
   ho.max_http_body_bytes = static_cast<std::size_t>(cfg.max_http_body_bytes);
   ho.max_file_bytes = static_cast<std::size_t>(cfg.max_file_bytes);
   ho.max_frame_bytes = static_cast<std::size_t>(cfg.max_frame_bytes);
@@ -406,6 +423,7 @@ int serve(const Cli& cli) {
   broker.stop();
   mqtt_tcp.shutdown(cfg.shutdown_grace_ms);
   http.shutdown(cfg.shutdown_grace_ms);
+  rooms.stop();
   svc.stop();   // commits what is queued (and hands it to the bus); center requests that
                 // arrive now are not acked, so the broker gives them to another node
   bus->stop();  // publishes what is queued; no listener call after this

@@ -217,6 +217,24 @@ std::string Metrics::render_prometheus() const {
       out += std::string(f.name) + "{kind=\"" + kKinds[i] + "\"} " +
              std::to_string((*f.c)[i].value()) + "\n";
   }
+  counter(out, "converge_voice_frames_in_total", "Audio frames from voice room members here.",
+          voice_frames_in_total.value());
+  counter(out, "converge_voice_frames_out_total", "Audio frames queued to listeners here.",
+          voice_frames_out_total.value());
+  counter(out, "converge_voice_frames_remote_total",
+          "Audio frames from voice room members on other nodes.",
+          voice_frames_remote_total.value());
+  {
+    static constexpr const char* kReasons[] = {"malformed", "not_joined", "muted", "throttled",
+                                               "slow"};
+    out +=
+        "# HELP converge_voice_dropped_total Audio frames dropped, by reason.\n"
+        "# TYPE converge_voice_dropped_total counter\n";
+    for (std::size_t i = 0; i < 5; ++i)
+      out += std::string("converge_voice_dropped_total{reason=\"") + kReasons[i] + "\"} " +
+             std::to_string(voice_dropped_total[i].value()) + "\n";
+  }
+  gauge(out, "converge_voice_members", "Voice room members connected here.", voice_members.value());
   counter(out, "converge_system_messages_total",
           "A group's changes stored as system messages (type system).",
           system_messages_total.value());

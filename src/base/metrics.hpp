@@ -60,6 +60,13 @@ class Histogram {
 };
 
 // Every metric the node exports. One instance per process, created by app and handed down.
+// Why an audio frame was dropped (Metrics::voice_dropped_total).
+inline constexpr std::size_t kVoiceDropMalformed = 0;  // not a frame of DESIGN.md section 7
+inline constexpr std::size_t kVoiceDropNotJoined = 1;  // for a room the connection is not in
+inline constexpr std::size_t kVoiceDropMuted = 2;      // from a muted member
+inline constexpr std::size_t kVoiceDropThrottled = 3;  // over voice_max_frames_per_s
+inline constexpr std::size_t kVoiceDropSlow = 4;       // a listener behind (its queue full)
+
 struct Metrics {
   Gauge ws_connections;       // open WebSocket sessions
   Gauge http_connections;     // open HTTP (non-upgraded) connections
@@ -122,6 +129,13 @@ struct Metrics {
   std::array<Counter, 3> requests_approved_total;  // approved or accepted
   std::array<Counter, 3> requests_declined_total;
   Counter system_messages_total;  // a group's changes stored as system messages
+
+  // Voice rooms (service/rooms.hpp): audio frames, and the ones dropped, by reason.
+  Counter voice_frames_in_total;               // binary frames from this node's members
+  Counter voice_frames_out_total;              // frames queued to listeners here
+  Counter voice_frames_remote_total;           // frames from members on other nodes
+  std::array<Counter, 5> voice_dropped_total;  // by kVoiceDrop*
+  Gauge voice_members;                         // room members connected here
 
   std::string render_prometheus() const;
 };

@@ -92,8 +92,11 @@ void DeviceStream::on_delivery(const std::shared_ptr<const Delivery>& d) {
   auto& c = convs_[id];
   // A conversation the stream did not know at start was joined (or created) since: it is
   // streamed from its first message, filled from the store, whatever order the live path brings
-  // (in a cluster, a message can reach this node before the membership notice does).
-  if (started_ && c.pos < 0) c.pos = 0;
+  // (in a cluster, a message can reach this node before the membership notice does) — or, when
+  // what comes first is a system message (the one of this member's joining, which reaches the
+  // new member before the membership notice does), from that message on: what was said before
+  // one joined is history, not live.
+  if (started_ && c.pos < 0) c.pos = d->msg.type == MessageType::system ? seq - 1 : 0;
   if (c.pos >= 0 && seq <= c.pos) return;  // duplicate
   if (started_ && !c.filling && c.held.empty() && seq == c.pos + 1) {
     c.pos = seq;  // the common case: in order, nothing pending

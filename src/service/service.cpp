@@ -80,6 +80,7 @@ void Service::stop() {
 void Service::forget_node(const std::string& node_id) {
   presence_.forget_node(node_id);
   if (push_) push_->adopt(node_id);
+  if (node_lost_) run_blocking([this, node_id] { node_lost_(node_id); });
 }
 
 Result<std::vector<PushRecord>> Service::push_dead_letters(const AuthContext& who, int64_t limit) {

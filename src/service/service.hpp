@@ -270,6 +270,9 @@ class Service {
   // of a node taken for dead (and takes over the pushes it had not sent).
   void share_presence() { presence_.start_sharing(store_); }
   void forget_node(const std::string& node_id);
+  // Also told of a node taken for dead (on the work pool): voice rooms release its members.
+  // Set before the cluster starts.
+  void on_node_lost(std::function<void(const std::string&)> fn) { node_lost_ = std::move(fn); }
 
   // Offline push: pushes given up after push_retry_max tries, the newest first (admins only).
   Result<std::vector<PushRecord>> push_dead_letters(const AuthContext& who, int64_t limit);
@@ -282,6 +285,7 @@ class Service {
 
  private:
   friend class PushWorker;  // reads through lease(), records through write()
+  friend class Rooms;       // likewise
   class SessionLease;
   SessionLease lease();
   // Runs `fn` inside the writer's transaction and waits for the commit.
@@ -317,6 +321,7 @@ class Service {
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<PushWorker> push_;
   Cluster* cluster_ = nullptr;
+  std::function<void(const std::string&)> node_lost_;
   Presence presence_;
   std::atomic<bool> store_ok_{true};
   std::string dummy_hash_;  // verified for unknown users: they cost what known ones do

@@ -13,6 +13,7 @@
 #include "gateway/http/commands.hpp"
 #include "proto/codec.hpp"
 #include "service/cluster.hpp"
+#include "service/rooms.hpp"
 #include "service/service.hpp"
 
 namespace converge {
@@ -140,6 +141,7 @@ class Handler {
           (s.size() == 4 && (s[2] == "members" || s[2] == "roles"));
       return known ? not_allowed() : not_found();
     }
+    if (!s.empty() && s[0] == "rooms" && opts_.rooms) return rooms(a);
     if (s.size() == 1 && s[0] == "offline" && m == "GET") return offline(a);
     if (s.size() == 1 && s[0] == "heartbeat" && m == "POST") return heartbeat(a);
     if (s.size() == 1 && s[0] == "files" && m == "POST") return upload(a);
@@ -189,6 +191,57 @@ class Handler {
     auto r = run_group_command(svc_, a, name, data.value());
     if (!r) return error_response(r.error());
     return json_response(r->status, r->body);
+  }
+
+  // Voice rooms (DESIGN.md section 7): POST/GET /rooms, GET/DELETE /rooms/{id}.
+  ApiResponse rooms(const AuthContext& a) {
+    auto& s = r_.seg;
+    const auto& m = req_.method;
+    Rooms& rooms = *opts_.rooms;
+    if (s.size() == 1 && m == "POST") {
+      auto b = body();
+      if (!b) return error_response(b.error());
+      auto name = proto::get_string(b.value(), "name", false, 256);
+      if (!name) return error_response(name.error());
+      auto max = proto::get_int(b.value(), "max_members", false, 50);
+      if (!max) return error_response(max.error());
+      auto r = rooms.create(a, name.value(), max.value());
+      if (!r) return error_response(r.error());
+      return json_response(201, room_json(r.value()));
+    }
+    if (s.size() == 1 && m == "GET") {
+      auto after = query_int(r_, "after", 0, 0);
+      if (!after) return error_response(after.error());
+      auto limit = query_int(r_, "limit", 100, 1);
+      if (!limit) return error_response(limit.error());
+      if (after.value() > static_cast<int64_t>(UINT32_MAX))
+        return error_response(make_error(Errc::bad_request, "after is below 2^32"));
+      auto rs = rooms.list(a, static_cast<RoomId>(after.value()), limit.value());
+      if (!rs) return error_response(rs.error());
+      json::array arr;
+      for (auto& r : rs.value()) arr.emplace_back(room_json(r));
+      json::object o{{"rooms", std::move(arr)}};
+      if (static_cast<int64_t>(rs->size()) == limit.value() && !rs->empty())
+        o["next"] = rs->back().id;
+      return json_response(200, o);
+    }
+    if (s.size() == 2) {
+      auto id = parse_conversation_id(s[1]);
+      if (!id || *id > static_cast<int64_t>(UINT32_MAX))
+        return error_response(make_error(Errc::not_found, "no such room"));
+      const auto rid = static_cast<RoomId>(*id);
+      if (m == "GET") {
+        auto v = rooms.get(a, rid);
+        if (!v) return error_response(v.error());
+        return json_response(200, room_view_json(v.value()));
+      }
+      if (m == "DELETE") {
+        if (auto st = rooms.remove_room(a, rid); !st) return error_response(st.error());
+        return json_response(200, json::object{{"room_id", rid}});
+      }
+      return not_allowed();
+    }
+    return s.size() == 1 ? not_allowed() : not_found();
   }
 
   ApiResponse search_users(const AuthContext& a) {

@@ -11,6 +11,7 @@
 namespace converge {
 
 class Service;
+class Rooms;
 struct Metrics;
 
 struct ApiRequest {
@@ -34,6 +35,7 @@ struct ApiOptions {
   int64_t heartbeat_interval_ms = 30000;
   int64_t heartbeat_timeout_ms = 90000;
   std::size_t max_body_bytes = 64 << 10;  // message body
+  Rooms* rooms = nullptr;                 // voice rooms (/api/v1/rooms); none: 404
 };
 
 // Blocking: call on the work pool.

@@ -1,8 +1,11 @@
 #include "gateway/http/commands.hpp"
 
 #include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 
+#include "base/utf8.hpp"
 #include "proto/codec.hpp"
+#include "service/rooms.hpp"
 #include "service/service.hpp"
 
 namespace converge {
@@ -265,6 +268,122 @@ Result<CommandReply> run_group_command(Service& svc, const AuthContext& who, std
     auto o = proto::user_json(u.value());
     o["direct_policy"] = direct_policy_name(u->direct_policy);
     return CommandReply{200, std::move(o)};
+  }
+  return make_error(Errc::unknown_cmd, "unknown cmd: " + std::string(n));
+}
+
+// ----------------------------------------------------------------------------- voice rooms
+
+json::object room_json(const Room& r) {
+  return json::object{{"room_id", r.id},
+                      {"id", r.id},
+                      {"name", r.name},
+                      {"owner", r.owner},
+                      {"max_members", r.max_members},
+                      {"member_count", r.member_count},
+                      {"created_at", r.created_at_ms}};
+}
+
+json::object room_view_json(const RoomJoinView& v) {
+  json::object o = room_json(v.room);
+  json::array ms;
+  ms.reserve(v.members.size());
+  for (auto& m : v.members)
+    ms.emplace_back(json::object{{"user_id", m.user_id},
+                                 {"member_no", m.member_no},
+                                 {"muted", m.muted},
+                                 {"speaking", m.speaking}});
+  o["members"] = std::move(ms);
+  o["member_count"] = static_cast<int64_t>(v.members.size());
+  if (v.me != 0) o["me"] = v.me;
+  return o;
+}
+
+namespace {
+Result<RoomId> room_id_field(const json::object& d) {
+  auto* v = d.if_contains("room_id");
+  if (!v) return make_error(Errc::bad_request, "room_id is required");
+  int64_t n = 0;
+  if (v->is_int64()) {
+    n = v->as_int64();
+  } else if (v->is_uint64()) {
+    n = v->as_uint64() > UINT32_MAX ? 0 : static_cast<int64_t>(v->as_uint64());
+  } else if (v->is_string()) {
+    auto id = parse_conversation_id(v->as_string());  // a positive decimal
+    n = id ? *id : 0;
+  }
+  if (n <= 0 || n > static_cast<int64_t>(UINT32_MAX))
+    return make_error(Errc::bad_request, "room_id is a positive integer below 2^32");
+  return static_cast<RoomId>(n);
+}
+
+Result<bool> bool_field(const json::object& d, const char* key) {
+  auto* v = d.if_contains(key);
+  if (!v || !v->is_bool())
+    return make_error(Errc::bad_request, std::string(key) + " must be a boolean");
+  return v->as_bool();
+}
+}  // namespace
+
+bool is_room_command(std::string_view n) {
+  return n == "room.join" || n == "room.leave" || n == "room.mute" || n == "room.mute_member" ||
+         n == "room.remove" || n == "room.send";
+}
+
+Result<CommandReply> run_room_command(Rooms& rooms, const AuthContext& who, int shard, int64_t conn,
+                                      std::string_view n, const json::object& d) {
+  auto id = room_id_field(d);
+  if (!id) return id.error();
+  const json::object reply{{"room_id", id.value()}};
+  if (n == "room.join") {
+    auto v = rooms.join(who, id.value(), shard, conn);
+    if (!v) return v.error();
+    return CommandReply{200, room_view_json(v.value())};
+  }
+  if (n == "room.leave") {
+    if (auto st = rooms.leave(who, id.value(), conn); !st) return st.error();
+    return CommandReply{200, reply};
+  }
+  if (n == "room.mute") {
+    auto m = bool_field(d, "muted");
+    if (!m) return m.error();
+    if (auto st = rooms.mute(who, id.value(), conn, m.value()); !st) return st.error();
+    json::object o = reply;
+    o["muted"] = m.value();
+    return CommandReply{200, std::move(o)};
+  }
+  if (n == "room.mute_member" || n == "room.remove") {
+    auto user = user_field(d, "user_id");
+    if (!user) return user.error();
+    if (n == "room.remove") {
+      if (auto st = rooms.remove_member(who, id.value(), user.value()); !st) return st.error();
+      json::object o = reply;
+      o["user_id"] = user.value();
+      return CommandReply{200, std::move(o)};
+    }
+    auto m = bool_field(d, "muted");
+    if (!m) return m.error();
+    if (auto st = rooms.mute_member(who, id.value(), user.value(), m.value()); !st)
+      return st.error();
+    json::object o = reply;
+    o["user_id"] = user.value();
+    o["muted"] = m.value();
+    return CommandReply{200, std::move(o)};
+  }
+  if (n == "room.send") {
+    std::string to;
+    if (auto* t = d.if_contains("to"); t && !t->is_null()) {
+      auto u = user_field(d, "to");
+      if (!u) return u.error();
+      to = u.value();
+    }
+    auto* b = d.if_contains("body");
+    if (!b || b->is_null()) return make_error(Errc::bad_request, "body is required");
+    if (b->is_string() && !utf8_valid(b->as_string()))
+      return make_error(Errc::bad_request, "body is not UTF-8");
+    if (auto st = rooms.send(who, id.value(), conn, to, json::serialize(*b)); !st)
+      return st.error();
+    return CommandReply{200, reply};
   }
   return make_error(Errc::unknown_cmd, "unknown cmd: " + std::string(n));
 }

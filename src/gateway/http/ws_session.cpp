@@ -18,6 +18,7 @@
 #include "net/io_pool.hpp"
 #include "proto/codec.hpp"
 #include "service/device_stream.hpp"
+#include "service/rooms.hpp"
 #include "service/service.hpp"
 
 namespace converge {
@@ -38,6 +39,7 @@ constexpr std::size_t kMaxPendingBeforeAuth = 64;
 
 class WsSession final : public std::enable_shared_from_this<WsSession>,
                         public DeviceSink,
+                        public RoomSink,
                         private ws::FrameParser::Handler {
  public:
   WsSession(HttpServer::Impl& ctx, std::size_t loop, tcp::socket socket, std::string token,
@@ -76,6 +78,16 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void deliver(const std::shared_ptr<const Delivery>& d) override {
     if (stream_) stream_->on_delivery(d);
   }
+
+  // --- RoomSink (network thread) ---
+  bool room_frame(const std::shared_ptr<const std::string>& frame) override {
+    if (closing_ || dead_) return false;
+    // A listener behind loses audio, never the connection: frames past a small backlog go.
+    if (queued_bytes_ > voice_backlog()) return false;
+    send_frame(ws::binary, frame);
+    return true;
+  }
+  void room_event(const std::shared_ptr<const std::string>& frame) override { send(frame); }
 
   void resync() override {
     if (!stream_ || finished_) return;
@@ -211,9 +223,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   void on_message(ws::Opcode op, std::string_view payload) override {
     if (closing_) return;
     if (echo_) return send_frame(op, std::make_shared<const std::string>(payload));
-    if (op != ws::text)
-      return send_error(
-          "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
+    if (op != ws::text) return on_binary(payload);
     handle_text(payload);
   }
 
@@ -263,11 +273,51 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     dispatch(e);
   }
 
+  // Audio for a room (DESIGN.md section 7). Dropped frames are counted, not answered, except a
+  // malformed one (a client bug): an error frame, and the connection goes on.
+  void on_binary(std::string_view payload) {
+    Rooms* rooms = ctx_.opts.api.rooms;
+    if (!authed_ || !rooms)
+      return send_error(
+          "", make_error(Errc::bad_request, "binary frames carry room audio; join a room first"));
+    if (!room_open_) {
+      rooms->open_connection(static_cast<int>(loop_), room_conn_, this);
+      room_open_ = true;
+    }
+    if (rooms->on_frame(room_conn_, payload) == Rooms::FrameResult::malformed)
+      send_error("", make_error(Errc::bad_request,
+                                "an audio frame is [u8 1][u32 room_id][u16 seq][payload]"));
+  }
+
+  void on_room_command(proto::Envelope& e) {
+    Rooms* rooms = ctx_.opts.api.rooms;
+    if (!rooms) return send_error(e.id_json, make_error(Errc::unknown_cmd, "no voice rooms here"));
+    if (!room_open_) {
+      rooms->open_connection(static_cast<int>(loop_), room_conn_, this);
+      room_open_ = true;
+    }
+    auto self = shared_from_this();
+    ctx_.svc.run_blocking(
+        [self, rooms, cmd = std::move(e.cmd), id = e.id_json, data = std::move(e.data)] {
+          auto r = run_room_command(*rooms, self->auth_, static_cast<int>(self->loop_),
+                                    self->room_conn_, cmd, data);
+          if (!r) self->ctx_.metrics.errors_total.add();
+          auto f = std::make_shared<const std::string>(r ? proto::frame(cmd, id, r->body)
+                                                         : proto::frame_error(id, r.error()));
+          asio::post(self->socket_.get_executor(), [self, f] { self->send(f); });
+        });
+  }
+
+  std::size_t voice_backlog() const {
+    return std::min<std::size_t>(64 << 10, ctx_.opts.max_send_queue_bytes / 4);
+  }
+
   void dispatch(proto::Envelope& e) {
     if (e.cmd == "msg") return on_msg(e);
     if (e.cmd == "heartbeat") return on_heartbeat(e);
     if (e.cmd == "sync") return on_sync(e);
     if (is_group_command(e.cmd)) return on_group_command(e);
+    if (is_room_command(e.cmd)) return on_room_command(e);
     if (e.cmd == "ping")
       return send(
           std::make_shared<const std::string>(proto::frame("pong", e.id_json, {{"ts", now_ms()}})));
@@ -626,6 +676,8 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     expiry_.cancel();
     if (attached_) ctx_.hub.detach(static_cast<int>(loop_), this);
     attached_ = false;
+    if (room_open_) ctx_.opts.api.rooms->close_connection(static_cast<int>(loop_), room_conn_);
+    room_open_ = false;
     gone_.store(true);
     if (online_.exchange(false)) ctx_.svc.device_offline(auth_, presence_id_);
     if (stream_) stream_->close();
@@ -667,6 +719,9 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   bool accepted_ = false;
   bool authenticating_ = false;
   bool authed_ = false;
+  // Voice rooms: this connection's id there, and whether it is known there yet.
+  const int64_t room_conn_ = ctx_.opts.api.rooms ? ctx_.opts.api.rooms->new_connection_id() : 0;
+  bool room_open_ = false;
   bool attached_ = false;
   // device_online was called (on the work pool) and device_offline is owed: set from there,
   // read here at finish.
