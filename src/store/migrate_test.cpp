@@ -78,6 +78,14 @@ std::string show(const Friend& f) {
   return f.user_id + "@" + std::to_string(f.since_ms);
 }
 
+// A room as copied: member_count is left out (members are connections, not copied).
+std::string show(const Room& r) {
+  std::ostringstream o;
+  o << r.id << " [" << r.name << "] owner=" << r.owner << " max=" << r.max_members
+    << " created=" << r.created_at_ms;
+  return o.str();
+}
+
 std::string show(const AuthContext& a) {
   std::ostringstream o;
   o << a.user_id << " [" << a.user_name << "] " << a.device_id << " admin=" << a.is_admin
@@ -95,6 +103,8 @@ struct Source {
   std::vector<std::string> direct_keys;
   std::vector<std::string> files;
   std::vector<std::string> requests;
+  std::vector<RoomId> rooms;
+  std::vector<std::pair<RoomId, std::string>> room_bans;
   int64_t messages = 0;
 };
 
@@ -159,7 +169,8 @@ void append(StoreSession& s, ConversationId id, std::vector<Message> batch,
 // owner handed over, an admin), a group with a notice that takes invitations only, `messages`
 // messages across them with and without client_msg_ids, a file and an image message, a system
 // message, device cursors; requests of every kind in every status, a friendship, a user who
-// takes direct conversations from friends only.
+// takes direct conversations from friends only; voice rooms (one deleted: a gap in the ids)
+// with members (connections: not copied) and removed users, one removed before joining.
 Source fill(StoreSession& s, int messages) {
   Source src;
   const std::vector<std::string> people = {"alice", "bob", "carol", "dave", "erin.o-k_1"};
@@ -308,7 +319,37 @@ Source fill(StoreSession& s, int messages) {
           .value());
   EXPECT_EQ(s.requests_expire(1700000040000).value(), 1);
   EXPECT_TRUE(s.add_friend("bob", "alice", 1700000030003));
+
+  auto room = [&](const std::string& name, const std::string& owner, int64_t max) {
+    auto id = s.room_create(Room{0, name, owner, max, 1700000060000 + max, 0});
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? id.value() : RoomId{0};
+  };
+  const RoomId voice = room("voice \xf0\x9f\x8e\xa4 \"q\"", "alice", 8);
+  const RoomId gone = room("gone", "bob", 2);
+  const RoomId quiet = room("quiet", "dave", 50);
+  EXPECT_TRUE(s.room_delete(gone));
+  EXPECT_TRUE(s.begin());
+  for (auto user : {"alice", "bob", "carol"})
+    EXPECT_TRUE(s.room_join(voice, user, "node-1", 1, 1700000061000));
+  EXPECT_TRUE(s.room_join(quiet, "carol", "node-1", 2, 1700000061000));
+  EXPECT_TRUE(s.room_remove(voice, "carol").value());  // a member
+  EXPECT_FALSE(s.room_remove(voice, "dave").value());  // before joining
+  EXPECT_FALSE(s.room_remove(quiet, "erin.o-k_1").value());
+  EXPECT_TRUE(s.commit());
+  src.rooms = {voice, quiet};
+  src.room_bans = {{voice, "carol"}, {voice, "dave"}, {quiet, "erin.o-k_1"}};
   return src;
+}
+
+// Whether a join of `user` into `room` is refused as removed (the join rolled back: it only
+// asks).
+bool removed_from(StoreSession& s, RoomId room, const std::string& user) {
+  EXPECT_TRUE(s.begin());
+  auto j = s.room_join(room, user, "probe", 1, 1);
+  s.rollback();
+  EXPECT_TRUE(j || j.error().code == Errc::forbidden) << j.error().message;
+  return !j && j.error().code == Errc::forbidden;
 }
 
 // --- the comparison, through the read API ----------------------------------------------------
@@ -424,6 +465,14 @@ void expect_same(StoreSession& a, StoreSession& b, const Source& src) {
       EXPECT_EQ(shown(qa.value()), shown(qb.value())) << u;
     }
   }
+  {
+    auto ra = a.rooms_list(0, 100), rb = b.rooms_list(0, 100);
+    ASSERT_TRUE(ra && rb);
+    EXPECT_EQ(shown(ra.value()), shown(rb.value()));
+    for (auto id : src.rooms)
+      for (auto& u : src.users)
+        EXPECT_EQ(removed_from(a, id, u), removed_from(b, id, u)) << id << " " << u;
+  }
   for (auto& f : src.files) {
     auto fa = a.get_file(f), fb = b.get_file(f);
     ASSERT_TRUE(fa && fb && fa.value() && fb.value());
@@ -466,6 +515,28 @@ void expect_groups(StoreSession& s, const Source& src) {
   EXPECT_FALSE(s.are_friends("carol", "dave").value());
 }
 
+// What fill() set of rooms is there in a copy: the rooms and who is kept out of them, and no
+// members (they were connections of the source's node).
+void expect_rooms(StoreSession& s, const Source& src) {
+  auto rooms = s.rooms_list(0, 100).value();
+  ASSERT_EQ(rooms.size(), src.rooms.size());
+  for (std::size_t i = 0; i < rooms.size(); ++i) {
+    EXPECT_EQ(rooms[i].id, src.rooms[i]);
+    EXPECT_EQ(rooms[i].member_count, 0) << rooms[i].id;
+    EXPECT_TRUE(s.room_members(rooms[i].id).value().empty());
+  }
+  EXPECT_EQ(rooms[0].name, "voice \xf0\x9f\x8e\xa4 \"q\"");
+  EXPECT_EQ(rooms[0].owner, "alice");
+  EXPECT_EQ(rooms[0].max_members, 8);
+  EXPECT_EQ(rooms[0].created_at_ms, 1700000060008);
+  for (auto id : src.rooms)
+    for (auto& u : src.users) {
+      const bool want = std::find(src.room_bans.begin(), src.room_bans.end(), std::pair{id, u}) !=
+                        src.room_bans.end();
+      EXPECT_EQ(removed_from(s, id, u), want) << id << " " << u;
+    }
+}
+
 // After the copy the target goes on where the source stopped: the next conversation gets a new
 // id, the next message the next seq, a retried client_msg_id is still a retry.
 void expect_continues(StoreSession& s, const Source& src) {
@@ -496,6 +567,19 @@ void expect_continues(StoreSession& s, const Source& src) {
   auto after = s.get_conversation(g);
   EXPECT_EQ(after.value()->last_seq, lock->last_seq + 1);
   EXPECT_EQ(after.value()->members_version, lock->members_version);
+
+  // The next room gets a new id; a copied room numbers its members from 1 again (none came
+  // with it), and a removed user is still refused.
+  auto room = s.room_create(Room{0, "after", "bob", 5, 1, 0});
+  ASSERT_TRUE(room) << room.error().message;
+  EXPECT_GT(room.value(), *std::max_element(src.rooms.begin(), src.rooms.end()));
+  ASSERT_TRUE(s.begin());
+  auto j = s.room_join(src.rooms[0], "bob", "node-2", 9, 2);
+  ASSERT_TRUE(j) << j.error().message;
+  EXPECT_TRUE(j->fresh);
+  EXPECT_EQ(j->member.member_no, 1u);
+  EXPECT_EQ(s.room_join(src.rooms[0], "carol", "node-2", 10, 2).error().code, Errc::forbidden);
+  ASSERT_TRUE(s.commit());
 }
 
 class Migrate : public ::testing::Test {
@@ -546,9 +630,12 @@ void round_trip(Store& sqlite, Store& pg, const BatchLimits& limits) {
   EXPECT_EQ(copied->cursors, 4);
   EXPECT_EQ(copied->requests, 7);
   EXPECT_EQ(copied->friends, 1);
-  EXPECT_GE(batches, 9);
+  EXPECT_EQ(copied->rooms, 2);
+  EXPECT_EQ(copied->room_bans, 3);
+  EXPECT_GE(batches, 11);
   expect_same(*src_s, *pg_s, src);
   expect_groups(*pg_s, src);
+  expect_rooms(*pg_s, src);
 
   // And back into a new SQLite store (the bulk calls are symmetric).
   auto back = sqlite_store(temp_dir("back"));
@@ -559,6 +646,7 @@ void round_trip(Store& sqlite, Store& pg, const BatchLimits& limits) {
   EXPECT_EQ(again.value(), copied.value());
   expect_same(*src_s, *back_s, src);
   expect_groups(*back_s, src);
+  expect_rooms(*back_s, src);
 
   expect_continues(*pg_s, src);
   expect_continues(*back_s, src);

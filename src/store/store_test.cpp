@@ -111,6 +111,50 @@ class StoreSuite : public ::testing::Test {
     return m;
   }
 
+  // Voice rooms: a room of alice's; a join and a removal each in a transaction of their own,
+  // as the writer runs them (undone when they fail).
+  RoomId make_room(const std::string& name, int64_t max_members = 50,
+                   const std::string& owner = "alice") {
+    auto id = s_->room_create(Room{0, name, owner, max_members, 7, 0});
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? id.value() : 0;
+  }
+  Result<StoreSession::RoomJoin> join(RoomId room, const std::string& user, const std::string& node,
+                                      int64_t conn, int64_t now = 100) {
+    EXPECT_TRUE(s_->begin());
+    auto r = s_->room_join(room, user, node, conn, now);
+    if (r)
+      EXPECT_TRUE(s_->commit());
+    else
+      s_->rollback();
+    return r;
+  }
+  Result<std::optional<RoomMember>> remove(RoomId room, const std::string& user) {
+    EXPECT_TRUE(s_->begin());
+    auto r = s_->room_remove(room, user);
+    if (r)
+      EXPECT_TRUE(s_->commit());
+    else
+      s_->rollback();
+    return r;
+  }
+  // "user#no@node/conn" per member, by member_no ("+muted" when muted).
+  std::string members_of(RoomId room) {
+    auto r = s_->room_members(room);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? show_members(r.value()) : "";
+  }
+  static std::string show_member(const RoomMember& m) {
+    return std::to_string(m.room_id) + ":" + m.user_id + "#" + std::to_string(m.member_no) +
+           (m.muted ? "+muted" : "") + "@" + m.node_id + "/" + std::to_string(m.conn_id) + "(" +
+           std::to_string(m.joined_at_ms) + ")";
+  }
+  static std::string show_members(const std::vector<RoomMember>& v) {
+    std::string out;
+    for (auto& m : v) out += show_member(m) + " ";
+    return out;
+  }
+
   std::unique_ptr<Store> store_;
   std::unique_ptr<StoreSession> s_;
 };
@@ -1166,6 +1210,240 @@ TYPED_TEST(StoreSuite, SystemMessagesReadBack) {
   EXPECT_EQ(s.messages_before(id, 3, 1).value().at(0).type, MessageType::system);
 }
 
+// Rooms get ids from 1 up; a list pages by id and counts each room's members.
+TYPED_TEST(StoreSuite, RoomsAreCreatedListedAndCounted) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("lobby", 5), b = this->make_room("b \xe2\x9c\x93"),
+               c = this->make_room("c", 3, "bob");
+  EXPECT_EQ(a, 1u) << "the first room's id";
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  auto got = s.room_get(a).value();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->id, a);
+  EXPECT_EQ(got->name, "lobby");
+  EXPECT_EQ(got->owner, "alice");
+  EXPECT_EQ(got->max_members, 5);
+  EXPECT_EQ(got->created_at_ms, 7);
+  EXPECT_EQ(got->member_count, 0);
+  EXPECT_EQ(s.room_get(b).value()->name, "b \xe2\x9c\x93");
+  EXPECT_FALSE(s.room_get(c + 1).value());
+  EXPECT_EQ(s.room_create(Room{0, "x", "nobody", 5, 1, 0}).error().code, Errc::not_found);
+
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1));
+  ASSERT_TRUE(this->join(a, "bob", "n2", 1));
+  ASSERT_TRUE(this->join(c, "carol", "n1", 2));
+  auto show = [](const Result<std::vector<Room>>& r) {
+    std::string out;
+    EXPECT_TRUE(r) << r.error().message;
+    if (r)
+      for (auto& room : r.value())
+        out += std::to_string(room.id) + ":" + room.name + "=" + std::to_string(room.member_count) +
+               " ";
+    return out;
+  };
+  const std::string ia = std::to_string(a), ib = std::to_string(b), ic = std::to_string(c);
+  EXPECT_EQ(show(s.rooms_list(0, 10)), ia + ":lobby=2 " + ib + ":b \xe2\x9c\x93=0 " + ic + ":c=1 ");
+  EXPECT_EQ(show(s.rooms_list(0, 2)), ia + ":lobby=2 " + ib + ":b \xe2\x9c\x93=0 ");
+  EXPECT_EQ(show(s.rooms_list(b, 2)), ic + ":c=1 ");
+  EXPECT_EQ(show(s.rooms_list(c, 2)), "");
+  EXPECT_EQ(s.room_get(a).value()->member_count, 2);
+  EXPECT_EQ(s.room_get(c).value()->member_count, 1);
+  auto counts = s.count_rows().value();
+  EXPECT_EQ(counts.rooms, 3);
+  EXPECT_EQ(counts.room_bans, 0);
+}
+
+// Each room numbers its members from 1, and a number once given is not given again in it, not
+// even to the user who had it.
+TYPED_TEST(StoreSuite, MemberNumbersCountUpAndAreNotReused) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a"), b = this->make_room("b");
+  auto j = this->join(a, "alice", "n1", 11, 100);
+  ASSERT_TRUE(j) << j.error().message;
+  EXPECT_TRUE(j->fresh);
+  EXPECT_EQ(this->show_member(j->member), std::to_string(a) + ":alice#1@n1/11(100)");
+  EXPECT_EQ(this->join(a, "bob", "n1", 12).value().member.member_no, 2u);
+  auto left = s.room_leave(a, "alice", "n1", 11).value();
+  ASSERT_TRUE(left);
+  EXPECT_EQ(this->show_member(*left), std::to_string(a) + ":alice#1@n1/11(100)");
+  EXPECT_EQ(this->join(a, "carol", "n2", 13).value().member.member_no, 3u);
+  j = this->join(a, "alice", "n2", 14, 200);
+  ASSERT_TRUE(j);
+  EXPECT_TRUE(j->fresh) << "she had left: a new member";
+  EXPECT_EQ(j->member.member_no, 4u);
+  EXPECT_EQ(this->join(b, "carol", "n1", 15).value().member.member_no, 1u) << "b counts its own";
+  const std::string ia = std::to_string(a);
+  EXPECT_EQ(this->members_of(a),
+            ia + ":bob#2@n1/12(100) " + ia + ":carol#3@n2/13(100) " + ia + ":alice#4@n2/14(200) ");
+  EXPECT_EQ(this->members_of(b), std::to_string(b) + ":carol#1@n1/15(100) ");
+  EXPECT_EQ(this->members_of(b + 1), "") << "no such room: no members";
+}
+
+// A member who joins again (another connection, another node) is moved: the same number, the
+// same mute, the same joined_at; the old connection's leave then finds nothing of theirs.
+TYPED_TEST(StoreSuite, ARejoinMovesTheMemberAndKeepsTheirNumber) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a");
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1, 100));
+  ASSERT_TRUE(this->join(a, "bob", "n1", 2, 100));
+  ASSERT_TRUE(s.room_set_muted(a, "bob", true));
+  auto j = this->join(a, "bob", "n2", 7, 300);
+  ASSERT_TRUE(j) << j.error().message;
+  EXPECT_FALSE(j->fresh);
+  const std::string ia = std::to_string(a);
+  EXPECT_EQ(this->show_member(j->member), ia + ":bob#2+muted@n2/7(100)");
+  EXPECT_EQ(this->members_of(a), ia + ":alice#1@n1/1(100) " + ia + ":bob#2+muted@n2/7(100) ");
+  EXPECT_FALSE(s.room_leave(a, "bob", "n1", 2).value()) << "the stale connection's leave";
+  EXPECT_FALSE(s.room_leave(a, "bob", "n2", 2).value()) << "another connection of the node";
+  EXPECT_FALSE(s.room_leave(a, "bob", "n1", 7).value()) << "the conn_id on another node";
+  EXPECT_EQ(this->members_of(a), ia + ":alice#1@n1/1(100) " + ia + ":bob#2+muted@n2/7(100) ");
+  auto left = s.room_leave(a, "bob", "n2", 7).value();
+  ASSERT_TRUE(left);
+  EXPECT_EQ(this->show_member(*left), ia + ":bob#2+muted@n2/7(100)");
+  EXPECT_FALSE(s.room_leave(a, "bob", "n2", 7).value());
+  EXPECT_FALSE(s.room_leave(a + 1, "bob", "n2", 7).value()) << "no such room";
+  EXPECT_EQ(this->members_of(a), ia + ":alice#1@n1/1(100) ");
+}
+
+// At max_members a new member is refused; a member moving is not a new one.
+TYPED_TEST(StoreSuite, ARoomIsFullAtMaxMembers) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a", 2);
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1));
+  ASSERT_TRUE(this->join(a, "bob", "n1", 2));
+  auto full = this->join(a, "carol", "n1", 3);
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, Errc::room_full);
+  auto moved = this->join(a, "alice", "n2", 4);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_FALSE(moved->fresh);
+  EXPECT_EQ(moved->member.member_no, 1u);
+  EXPECT_EQ(s.room_get(a).value()->member_count, 2);
+  ASSERT_TRUE(s.room_leave(a, "bob", "n1", 2).value());
+  auto j = this->join(a, "carol", "n1", 3);
+  ASSERT_TRUE(j) << j.error().message;
+  EXPECT_EQ(j->member.member_no, 3u) << "the refused join took no number";
+  const RoomId none = this->make_room("none", 0);
+  EXPECT_EQ(this->join(none, "alice", "n1", 1).error().code, Errc::room_full);
+}
+
+// The owner's removal: the row goes whatever its connection, the user stays out, a second
+// removal is no error, and a user may be kept out before they join.
+TYPED_TEST(StoreSuite, ARemovedUserIsKeptOut) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a"), b = this->make_room("b");
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1, 100));
+  ASSERT_TRUE(this->join(a, "bob", "n2", 5, 100));
+  ASSERT_TRUE(this->join(b, "bob", "n2", 6, 100));
+  auto gone = this->remove(a, "bob");
+  ASSERT_TRUE(gone) << gone.error().message;
+  ASSERT_TRUE(gone.value());
+  const std::string ia = std::to_string(a);
+  EXPECT_EQ(this->show_member(*gone.value()), ia + ":bob#2@n2/5(100)");
+  EXPECT_EQ(this->members_of(a), ia + ":alice#1@n1/1(100) ");
+  auto refused = this->join(a, "bob", "n2", 7);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::forbidden);
+  EXPECT_EQ(refused.error().message, "removed from this room");
+  EXPECT_EQ(this->members_of(b), std::to_string(b) + ":bob#1@n2/6(100) ") << "only from a";
+  gone = this->remove(a, "bob");
+  ASSERT_TRUE(gone) << "a second removal";
+  EXPECT_FALSE(gone.value());
+  gone = this->remove(a, "carol");  // never joined: kept out ahead
+  ASSERT_TRUE(gone) << gone.error().message;
+  EXPECT_FALSE(gone.value());
+  EXPECT_EQ(this->join(a, "carol", "n1", 8).error().code, Errc::forbidden);
+  EXPECT_EQ(this->remove(b + 1, "carol").error().code, Errc::not_found) << "no such room";
+  EXPECT_EQ(this->remove(a, "nobody").error().code, Errc::not_found) << "no such user";
+  EXPECT_EQ(this->join(b + 1, "carol", "n1", 8).error().code, Errc::not_found) << "no such room";
+  EXPECT_EQ(this->join(a, "nobody", "n1", 8).error().code, Errc::not_found) << "no such user";
+  EXPECT_EQ(s.count_rows().value().room_bans, 2);
+  EXPECT_EQ(this->members_of(a), ia + ":alice#1@n1/1(100) ");
+}
+
+TYPED_TEST(StoreSuite, RoomMembersAreMutedAndUnmuted) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a");
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1));
+  ASSERT_TRUE(s.room_set_muted(a, "alice", true));
+  EXPECT_TRUE(s.room_members(a).value().at(0).muted);
+  ASSERT_TRUE(s.room_set_muted(a, "alice", true)) << "muted already: no error";
+  ASSERT_TRUE(s.room_set_muted(a, "alice", false));
+  EXPECT_FALSE(s.room_members(a).value().at(0).muted);
+  EXPECT_EQ(s.room_set_muted(a, "bob", true).error().code, Errc::not_found) << "not a member";
+  EXPECT_EQ(s.room_set_muted(a + 1, "alice", true).error().code, Errc::not_found) << "no room";
+}
+
+// A node that stopped takes its members with it, every room's, and only its own; a moved
+// member is no longer that node's.
+TYPED_TEST(StoreSuite, ANodesMembersLeaveWithIt) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a"), b = this->make_room("b");
+  ASSERT_TRUE(this->join(b, "bob", "n1", 2, 100));
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1, 100));
+  ASSERT_TRUE(this->join(a, "carol", "n2", 1, 100));
+  ASSERT_TRUE(this->join(a, "bob", "n1", 2, 100));
+  ASSERT_TRUE(this->join(b, "alice", "n1", 3, 100));
+  ASSERT_TRUE(this->join(b, "alice", "n2", 4, 100));  // moved to n2
+  auto gone = s.room_leave_node("n1");
+  ASSERT_TRUE(gone) << gone.error().message;
+  const std::string ia = std::to_string(a), ib = std::to_string(b);
+  EXPECT_EQ(this->show_members(gone.value()),
+            ia + ":alice#1@n1/1(100) " + ia + ":bob#3@n1/2(100) " + ib + ":bob#1@n1/2(100) ");
+  EXPECT_EQ(this->members_of(a), ia + ":carol#2@n2/1(100) ");
+  EXPECT_EQ(this->members_of(b), ib + ":alice#2@n2/4(100) ");
+  EXPECT_TRUE(s.room_leave_node("n1").value().empty());
+  EXPECT_TRUE(s.room_leave_node("n3").value().empty());
+  EXPECT_EQ(s.room_leave_node("n2").value().size(), 2u);
+  EXPECT_EQ(s.room_get(a).value()->member_count, 0);
+}
+
+// A room's members and removed users go with it; its id is not given again.
+TYPED_TEST(StoreSuite, DeletingARoomTakesItsMembersAndBans) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a"), b = this->make_room("b");
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1));
+  ASSERT_TRUE(this->join(b, "alice", "n1", 1));
+  ASSERT_TRUE(this->remove(a, "bob"));
+  ASSERT_TRUE(this->remove(b, "bob"));
+  ASSERT_TRUE(s.room_delete(b));
+  EXPECT_FALSE(s.room_get(b).value());
+  EXPECT_EQ(this->members_of(b), "");
+  EXPECT_EQ(s.room_delete(b).error().code, Errc::not_found);
+  EXPECT_EQ(this->join(b, "alice", "n1", 1).error().code, Errc::not_found);
+  auto counts = s.count_rows().value();
+  EXPECT_EQ(counts.rooms, 1);
+  EXPECT_EQ(counts.room_bans, 1);
+  EXPECT_EQ(this->members_of(a), std::to_string(a) + ":alice#1@n1/1(100) ");
+  EXPECT_GT(this->make_room("c"), b);
+}
+
+// A sole node's start: nobody is connected, so no room has members; numbers go on.
+TYPED_TEST(StoreSuite, RoomMembersAreClearedAndNumbersGoOn) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a"), b = this->make_room("b");
+  ASSERT_TRUE(this->join(a, "alice", "n1", 1));
+  ASSERT_TRUE(this->join(a, "bob", "n2", 1));
+  ASSERT_TRUE(this->join(b, "carol", "n1", 2));
+  ASSERT_TRUE(this->remove(b, "bob"));
+  ASSERT_TRUE(s.room_members_clear());
+  EXPECT_EQ(this->members_of(a), "");
+  EXPECT_EQ(this->members_of(b), "");
+  EXPECT_EQ(s.count_rows().value().room_bans, 1) << "removed users stay removed";
+  EXPECT_EQ(this->join(a, "alice", "n1", 3).value().member.member_no, 3u);
+  EXPECT_EQ(this->join(b, "bob", "n1", 3).error().code, Errc::forbidden);
+}
+
+// A join and a removal read and then write under the room's lock: only inside a transaction.
+TYPED_TEST(StoreSuite, RoomJoinAndRemoveNeedATransaction) {
+  auto& s = *this->s_;
+  const RoomId a = this->make_room("a");
+  EXPECT_EQ(s.room_join(a, "alice", "n1", 1, 1).error().code, Errc::internal);
+  EXPECT_EQ(s.room_remove(a, "alice").error().code, Errc::internal);
+  EXPECT_EQ(this->members_of(a), "");
+}
+
 TYPED_TEST(StoreSuite, ReopeningKeepsData) {
   // A second session (another connection) sees what the first committed.
   auto other = this->store_->open_session();
@@ -1501,6 +1779,147 @@ TEST_F(PostgresOnly, SessionsAreCappedByMaxSessions) {
   EXPECT_EQ(c.error().code, Errc::unavailable);
   a.value().reset();
   EXPECT_TRUE(store->open_session());
+}
+
+// Voice rooms on several nodes: every change of a room's members waits for the room's row
+// lock, and then reads what the holder committed.
+class PostgresRooms : public PostgresOnly {
+ protected:
+  void SetUp() override {
+    PostgresOnly::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    node_a_ = node();
+    node_b_ = node();
+    ASSERT_TRUE(node_a_ && node_b_);
+    a_ = session(*node_a_);
+    b_ = session(*node_b_);
+    ASSERT_TRUE(a_ && b_);
+    for (auto id : {"alice", "bob", "carol"})
+      ASSERT_TRUE(a_->create_user(User{id, id, false, 1}, "h"));
+  }
+  RoomId room(int64_t max_members) {
+    auto id = a_->room_create(Room{0, "r", "alice", max_members, 1, 0});
+    EXPECT_TRUE(id) << id.error().message;
+    return id ? id.value() : 0;
+  }
+  // Until node B's session waits for a lock node A holds.
+  bool b_waits() {
+    return server_says(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+        "wait_event_type = 'Lock'",
+        "1");
+  }
+
+  std::unique_ptr<Store> node_a_, node_b_;
+  std::unique_ptr<StoreSession> a_, b_;
+};
+
+// Node B's join into the last place waits for node A's join into it, and then finds it taken.
+TEST_F(PostgresRooms, AJoinWaitsForTheOtherNodesJoinAndCountsIt) {
+  const RoomId r = room(1);
+  ASSERT_TRUE(a_->begin());
+  ASSERT_TRUE(a_->room_join(r, "alice", "n1", 1, 1));
+  Result<StoreSession::RoomJoin> b_got = make_error(Errc::internal, "not run");
+  std::thread t([&] {
+    EXPECT_TRUE(b_->begin());
+    b_got = b_->room_join(r, "bob", "n2", 1, 1);
+    b_->rollback();
+  });
+  EXPECT_TRUE(b_waits()) << "node B is not waiting for the room's row lock";
+  ASSERT_TRUE(a_->commit());
+  t.join();
+  ASSERT_FALSE(b_got);
+  EXPECT_EQ(b_got.error().code, Errc::room_full) << b_got.error().message;
+  EXPECT_EQ(a_->room_members(r).value().size(), 1u);
+}
+
+// A join waiting for the owner's removal of that user finds the ban once it is committed (its
+// snapshot of before the wait had none).
+TEST_F(PostgresRooms, AJoinWaitingForARemovalIsRefused) {
+  const RoomId r = room(10);
+  ASSERT_TRUE(a_->begin());
+  ASSERT_TRUE(a_->room_join(r, "bob", "n1", 1, 1));
+  ASSERT_TRUE(a_->commit());
+  ASSERT_TRUE(a_->begin());
+  ASSERT_TRUE(a_->room_remove(r, "bob").value());
+  Result<StoreSession::RoomJoin> b_got = make_error(Errc::internal, "not run");
+  std::thread t([&] {
+    EXPECT_TRUE(b_->begin());
+    b_got = b_->room_join(r, "bob", "n2", 2, 2);
+    b_->rollback();
+  });
+  EXPECT_TRUE(b_waits()) << "node B is not waiting for the room's row lock";
+  ASSERT_TRUE(a_->commit());
+  t.join();
+  ASSERT_FALSE(b_got);
+  EXPECT_EQ(b_got.error().code, Errc::forbidden) << b_got.error().message;
+  EXPECT_TRUE(a_->room_members(r).value().empty());
+}
+
+// Two nodes taking a dead node's members at once: each row goes to one of them.
+TEST_F(PostgresRooms, TwoNodesTakingADeadNodesMembersGetDisjointRows) {
+  const RoomId r = room(10), q = room(10);
+  struct In {
+    RoomId room;
+    const char* user;
+    const char* node;
+  };
+  for (auto in :
+       {In{r, "alice", "dead"}, In{r, "bob", "n1"}, In{q, "bob", "dead"}, In{q, "carol", "dead"}}) {
+    ASSERT_TRUE(a_->begin());
+    ASSERT_TRUE(a_->room_join(in.room, in.user, in.node, 1, 1));
+    ASSERT_TRUE(a_->commit());
+  }
+  ASSERT_TRUE(a_->begin());
+  auto a_got = a_->room_leave_node("dead");
+  ASSERT_TRUE(a_got) << a_got.error().message;
+  Result<std::vector<RoomMember>> b_got = make_error(Errc::internal, "not run");
+  std::thread t([&] {
+    EXPECT_TRUE(b_->begin());
+    b_got = b_->room_leave_node("dead");
+    EXPECT_TRUE(b_->commit());
+  });
+  EXPECT_TRUE(b_waits()) << "node B is not waiting for node A's rows";
+  ASSERT_TRUE(a_->commit());
+  t.join();
+  ASSERT_TRUE(b_got) << b_got.error().message;
+  EXPECT_EQ(a_got->size(), 3u);
+  EXPECT_TRUE(b_got->empty());
+  EXPECT_EQ(a_->room_members(r).value().size(), 1u);
+  EXPECT_TRUE(a_->room_members(q).value().empty());
+}
+
+// Two nodes' writers racing users into one room: exactly max_members get in, numbered 1..max.
+TEST_F(PostgresRooms, RacingJoinsStopAtMaxMembers) {
+  constexpr int kUsers = 12;
+  for (int i = 0; i < kUsers; ++i)
+    ASSERT_TRUE(a_->create_user(User{"u" + std::to_string(i), "u", false, 1}, "h"));
+  const RoomId r = room(5);
+  std::atomic<int> full{0}, ready{0};
+  auto joiner = [&](StoreSession* s, int first, const std::string& node_id) {
+    ready.fetch_add(1);
+    while (ready.load() < 2) std::this_thread::yield();
+    for (int i = first; i < kUsers; i += 2) {
+      ASSERT_TRUE(s->begin());
+      auto j = s->room_join(r, "u" + std::to_string(i), node_id, i, 1);
+      if (j) {
+        ASSERT_TRUE(s->commit());
+        continue;
+      }
+      EXPECT_EQ(j.error().code, Errc::room_full) << j.error().message;
+      full.fetch_add(1);
+      s->rollback();
+    }
+  };
+  std::thread ta([&] { joiner(a_.get(), 0, "n1"); });
+  std::thread tb([&] { joiner(b_.get(), 1, "n2"); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(full.load(), kUsers - 5);
+  auto members = a_->room_members(r).value();
+  ASSERT_EQ(members.size(), 5u);
+  for (std::size_t i = 0; i < members.size(); ++i)
+    EXPECT_EQ(members[i].member_no, static_cast<uint32_t>(i + 1));
 }
 
 TEST(PostgresUrl, AMalformedUrlIsABadRequest) {

@@ -32,8 +32,9 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     exec(db,
-         // Version 7's columns (after the triggers that name them) and version 6's first: the
-         // rows below are version 1's.
+         // Version 8's tables, version 7's columns (after the triggers that name them) and
+         // version 6's first: the rows below are version 1's.
+         "DROP TABLE room_bans; DROP TABLE room_members; DROP TABLE rooms;"
          "DROP TRIGGER role_version; DROP TRIGGER settings_version;"
          "DROP TABLE requests; DROP TABLE friends;"
          "ALTER TABLE members DROP COLUMN role; ALTER TABLE conversations DROP COLUMN notice;"
@@ -91,6 +92,9 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
   EXPECT_TRUE(s->find_sent("alice", "c1").value().has_value());
   EXPECT_EQ(s->get_file("f").value()->uploader, "alice");
   EXPECT_EQ(s->cursors("alice", "d").value().size(), 1u);
+  // Version 8: voice rooms, none yet; the first one's id is 1.
+  EXPECT_EQ(s->count_rows().value().rooms, 0);
+  EXPECT_EQ(s->room_create(Room{0, "r", "alice", 2, 1, 0}).value(), 1u);
   fs::remove_all(dir);
 }
 

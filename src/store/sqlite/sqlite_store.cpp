@@ -262,6 +262,40 @@ CREATE TABLE friends (
 ) WITHOUT ROWID;
 CREATE INDEX friends_by_b ON friends(user_b, user_a);
 )sql",
+    // Version 8 (issue 15): voice rooms (DESIGN.md section 7). A room's id travels as a u32 in
+    // audio frames: AUTOINCREMENT from 1, never reused, and CHECKed below 2^32 (an imported id
+    // too). A member is a connection (node_id, conn_id), like presence; member_no comes from
+    // the room's next_member_no, which only grows, so a number is never given twice in a room
+    // (the UNIQUE says so as well). room_bans holds the users an owner removed. Members and bans
+    // go with their room (ON DELETE CASCADE: foreign_keys is on in every session);
+    // room_members_by_node serves room_leave_node.
+    R"sql(
+CREATE TABLE rooms (
+  id INTEGER PRIMARY KEY AUTOINCREMENT CHECK (id BETWEEN 1 AND 4294967295),
+  name TEXT NOT NULL,
+  owner TEXT NOT NULL REFERENCES users(id),
+  max_members INTEGER NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  next_member_no INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE room_members (
+  room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  member_no INTEGER NOT NULL,
+  muted INTEGER NOT NULL DEFAULT 0,
+  node_id TEXT NOT NULL,
+  conn_id INTEGER NOT NULL,
+  joined_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (room_id, user_id),
+  UNIQUE (room_id, member_no)
+) WITHOUT ROWID;
+CREATE INDEX room_members_by_node ON room_members(node_id);
+CREATE TABLE room_bans (
+  room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+)sql",
 };
 
 // A request's columns, in request_row's order; the statements that read requests. Each reads
@@ -290,6 +324,14 @@ const std::string kRequestsOfConversation =
     std::string(kRequestSelect) +
     "WHERE conversation_id = ?2 AND kind = ?1 AND status = 'pending' AND +expires_at_ms > ?3 "
     "ORDER BY created_at_ms DESC, id DESC LIMIT ?4";
+
+// A room's columns, in room_row's order, with its member count (a probe of room_members'
+// primary key per room read, in the same statement); a member row's, in room_member_row's.
+constexpr const char* kRoomSelect =
+    "SELECT r.id, r.name, r.owner, r.max_members, r.created_at_ms, "
+    "(SELECT count(*) FROM room_members m WHERE m.room_id = r.id) FROM rooms r ";
+constexpr const char* kRoomMemberColumns =
+    "room_id, user_id, member_no, muted, node_id, conn_id, joined_at_ms";
 
 Error db_error(sqlite3* db, const char* what) {
   return make_error(Errc::internal, std::string(what) + ": " + sqlite3_errmsg(db));
@@ -896,6 +938,199 @@ class SqliteSession final : public StoreSession {
     sqlite3_reset(s);
     if (rc != SQLITE_DONE) return db_error(db_, "list_friends");
     return out;
+  }
+
+  // --- voice rooms (DESIGN.md section 7) ---
+  // The writer holds SQLite's one write lock for the whole transaction: a room's row needs no
+  // lock of its own, and what a call reads stays true until it commits.
+  Result<RoomId> room_create(const Room& r) override {
+    auto* s =
+        prepare("INSERT INTO rooms(name, owner, max_members, created_at_ms) VALUES(?1,?2,?3,?4)");
+    bind_static(s, 1, r.name);
+    bind_static(s, 2, r.owner);
+    sqlite3_bind_int64(s, 3, r.max_members);
+    sqlite3_bind_int64(s, 4, r.created_at_ms);
+    int rc = sqlite3_step(s);
+    const int ext = sqlite3_extended_errcode(db_);
+    sqlite3_reset(s);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error(Errc::not_found, "no such user");
+    if (rc != SQLITE_DONE) return db_error(db_, "room_create");
+    return static_cast<RoomId>(sqlite3_last_insert_rowid(db_));
+  }
+
+  Result<std::optional<Room>> room_get(RoomId id) override {
+    static const std::string sql = std::string(kRoomSelect) + "WHERE r.id = ?1";
+    auto* s = prepare(sql.c_str());
+    sqlite3_bind_int64(s, 1, id);
+    auto rows = room_rows(s, "room_get");
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<Room>();
+    return std::optional<Room>(std::move(rows->front()));
+  }
+
+  Result<std::vector<Room>> rooms_list(RoomId after_id, int64_t limit) override {
+    static const std::string sql =
+        std::string(kRoomSelect) + "WHERE r.id > ?1 ORDER BY r.id LIMIT ?2";
+    auto* s = prepare(sql.c_str());
+    sqlite3_bind_int64(s, 1, after_id);
+    sqlite3_bind_int64(s, 2, limit);
+    return room_rows(s, "rooms_list");
+  }
+
+  // Its members and bans go with it (ON DELETE CASCADE).
+  Status room_delete(RoomId id) override {
+    auto* s = prepare("DELETE FROM rooms WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    return done_changed(s, "room_delete", "no such room");
+  }
+
+  // One read says everything the decision needs (the room, the ban, the count, the user's row);
+  // then one write, or two for a new member (the row, and the room's next number).
+  Result<RoomJoin> room_join(RoomId id, const std::string& user_id, const std::string& node_id,
+                             int64_t conn_id, int64_t now) override {
+    if (sqlite3_get_autocommit(db_))
+      return make_error(Errc::internal, "room_join: outside a transaction");
+    auto* s = prepare(
+        "SELECT r.max_members, r.next_member_no, "
+        "EXISTS(SELECT 1 FROM room_bans b WHERE b.room_id = r.id AND b.user_id = ?2), "
+        "(SELECT count(*) FROM room_members c WHERE c.room_id = r.id), "
+        "m.member_no, m.muted, m.joined_at_ms "
+        "FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id AND m.user_id = ?2 "
+        "WHERE r.id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+      sqlite3_reset(s);
+      if (rc != SQLITE_DONE) return db_error(db_, "room_join");
+      return make_error(Errc::not_found, "no such room");
+    }
+    const int64_t max_members = sqlite3_column_int64(s, 0);
+    const int64_t next_no = sqlite3_column_int64(s, 1);
+    const bool banned = sqlite3_column_int(s, 2) != 0;
+    const int64_t count = sqlite3_column_int64(s, 3);
+    const bool member = sqlite3_column_type(s, 4) != SQLITE_NULL;
+    RoomJoin out;
+    out.member = RoomMember{id,
+                            user_id,
+                            static_cast<uint32_t>(sqlite3_column_int64(s, 4)),
+                            sqlite3_column_int(s, 5) != 0,
+                            node_id,
+                            conn_id,
+                            sqlite3_column_int64(s, 6)};
+    sqlite3_reset(s);
+    if (banned) return make_error(Errc::forbidden, "removed from this room");
+    if (member) {
+      s = prepare(
+          "UPDATE room_members SET node_id = ?3, conn_id = ?4 WHERE room_id = ?1 AND user_id = ?2");
+      sqlite3_bind_int64(s, 1, id);
+      bind_static(s, 2, user_id);
+      bind_static(s, 3, node_id);
+      sqlite3_bind_int64(s, 4, conn_id);
+      if (auto st = done(s, "room_join"); !st) return st.error();
+      out.fresh = false;
+      return out;
+    }
+    if (count >= max_members) return make_error(Errc::room_full, "the room is full");
+    s = prepare(
+        "INSERT INTO room_members(room_id, user_id, member_no, muted, node_id, conn_id, "
+        "joined_at_ms) VALUES(?1,?2,?3,0,?4,?5,?6)");
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    sqlite3_bind_int64(s, 3, next_no);
+    bind_static(s, 4, node_id);
+    sqlite3_bind_int64(s, 5, conn_id);
+    sqlite3_bind_int64(s, 6, now);
+    rc = sqlite3_step(s);
+    const int ext = sqlite3_extended_errcode(db_);
+    sqlite3_reset(s);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error(Errc::not_found, "no such user");
+    if (rc != SQLITE_DONE) return db_error(db_, "room_join");
+    s = prepare("UPDATE rooms SET next_member_no = next_member_no + 1 WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    if (auto st = done(s, "room_join"); !st) return st.error();
+    out.member =
+        RoomMember{id, user_id, static_cast<uint32_t>(next_no), false, node_id, conn_id, now};
+    out.fresh = true;
+    return out;
+  }
+
+  Result<std::optional<RoomMember>> room_leave(RoomId id, const std::string& user_id,
+                                               const std::string& node_id,
+                                               int64_t conn_id) override {
+    static const std::string sql =
+        "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2 AND node_id = ?3 AND "
+        "conn_id = ?4 RETURNING " +
+        std::string(kRoomMemberColumns);
+    auto* s = prepare(sql.c_str());
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    bind_static(s, 3, node_id);
+    sqlite3_bind_int64(s, 4, conn_id);
+    auto rows = room_member_rows(s, "room_leave");
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<RoomMember>();
+    return std::optional<RoomMember>(std::move(rows->front()));
+  }
+
+  // The row goes and the ban stays (a second removal finds it there: nothing more to do).
+  Result<std::optional<RoomMember>> room_remove(RoomId id, const std::string& user_id) override {
+    if (sqlite3_get_autocommit(db_))
+      return make_error(Errc::internal, "room_remove: outside a transaction");
+    if (auto st = room_exists(id, "room_remove"); !st) return st.error();
+    static const std::string sql =
+        "DELETE FROM room_members WHERE room_id = ?1 AND user_id = ?2 RETURNING " +
+        std::string(kRoomMemberColumns);
+    auto* s = prepare(sql.c_str());
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    auto rows = room_member_rows(s, "room_remove");
+    if (!rows) return rows.error();
+    s = prepare("INSERT INTO room_bans(room_id, user_id) VALUES(?1,?2) ON CONFLICT DO NOTHING");
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    int rc = sqlite3_step(s);
+    const int ext = sqlite3_extended_errcode(db_);
+    sqlite3_reset(s);
+    if (ext == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error(Errc::not_found, "no such user");
+    if (rc != SQLITE_DONE) return db_error(db_, "room_remove");
+    if (rows->empty()) return std::optional<RoomMember>();
+    return std::optional<RoomMember>(std::move(rows->front()));
+  }
+
+  Status room_set_muted(RoomId id, const std::string& user_id, bool muted) override {
+    auto* s = prepare("UPDATE room_members SET muted = ?3 WHERE room_id = ?1 AND user_id = ?2");
+    sqlite3_bind_int64(s, 1, id);
+    bind_static(s, 2, user_id);
+    sqlite3_bind_int(s, 3, muted ? 1 : 0);
+    return done_changed(s, "room_set_muted", "not a member");
+  }
+
+  Result<std::vector<RoomMember>> room_members(RoomId id) override {
+    static const std::string sql = "SELECT " + std::string(kRoomMemberColumns) +
+                                   " FROM room_members WHERE room_id = ?1 ORDER BY member_no";
+    auto* s = prepare(sql.c_str());
+    sqlite3_bind_int64(s, 1, id);
+    return room_member_rows(s, "room_members");
+  }
+
+  // One statement, as on PostgreSQL (where it is what hands each row to one caller).
+  Result<std::vector<RoomMember>> room_leave_node(const std::string& node_id) override {
+    static const std::string sql =
+        "DELETE FROM room_members WHERE node_id = ?1 RETURNING " + std::string(kRoomMemberColumns);
+    auto* s = prepare(sql.c_str());
+    bind_static(s, 1, node_id);
+    auto rows = room_member_rows(s, "room_leave_node");
+    if (!rows) return rows.error();
+    // RETURNING's order is unspecified: by room, then member_no.
+    std::sort(rows->begin(), rows->end(), [](const RoomMember& a, const RoomMember& b) {
+      return std::pair(a.room_id, a.member_no) < std::pair(b.room_id, b.member_no);
+    });
+    return rows;
+  }
+
+  Status room_members_clear() override {
+    return done(prepare("DELETE FROM room_members"), "room_members_clear");
   }
 
   // --- messages ---
@@ -1622,10 +1857,29 @@ class SqliteSession final : public StoreSession {
       sqlite3_bind_int64(s, 3, f.since_ms);
       if (auto st = import_step(s, "friends", f.user_a + "/" + f.user_b); !st) return st;
     }
+    // next_member_no starts at 1 again (its default): members are not copied.
+    for (auto& room : r.rooms) {
+      auto* s = prepare(
+          "INSERT INTO rooms(id, name, owner, max_members, created_at_ms) VALUES(?1,?2,?3,?4,?5)");
+      sqlite3_bind_int64(s, 1, room.id);
+      bind_static(s, 2, room.name);
+      bind_static(s, 3, room.owner);
+      sqlite3_bind_int64(s, 4, room.max_members);
+      sqlite3_bind_int64(s, 5, room.created_at_ms);
+      if (auto st = import_step(s, "rooms", std::to_string(room.id)); !st) return st;
+    }
+    for (auto& [room_id, user_id] : r.room_bans) {
+      auto* s = prepare("INSERT INTO room_bans(room_id, user_id) VALUES(?1,?2)");
+      sqlite3_bind_int64(s, 1, room_id);
+      bind_static(s, 2, user_id);
+      if (auto st = import_step(s, "room_bans", std::to_string(room_id) + "/" + user_id); !st)
+        return st;
+    }
     return ok_status();
   }
 
-  // Nothing to do: AUTOINCREMENT's sqlite_sequence follows the highest id inserted by itself.
+  // Nothing to do: AUTOINCREMENT's sqlite_sequence follows the highest id inserted by itself
+  // (conversations' and rooms').
   Status import_finish() override { return ok_status(); }
 
   Result<StoreCounts> count_rows() override {
@@ -1634,7 +1888,8 @@ class SqliteSession final : public StoreSession {
         "(SELECT count(*) FROM conversations), (SELECT count(*) FROM members), "
         "(SELECT count(*) FROM files), (SELECT count(*) FROM messages), "
         "(SELECT count(*) FROM cursors), (SELECT count(*) FROM requests), "
-        "(SELECT count(*) FROM friends)");
+        "(SELECT count(*) FROM friends), (SELECT count(*) FROM rooms), "
+        "(SELECT count(*) FROM room_bans)");
     int rc = sqlite3_step(s);
     StoreCounts c;
     if (rc == SQLITE_ROW) {
@@ -1647,6 +1902,8 @@ class SqliteSession final : public StoreSession {
       c.cursors = sqlite3_column_int64(s, 6);
       c.requests = sqlite3_column_int64(s, 7);
       c.friends = sqlite3_column_int64(s, 8);
+      c.rooms = sqlite3_column_int64(s, 9);
+      c.room_bans = sqlite3_column_int64(s, 10);
     }
     sqlite3_reset(s);
     if (rc != SQLITE_ROW) return db_error(db_, "count_rows");
@@ -1842,6 +2099,45 @@ class SqliteSession final : public StoreSession {
     return out;
   }
 
+  // Every row of a kRoomSelect statement with its parameters bound.
+  Result<std::vector<Room>> room_rows(sqlite3_stmt* s, const char* what) {
+    std::vector<Room> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(Room{static_cast<RoomId>(sqlite3_column_int64(s, 0)), col(s, 1), col(s, 2),
+                         sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4),
+                         sqlite3_column_int64(s, 5)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, what);
+    return out;
+  }
+
+  // Every row of a statement that gives kRoomMemberColumns (a SELECT or a RETURNING), run to
+  // its end.
+  Result<std::vector<RoomMember>> room_member_rows(sqlite3_stmt* s, const char* what) {
+    std::vector<RoomMember> out;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      out.push_back(RoomMember{static_cast<RoomId>(sqlite3_column_int64(s, 0)), col(s, 1),
+                               static_cast<uint32_t>(sqlite3_column_int64(s, 2)),
+                               sqlite3_column_int(s, 3) != 0, col(s, 4), sqlite3_column_int64(s, 5),
+                               sqlite3_column_int64(s, 6)});
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE) return db_error(db_, what);
+    return out;
+  }
+
+  // not_found unless the room exists (the row lock PostgreSQL takes here is the write lock).
+  Status room_exists(RoomId id, const char* what) {
+    auto* s = prepare("SELECT 1 FROM rooms WHERE id = ?1");
+    sqlite3_bind_int64(s, 1, id);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE) return make_error(Errc::not_found, "no such room");
+    if (rc != SQLITE_ROW) return db_error(db_, what);
+    return ok_status();
+  }
+
   // An import's INSERT: a row that is there already, or that names a user or conversation
   // that is not, is a conflict, named by its table and key.
   Status import_step(sqlite3_stmt* s, const char* table, const std::string& key) {
@@ -2031,14 +2327,36 @@ class SqliteSession final : public StoreSession {
                                });
         !st)
       return st;
-    return export_table(sink, limits,
-                        "SELECT user_a, user_b, since_ms FROM friends ORDER BY user_a, user_b",
-                        "friends", [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
-                          FriendRow f{col(s, 0), col(s, 1), sqlite3_column_int64(s, 2)};
-                          const std::size_t n = kRowBytes + f.user_a.size() + f.user_b.size();
-                          b.friends.push_back(std::move(f));
-                          return n;
-                        });
+    if (auto st = export_table(
+            sink, limits, "SELECT user_a, user_b, since_ms FROM friends ORDER BY user_a, user_b",
+            "friends",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              FriendRow f{col(s, 0), col(s, 1), sqlite3_column_int64(s, 2)};
+              const std::size_t n = kRowBytes + f.user_a.size() + f.user_b.size();
+              b.friends.push_back(std::move(f));
+              return n;
+            });
+        !st)
+      return st;
+    // Rooms without their members (connections) and next_member_no (numbers start over).
+    if (auto st = export_table(
+            sink, limits,
+            "SELECT id, name, owner, max_members, created_at_ms FROM rooms ORDER BY id", "rooms",
+            [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+              Room r{static_cast<RoomId>(sqlite3_column_int64(s, 0)), col(s, 1), col(s, 2),
+                     sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)};
+              const std::size_t n = kRowBytes + r.name.size() + r.owner.size();
+              b.rooms.push_back(std::move(r));
+              return n;
+            });
+        !st)
+      return st;
+    return export_table(
+        sink, limits, "SELECT room_id, user_id FROM room_bans ORDER BY room_id, user_id",
+        "room_bans", [](sqlite3_stmt* s, StoreRows& b) -> Result<std::size_t> {
+          b.room_bans.emplace_back(static_cast<RoomId>(sqlite3_column_int64(s, 0)), col(s, 1));
+          return kRowBytes + b.room_bans.back().second.size();
+        });
   }
 
   static int on_wal_commit(void* self, sqlite3*, const char*, int frames) {
