@@ -127,9 +127,24 @@ describe('WebSocket: bad frames get an error, store nothing, and the connection 
     await assertRecovered(aWs, beforeSeq);
   });
 
-  test('a binary frame outside a voice room -> bad_request', async () => {
+  test('binary frames: not audio -> bad_request; audio for a room not joined -> dropped and counted', async () => {
     const beforeSeq = await lastSeq(node, alice.token, conv);
-    assertWsError(await sendBad(Buffer.from([1, 0, 0, 0, 1, 0, 1, 0xaa]), { binary: true }), 'bad_request');
+    // Not an audio frame of docs/protocol.md "Voice rooms": too short, or another kind.
+    assertWsError(await sendBad(Buffer.from([1, 0, 0]), { binary: true }), 'bad_request');
+    assertWsError(await sendBad(Buffer.from([2, 0, 0, 0, 1, 0, 1, 0xaa]), { binary: true }), 'bad_request');
+    // A well-formed frame for a room this connection is not in: no answer (frames are not
+    // answered one by one), counted.
+    const count = async () => {
+      const r = await http(node, 'GET', '/metrics');
+      const m = /converge_voice_dropped_total\{reason="not_joined"\} (\d+)/.exec(r.text);
+      return m ? Number(m[1]) : 0;
+    };
+    const dropped = await count();
+    const from = aWs.mark();
+    aWs.sendRaw(Buffer.from([1, 0, 0, 0, 1, 0, 1, 0xaa]), { binary: true });
+    await aWs.ping();
+    assert.equal(aWs.frames.slice(from).filter((f) => f.cmd === 'error').length, 0);
+    assert.equal(await count(), dropped + 1);
     await assertRecovered(aWs, beforeSeq);
   });
 
