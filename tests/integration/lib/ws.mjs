@@ -196,3 +196,111 @@ export class WsClient {
 export async function closeAll(...clients) {
   await Promise.all(clients.flat().filter(Boolean).map((c) => c.close()));
 }
+
+// ---- voice rooms: binary audio frames (docs/protocol.md "Voice rooms", "Audio frames") ----
+//
+//   c.sendRaw(audioFrame(room, seq, payload), { binary: true });      // or sendAudio(c, ...)
+//   const f = await waitForBinary(c, (b) => parseAudio(b)?.seq === 7);
+//   parseAudio(b) -> { roomId, memberNo, seq, payload } (what the node sends), or null
+//
+// WsClient keeps every binary frame received in `binary` (Buffers, in arrival order); these
+// helpers wait on them as waitFor() does on text frames.
+
+// client -> node: [u8 1][u32 room_id][u16 seq][payload], big-endian.
+export function audioFrame(roomId, seq, payload, { kind = 1 } = {}) {
+  const p = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+  const b = Buffer.alloc(7 + p.length);
+  b.writeUInt8(kind, 0);
+  b.writeUInt32BE(roomId >>> 0, 1);
+  b.writeUInt16BE(seq & 0xffff, 5);
+  p.copy(b, 7);
+  return b;
+}
+
+export function sendAudio(client, roomId, seq, payload) {
+  client.sendRaw(audioFrame(roomId, seq, payload), { binary: true });
+}
+
+// node -> client: [u8 1][u32 room_id][u32 sender member_no][u16 seq][payload]; null when the
+// buffer is not of that form (too short or another kind byte).
+export function parseAudio(buf) {
+  if (!buf || buf.length < 11 || buf[0] !== 1) return null;
+  return {
+    roomId: buf.readUInt32BE(1),
+    memberNo: buf.readUInt32BE(5),
+    seq: buf.readUInt16BE(9),
+    payload: buf.subarray(11),
+  };
+}
+
+// Index to pass as `from` so that only binary frames received after this point count.
+export function binaryMark(client) {
+  return client.binary.length;
+}
+
+// The audio frames (parsed) of `roomId` received at index >= from, in arrival order.
+export function audioOf(client, roomId, { from = 0 } = {}) {
+  return client.binary
+    .slice(from)
+    .map(parseAudio)
+    .filter((f) => f && (roomId === undefined || f.roomId === roomId));
+}
+
+// The first binary frame (at index >= from) matching `pred(buf, index)`; rejects on timeout or
+// close, with what was received.
+export function waitForBinary(client, pred, { timeout = DEFAULT_TIMEOUT_MS, from = 0, label = '' } = {}) {
+  for (let i = from; i < client.binary.length; i++)
+    if (pred(client.binary[i], i)) return Promise.resolve(client.binary[i]);
+  return new Promise((resolve, reject) => {
+    let timer;
+    const describe = () => {
+      const got = client.binary.slice(from).map(parseAudio);
+      const s = JSON.stringify(got.slice(-20).map((f) => (f ? [f.roomId, f.memberNo, f.seq, f.payload.length] : 'other')));
+      return `${got.length} binary frames since ${from}, last: ${s}`;
+    };
+    const finish = () => {
+      clearTimeout(timer);
+      client.ws.off('message', onMessage);
+    };
+    // Registered after WsClient's own listener, so the frame is in `binary` already.
+    const onMessage = (_data, isBinary) => {
+      if (!isBinary) return;
+      const i = client.binary.length - 1;
+      if (i >= from && pred(client.binary[i], i)) {
+        finish();
+        resolve(client.binary[i]);
+      }
+    };
+    client.ws.on('message', onMessage);
+    timer = setTimeout(() => {
+      finish();
+      reject(new Error(`timed out after ${timeout} ms waiting for binary ${label || pred}; ${describe()}`));
+    }, timeout);
+    client.closed.then((info) => {
+      if (!timer) return;
+      finish();
+      reject(new Error(`connection closed (${info.code}) while waiting for binary ${label || pred}; ${describe()}`));
+    });
+  });
+}
+
+// Waits until `count` binary frames (at index >= from) match; returns them parsed.
+export async function waitForAudio(client, pred, count, { from = 0, ...opts } = {}) {
+  const matches = () => audioOf(client, undefined, { from }).filter(pred);
+  if (matches().length < count) {
+    let n = 0;
+    await waitForBinary(
+      client,
+      (b, i) => {
+        const f = parseAudio(b);
+        if (f && pred(f)) n = matches().length;
+        return n >= count;
+      },
+      { from: client.binary.length, label: opts.label || `${count} audio frames`, ...opts },
+    ).catch((e) => {
+      if (matches().length >= count) return;
+      throw e;
+    });
+  }
+  return matches().slice(0, count);
+}
