@@ -1,8 +1,9 @@
 // converge-bench: a load generator for Converge and the servers it is compared with.
 // Scenarios: fanout (group fan-out), chat (1:1, stored, acks awaited), idle (held connections),
-// catchup (an offline device syncing N missed messages). Targets: converge, tcp, ws, socketio,
-// mqtt (any MQTT broker, general topics) and mqtt-im (Converge's IM namespace over MQTT). Run
-// with --help for the flags.
+// catchup (an offline device syncing N missed messages), voice (voice rooms: audio frames
+// relayed to the other members, voice.hpp). Targets: converge, tcp, ws, socketio, mqtt (any
+// MQTT broker, general topics) and mqtt-im (Converge's IM namespace over MQTT); `--target voice`
+// is `--target converge --scenario voice`. Run with --help for the flags.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
@@ -22,6 +23,7 @@
 #include "histogram.hpp"
 #include "proc_stats.hpp"
 #include "targets.hpp"
+#include "voice.hpp"
 
 using namespace converge;
 using namespace converge::bench;
@@ -60,6 +62,9 @@ struct Options {
   int catchup = 10000;  // catchup: messages missed
   int sources = 8;      // source addresses 127.0.0.1..N
   int threads = 2;
+  int rooms = 10;          // voice: rooms (of --members each, 50 unless given)
+  int speakers = 3;        // voice: speakers per room
+  double fps = 50;         // voice: frames a second per speaker
   int qos = 0;             // mqtt, mqtt-im: of every PUBLISH and SUBSCRIBE
   uint16_t mqtt_port = 0;  // mqtt-im: the node's MQTT port (--port is its HTTP port)
   int mqtt_version = 4;    // 4 = MQTT 3.1.1, 5 = MQTT 5
@@ -289,22 +294,27 @@ void print_json(const std::string& path, const json::object& o) {
 int main(int argc, char** argv) {
   Options opt;
   CLI::App app{"converge-bench: load generator for Converge and its peers"};
-  app.add_option("--target", opt.target, "converge | tcp | ws | socketio | mqtt | mqtt-im");
+  app.add_option("--target", opt.target,
+                 "converge | tcp | ws | socketio | mqtt | mqtt-im | voice (= converge, scenario "
+                 "voice)");
   app.add_option("--host", opt.host);
   app.add_option("--port", opt.ports, "the server's port; repeat it for a cluster's nodes");
   app.add_option("--ports", opt.ports,
                  "a cluster's nodes: a,b,c (the same as --port a --port b ...)")
       ->delimiter(',');
-  app.add_option("--scenario", opt.scenario, "fanout | chat | idle | catchup");
+  app.add_option("--scenario", opt.scenario, "fanout | chat | idle | catchup | voice");
   app.add_option("--groups", opt.groups);
-  app.add_option("--members", opt.members);
+  app.add_option("--members", opt.members, "fanout: per group (20); voice: per room (50)");
   app.add_option("--publishers", opt.publishers);
   app.add_option("--rate", opt.rate, "offered messages/s in all; 0 = flat out");
   app.add_option("--window", opt.window, "messages in flight per publisher (flat out)");
   app.add_flag("--window-all", opt.window_all,
                "fanout, flat out: a message stays in its publisher's window until every member "
                "has it (default: until the publisher's own copy comes back)");
-  app.add_option("--size", opt.size, "body bytes");
+  app.add_option("--size", opt.size, "body bytes (voice: payload bytes, 80 unless given)");
+  app.add_option("--rooms", opt.rooms, "voice: rooms");
+  app.add_option("--speakers", opt.speakers, "voice: speakers per room (members 0..N-1)");
+  app.add_option("--fps", opt.fps, "voice: audio frames a second per speaker");
   app.add_option("--duration", opt.duration, "seconds measured");
   app.add_option("--warmup", opt.warmup, "seconds before measuring");
   app.add_option(
@@ -339,6 +349,36 @@ int main(int argc, char** argv) {
   if (opt.ports.empty()) {
     std::fprintf(stderr, "--port (or --ports) is required\n");
     return 2;
+  }
+  if (opt.target == "voice") opt.target = "converge", opt.scenario = "voice";
+  if (opt.scenario == "voice") {
+    if (opt.ports.size() > 1 || (opt.target != "converge" && opt.target != "tcp")) {
+      std::fprintf(stderr, "--scenario voice: one server, --target converge or tcp\n");
+      return 2;
+    }
+    VoiceOptions v;
+    v.target = opt.target;
+    v.host = opt.host;
+    v.port = opt.ports.front();
+    v.rooms = opt.rooms;
+    v.members = app.count("--members") ? opt.members : 50;
+    v.speakers = opt.speakers;
+    v.fps = opt.fps;
+    v.size = app.count("--size") ? opt.size : 80;
+    v.duration = opt.duration;
+    v.warmup = opt.warmup;
+    v.drain = app.count("--drain") ? opt.drain : 1;
+    v.threads = opt.threads;
+    v.sources = opt.sources;
+    v.server_pid = opt.server_pid;
+    v.label = opt.label;
+    auto r = run_voice(v);
+    if (auto* e = r.if_contains("error")) {
+      std::fprintf(stderr, "%s\n", std::string(e->as_string()).c_str());
+      return 1;
+    }
+    print_json(opt.json_path, r);
+    return 0;
   }
   std::vector<std::pair<std::string, int>> watch;
   for (auto& w : opt.watch) {

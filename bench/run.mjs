@@ -7,11 +7,13 @@
 //                                 results as JSON and writes nothing under docs/ (with --smoke too)
 //   node bench/run.mjs --only mqtt --update-doc   the same, and replaces (or adds) the parts'
 //                                 own sections in docs/benchmarks.md, the rest left as it is
-//                                 (only the mqtt part has one: section 7)
+//                                 (the mqtt part has one, section 7, and voice, section 8)
 // The cluster part (section 6) starts a private PostgreSQL (fsync and synchronous_commit on, the
 // defaults) and RabbitMQ through tests/integration/lib, so it needs what `make test` installs.
 // The mqtt part (section 7) starts mosquitto (Debian's /usr/sbin/mosquitto, a private config in
 // the run's temp folder) beside a node with its MQTT listener.
+// The voice part (section 8) sweeps voice rooms (`converge-bench --target voice`) beside the bare
+// TCP ceiling carrying the same frames (tcp-fanout's voice frames), a node and a peer of its own.
 // BUILD=dir takes the binaries from another build dir; CONVERGE_BIN=file the node's alone.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -27,7 +29,7 @@ const smoke = process.argv.includes('--smoke');
 // Parts: the single node's sections 1-5 and the cluster's three (section 6). A part brings the
 // runs it is compared with: latency and cluster-fanout the single node's fan-out rounds, pg its
 // SQLite chat rounds (interleaved with its own).
-const PARTS = ['fanout', 'latency', 'chat', 'catchup', 'idle', 'pg', 'cluster-fanout', 'cluster-idle', 'mqtt'];
+const PARTS = ['fanout', 'latency', 'chat', 'catchup', 'idle', 'pg', 'cluster-fanout', 'cluster-idle', 'mqtt', 'voice'];
 const ALIASES = { single: ['fanout', 'latency', 'chat', 'catchup', 'idle'], cluster: ['pg', 'cluster-fanout', 'cluster-idle'] };
 const onlyAt = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
 const only = onlyAt < 0 ? null
@@ -163,6 +165,12 @@ S.mqtt = smoke
   : { shapes: [{ groups: 10, members: 20, publishers: 10 }, { groups: 1, members: 500, publishers: 10 }],
       run: { window: 8, duration: 4, warmup: 1, drain: 2 }, rounds: 3, idle: Math.min(10000, maxConnections()),
       chat: { pairs: 50, window: 16, duration: 5, warmup: 1, drain: 2 }, chatRounds: 3 };
+// Section 8 (voice rooms, issue 15): R rooms of 50 members, 3 speakers each at 50 frames/s
+// (Opus, one 80-byte packet per 20 ms), every frame relayed to the other 49; the sweep over R
+// ends at 200 rooms = 10,000 connections (under one process's open-file cap here, checked).
+S.voice = smoke
+  ? { rooms: [2], members: 5, speakers: 2, fps: 50, size: 80, run: { duration: 1, warmup: 0.5, drain: 0.5 } }
+  : { rooms: [10, 25, 50, 100, 200], members: 50, speakers: 3, fps: 50, size: 80, run: { duration: 5, warmup: 2, drain: 2 } };
 const NODE_FLAGS = ['--password-cost', 'min', '--log-level', 'warn',
   '--rate-register-address', '0', '--rate-conversations-user', '0', '--rate-members-user', '0'];
 // PostgreSQL as it ships: fsync and synchronous_commit on (startPostgres turns fsync off for the
@@ -440,6 +448,8 @@ async function main() {
   }
   // 7. MQTT: servers of its own.
   if (want('mqtt')) results.mqtt = await mqttPart();
+  // 8. Voice rooms: servers of its own.
+  if (want('voice')) results.voice = await voicePart();
   return results;
 }
 
@@ -591,6 +601,7 @@ function report(r) {
 
   if (r.cluster && Object.keys(r.cluster).length) lines.push(...clusterSection(r));
   if (r.mqtt) lines.push(...mqttSection(r));
+  if (r.voice) lines.push(...voiceSection(r));
 
   lines.push('## Against the targets (this machine, generator on the same machine: sections 1-5 one node, section 6 the cluster)', '');
   const half = r.latency.find((x) => x.target === 'converge' && x.fraction === 0.5);
@@ -850,6 +861,96 @@ function mqttSection(r) {
   return lines;
 }
 
+// Section 8: voice rooms, Converge beside the bare TCP ceiling carrying the same frames. Each
+// point of the sweep runs the ceiling, then the node (once the node's members of the run before
+// have all left: closing 10,000 connections leaves 10,000 rooms' rows on the work pool).
+const VOICE_SECTION = '## 8. Voice rooms';
+async function voicePart() {
+  const V = S.voice;
+  const res = { load_before: loadavg(), cap: maxConnections(), points: [], skipped: [] };
+  const node = await startNode('voice-node', []);
+  const tcp = await startServer('tcp-fanout-voice', bin.tcp, ['0']);
+  const settled = async () => {
+    const until = Date.now() + 60000;
+    for (;;) {
+      const m = await metrics(node);
+      if (!m.converge_voice_members || Date.now() > until) return m.converge_voice_members ?? 0;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  for (const rooms of V.rooms) {
+    const conns = rooms * V.members;
+    if (conns > res.cap) {
+      log(`voice: ${rooms} rooms = ${conns} connections, over one process's ${res.cap} here (ulimit -Hn): skipped`);
+      res.skipped.push(rooms);
+      continue;
+    }
+    const opts = { rooms, members: V.members, speakers: V.speakers, fps: V.fps, size: V.size, ...V.run };
+    const t = run(tcp, 'tcp', 'voice', opts);
+    const left = await settled();
+    if (left) log(`voice: ${left} members of the last run still in rooms on the node after 60 s`);
+    const c = run(node, 'converge', 'voice', opts);
+    for (const [name, x] of [['tcp', t], ['converge', c]]) {
+      // The harness's own checks (no timing): every member joined, frames came, to the right
+      // room, never back to their speaker.
+      if (x.connections !== conns) throw new Error(`voice ${name} ${rooms} rooms: ${x.connections} of ${conns} members joined`);
+      if (!(x.frames_received > 0)) throw new Error(`voice ${name} ${rooms} rooms: no frame relayed`);
+      if (x.misrouted || x.echoed) throw new Error(`voice ${name} ${rooms} rooms: ${x.misrouted} frames of another room, ${x.echoed} back to their speaker`);
+    }
+    res.points.push({ rooms, tcp: t, converge: c });
+  }
+  await stopServer(tcp);
+  await stopServer(node);
+  res.load_after = loadavg();
+  return res;
+}
+
+function voiceSection(r) {
+  const v = r.voice;
+  const V = S.voice;
+  const lines = [];
+  const load = (l) => l.map((x) => x.toFixed(1)).join(', ');
+  const perRoom = V.speakers * V.fps * (V.members - 1);
+  const node = (x) => x.server_metrics ?? {};
+  const drop = (x, why) => node(x)[`converge_voice_dropped_total{reason="${why}"}`] ?? 0;
+  const busy = (x) => (x.cpu_seconds ? (100 * x.cpu_seconds.machine_busy) / (x.seconds * x.cpu_seconds.machine_cpus) : undefined);
+  const genNs = (x) => (x.cpu_seconds && x.arrived_per_s ? (x.cpu_seconds.generator * 1e9) / (x.arrived_per_s * x.seconds) : undefined);
+  const flags = `--rooms R --members ${V.members} --speakers ${V.speakers} --fps ${V.fps} --size ${V.size} --duration ${V.run.duration} --warmup ${V.run.warmup} --drain ${V.run.drain}`;
+  lines.push(VOICE_SECTION, '');
+  lines.push(`R rooms × ${V.members} members, ${V.speakers} speakers in each sending ${V.fps} audio frames/s (one ${V.size}-byte Opus-sized payload per ${fmt(1000 / V.fps)} ms), every frame relayed to the room's other ${V.members - 1} members, never back to its speaker: ${fmt(perRoom)} frames/s out per room (200 rooms: ${fmt(200 * perRoom)}). **Converge**: one node (\`converge serve ${NODE_FLAGS.join(' ')}\`, SQLite, default threads: both CPUs; \`voice_max_frames_per_s\` at its default 100, twice what a speaker sends), driven by \`converge-bench --target voice --port P ${flags}\`: ${V.members} users and the R rooms made over HTTP first (\`POST /api/v1/rooms {"name", "max_members": ${V.members}}\`; user *k* is member *k* of every room), every member on a WebSocket of its own joining with \`room.join\`; speakers send binary frames \`[u8 1][u32 room_id][u16 seq][payload]\`, listeners get \`[u8 1][u32 room_id][u32 member_no][u16 seq][payload]\` (${11 + V.size} bytes, ${13 + V.size} on the wire). **Bare TCP (the ceiling)**: \`tcp-fanout\` (bench/peers/tcp_fanout.cpp), each connection joined to its room's group, speakers sending the ${11 + V.size} bytes Converge would relay in a \`[u32 len]\` frame, which the peer sends as they are to the other ${V.members - 1} members (\`converge-bench --target tcp --scenario voice --port P ${flags}\`).`, '');
+  lines.push(`Each speaker keeps its own ${fmt(1000 / V.fps)} ms schedule, the phases of all speakers spread evenly over the period; the payload carries the send time (generator and server on one machine, one clock) and the speaker's frame number. ${V.run.duration} s measured after ${V.run.warmup} s of speaking, then at least ${V.run.drain} s to drain, longer while frames still come (up to 15 s more: a server far behind holds seconds of audio). *Delivered*: the frames sent while measuring that reached their listeners by the end of the drain, per second measured; *arrived*: the frames that reached the listeners while measuring, whenever sent (what the server carried; below delivered when it falls behind). Latency: of the delivered frames, send to arrival. *Lost*: for every listener, the frames the other speakers of its room sent while measuring that it never got, summed (and how many listeners lost any). *Node drops*: \`converge_voice_dropped_total\` by reason from the node's /metrics, from the start of measuring to the end of the drain (\`slow\`: a listener's connection more than 64 KiB behind). Server CPU: the server's threads from /proc while measuring, over the frames that arrived meanwhile; the generator's the same; machine busy: both CPUs, softirq included. One run per point, the ceiling first, then Converge. Load average (1, 5, 15 min) before the part: ${load(v.load_before)}; after: ${load(v.load_after)} (the machine's 2 CPUs are shared with other work: compare within the run). Made by \`make bench\` with the other sections, or alone by \`node bench/run.mjs --only voice --update-doc\` (which replaces this section only).`, '');
+  if (v.skipped.length)
+    lines.push(`Not run: ${v.skipped.map((n) => `${n} rooms`).join(', ')} (${fmt(v.skipped[0] * V.members)} connections, over one process's ${fmt(v.cap)} here: \`ulimit -Hn\` less a margin).`, '');
+  lines.push('| rooms | connections | server | offered frames/s out | delivered frames/s | ÷ offered | arrived frames/s | Converge ÷ ceiling (arrived) | p50 ms | p99 ms | p99.9 ms | max ms | lost (listeners) | node drops: slow, throttled | drain s | server CPU % | server ns/frame | generator ns/frame | machine busy |');
+  lines.push('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|');
+  for (const p of v.points)
+    for (const [peer, x] of [['tcp', p.tcp], ['converge', p.converge]]) {
+      const isC = peer === 'converge';
+      lines.push(`| ${p.rooms} | ${fmt(x.connections)} | ${isC ? '**Converge**' : 'bare TCP'} | ${fmt(x.offered_out_per_s)} | ${fmt(x.frames_per_s)} | ${fmt(x.frames_per_s / Math.max(1, x.offered_out_per_s), 2)} | ${fmt(x.arrived_per_s)} | ${isC ? `**${fmt(p.converge.arrived_per_s / Math.max(1, p.tcp.arrived_per_s), 2)}**` : ''} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${ms(x.latency_us.max)} | ${fmt(x.lost)} (${fmt(x.listeners_with_loss)}) | ${isC ? `${fmt(drop(x, 'slow'))}, ${fmt(drop(x, 'throttled'))}` : ''} | ${fmt(x.drain_seconds, 1)} | ${fmt(x.server_cpu_percent)} | ${fmt(x.server_ns_per_frame)} | ${fmt(genNs(x))} | ${fmt(busy(x))} % |`);
+    }
+  lines.push('');
+  // Against issue 15's goal: 200 rooms, p99 < 10 ms, no drops for listeners that keep up.
+  const ok = (x) => x.latency_us.p99 < 10000 && x.lost === 0 && x.frames_per_s >= 0.99 * x.offered_out_per_s;
+  const best = (peer) => v.points.filter((p) => ok(p[peer])).reduce((a, p) => Math.max(a, p.rooms), 0);
+  const goal = v.points.find((p) => p.rooms === 200);
+  lines.push('### Against the goal (issue 15)', '');
+  lines.push('| what | goal | measured | |', '|---|---|---|---|');
+  if (goal) {
+    const c = goal.converge;
+    const t = goal.tcp;
+    const met = ok(c);
+    const short = (100 * (c.offered_out_per_s - c.arrived_per_s)) / Math.max(1, c.offered_out_per_s);
+    lines.push(`| 200 rooms × ${V.members} members × ${V.speakers} speakers at ${V.fps} frames/s | ${fmt(200 * perRoom)} frames/s out, p99 < 10 ms, no drops for listeners that keep up | ${fmt(c.arrived_per_s)} frames/s carried (${fmt(short, 1)} % short of the ${fmt(c.offered_out_per_s)} offered), p99 ${ms(c.latency_us.p99)} ms, lost ${fmt(c.lost)} (${fmt(c.listeners_with_loss)} of ${fmt(c.listeners)} listeners; node drops: ${fmt(drop(c, 'slow'))} slow, ${fmt(drop(c, 'throttled'))} throttled); the bare TCP ceiling at the same load: ${fmt(t.arrived_per_s)} frames/s carried, p99 ${ms(t.latency_us.p99)} ms, lost ${fmt(t.lost)} | ${met ? 'met' : `**missed**${c.latency_us.p99 >= 10000 ? `: p99 ${fmt(c.latency_us.p99 / 10000, 1)} × the goal` : ''}`} |`);
+  }
+  lines.push(`| the most rooms meeting p99 < 10 ms with nothing lost | 200 | Converge ${best('converge') || 'none'} of ${v.points.map((p) => p.rooms).join(', ')}; the bare TCP ceiling ${best('tcp') || 'none'} | ${best('converge') >= 200 ? 'met' : '**missed**'} |`);
+  lines.push('');
+  lines.push(...VOICE_NOTES, '');
+  return lines;
+}
+
+// What the profiles showed (written from `perf record -g -p <node pid>` runs of this part).
+const VOICE_NOTES = [];
+
 // Replaces the section `title` of docs/benchmarks.md (up to the next `## ` heading) with `lines`,
 // or adds it before the targets table when the doc has none yet.
 function spliceSection(title, lines) {
@@ -944,9 +1045,11 @@ try {
     // Section 6 as the report would have it, to read (stderr, like the log).
     if (Object.keys(r.cluster).length) console.error(`\n${clusterSection(r).join('\n')}`);
     if (r.mqtt) console.error(`\n${mqttSection(r).join('\n')}`);
-    if (updateDoc && r.mqtt) {
-      spliceSection(MQTT_SECTION, mqttSection(r));
-      log(`only ${only.join(', ')}: section 7 replaced in docs/benchmarks.md (the results are on stdout)`);
+    if (r.voice) console.error(`\n${voiceSection(r).join('\n')}`);
+    if (updateDoc && (r.mqtt || r.voice)) {
+      if (r.mqtt) spliceSection(MQTT_SECTION, mqttSection(r));
+      if (r.voice) spliceSection(VOICE_SECTION, voiceSection(r));
+      log(`only ${only.join(', ')}: ${[r.mqtt && 'section 7', r.voice && 'section 8'].filter(Boolean).join(' and ')} replaced in docs/benchmarks.md (the results are on stdout)`);
     } else {
       log(`only ${only.join(', ')}: nothing written under docs/ (the results are on stdout)`);
     }

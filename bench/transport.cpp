@@ -36,6 +36,7 @@ class WsConn final : public Conn {
   }
   void start() override { c_->connect(); }
   void send(std::string_view p) override { c_->send_text(p); }
+  void send_binary(std::string_view p) override { c_->send_binary(p); }
   void close() override { c_->close(1000); }
 
  private:

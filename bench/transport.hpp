@@ -20,6 +20,8 @@ class Conn {
   virtual ~Conn() = default;
   virtual void start() = 0;
   virtual void send(std::string_view payload) = 0;
+  // A binary message (WebSocket); the streams have no other kind.
+  virtual void send_binary(std::string_view payload) { send(payload); }
   virtual void close() = 0;
 };
 

@@ -1,8 +1,11 @@
 // The ceiling: a bare TCP fan-out server with no protocol beyond length-prefixed frames.
 // Frame [u32 len]["J"<group>] joins a group; ["P"<bytes>] goes to every member of the sender's
-// group, the sender included. One io_context per core; each thread owns its connections and its
+// group, the sender included; a frame whose first byte is 1 (a voice frame: the bytes Converge
+// would relay, bench/voice.hpp) goes as it is to every other member of the sender's group,
+// never back to the sender. One io_context per core; each thread owns its connections and its
 // part of each group, and a publish is posted once per thread with one shared buffer: the same
 // fan-out shape as Converge, without parsing, storage or JSON.
+#include <atomic>
 #include <boost/asio.hpp>
 #include <cstdio>
 #include <deque>
@@ -26,6 +29,8 @@ struct Loop {
 
 struct Session : std::enable_shared_from_this<Session> {
   Session(Loop& l, tcp::socket s) : loop(l), sock(std::move(s)) {}
+  static inline std::atomic<uint64_t> next_id{0};
+  const uint64_t id = ++next_id;  // told apart from other sessions on any thread
   Loop& loop;
   tcp::socket sock;
   std::string group;
@@ -58,6 +63,14 @@ struct Session : std::enable_shared_from_this<Session> {
       if (f.starts_with("J")) {
         group = std::string(f.substr(1));
         loop.groups[group].push_back(this);
+      } else if (!f.empty() && f[0] == '\x01') {
+        auto buf = std::make_shared<const std::string>(in.data() + off, 4 + n);
+        for (auto& l : loops)
+          asio::post(l->io, [l = l.get(), g = group, buf, from = id] {
+            if (auto it = l->groups.find(g); it != l->groups.end())
+              for (auto* s : it->second)
+                if (s->id != from) s->send(buf);
+          });
       } else if (f.starts_with("P")) {
         auto buf = std::make_shared<const std::string>(in.data() + off, 4 + n);  // re-send as is
         for (auto& l : loops)
