@@ -1,5 +1,6 @@
 // Converge web client: plain DOM, the SDK from clients/js does the protocol.
 import { ApiError, ConvergeClient, randomId } from '@converge/client';
+import { setupRooms } from './rooms-page.js';
 import './style.css';
 
 const PAGE = 30; // messages per history page
@@ -163,6 +164,7 @@ $('logout').addEventListener('click', async () => {
 });
 
 function stop() {
+  rooms.detach();
   client?.close();
   client = null;
   app.me = null;
@@ -209,6 +211,7 @@ function start(session) {
     showAuth('Your session has ended. Please log in again.');
   });
   client.on('error', (err) => console.warn('converge:', err));
+  rooms.attach(client);
   showMain();
   renderState(client.state);
   const c = client;
@@ -675,6 +678,9 @@ $('join-open').addEventListener('click', () => {
 /** #/join/<id>: the join pane with that group looked up (after signing in, if need be). */
 function handleRoute() {
   if (!client) return;
+  const r = /^#\/rooms(?:\/(\d+))?$/.exec(location.hash);
+  showView(r ? 'rooms' : 'chats');
+  if (r?.[1] && rooms.current?.id !== Number(r[1])) rooms.join(Number(r[1]));
   const m = /^#\/join\/(\d+)$/.exec(location.hash);
   if (!m) return;
   openNewChat('join');
@@ -683,6 +689,32 @@ function handleRoute() {
 }
 
 window.addEventListener('hashchange', handleRoute);
+
+// ---------------------------------------------------------------- pages: chats, voice rooms
+
+const rooms = setupRooms({ h, client: () => client, me: () => app.me, who, nameNow, errorText });
+
+function showView(view) {
+  const inRooms = view === 'rooms';
+  $('rooms-view').hidden = !inRooms;
+  document.querySelector('#main-view > .panes:not(.rooms-view)').hidden = inRooms;
+  $('nav-chats').setAttribute('aria-current', inRooms ? 'false' : 'page');
+  $('nav-rooms').setAttribute('aria-current', inRooms ? 'page' : 'false');
+  document.body.dataset.view = view;
+  if (inRooms) rooms.show();
+  else rooms.hide();
+}
+
+$('nav-chats').addEventListener('click', () => {
+  if (/^#\/rooms/.test(location.hash)) history.pushState(null, '', location.pathname + location.search);
+  showView('chats');
+});
+$('nav-rooms').addEventListener('click', () => {
+  const id = rooms.current && !rooms.current.out ? rooms.current.id : null;
+  const hash = id ? `#/rooms/${id}` : '#/rooms';
+  if (location.hash !== hash) history.pushState(null, '', hash);
+  showView('rooms');
+});
 
 // ---------------------------------------------------------------- notifications: applications, invitations, friend requests
 //
@@ -1147,6 +1179,7 @@ function wantName(uid) {
       app.names.set(uid, u.name || uid);
       refreshNames('uid', uid, u.name || uid);
       renderConvList();
+      rooms.namesChanged();
       if (app.current && app.convs.get(app.current)?.info?.members?.includes(uid)) renderChatHead();
     })
     .catch(() => {})
