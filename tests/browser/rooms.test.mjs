@@ -2,8 +2,9 @@
 // beeping tone, --use-fake-device-for-media-stream), a room made and joined through the UI, the
 // talker's packets decoded on the listener's page with energy in them, the speaking indicator,
 // mute (self and by the owner) stopping the frames, the owner removing the other member and
-// deleting the room. Then the MediaRecorder path (AudioEncoder taken away before the page
-// loads) on a phone-sized screen.
+// deleting the room. Then the fallbacks, on a phone-sized screen: MediaRecorder (AudioEncoder
+// taken away before the page loads; its WebM demuxed and cut into 20 ms Opus packets) and
+// WebCodecs fed by a ScriptProcessorNode (MediaStreamTrackProcessor taken away).
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import { signUp, sleep, until, useWebNodeAndBrowser, withArtifacts } from './helpers.mjs';
@@ -194,7 +195,7 @@ test('two users talk in a voice room: Opus over WebCodecs, speaking, mute, owner
 let carol;
 let dave;
 
-test('the MediaRecorder path (no AudioEncoder) on a phone-sized screen: its packets decode on the other side', async (t) => {
+test('the fallbacks on a phone-sized screen: MediaRecorder (no AudioEncoder) and WebCodecs fed by a ScriptProcessorNode (no MediaStreamTrackProcessor) decode on the other side', async (t) => {
   await withArtifacts(t, () => [carol, dave], async () => {
     [carol, dave] = await Promise.all([
       signUp(browser, node, 'Carol', {
@@ -204,7 +205,12 @@ test('the MediaRecorder path (no AudioEncoder) on a phone-sized screen: its pack
           delete window.AudioEncoder;
         }),
       }),
-      signUp(browser, node, 'Dave'),
+      signUp(browser, node, 'Dave', {
+        // No MediaStreamTrackProcessor: WebCodecs takes its samples from a ScriptProcessorNode.
+        prepare: (context) => context.addInitScript(() => {
+          delete window.MediaStreamTrackProcessor;
+        }),
+      }),
     ]);
     await Promise.all([openRooms(carol.page), openRooms(dave.page)]);
     await createRoom(carol.page, 'Phone room');
@@ -241,11 +247,27 @@ test('the MediaRecorder path (no AudioEncoder) on a phone-sized screen: its pack
     await until(async () => (await memberRow(dave.page, carol.id).getAttribute('data-speaking')) === 'true', { what: 'carol speaking on dave' });
     await memberRow(dave.page, carol.id).getByText('MediaRecorder', { exact: true }).waitFor();
 
-    // Stop talking: the frames stop. Leave: Dave sees Carol go.
+    // Stop talking: the frames stop.
     await carol.page.getByRole('button', { name: 'Stop talking' }).click();
     const d = await settled(dave.page, carol.id);
     await sleep(800);
     assert.equal((await heard(dave.page, carol.id)).decoded, d);
+
+    // Dave answers: WebCodecs fed by a ScriptProcessorNode; Carol (MediaRecorder for sending) hears him.
+    await dave.page.getByRole('button', { name: 'Start talking' }).click();
+    const ds = await until(async () => {
+      const s = await voiceStats(dave.page);
+      return s?.sent > 10 ? s : null;
+    }, { what: 'dave sending', timeout: 20000 });
+    assert.deepEqual([ds.encoder, ds.capture], ['webcodecs', 'ScriptProcessorNode']);
+    const heardDave = await until(async () => {
+      const s = await heard(carol.page, dave.id);
+      return s && s.decoded >= 50 && s.energy > ENERGY_MIN && s.peakRms > PEAK_MIN ? s : null;
+    }, { what: 'dave heard with energy', timeout: 20000, interval: 100 });
+    t.diagnostic(`carol decoded ${heardDave.decoded} of dave's packets (WebCodecs from a ScriptProcessorNode), energy ${heardDave.energy.toFixed(2)}`);
+    await dave.page.getByRole('button', { name: 'Stop talking' }).click();
+
+    // Leave: Dave sees Carol go.
     await carol.page.getByRole('button', { name: 'Leave', exact: true }).click();
     await memberRow(dave.page, carol.id).waitFor({ state: 'detached' });
     await dave.page.getByRole('log', { name: 'What happened' }).getByText(/left\./).waitFor();

@@ -53,7 +53,7 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
     sel.querySelector('option[value=mediarecorder]').disabled = !s.mediarecorder;
     const saved = localStorage.getItem(ENCODER_KEY);
     if (saved && sel.querySelector(`option[value=${saved}]:not([disabled])`)) sel.value = saved;
-    sel.querySelector('option[value=auto]').textContent = `Automatic (${s.webcodecs ? 'WebCodecs' : s.mediarecorder ? 'MediaRecorder' : 'none here'})`;
+    sel.querySelector('option[value=auto]').textContent = `Auto: ${s.webcodecs ? 'WebCodecs' : s.mediarecorder ? 'MediaRecorder' : 'none here'}`;
     renderVoiceStatus();
   });
 
@@ -214,6 +214,7 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
       cur.voice?.close();
       cur.voice = null;
       if (cur.out === 'rejoin_failed' && why?.error) cur.outDetail = joinError(why.error);
+      if (location.hash === `#/rooms/${id}`) history.replaceState(null, '', '#/rooms');
       renderRoom();
       renderList();
       refreshList();
@@ -242,6 +243,14 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
   function renderRoom() {
     const cur = st.current;
     $('room-empty').hidden = !!cur;
+    const nav = $('nav-rooms');
+    if (cur && !cur.out) {
+      nav.dataset.inRoom = '1';
+      nav.title = `You are in the room ${cur.name || cur.id}`;
+    } else {
+      delete nav.dataset.inRoom;
+      nav.removeAttribute('title');
+    }
     $('room-body').hidden = !cur || !!cur.out;
     $('room-out').hidden = !cur?.out;
     if (!cur) return;
@@ -284,6 +293,8 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
     if (!room) return list.replaceChildren();
     const owner = isOwner();
     const myId = me()?.user_id;
+    // Rows are made again on every change (speaking comes and goes): keep the focus where it was.
+    const focused = list.contains(document.activeElement) ? document.activeElement.getAttribute('aria-label') : null;
     list.replaceChildren(
       ...room.members.map((m) => {
         const you = m.user_id === myId;
@@ -319,6 +330,7 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
         return li;
       }),
     );
+    if (focused) [...list.querySelectorAll('button')].find((b) => b.getAttribute('aria-label') === focused)?.focus();
     renderStats();
   }
 
