@@ -17,6 +17,22 @@ before(async () => {
   ({ node, browser } = await env.ready);
 });
 
+/** Records CSP violations (the node serves the page under its CSP) before the page loads. */
+const watchCsp = (more) => async (context, page) => {
+  await context.addInitScript(() => {
+    window.__cspViolations = [];
+    window.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(`${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'}`), true);
+  });
+  await more?.(context, page);
+};
+
+async function noViolations(...users) {
+  for (const u of users) {
+    assert.deepEqual(await u.page.evaluate(() => window.__cspViolations), [], `CSP violations in ${u.name}'s page`);
+    assert.deepEqual(u.logs.filter((l) => l.startsWith('[pageerror]')), [], `page errors in ${u.name}'s page`);
+  }
+}
+
 const ENERGY_MIN = 0.5; // sum of squares of the decoded samples; the fake tone gives far more per second
 const PEAK_MIN = 0.02; // RMS of the loudest decoded 20 ms
 
@@ -86,7 +102,9 @@ let bob;
 
 test('two users talk in a voice room: Opus over WebCodecs, speaking, mute, owner mute, remove, delete', async (t) => {
   await withArtifacts(t, () => [alice, bob], async () => {
-    [alice, bob] = await Promise.all([signUp(browser, node, 'Alice'), signUp(browser, node, 'Bob')]);
+    [alice, bob] = await Promise.all([signUp(browser, node, 'Alice', { prepare: watchCsp() }), signUp(browser, node, 'Bob', { prepare: watchCsp() })]);
+    const csp = await alice.page.evaluate(async () => (await fetch('/')).headers.get('content-security-policy'));
+    assert.match(csp || '', /script-src 'self'/, 'served under the CSP');
     for (const u of [alice, bob]) u.page.on('dialog', (d) => d.accept());
 
     const codecs = await alice.page.evaluate(async () => ({
@@ -189,6 +207,7 @@ test('two users talk in a voice room: Opus over WebCodecs, speaking, mute, owner
     await alice.page.getByRole('button', { name: /room Standup,/ }).waitFor({ state: 'detached' });
     await bob.page.getByRole('button', { name: 'Refresh rooms' }).click();
     await bob.page.getByRole('button', { name: /room Standup,/ }).waitFor({ state: 'detached' });
+    await noViolations(alice, bob);
   });
 });
 
@@ -201,15 +220,15 @@ test('the fallbacks on a phone-sized screen: MediaRecorder (no AudioEncoder) and
       signUp(browser, node, 'Carol', {
         viewport: { width: 390, height: 780 },
         // A browser without WebCodecs' encoder: the page must fall back to MediaRecorder.
-        prepare: (context) => context.addInitScript(() => {
+        prepare: watchCsp((context) => context.addInitScript(() => {
           delete window.AudioEncoder;
-        }),
+        })),
       }),
       signUp(browser, node, 'Dave', {
         // No MediaStreamTrackProcessor: WebCodecs takes its samples from a ScriptProcessorNode.
-        prepare: (context) => context.addInitScript(() => {
+        prepare: watchCsp((context) => context.addInitScript(() => {
           delete window.MediaStreamTrackProcessor;
-        }),
+        })),
       }),
     ]);
     await Promise.all([openRooms(carol.page), openRooms(dave.page)]);
@@ -274,5 +293,6 @@ test('the fallbacks on a phone-sized screen: MediaRecorder (no AudioEncoder) and
     // Back on the list, which counts one member.
     await carol.page.getByRole('button', { name: 'Refresh rooms' }).click();
     await carol.page.getByRole('button', { name: /^Join room Phone room, 1 of 50 members$/ }).waitFor();
+    await noViolations(carol, dave);
   });
 });
