@@ -59,7 +59,7 @@ async function joinRoom(page, name) {
   await until(async () => (await page.locator('#room-title').textContent()) === name && (await roomConn(page)) === 'connected', { what: `in room ${name}` });
 }
 
-const roomConn = (page) => page.getByRole('status', { name: 'Room connection' }).textContent();
+const roomConn = (page) => page.getByRole('status', { name: 'Room status' }).textContent();
 const memberRow = (page, uid) => page.getByRole('list', { name: 'Members' }).locator(`li[data-uid="${uid}"]`);
 
 /** The listener's decoder output for one member: {decoded, energy, peakRms, received, lost, late} or null. */
@@ -294,5 +294,35 @@ test('the fallbacks on a phone-sized screen: MediaRecorder (no AudioEncoder) and
     await carol.page.getByRole('button', { name: 'Refresh rooms' }).click();
     await carol.page.getByRole('button', { name: /^Join room Phone room, 1 of 50 members$/ }).waitFor();
     await noViolations(carol, dave);
+  });
+});
+
+let erin;
+let frank;
+
+test('the room survives a node restart: both pages rejoin by themselves and the audio comes back', async (t) => {
+  await withArtifacts(t, () => [erin, frank], async () => {
+    [erin, frank] = await Promise.all([signUp(browser, node, 'Erin', { prepare: watchCsp() }), signUp(browser, node, 'Frank', { prepare: watchCsp() })]);
+    await Promise.all([openRooms(erin.page), openRooms(frank.page)]);
+    await createRoom(erin.page, 'Sturdy');
+    await joinRoom(erin.page, 'Sturdy');
+    await joinRoom(frank.page, 'Sturdy');
+    await frank.page.getByRole('button', { name: 'Start talking' }).click();
+    const before1 = await growing(erin.page, frank.id, 0, 30);
+
+    await node.restart({ downMs: 500 });
+    // Both pages come back online and into the room (the SDK joins it again); Frank's
+    // microphone stayed on, so Erin hears him again.
+    for (const u of [erin, frank]) {
+      await until(async () => (await roomConn(u.page)) === 'connected' && (await u.page.getByRole('status', { name: 'Connection', exact: true }).textContent()) === 'Online', { what: `${u.name} back in the room`, timeout: 30000, interval: 200 });
+      await u.page.getByRole('log', { name: 'What happened' }).getByText(/Back in the room after reconnecting/).waitFor({ timeout: 15000 });
+    }
+    await memberRow(erin.page, frank.id).waitFor();
+    const back = (await heard(erin.page, frank.id)).decoded;
+    assert.ok(back >= before1.decoded, 'counts are per user, across member numbers');
+    const after = await growing(erin.page, frank.id, back, 30);
+    t.diagnostic(`erin decoded ${before1.decoded} of frank's packets before the restart, ${after.decoded} in all once back (lost ${after.lost}, late ${after.late})`);
+    await until(async () => (await memberRow(erin.page, frank.id).getAttribute('data-speaking')) === 'true', { what: 'frank speaking again' });
+    await noViolations(erin, frank);
   });
 });

@@ -153,22 +153,41 @@ export class VoiceSession {
         decoder: null,
         ts: 0,
         when: new Map(), // chunk timestamp -> start time on the clock
-        stats: { memberNo, userId: userId ?? null, received: 0, decoded: 0, late: 0, lost: 0, energy: 0, peakRms: 0, lastRms: 0 },
+        stats: null,
       };
+      // Per user, kept across member numbers (a rejoin after a reconnect makes a new member).
+      sp.stats = (userId && this.stats.speakers[userId]) || this._newSpeakerStats(userId);
+      sp.stats.memberNo = memberNo;
+      this.stats.speakers[userId ?? `#${memberNo}`] = sp.stats;
       this.speakers.set(memberNo, sp);
     }
     if (userId && !sp.userId) {
-      sp.userId = sp.stats.userId = userId;
+      // Learned who it is: its numbers go to the user's.
+      sp.userId = userId;
+      const anon = sp.stats;
       delete this.stats.speakers[`#${memberNo}`];
+      const mine = this.stats.speakers[userId];
+      if (mine) {
+        for (const k of ['received', 'decoded', 'late', 'lost', 'energy']) mine[k] += anon[k];
+        mine.peakRms = Math.max(mine.peakRms, anon.peakRms);
+        mine.lastRms = anon.lastRms;
+        mine.memberNo = memberNo;
+        sp.stats = mine;
+      } else {
+        anon.userId = userId;
+        this.stats.speakers[userId] = anon;
+      }
     }
-    this.stats.speakers[sp.userId ?? `#${memberNo}`] = sp.stats;
     return sp;
+  }
+
+  _newSpeakerStats(userId) {
+    return { memberNo: null, userId: userId ?? null, received: 0, decoded: 0, late: 0, lost: 0, energy: 0, peakRms: 0, lastRms: 0 };
   }
 
   /** Stats of one member (by user id), or null. */
   speakerStats(userId) {
-    for (const sp of this.speakers.values()) if (sp.userId === userId) return sp.stats;
-    return null;
+    return this.stats.speakers[userId] || null;
   }
 
   /** The clock playback is scheduled on: the AudioContext's when it runs, else wall time (decode still goes on). */
