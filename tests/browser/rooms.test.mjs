@@ -324,5 +324,12 @@ test('the room survives a node restart: both pages rejoin by themselves and the 
     t.diagnostic(`erin decoded ${before1.decoded} of frank's packets before the restart, ${after.decoded} in all once back (lost ${after.lost}, late ${after.late})`);
     await until(async () => (await memberRow(erin.page, frank.id).getAttribute('data-speaking')) === 'true', { what: 'frank speaking again' });
     await noViolations(erin, frank);
+
+    // A reload at #/rooms/<id> comes back into the room (a new connection: a new member).
+    assert.match(erin.page.url(), /#\/rooms\/\d+$/);
+    await erin.page.reload();
+    await until(async () => (await erin.page.locator('#room-title').textContent()) === 'Sturdy' && (await roomConn(erin.page)) === 'connected', { what: 'erin back after a reload', timeout: 20000 });
+    await memberRow(erin.page, frank.id).waitFor();
+    await growing(erin.page, frank.id, 0, 20);
   });
 });

@@ -150,6 +150,8 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
     $('room-log').replaceChildren();
     st.current = { id, voice, room: null, out: null, encoderOf: new Map(), name: st.list.find((r) => r.room_id === id)?.name };
     try {
+      // The SDK's joinRoom needs the socket up (a page opened at #/rooms/<id> is still connecting).
+      await online(c);
       const room = await c.joinRoom(id);
       if (st.current?.voice !== voice) return;
       st.current.room = room;
@@ -168,6 +170,22 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
     openPane();
     renderRoom();
     renderList();
+  }
+
+  function online(c, timeoutMs = 20000) {
+    if (c.state === 'online') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        off();
+        reject(new Error('not connected to the node'));
+      }, timeoutMs);
+      const off = c.on('state', (s) => {
+        if (s !== 'online') return;
+        clearTimeout(t);
+        off();
+        resolve();
+      });
+    });
   }
 
   function joinError(err) {
