@@ -53,6 +53,9 @@ struct Options {
   // through a cluster the sender's node is the fast path and the others would fall behind).
   bool window_all = false;
   int size = 64;        // body bytes
+  // Peers: bodies padded so that every delivery takes this many bytes on the wire (the size of
+  // Converge's pushes of --size bodies, measured), overriding --size; 0 = --size.
+  int frame_bytes = 0;
   double duration = 5;  // seconds measured
   double warmup = 1;    // seconds before measuring
   double drain = 2;     // seconds after measuring for what is in flight to arrive
@@ -60,6 +63,9 @@ struct Options {
   int conns = 1000;     // idle
   int users = 1000;     // idle: users the connections share
   int catchup = 10000;  // catchup: messages missed
+  int catchup_senders = 1;  // catchup: direct conversations (a sender each) the messages are in
+  int catchup_window = 64;  // catchup: messages awaiting their ack per sender while setting up
+  int sync_limit = 1000;    // catchup: messages per sync page asked for
   int sources = 8;      // source addresses 127.0.0.1..N
   int threads = 2;
   int rooms = 10;          // voice: rooms (of --members each, 50 unless given)
@@ -78,6 +84,7 @@ struct Options {
 struct alignas(64) Counters {
   std::atomic<uint64_t> sent{0}, delivered{0}, acks{0}, errors{0}, ready{0}, closed{0};
   std::atomic<uint64_t> sent_measured{0}, delivered_measured{0};
+  std::atomic<uint64_t> wire_bytes_measured{0};  // what the measured deliveries took on the wire
 };
 
 struct Worker;
@@ -108,7 +115,14 @@ struct Shared {
   std::atomic<uint64_t> measure_start_ns{UINT64_MAX}, measure_end_ns{UINT64_MAX},
       publish_start_ns{0};
   std::string padding;
+  std::vector<std::size_t> body_size;  // by group: --frame-bytes's body length, else --size
   bool chat = false;
+  // catchup: messages still to send in all (the senders share it); -1 = no limit.
+  std::atomic<int64_t> budget{-1};
+  // catchup: the device's paging through sync, done on its worker (each reply asks for the next).
+  std::atomic<bool> sync_done{false};
+  uint64_t sync_messages = 0, sync_pages = 0, sync_bytes = 0, sync_end_ns = 0;
+  std::string sync_error;
   std::vector<ConnState*> states;  // by connection index
 };
 
@@ -123,14 +137,15 @@ struct Worker {
   std::vector<ConnState*> conns;
   std::vector<ConnState*> publishers;
   std::unique_ptr<asio::steady_timer> tick;
-  std::vector<std::string> sync_log;  // catchup
 
   void publish_one(ConnState& s) {
     uint64_t t = now_ns();
     std::string body =
         std::to_string(s.index) + ":" + std::to_string(s.next_id) + ":" + std::to_string(t) + ":";
-    if (body.size() < static_cast<std::size_t>(sh->opt.size))
-      body.append(sh->padding, 0, static_cast<std::size_t>(sh->opt.size) - body.size());
+    std::size_t size = s.group >= 0 && static_cast<std::size_t>(s.group) < sh->body_size.size()
+                           ? sh->body_size[static_cast<std::size_t>(s.group)]
+                           : static_cast<std::size_t>(std::max(sh->opt.size, 0));
+    if (body.size() < size) body.append(sh->padding, 0, size - body.size());
     // Deliveries due before the send: a send may write at once, and another worker may get a
     // copy before this one returns.
     if (s.due) s.due[s.next_id % s.due_size].store(s.group_size, std::memory_order_release);
@@ -151,8 +166,46 @@ struct Worker {
     // MQTT QoS 1: a message is in the window until both its PUBACK and its own copy are back.
     while (sh->publishing.load(std::memory_order_relaxed) &&
            s.inflight < static_cast<uint64_t>(sh->opt.window) &&
-           s.unacked < static_cast<uint64_t>(sh->opt.window))
+           s.unacked < static_cast<uint64_t>(sh->opt.window) && take_budget())
       publish_one(s);
+  }
+  bool take_budget() {
+    if (sh->budget.load(std::memory_order_relaxed) < 0) return true;
+    for (int64_t b = sh->budget.load(); b > 0;)
+      if (sh->budget.compare_exchange_weak(b, b - 1)) return true;
+    return false;
+  }
+
+  // catchup: a sync page came (on this worker, the device's): count it and ask for the next at
+  // once, as a client would; the page is scanned, not parsed (the generator's JSON parse of a
+  // 1000-message page would be measured as the server's time).
+  void on_sync_page(ConnState& s, std::string_view f) {
+    if (sh->sync_done.load()) return;
+    if (f.find(R"("cmd":"error")") != std::string_view::npos ||
+        f.find(R"("messages":[)") == std::string_view::npos) {
+      sh->sync_error = std::string(f.substr(0, 300));
+      sh->sync_end_ns = now_ns();
+      sh->sync_done = true;
+      return;
+    }
+    ++sh->sync_pages;
+    sh->sync_bytes += f.size();
+    // Every stored message has one "seq" (the bodies are digits, ':' and 'x').
+    for (std::size_t at = 0; (at = f.find(R"("seq":)", at)) != std::string_view::npos; at += 6)
+      ++sh->sync_messages;
+    auto tail = f.substr(f.rfind(R"("more":)"));
+    if (tail.starts_with(R"("more":true)")) {
+      auto c = after(tail, R"("next_cursor":")");
+      std::string cursor(c.substr(0, c.find('"')));
+      s.conn->send(sh->target->sync_request(++s.next_id, cursor, sh->opt.sync_limit));
+    } else {
+      sh->sync_end_ns = now_ns();
+      sh->sync_done = true;
+    }
+  }
+  static std::string_view after(std::string_view s, std::string_view key) {
+    auto at = s.find(key);
+    return at == std::string_view::npos ? std::string_view{} : s.substr(at + key.size());
   }
 
   void on_message(ConnState& s, std::string_view frame) {
@@ -207,6 +260,8 @@ struct Worker {
         if (!sh->chat && sent >= sh->measure_start_ns.load(std::memory_order_relaxed) &&
             sent < sh->measure_end_ns.load(std::memory_order_relaxed)) {
           latency_us.record((t - sent) / 1000);
+          c.wire_bytes_measured.fetch_add(sh->target->delivery_wire_bytes(frame, s.group),
+                                          std::memory_order_relaxed);
           if (sh->opt.ports.size() > 1)
             (sh->target->node_of(from) == sh->target->node_of(s.index) ? latency_same_us
                                                                        : latency_cross_us)
@@ -230,7 +285,7 @@ struct Worker {
         break;
       }
       case Kind::other:
-        if (frame.starts_with(R"({"cmd":"sync")")) sync_log.emplace_back(frame);
+        if (frame.starts_with(R"({"cmd":"sync")")) on_sync_page(s, frame);
         break;
     }
   }
@@ -312,6 +367,9 @@ int main(int argc, char** argv) {
                "fanout, flat out: a message stays in its publisher's window until every member "
                "has it (default: until the publisher's own copy comes back)");
   app.add_option("--size", opt.size, "body bytes (voice: payload bytes, 80 unless given)");
+  app.add_option("--frame-bytes", opt.frame_bytes,
+                 "peers (tcp, ws, socketio, mqtt): pad each body so that a delivery takes this "
+                 "many bytes on the wire, framing included (overrides --size)");
   app.add_option("--rooms", opt.rooms, "voice: rooms");
   app.add_option("--speakers", opt.speakers, "voice: speakers per room (members 0..N-1)");
   app.add_option("--fps", opt.fps, "voice: audio frames a second per speaker");
@@ -324,6 +382,15 @@ int main(int argc, char** argv) {
   app.add_option("--conns", opt.conns, "idle: connections");
   app.add_option("--users", opt.users, "idle: users the connections share");
   app.add_option("--catchup", opt.catchup, "catchup: messages the device missed");
+  app.add_option("--catchup-senders", opt.catchup_senders,
+                 "catchup: the missed messages are in this many direct conversations, each "
+                 "with a sender of its own sending its share at once (set-up time)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--catchup-window", opt.catchup_window,
+                 "catchup: messages awaiting their ack per sender while setting up")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--sync-limit", opt.sync_limit, "catchup: messages per sync page asked for")
+      ->check(CLI::PositiveNumber);
   app.add_option("--sources", opt.sources, "source addresses 127.0.0.1..N");
   app.add_option("--threads", opt.threads);
   app.add_option("--qos", opt.qos, "mqtt, mqtt-im: QoS of every PUBLISH and SUBSCRIBE")
@@ -429,9 +496,11 @@ int main(int argc, char** argv) {
     conns = opt.conns;
     users = std::min(opt.users, opt.conns);
   } else if (opt.scenario == "catchup") {
-    groups.push_back({0, 1});
-    conns = 2;
-    users = 2;
+    // Connections 0..S-1 send, each in a direct conversation with the device (connection S).
+    int n = opt.catchup_senders;
+    for (int i = 0; i < n; ++i) groups.push_back({i, n});
+    conns = n + 1;
+    users = n + 1;
   } else {
     std::fprintf(stderr, "unknown scenario %s\n", opt.scenario.c_str());
     return 2;
@@ -441,6 +510,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: scenario %s is for converge only (chat: also mqtt-im)\n",
                  opt.target.c_str(), opt.scenario.c_str());
     return 2;
+  }
+
+  // Bodies: --size, or what makes a peer's delivery --frame-bytes long on the wire.
+  sh.body_size.assign(groups.size(), static_cast<std::size_t>(std::max(opt.size, 0)));
+  if (opt.frame_bytes > 0) {
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      int b = target->body_for_wire_bytes(static_cast<int>(g), opt.frame_bytes);
+      if (b < 0) {
+        std::fprintf(stderr, "--frame-bytes: target %s cannot pad its frames to %d bytes\n",
+                     opt.target.c_str(), opt.frame_bytes);
+        return 2;
+      }
+      sh.body_size[g] = static_cast<std::size_t>(b);
+    }
+    std::size_t most = 0;
+    for (auto b : sh.body_size) most = std::max(most, b);
+    sh.padding.assign(most, 'x');
   }
 
   auto t_prep = now_ns();
@@ -526,7 +612,7 @@ int main(int argc, char** argv) {
   // Open: at most `in_flight_opens` connecting at once, so a large idle run does not flood the
   // listen queue.
   auto t_open = now_ns();
-  int to_open = opt.scenario == "catchup" ? 1 : conns;
+  int to_open = opt.scenario == "catchup" ? opt.catchup_senders : conns;
   const int in_flight_opens = 512;
   int opened = 0;
   auto deadline = now_ns() + static_cast<uint64_t>(120e9);
@@ -558,6 +644,12 @@ int main(int argc, char** argv) {
       {"duration", opt.duration}, {"pairs", opt.pairs},     {"conns", opt.conns},
       {"catchup", opt.catchup},   {"threads", opt.threads}, {"sources", opt.sources}};
   params["nodes"] = static_cast<int64_t>(opt.ports.size());
+  params["frame_bytes"] = opt.frame_bytes;
+  if (opt.scenario == "catchup") {
+    params["catchup_senders"] = opt.catchup_senders;
+    params["catchup_window"] = opt.catchup_window;
+    params["sync_limit"] = opt.sync_limit;
+  }
   params["window_all"] = opt.window_all;
   if (opt.target.starts_with("mqtt")) {
     params["qos"] = opt.qos;
@@ -595,61 +687,76 @@ int main(int argc, char** argv) {
       }
     }
   } else if (opt.scenario == "catchup") {
-    // conn 0 sends N messages (acks awaited, a window of 64) while conn 1 is away; then conn 1
-    // connects and syncs page by page.
+    // The senders (connections 0..S-1) send N messages in all, each its share with acks
+    // awaited (a window each), while the device (connection S, a device that never connected)
+    // is away; then the device connects and pages through sync, each page asked for as the last
+    // one arrives.
     sh.chat = true;
-    sh.opt.window = 64;
+    sh.opt.window = opt.catchup_window;
     sh.measure_start_ns = 0;
-    auto* w0 = states[0]->w;
-    auto* s0 = states[0].get();
-    std::atomic<bool> sent_all{false};
-    asio::post(w0->io, [&, w0, s0] {
-      sh.publishing = true;
-      sh.publish_start_ns = now_ns();
-      w0->fill_window(*s0);
-    });
-    while (total(&Counters::acks) < static_cast<uint64_t>(opt.catchup))
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    sh.publishing = false;
-    (void)sent_all;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto* s1 = states[1].get();
-    auto* w1 = s1->w;
-    open_conn(s1);
-    while (!s1->ready) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    // Page through sync.
-    uint64_t t0 = now_ns();
-    std::string cursor;
-    uint64_t got = 0;
-    for (uint64_t id = 1;; ++id) {
-      std::size_t have = 0;
-      asio::post(w1->io, [&, id] {
-        have = w1->sync_log.size();
-        s1->conn->send(target->sync_request(id, cursor));
-      });
-      std::string page;
-      for (;;) {
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-        std::promise<std::string> p;
-        auto f = p.get_future();
-        asio::post(w1->io, [&, have] {
-          p.set_value(w1->sync_log.size() > have ? w1->sync_log.back() : std::string());
-        });
-        page = f.get();
-        if (!page.empty()) break;
-      }
-      auto o = json::parse(page).as_object();
-      auto& d = o.at("data").as_object();
-      got += d.at("messages").as_array().size();
-      if (!d.at("more").as_bool()) break;
-      cursor = std::string(d.at("next_cursor").as_string());
+    sh.budget = opt.catchup;
+    const int senders = opt.catchup_senders;
+    uint64_t t_send = now_ns();
+    sh.publishing = true;
+    sh.publish_start_ns = t_send;
+    for (int i = 0; i < senders; ++i) {
+      auto* st = states[static_cast<std::size_t>(i)].get();
+      if (st->ready) asio::post(st->w->io, [st] { st->w->fill_window(*st); });
     }
-    double secs = static_cast<double>(now_ns() - t0) / 1e9;
+    auto last_progress = now_ns();
+    uint64_t last_acks = 0;
+    while (total(&Counters::acks) < static_cast<uint64_t>(opt.catchup)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      uint64_t a = total(&Counters::acks);
+      if (a != last_acks) last_acks = a, last_progress = now_ns();
+      if (now_ns() - last_progress > static_cast<uint64_t>(30e9)) {
+        std::fprintf(stderr, "[catchup] no ack for 30 s (%llu of %d acked, %llu errors)\n",
+                     static_cast<unsigned long long>(a), opt.catchup,
+                     static_cast<unsigned long long>(total(&Counters::errors)));
+        return 1;
+      }
+    }
+    sh.publishing = false;
+    double send_s = static_cast<double>(now_ns() - t_send) / 1e9;
+    std::fprintf(stderr, "[catchup] %llu messages stored by %d senders in %.2fs (%.0f/s)\n",
+                 static_cast<unsigned long long>(total(&Counters::acks)), senders, send_s,
+                 static_cast<double>(total(&Counters::acks)) / send_s);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto* dev = states[static_cast<std::size_t>(senders)].get();
+    open_conn(dev);
+    for (auto until = now_ns() + static_cast<uint64_t>(30e9); !dev->ready && now_ns() < until;)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (!dev->ready) {
+      std::fprintf(stderr, "[catchup] the device did not connect\n");
+      return 1;
+    }
+    auto cpu0 = sample_process(opt.server_pid);
+    auto gen0 = sample_process(static_cast<int>(::getpid()));
+    uint64_t t0 = now_ns();
+    asio::post(dev->w->io, [&, dev] { dev->conn->send(target->sync_request(++dev->next_id, "", opt.sync_limit)); });
+    while (!sh.sync_done.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    auto cpu1 = sample_process(opt.server_pid);
+    auto gen1 = sample_process(static_cast<int>(::getpid()));
+    if (!sh.sync_error.empty()) {
+      std::fprintf(stderr, "[catchup] sync failed: %s\n", sh.sync_error.c_str());
+      return 1;
+    }
+    double secs = static_cast<double>(sh.sync_end_ns - t0) / 1e9;
+    uint64_t got = sh.sync_messages;
+    result["messages_sent"] = static_cast<int64_t>(total(&Counters::acks));
+    result["senders"] = senders;
+    result["send_seconds"] = send_s;
     result["messages_synced"] = static_cast<int64_t>(got);
+    result["sync_pages"] = static_cast<int64_t>(sh.sync_pages);
+    result["sync_bytes"] = static_cast<int64_t>(sh.sync_bytes);
+    result["sync_limit"] = opt.sync_limit;
     result["sync_seconds"] = secs;
     result["sync_messages_per_s"] = static_cast<double>(got) / secs;
-    std::fprintf(stderr, "[catchup] %llu messages synced in %.3fs (%.0f/s)\n",
-                 static_cast<unsigned long long>(got), secs, static_cast<double>(got) / secs);
+    if (cpu0.ok && cpu1.ok) result["server_cpu_seconds"] = cpu1.cpu_seconds - cpu0.cpu_seconds;
+    if (gen0.ok && gen1.ok) result["generator_cpu_seconds"] = gen1.cpu_seconds - gen0.cpu_seconds;
+    std::fprintf(stderr, "[catchup] %llu messages synced in %.3fs (%.0f/s, %llu pages)\n",
+                 static_cast<unsigned long long>(got), secs, static_cast<double>(got) / secs,
+                 static_cast<unsigned long long>(sh.sync_pages));
   } else {
     // fanout / chat: warm up, measure, drain.
     sh.publishing = true;
@@ -669,6 +776,13 @@ int main(int argc, char** argv) {
     auto gen0 = sample_process(static_cast<int>(::getpid()));
     auto busy0 = machine_busy_seconds();
     auto watch0 = watched_cpu(watch);
+    // The bytes and segments on the server's sockets (one server, one port), by the kernel.
+    const uint16_t wire_port = opt.ports.size() != 1 ? 0
+                               : opt.target == "mqtt-im" ? opt.mqtt_port
+                                                         : opt.ports.front();
+    auto wt0 = now_ns();
+    auto wire0 = wire_port ? wire_totals(wire_port) : WireTotals{};
+    auto wt0b = now_ns();
     sh.measure_start_ns = now_ns();
     sh.measuring = true;
     auto start = now_ns();
@@ -684,6 +798,9 @@ int main(int argc, char** argv) {
     }
     sh.measure_end_ns = now_ns();
     sh.measuring = false;
+    auto wt1 = now_ns();
+    auto wire1 = wire_port ? wire_totals(wire_port) : WireTotals{};
+    auto wt1b = now_ns();
     double secs = static_cast<double>(sh.measure_end_ns - sh.measure_start_ns) / 1e9;
     auto cpu1 = sample_process(opt.server_pid);
     auto threads1 = thread_cpu_seconds(opt.server_pid);
@@ -717,6 +834,38 @@ int main(int argc, char** argv) {
     result["seconds"] = secs;
     result[sh.chat ? "acks_per_s" : "deliveries_per_s"] = per_s;
     result["latency_us"] = quantiles(lat);
+    if (got_m && !sh.chat) {
+      uint64_t wb = total(&Counters::wire_bytes_measured);
+      if (wb) result["delivery_wire_bytes"] = static_cast<double>(wb) / static_cast<double>(got_m);
+    }
+    if (wire0.ok && wire1.ok) {
+      // Per second of the window between the two snapshots (each taken mid-call), so that a
+      // figure per delivery is the rate of bytes over the rate of deliveries.
+      double ws = static_cast<double>((wt1 + wt1b) / 2 - (wt0 + wt0b) / 2) / 1e9;
+      auto rate = [&](uint64_t a, uint64_t b) {
+        return b >= a ? static_cast<double>(b - a) / ws : 0.0;
+      };
+      json::object wo{
+          {"seconds", ws},
+          {"server_sockets", wire1.server_sockets},
+          {"client_sockets", wire1.client_sockets},
+          {"server_bytes_sent_per_s", rate(wire0.server_bytes_sent, wire1.server_bytes_sent)},
+          {"server_bytes_received_per_s",
+           rate(wire0.server_bytes_received, wire1.server_bytes_received)},
+          {"server_data_segs_out_per_s",
+           rate(wire0.server_data_segs_out, wire1.server_data_segs_out)},
+          {"generator_bytes_received_per_s",
+           rate(wire0.client_bytes_received, wire1.client_bytes_received)},
+          {"generator_data_segs_in_per_s",
+           rate(wire0.client_data_segs_in, wire1.client_data_segs_in)}};
+      if (per_s > 0 && !sh.chat) {
+        wo["server_bytes_per_delivery"] = wo["server_bytes_sent_per_s"].as_double() / per_s;
+        wo["generator_bytes_per_delivery"] =
+            wo["generator_bytes_received_per_s"].as_double() / per_s;
+        wo["server_segs_per_delivery"] = wo["server_data_segs_out_per_s"].as_double() / per_s;
+      }
+      result["wire"] = wo;
+    }
     if (opt.ports.size() > 1 && !sh.chat) {
       result["latency_same_node_us"] = quantiles(lat_same);
       result["latency_cross_node_us"] = quantiles(lat_cross);

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -102,6 +104,61 @@ inline double tree_cpu_seconds(int root) {
     for (int c : children[p]) todo.push_back(c);
   }
   return total;
+}
+
+// What the kernel counted on the established TCP sockets of one server port (tcp_info through
+// `ss -ti`, iproute2): the server's side (local port = port) and its clients' side (peer port =
+// port), summed over the sockets. Socket writes (send, sendmsg) are not in /proc/<pid>/io's
+// wchar, so this is how the bytes a server wrote are counted, whatever call wrote them.
+struct WireTotals {
+  bool ok = false;
+  int server_sockets = 0, client_sockets = 0;
+  uint64_t server_bytes_sent = 0, server_bytes_received = 0, server_data_segs_out = 0;
+  uint64_t client_bytes_received = 0, client_data_segs_in = 0;
+};
+
+inline WireTotals wire_totals(uint16_t port) {
+  WireTotals w;
+  std::string cmd = "ss -tinH state established '( sport = :" + std::to_string(port) +
+                    " or dport = :" + std::to_string(port) + " )' 2>/dev/null";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (!f) return w;
+  std::string out;
+  char buf[1 << 16];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) out.append(buf, n);
+  if (::pclose(f) != 0) return w;
+  std::istringstream in(out);
+  std::string line;
+  int side = 0;  // 1: the server's socket, 2: a client's
+  auto field = [](const std::string& l, std::string_view key) -> uint64_t {
+    for (std::size_t at = l.find(key); at != std::string::npos; at = l.find(key, at + 1))
+      if (at == 0 || l[at - 1] == ' ' || l[at - 1] == '\t')
+        return std::strtoull(l.c_str() + at + key.size(), nullptr, 10);
+    return 0;
+  };
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    if (line[0] != ' ' && line[0] != '\t') {  // Recv-Q Send-Q Local:Port Peer:Port
+      std::istringstream t(line);
+      std::string rq, sq, local, peer;
+      t >> rq >> sq >> local >> peer;
+      auto lp = local.substr(local.rfind(':') + 1);
+      side = lp == std::to_string(port) ? 1 : 2;
+      (side == 1 ? w.server_sockets : w.client_sockets)++;
+      continue;
+    }
+    if (side == 1) {
+      uint64_t sent = field(line, "bytes_sent:");
+      w.server_bytes_sent += sent ? sent : field(line, "bytes_acked:");
+      w.server_bytes_received += field(line, "bytes_received:");
+      w.server_data_segs_out += field(line, "data_segs_out:");
+    } else if (side == 2) {
+      w.client_bytes_received += field(line, "bytes_received:");
+      w.client_data_segs_in += field(line, "data_segs_in:");
+    }
+  }
+  w.ok = w.server_sockets > 0;
+  return w;
 }
 
 inline ProcSample sample_process(int pid) {

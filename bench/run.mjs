@@ -14,6 +14,13 @@
 // the run's temp folder) beside a node with its MQTT listener.
 // The voice part (section 8) sweeps voice rooms (`converge-bench --target voice`) beside the bare
 // TCP ceiling carrying the same frames (tcp-fanout's voice frames), a node and a peer of its own.
+// The sweep part (section 9, issue 14) sweeps group size at a fixed number of connections
+// (--sweep-connections N, 1,000 unless given; --sweep-rounds R, 3) beside the bare TCP ceiling,
+// Node ws and mosquitto, every peer's frames padded to the wire size of Converge's pushes, and
+// compares latency at each peer's own 50 % rate offered to Converge too.
+//   --baseline-bin FILE   an older Converge build run beside this one in the sweep, as the row
+//                         "Converge (before)", in the same rounds (before/after from one run)
+//   --catchup-messages N  the catch-up part's missed messages (1,000,000 unless given)
 // BUILD=dir takes the binaries from another build dir; CONVERGE_BIN=file the node's alone.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
@@ -29,7 +36,7 @@ const smoke = process.argv.includes('--smoke');
 // Parts: the single node's sections 1-5 and the cluster's three (section 6). A part brings the
 // runs it is compared with: latency and cluster-fanout the single node's fan-out rounds, pg its
 // SQLite chat rounds (interleaved with its own).
-const PARTS = ['fanout', 'latency', 'chat', 'catchup', 'idle', 'pg', 'cluster-fanout', 'cluster-idle', 'mqtt', 'voice'];
+const PARTS = ['fanout', 'latency', 'chat', 'catchup', 'idle', 'pg', 'cluster-fanout', 'cluster-idle', 'mqtt', 'voice', 'sweep'];
 const ALIASES = { single: ['fanout', 'latency', 'chat', 'catchup', 'idle'], cluster: ['pg', 'cluster-fanout', 'cluster-idle'] };
 const onlyAt = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
 const only = onlyAt < 0 ? null
@@ -45,6 +52,28 @@ if (only && only.length === 0) {
   process.exit(2);
 }
 const updateDoc = process.argv.includes('--update-doc');
+// A flag's value: `--name V` or `--name=V`.
+function argValue(name) {
+  const at = process.argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (at < 0) return undefined;
+  const a = process.argv[at];
+  return a.includes('=') ? a.slice(a.indexOf('=') + 1) : process.argv[at + 1];
+}
+function countArg(name, dflt) {
+  const v = argValue(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) {
+    console.error(`${name} ${v}: expected a positive whole number`);
+    process.exit(2);
+  }
+  return n;
+}
+const baselineBin = argValue('--baseline-bin');
+if (baselineBin !== undefined && !existsSync(baselineBin)) {
+  console.error(`--baseline-bin ${baselineBin}: no such file`);
+  process.exit(2);
+}
 if (updateDoc && (!only || smoke)) {
   console.error('--update-doc goes with --only (and not --smoke): a full run rewrites the whole doc');
   process.exit(2);
@@ -54,6 +83,9 @@ const bin = {
   converge: process.env.CONVERGE_BIN || join(build, 'src/app/converge'),
   bench: join(build, 'bench/converge-bench'),
   tcp: join(build, 'bench/tcp-fanout'),
+  // The sweep's "Converge (before)": --baseline-bin; the smoke run exercises that path with
+  // this build's node when none is given.
+  before: baselineBin ?? (smoke ? (process.env.CONVERGE_BIN || join(build, 'src/app/converge')) : null),
 };
 const work = mkdtempSync(join(tmpdir(), 'converge-bench-'));
 const started = []; // servers and generators, stopped by PID at the end
@@ -144,10 +176,10 @@ function run(server, target, scenario, opts = {}, extra = [], portFlag = '--port
 
 const S = smoke
   ? { fan: { groups: 2, members: 5, publishers: 2, duration: 1, warmup: 0.3 }, chat: { pairs: 4, window: 4, duration: 1, warmup: 0.3 },
-      idle: 200, catchup: 500, rates: [0.5], rounds: 1,
+      idle: 200, catchup: 500, catchupSenders: 2, rates: [0.5], rounds: 1,
       cluster: { nodes: 3, idleNodes: 6, idle: 300, idleUsers: 20 } }
   : { fan: { groups: 10, members: 20, publishers: 10, duration: 6, warmup: 1 }, chat: { pairs: 50, window: 16, duration: 8, warmup: 2 },
-      idle: Math.min(100000, maxConnections()), catchup: 20000, rates: [0.25, 0.5, 0.75], rounds: 3,
+      idle: Math.min(100000, maxConnections()), catchup: countArg('--catchup-messages', 1000000), catchupSenders: 16, rates: [0.25, 0.5, 0.75], rounds: 3,
       // 100,000 connections in all over six nodes (each under one process's open-file cap), one
       // generator per node, all holding at once.
       cluster: { nodes: 3, idleNodes: 6, idle: 100000, idleUsers: 1000 } };
@@ -177,10 +209,24 @@ const NODE_FLAGS = ['--password-cost', 'min', '--log-level', 'warn',
 // tests); more connections than the default 100, for six nodes' sessions.
 const PG_SETTINGS = { fsync: 'on', synchronous_commit: 'on', max_connections: 400 };
 
-async function startNode(name, flags) {
+// Section 9 (issue 14): C connections in groups of 2, 20, 200 and all C (fewer connections: the
+// sizes under C, then all), every server flat out, then latency at equal offered load at the
+// 20-member shape and the one group of all.
+const sweepConns = countArg('--sweep-connections', smoke ? 20 : 1000);
+S.sweep = {
+  conns: sweepConns,
+  sizes: [...[2, 20, 200].filter((m) => m < sweepConns), sweepConns],
+  latencySizes: [...new Set([20, sweepConns].filter((m) => m <= sweepConns))],
+  size: 100, window: 8,
+  publishers: (groups) => Math.max(10, groups),
+  run: smoke ? { duration: 0.3, warmup: 0.2, drain: 0.3 } : { duration: 4, warmup: 1, drain: 1 },
+  rounds: smoke ? 1 : countArg('--sweep-rounds', 3),
+};
+
+async function startNode(name, flags, binary = bin.converge) {
   const dir = join(work, name);
   mkdirSync(dir, { recursive: true });
-  const node = await startServer(name, bin.converge, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir,
+  const node = await startServer(name, binary, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dir,
     '--port-file', join(dir, 'port'), '--mqtt-listen', '127.0.0.1:0', '--mqtt-port-file', join(dir, 'mqtt-port'),
     ...NODE_FLAGS, ...flags], join(dir, 'port'));
   node.mqttPort = Number(readFileSync(join(dir, 'mqtt-port'), 'utf8')); // written before port_file
@@ -433,7 +479,10 @@ async function main() {
     if (pgNode) results.cluster.pg = median(chats.pg, 'acks_per_s');
   }
   // 5. Catch-up of an offline device.
-  if (want('catchup')) results.catchup = run(conv, 'converge', 'catchup', { catchup: S.catchup });
+  // 5. Catch-up of an offline device: the missed messages in direct conversations of their own
+  // senders, who send them first (many at once: 1,000,000 in seconds).
+  if (want('catchup'))
+    results.catchup = run(conv, 'converge', 'catchup', { catchup: S.catchup, 'catchup-senders': S.catchupSenders });
   // 3. Idle connections (last: it leaves the most behind).
   if (want('idle'))
     for (const t of ['ws', 'converge']) {
@@ -450,6 +499,8 @@ async function main() {
   if (want('mqtt')) results.mqtt = await mqttPart();
   // 8. Voice rooms: servers of its own.
   if (want('voice')) results.voice = await voicePart();
+  // 9. The group-size sweep: servers of its own.
+  if (want('sweep')) results.sweep = await sweepPart();
   return results;
 }
 
@@ -602,6 +653,7 @@ function report(r) {
   if (r.cluster && Object.keys(r.cluster).length) lines.push(...clusterSection(r));
   if (r.mqtt) lines.push(...mqttSection(r));
   if (r.voice) lines.push(...voiceSection(r));
+  if (r.sweep) lines.push(...sweepSection(r));
 
   lines.push('## Against the targets (this machine, generator on the same machine: sections 1-5 one node, section 6 the cluster)', '');
   const half = r.latency.find((x) => x.target === 'converge' && x.fraction === 0.5);
@@ -639,12 +691,7 @@ function report(r) {
   }
   lines.push('');
 
-  lines.push('## 5. Catch-up', '');
-  const k = r.catchup;
-  lines.push(`A device that missed ${fmt(k.params.catchup)} messages connects and pages through \`sync\` (1000 per page).`, '');
-  lines.push('| messages synced | seconds | messages/s |');
-  lines.push('|---:|---:|---:|');
-  lines.push(`| ${fmt(k.messages_synced)} | ${fmt(k.sync_seconds, 3)} | ${fmt(k.sync_messages_per_s)} |`, '');
+  lines.push(...catchupSection(r));
   return lines.join('\n');
 }
 
@@ -961,6 +1008,192 @@ const VOICE_NOTES = [
   "- **The generator's WebSocket receive** costs about twice the bare stream's per frame when frames queue (1.5 against 0.7 µs at 200 rooms: smaller reads, a callback per frame), so at saturation Converge's points also have less CPU left for the node than the ceiling's.",
 ];
 
+// Section 5: an offline device's catch-up (report() and --only catchup --update-doc).
+const CATCHUP_SECTION = '## 5. Catch-up';
+function catchupSection(r) {
+  const k = r.catchup;
+  const lines = [CATCHUP_SECTION, ''];
+  const p = k.params;
+  const senders = k.senders ?? 1;
+  lines.push(`A device that never connected (so every message is missed) connects and pages through \`sync\` (\`limit\` ${fmt(p.sync_limit ?? 1000)}, the default \`sync_page_max\`), asking for each page as the previous one arrives (the generator counts a page's messages without parsing it). The ${fmt(p.catchup)} missed messages are in ${fmt(senders)} direct conversations with the device, each with a sender of its own that first sent its share, acks awaited (${fmt(p.catchup_window ?? 64)} in flight each; ${fmt(p.size)}-byte bodies): \`converge-bench --target converge --port P --scenario catchup --catchup ${p.catchup} --catchup-senders ${senders}\`, made by \`make bench\` or alone by \`node bench/run.mjs --only catchup --update-doc [--catchup-messages N]\` (which replaces this section only). Server CPU: the node's while the device pages (from /proc); the generator's the same.`, '');
+  lines.push('| messages synced | pages | seconds | messages/s | MiB sent | server CPU s | generator CPU s | set-up: stored msgs/s (s) |');
+  lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(`| ${fmt(k.messages_synced)} | ${fmt(k.sync_pages)} | ${fmt(k.sync_seconds, 3)} | ${fmt(k.sync_messages_per_s)} | ${fmt((k.sync_bytes ?? 0) / 2 ** 20, 1)} | ${fmt(k.server_cpu_seconds, 2)} | ${fmt(k.generator_cpu_seconds, 2)} | ${fmt(k.messages_sent / Math.max(k.send_seconds ?? 0, 1e-9))} (${fmt(k.send_seconds, 1)}) |`, '');
+  if (k.messages_synced >= 1000000) {
+    const ok = k.sync_seconds < 2;
+    lines.push('| what | goal (issue 14) | measured | |', '|---|---|---|---|');
+    lines.push(`| 1,000,000 missed messages synced by one device | < 2 s | ${fmt(k.sync_seconds, 2)} s for ${fmt(k.messages_synced)} | ${ok ? 'met' : `**missed** by ${fmt((100 * (k.sync_seconds - 2)) / 2)} %`} |`, '');
+  }
+  return lines;
+}
+
+// Section 9 (issue 14): the group-size sweep. At each size, every server flat out in every
+// round (rounds interleave sizes and servers), each peer's frames padded to the bytes Converge's
+// pushes take on the wire at that size (measured on Converge's first run of the size); then at
+// the latency sizes each peer's own 50 % rate offered to it and to Converge (and the baseline).
+const SWEEP_SECTION = '## 9. Group-size sweep (issue 14)';
+const SWEEP_TARGET = { converge: 'converge', before: 'converge', tcp: 'tcp', ws: 'ws', mosquitto: 'mqtt' };
+async function sweepPart() {
+  const W = S.sweep;
+  const res = { load_before: loadavg(), mosquitto_version: mosquittoVersion(), conns: W.conns, sizes: W.sizes,
+    baseline: bin.before, points: [], latency: [], frame_bytes: {}, body_bytes: W.size };
+  const servers = {
+    converge: await startNode('sweep-node', []),
+    tcp: await startServer('tcp-fanout-sweep', bin.tcp, ['0']),
+    ws: await startServer('node-ws-sweep', process.execPath, [join(root, 'bench/peers/ws-server.mjs'), '0']),
+    mosquitto: await startMosquitto('mosquitto-sweep'),
+  };
+  if (bin.before) servers.before = await startNode('sweep-node-before', [], bin.before);
+  const peers = ['converge', ...(servers.before ? ['before'] : []), 'tcp', 'ws', 'mosquitto'];
+  const shape = (m) => { const groups = Math.floor(W.conns / m); return { groups, members: m, publishers: W.publishers(groups) }; };
+  const isConverge = (p) => p === 'converge' || p === 'before';
+  const go = (peer, m, extra) => {
+    const opts = { ...shape(m), size: W.size, ...W.run, ...extra };
+    if (!isConverge(peer)) opts['frame-bytes'] = res.frame_bytes[m];
+    const r = run(servers[peer], SWEEP_TARGET[peer], 'fanout', opts);
+    const want = opts.groups * opts.members;
+    // The harness's own checks (no timing): every connection up, the peers' frames the size of
+    // Converge's pushes, byte for byte as the generator received them.
+    if (r.connections !== want) throw new Error(`sweep ${peer} ${m} members: ${r.connections} of ${want} connections ready`);
+    if (!isConverge(peer) && r.delivery_wire_bytes !== undefined && Math.abs(r.delivery_wire_bytes - opts['frame-bytes']) > 1)
+      throw new Error(`sweep ${peer} ${m} members: deliveries of ${r.delivery_wire_bytes} bytes on the wire, not Converge's ${opts['frame-bytes']}`);
+    return r;
+  };
+  const rounds = {};
+  for (let i = 0; i < W.rounds; ++i)
+    for (const m of W.sizes)
+      for (const peer of peers) {
+        const r = go(peer, m, { window: W.window, 'window-all': true });
+        if (peer === 'converge' && res.frame_bytes[m] === undefined) {
+          if (r.delivery_wire_bytes === undefined) {
+            // No delivery measured (a stalled tiny run): the push's size from its form instead.
+            if (!smoke) throw new Error(`sweep converge ${m} members: no delivery measured`);
+            log(`sweep: no Converge delivery measured at ${m} members; the peers' frames padded to an estimate`);
+          }
+          res.frame_bytes[m] = Math.round(r.delivery_wire_bytes ?? W.size + 190);
+        }
+        (rounds[`${m}/${peer}`] ??= []).push(r);
+      }
+  for (const [k, rs] of Object.entries(rounds)) {
+    const [m, peer] = k.split('/');
+    rs.sort((a, b) => a.deliveries_per_s - b.deliveries_per_s);
+    res.points.push({ members: Number(m), peer, ...rs[Math.floor(rs.length / 2)], rounds: rs.map((x) => Math.round(x.deliveries_per_s)) });
+  }
+  // Latency at equal offered load: each server's own 50 % (of its median flat-out round), open
+  // loop, offered to it and to Converge (and the baseline); the ceiling at Converge's 50 %.
+  const peak = (m, p) => res.points.find((x) => x.members === m && x.peer === p)?.deliveries_per_s ?? 0;
+  for (const m of W.latencySizes) {
+    const of = ['ws', 'mosquitto', 'converge', ...(servers.before ? ['before'] : [])];
+    for (const o of of) {
+      const rate = Math.max(1, Math.round((0.5 * peak(m, o)) / m));
+      const who = o === 'converge' ? ['converge', 'before', 'tcp'] : o === 'before' ? ['before', 'converge']
+        : [o, 'converge', ...(smoke ? [] : ['before'])];
+      for (const peer of who.filter((p) => servers[p]))
+        res.latency.push({ members: m, of: o, peer, ...go(peer, m, { rate }) });
+    }
+  }
+  for (const srv of Object.values(servers)) await stopServer(srv);
+  res.load_after = loadavg();
+  return res;
+}
+
+function sweepSection(r) {
+  const w = r.sweep;
+  const W = S.sweep;
+  const lines = [];
+  const load = (l) => l.map((x) => x.toFixed(1)).join(', ');
+  const name = { converge: '**Converge**', before: 'Converge (before)', tcp: 'bare TCP (ceiling)', ws: 'Node ws', mosquitto: `mosquitto ${w.mosquitto_version}` };
+  const short = { converge: 'Converge', before: 'Converge (before)', tcp: 'the ceiling', ws: 'Node ws', mosquitto: 'mosquitto' };
+  const pt = (m, p) => w.points.find((x) => x.members === m && x.peer === p);
+  const deliveries = (x) => x.deliveries_per_s * x.seconds;
+  const serverNs = (x) => (x?.cpu_seconds ? (Object.values(x.cpu_seconds.server_threads).reduce((a, b) => a + b, 0) * 1e9) / Math.max(1, deliveries(x)) : undefined);
+  const genNs = (x) => (x?.cpu_seconds ? (x.cpu_seconds.generator * 1e9) / Math.max(1, deliveries(x)) : undefined);
+  const busy = (x) => (x?.cpu_seconds ? (100 * x.cpu_seconds.machine_busy) / (x.seconds * x.cpu_seconds.machine_cpus) : undefined);
+  const perWrite = (x) => (x?.wire?.server_segs_per_delivery ? 1 / x.wire.server_segs_per_delivery : undefined);
+  const shapeOf = (m) => { const g = Math.floor(w.conns / m); return `${fmt(g)} × ${fmt(m)} (${fmt(W.publishers(g))})`; };
+  const peers = ['tcp', 'converge', ...(w.baseline ? ['before'] : []), 'ws', 'mosquitto'];
+  const run0 = W.run;
+  const flags = (m, peer, extra) => {
+    const g = Math.floor(w.conns / m);
+    return `converge-bench --target ${SWEEP_TARGET[peer]} --port P --server-pid PID --scenario fanout --groups ${g} --members ${m} --publishers ${W.publishers(g)} ${extra} --size ${W.size}${peer === 'converge' || peer === 'before' ? '' : ` --frame-bytes ${w.frame_bytes[m]}`} --duration ${run0.duration} --warmup ${run0.warmup} --drain ${run0.drain}`;
+  };
+  const agree = Math.max(0, ...w.points.filter((x) => x.wire?.server_bytes_per_delivery).map((x) => (100 * Math.abs(x.wire.generator_bytes_per_delivery - x.wire.server_bytes_per_delivery)) / x.wire.server_bytes_per_delivery));
+  lines.push(SWEEP_SECTION, '');
+  lines.push(`${fmt(w.conns)} connections in groups of ${w.sizes.map((m) => fmt(m)).join(', ')} members (${w.sizes.map((m) => fmt(Math.floor(w.conns / m))).join(', ')} groups; the last one group of all), a user each. Publishers: member *k* of group *g* for the first max(10, groups) (one per group, at least 10), each sending flat out with a window of ${W.window} messages, a message leaving its window when every member has it (\`--window-all\`, the same rule for every server: no server's fast path for the sender's own copy counts); ${W.size}-byte bodies. Every member, the sender included, receives each message. **Converge**: one node (\`converge serve ${NODE_FLAGS.join(' ')}\`, SQLite, default threads: both CPUs; groups of 2 are direct conversations), users and conversations made over HTTP first.${w.baseline ? ` **Converge (before)**: the same flags, the binary \`${w.baseline}\` (an older build), a node of its own, in the same rounds.` : ''} **Peers**, each padded to Converge's bytes: Converge's push of a ${W.size}-byte body (the stored message's JSON in a WebSocket text frame) took ${w.sizes.map((m) => `${fmt(w.frame_bytes[m])}`).join(', ')} bytes on the wire at these sizes (measured by the generator on Converge's first run of each size; the ids' digits differ by size), and every peer's bodies are padded (\`--frame-bytes W\`) so that each of its deliveries takes the same W bytes: the ceiling \`tcp-fanout\` a \`[u32 len]["P"][body]\` frame, Node \`ws\` (bench/peers/ws-server.mjs) a text frame, mosquitto ${w.mosquitto_version} (section 7's config, one thread) a QoS 0 PUBLISH with its topic \`bench/g<g>\`; the generator checks each peer's deliveries came that size. ${W.run.duration} s measured after ${W.run.warmup} s warm-up, ${W.run.drain} s drain; ${W.rounds} ${W.rounds === 1 ? "round" : "rounds"} interleave every size and server; each row is the server's median round by deliveries/s (all rounds in the last column). Load average (1, 5, 15 min) before the part: ${load(w.load_before)}; after: ${load(w.load_after)} (this machine's 2 CPUs are shared: compare within the run).`, '');
+  lines.push(`How each figure is measured: *server ns/delivery*: the server's threads' CPU time (user + system, \`/proc/<pid>/task/*/stat\`) while measuring, over the deliveries; *generator ns/delivery* the same for the generator; *machine busy*: both CPUs, softirq included (\`/proc/stat\`). *Bytes/delivery*: what the kernel counted on the server's established sockets (\`ss -ti\`: \`bytes_sent\` of every socket on the server's port, summed, two snapshots around the measured window) per second, over the deliveries per second: everything the server wrote, Converge's acks to its publishers included (not \`/proc/<pid>/io\`'s \`wchar\`: socket \`send\`/\`sendmsg\` are not counted there, and Converge and the ceiling write with \`sendmsg\`, Node and mosquitto with \`write\`/\`writev\`); the generator's own sockets' \`bytes_received\` agree with it to within ${fmt(agree, 1)} % at every point. *Frame bytes*: the deliveries alone as the generator received them, framing included. *Deliveries per write*: deliveries over the server's data segments out (\`data_segs_out\`; on loopback with TCP_NODELAY a write call with data is one segment up to 64 KiB), i.e. how many deliveries share a \`sendmsg\`/\`write\`. Commands: \`node bench/run.mjs --only sweep --update-doc${w.baseline ? ` --baseline-bin ${w.baseline}` : ''}${w.conns !== 1000 ? ` --sweep-connections ${w.conns}` : ''}${W.rounds !== 3 ? ` --sweep-rounds ${W.rounds}` : ''}\` (which replaces this section only); each point \`${flags(w.sizes[w.sizes.length - 1], 'tcp', `--window ${W.window} --window-all`)}\` (the ceiling at ${fmt(w.sizes[w.sizes.length - 1])} members; \`--target converge\` without \`--frame-bytes\`, \`--target ws\`, \`--target mqtt\` the same).`, '');
+  lines.push('### Flat out', '');
+  lines.push('| members | groups × members (publishers) | server | deliveries/s | × ceiling | server ns/delivery | ÷ ceiling\'s | generator ns/delivery | bytes/delivery (server\'s sockets) | frame bytes | deliveries per write | lost | p50 ms | p99 ms | server CPU % | machine busy | rounds (deliveries/s) |');
+  lines.push('|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+  for (const m of w.sizes) {
+    const ceil = pt(m, 'tcp');
+    for (const peer of peers) {
+      const x = pt(m, peer);
+      if (!x) continue;
+      lines.push(`| ${fmt(m)} | ${shapeOf(m)} | ${name[peer]} | ${fmt(x.deliveries_per_s)} | ${fmt(x.deliveries_per_s / ceil.deliveries_per_s, 2)} | ${fmt(serverNs(x))} | ${fmt(serverNs(x) / serverNs(ceil), 2)} | ${fmt(genNs(x))} | ${fmt(x.wire?.server_bytes_per_delivery, 1)} | ${fmt(x.delivery_wire_bytes, 1)} | ${fmt(perWrite(x), 1)} | ${fmt(x.lost)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p99)} | ${fmt(x.server_cpu_percent)} | ${fmt(busy(x))} % | ${x.rounds.map((n) => fmt(n)).join(', ')} |`);
+    }
+  }
+  lines.push('');
+  if (w.latency.length) {
+    lines.push('### Latency at equal offered load', '');
+    lines.push(`Each server's own 50 % (half its median flat-out deliveries/s above, as messages/s: ÷ members) offered, open loop and spread evenly over time (\`--rate R\` instead of \`--window ${W.window} --window-all\`), to it and to Converge${w.baseline ? ' and Converge (before)' : ''}; the ceiling at Converge's 50 % shows the floor this machine and generator set there. At ${w.latency.map((x) => x.members).filter((v, i, a) => a.indexOf(v) === i).map((m) => fmt(m)).join(' and ')} members.`, '');
+    lines.push('| members | offered: 50 % of | msgs/s | server | deliveries/s | lost | p50 ms | p90 ms | p99 ms | p99.9 ms | Converge\'s p99 ÷ it |');
+    lines.push('|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of w.latency) {
+      const c = w.latency.find((y) => y.members === x.members && y.of === x.of && y.peer === 'converge');
+      lines.push(`| ${fmt(x.members)} | ${short[x.of]} | ${fmt(x.params.rate)} | ${name[x.peer]} | ${fmt(x.deliveries_per_s)} | ${fmt(x.lost)} | ${ms(x.latency_us.p50)} | ${ms(x.latency_us.p90)} | ${ms(x.latency_us.p99)} | ${ms(x.latency_us.p999)} | ${x.peer === 'converge' || !c ? '' : fmt(c.latency_us.p99 / Math.max(1, x.latency_us.p99), 2)} |`);
+    }
+    lines.push('');
+  }
+  // Against issue 14's goals, ratios of this run.
+  lines.push('### Against the goals (issue 14)', '');
+  lines.push('| what | goal | measured (by members) | |', '|---|---|---|---|');
+  const verdict = (ok, worst) => (ok ? 'met' : `**missed**${worst ?? ''}`);
+  const cNs = (m) => serverNs(pt(m, 'converge'));
+  {
+    const got = w.sizes.map((m) => [m, cNs(m) / serverNs(pt(m, 'tcp'))]);
+    const worst = Math.max(...got.map(([, g]) => g));
+    lines.push(`| server CPU per delivery vs the ceiling's (frames of the same bytes) | ≤ 1.5 × at every size | ${got.map(([m, g]) => `${fmt(m)}: ${fmt(g, 2)} ×`).join(', ')} | ${verdict(worst <= 1.5, `: worst ${fmt(worst, 2)} ×, ${fmt(worst / 1.5, 2)} × the goal`)} |`);
+  }
+  for (const p of ['ws', 'mosquitto']) {
+    const got = w.sizes.map((m) => [m, serverNs(pt(m, p)) / cNs(m)]);
+    const worst = Math.min(...got.map(([, g]) => g));
+    lines.push(`| server CPU per delivery: ${short[p]}'s ÷ Converge's | ≥ 8 × at every size | ${got.map(([m, g]) => `${fmt(m)}: ${fmt(g, 2)} ×`).join(', ')} | ${verdict(worst >= 8, `: worst ${fmt(worst, 2)} ×`)} |`);
+  }
+  for (const p of ['ws', 'mosquitto']) {
+    const at = w.latency.filter((x) => x.of === p);
+    const ms_ = at.map((x) => x.members).filter((v, i, a) => a.indexOf(v) === i);
+    if (!ms_.length) continue;
+    const got = ms_.map((m) => {
+      const c = at.find((x) => x.members === m && x.peer === 'converge');
+      const o = at.find((x) => x.members === m && x.peer === p);
+      return [m, c.latency_us.p99 / Math.max(1, o.latency_us.p99), c, o];
+    });
+    const worst = Math.max(...got.map(([, g]) => g));
+    lines.push(`| p99 at ${short[p]}'s 50 % rate: Converge's ÷ ${short[p]}'s | ≤ 0.5 × | ${got.map(([m, g, c, o]) => `${fmt(m)}: ${fmt(g, 2)} × (${ms(c.latency_us.p99)} vs ${ms(o.latency_us.p99)} ms at ${fmt(c.params.rate)} msgs/s)`).join(', ')} | ${verdict(worst <= 0.5)} |`);
+  }
+  lines.push('');
+  if (w.baseline) {
+    lines.push('### Before and after (the same run)', '');
+    lines.push(`Converge (before) is \`${w.baseline}\`; ratios after ÷ before, so > 1 is better for deliveries/s and < 1 for CPU, bytes and latency.`, '');
+    lines.push('| members | deliveries/s before → after | × | server ns/delivery before → after | × | bytes/delivery before → after | deliveries per write before → after | p99 ms at Converge\'s 50 %: before → after |');
+    lines.push('|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const m of w.sizes) {
+      const a = pt(m, 'converge');
+      const b = pt(m, 'before');
+      if (!a || !b) continue;
+      const la = w.latency.find((x) => x.members === m && x.of === 'converge' && x.peer === 'converge');
+      const lb = w.latency.find((x) => x.members === m && x.of === 'converge' && x.peer === 'before');
+      lines.push(`| ${fmt(m)} | ${fmt(b.deliveries_per_s)} → ${fmt(a.deliveries_per_s)} | ${fmt(a.deliveries_per_s / b.deliveries_per_s, 2)} | ${fmt(serverNs(b))} → ${fmt(serverNs(a))} | ${fmt(serverNs(a) / serverNs(b), 2)} | ${fmt(b.wire?.server_bytes_per_delivery, 1)} → ${fmt(a.wire?.server_bytes_per_delivery, 1)} | ${fmt(perWrite(b), 1)} → ${fmt(perWrite(a), 1)} | ${la && lb ? `${ms(lb.latency_us.p99)} → ${ms(la.latency_us.p99)}` : '–'} |`);
+    }
+    lines.push('');
+  }
+  lines.push(...SWEEP_NOTES);
+  return lines;
+}
+
+// What the figures of the sweep suggest (written from the runs of this part; see the figures).
+const SWEEP_NOTES = [];
+
 // Replaces the section `title` of docs/benchmarks.md (up to the next `## ` heading) with `lines`,
 // or adds it before the targets table when the doc has none yet.
 function spliceSection(title, lines) {
@@ -1056,10 +1289,14 @@ try {
     if (Object.keys(r.cluster).length) console.error(`\n${clusterSection(r).join('\n')}`);
     if (r.mqtt) console.error(`\n${mqttSection(r).join('\n')}`);
     if (r.voice) console.error(`\n${voiceSection(r).join('\n')}`);
-    if (updateDoc && (r.mqtt || r.voice)) {
+    if (r.sweep) console.error(`\n${sweepSection(r).join('\n')}`);
+    if (r.catchup) console.error(`\n${catchupSection(r).join('\n')}`);
+    if (updateDoc && (r.mqtt || r.voice || r.sweep || r.catchup)) {
       if (r.mqtt) spliceSection(MQTT_SECTION, mqttSection(r));
       if (r.voice) spliceSection(VOICE_SECTION, voiceSection(r));
-      log(`only ${only.join(', ')}: ${[r.mqtt && 'section 7', r.voice && 'section 8'].filter(Boolean).join(' and ')} replaced in docs/benchmarks.md (the results are on stdout)`);
+      if (r.sweep) spliceSection(SWEEP_SECTION, sweepSection(r));
+      if (r.catchup) spliceSection(CATCHUP_SECTION, catchupSection(r));
+      log(`only ${only.join(', ')}: ${[r.catchup && 'section 5', r.mqtt && 'section 7', r.voice && 'section 8', r.sweep && 'section 9'].filter(Boolean).join(' and ')} replaced in docs/benchmarks.md (the results are on stdout)`);
     } else {
       log(`only ${only.join(', ')}: nothing written under docs/ (the results are on stdout)`);
     }

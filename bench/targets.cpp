@@ -25,6 +25,16 @@ std::string_view after(std::string_view s, std::string_view key) {
   return s.substr(at + key.size());
 }
 
+// A server's WebSocket frame header (unmasked) for a payload of n bytes.
+std::size_t ws_header(std::size_t n) { return n < 126 ? 2 : n < 65536 ? 4 : 10; }
+// The payload that makes a server's WebSocket frame `wire` bytes long (-1: none does).
+int ws_payload_for(int wire) {
+  for (int h : {2, 4, 10})
+    if (int n = wire - h; n >= 0 && ws_header(static_cast<std::size_t>(n)) == static_cast<std::size_t>(h))
+      return n;
+  return -1;
+}
+
 // Converge: users and groups set up over HTTP, WebSocket with ?token=, the seed envelope.
 class ConvergeTarget : public Target {
  public:
@@ -108,9 +118,13 @@ class ConvergeTarget : public Target {
   }
 
   std::string heartbeat() const override { return R"({"cmd":"heartbeat","data":{}})"; }
+  std::size_t delivery_wire_bytes(std::string_view f, int) const override {
+    return f.size() + ws_header(f.size());
+  }
 
-  std::string sync_request(uint64_t id, const std::string& cursor) const override {
-    std::string f = R"({"cmd":"sync","id":)" + std::to_string(id) + R"(,"data":{"limit":1000)";
+  std::string sync_request(uint64_t id, const std::string& cursor, int limit) const override {
+    std::string f = R"({"cmd":"sync","id":)" + std::to_string(id) + R"(,"data":{"limit":)" +
+                    std::to_string(limit);
     if (!cursor.empty()) f += R"(,"cursor":")" + cursor + "\"";
     return f + "}}";
   }
@@ -166,6 +180,9 @@ class TcpTarget final : public PeerTarget {
     if (f.starts_with("P")) return {Kind::delivery, f.substr(1)};
     return {};
   }
+  // [u32 len]["P"][body], re-sent as it came.
+  std::size_t delivery_wire_bytes(std::string_view f, int) const override { return 4 + f.size(); }
+  int body_for_wire_bytes(int, int wire) const override { return wire - 5; }
 };
 
 // A Node `ws` server broadcasting each text frame to its room (?room=g).
@@ -184,6 +201,10 @@ class NodeWsTarget final : public PeerTarget {
     return std::string(body);
   }
   Parsed parse(std::string_view f) const override { return {Kind::delivery, f}; }
+  std::size_t delivery_wire_bytes(std::string_view f, int) const override {
+    return f.size() + ws_header(f.size());
+  }
+  int body_for_wire_bytes(int, int wire) const override { return ws_payload_for(wire); }
 };
 
 // socket.io 4 (engine.io 4 over WebSocket): "40" connects, 42["msg",body] events, "2"/"3" pings.
@@ -212,6 +233,13 @@ class SocketIoTarget final : public PeerTarget {
     return {};
   }
   std::string pong(std::string_view) const override { return "3"; }
+  std::size_t delivery_wire_bytes(std::string_view f, int) const override {
+    return f.size() + ws_header(f.size());
+  }
+  int body_for_wire_bytes(int, int wire) const override {  // 42["msg","<body>"]
+    int n = ws_payload_for(wire);
+    return n < 0 ? -1 : n - 12;
+  }
 };
 
 // ---- MQTT ----
@@ -396,8 +424,30 @@ class MqttTarget final : public PeerTarget {
   std::string heartbeat() const override {
     return mqtt::encode(mqtt::Packet{mqtt::Pingreq{}}, mqtt_version(o_.version));
   }
+  // A PUBLISH to a subscriber of bench/g<group>: fixed header byte, remaining length (a varint),
+  // topic (u16 length and its bytes), a packet id at QoS 1, MQTT 5's properties length (empty:
+  // one byte), the payload.
+  std::size_t delivery_wire_bytes(std::string_view f, int group) const override {
+    std::size_t rest = publish_overhead(group) + f.size();
+    return 1 + varint_len(rest) + rest;
+  }
+  int body_for_wire_bytes(int group, int wire) const override {
+    for (int v = 1; v <= 4; ++v) {
+      int rest = wire - 1 - v;
+      if (rest >= 0 && varint_len(static_cast<std::size_t>(rest)) == static_cast<std::size_t>(v))
+        return rest - static_cast<int>(publish_overhead(group));
+    }
+    return -1;
+  }
 
  private:
+  static std::size_t varint_len(std::size_t n) {
+    return n < 128 ? 1 : n < 16384 ? 2 : n < 2097152 ? 3 : 4;
+  }
+  std::size_t publish_overhead(int group) const {
+    return 2 + ("bench/g" + std::to_string(group)).size() + (o_.qos > 0 ? 2 : 0) +
+           (o_.version == 5 ? 1 : 0);
+  }
   MqttOptions o_;
   std::string run_;
   bool idle_ = false;

@@ -6,6 +6,7 @@
 // MQTT codec: each connection's packets are decoded and answered (CONNACK, SUBACK, PUBACK to a
 // QoS 1 delivery) by the adapter, which hands the generator a delivery's payload or a one-word
 // event (ready, ack, error).
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -63,10 +64,28 @@ class Target {
     (void)conn;
     return 0;
   }
+  // Bytes a delivery of `frame` (what on_message got: a WebSocket message's payload, a bare TCP
+  // frame's, an MQTT PUBLISH's payload) took on the wire from the server to connection of
+  // `group`: the frame and its framing (WebSocket header, length prefix, PUBLISH header and
+  // topic); 0 when not known.
+  virtual std::size_t delivery_wire_bytes(std::string_view frame, int group) const {
+    (void)frame;
+    (void)group;
+    return 0;
+  }
+  // The body length that makes a delivery to `group` take `wire_bytes` on the wire (the peers:
+  // their frames padded to the size of Converge's pushes, --frame-bytes); -1 when this target
+  // cannot (Converge: its push is the stored message's JSON around the body).
+  virtual int body_for_wire_bytes(int group, int wire_bytes) const {
+    (void)group;
+    (void)wire_bytes;
+    return -1;
+  }
   // Converge only: a sync request for the offline catch-up scenario.
-  virtual std::string sync_request(uint64_t id, const std::string& cursor) const {
+  virtual std::string sync_request(uint64_t id, const std::string& cursor, int limit) const {
     (void)id;
     (void)cursor;
+    (void)limit;
     return {};
   }
 };
