@@ -11,15 +11,25 @@
 // plain calls; the node's request pushes come as 'application' / 'invitation' / 'friend_request'
 // events, and a group's changes as `type: "system"` messages whose JSON body is parsed into
 // `message.event`.
+// Voice rooms: HTTP calls for the rooms, `room.*` commands over the socket, binary audio frames
+// both ways ('audio' events), the member lists of the rooms the client is in (`rooms`), kept by
+// the room events; those rooms are joined again after every reconnect, on whichever node of
+// `nodes` the client reconnects to.
 
 import { Backoff } from './backoff.js';
 import { SeqTracker } from './dedupe.js';
 import { Emitter } from './emitter.js';
 import { Api, ApiError } from './http.js';
+import { decodeAudioFrame, encodeAudioFrame, memberOf, roomFromReply, roomIdOf, sortMembers } from './rooms.js';
 
 export const State = Object.freeze({ offline: 'offline', connecting: 'connecting', online: 'online' });
 
 const CLOSE_UNAUTHORIZED = 4001;
+const CLOSE_GOING_AWAY = 1001; // "node stopping; reconnect, possibly to another node"
+// Refusals of a room.join that stand (the room is gone, full, or the user was removed from it).
+const ROOM_FINAL = new Set(['not_found', 'forbidden', 'room_full', 'bad_request']);
+// An audio frame is dropped rather than queued behind this much unsent data (real time).
+const AUDIO_MAX_BUFFERED = 64 * 1024;
 
 /** A random id (hex), good for client_msg_id and device_id; works in insecure browser contexts too. */
 export function randomId(bytes = 16) {
@@ -30,11 +40,9 @@ export function randomId(bytes = 16) {
   return Array.from(a, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function frameText(data) {
-  if (typeof data === 'string') return data;
-  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return null; // binary: room audio
-  return String(data);
-}
+const isBinary = (data) => data instanceof ArrayBuffer || ArrayBuffer.isView(data);
+const isBlob = (data) => typeof Blob !== 'undefined' && data instanceof Blob;
+const trimUrl = (u) => String(u).replace(/\/+$/, '');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,6 +75,8 @@ export class ConvergeClient extends Emitter {
   /**
    * @param {object} [opts]
    * @param {string} [opts.baseUrl] node address, e.g. "http://127.0.0.1:8080" (default: the page's origin)
+   * @param {string[]} [opts.nodes] the nodes of a cluster: a (re)connection that cannot reach one
+   *   (or is told the node is stopping) goes on with the next; `baseUrl` (default: the first) is tried first
    * @param {Function} [opts.WebSocket] WebSocket class (default: globalThis.WebSocket; in Node < 22 pass `ws`)
    * @param {Function} [opts.fetch] fetch implementation (default: globalThis.fetch)
    * @param {object} [opts.session] {token, user_id, name, device_id} of an earlier login
@@ -82,9 +92,12 @@ export class ConvergeClient extends Emitter {
    */
   constructor(opts = {}) {
     super();
-    const baseUrl = opts.baseUrl ?? globalThis.location?.origin;
+    const nodes = Array.isArray(opts.nodes) ? opts.nodes.filter(Boolean).map(trimUrl) : [];
+    const baseUrl = opts.baseUrl ?? nodes[0] ?? globalThis.location?.origin;
     if (!baseUrl) throw new TypeError('ConvergeClient: baseUrl is required outside a browser');
-    this.baseUrl = String(baseUrl).replace(/\/+$/, '');
+    this.baseUrl = trimUrl(baseUrl);
+    /** The nodes a reconnect may go to, `baseUrl` among them. */
+    this.nodes = nodes.includes(this.baseUrl) ? nodes : [this.baseUrl, ...nodes];
     this._WebSocket = opts.WebSocket ?? globalThis.WebSocket;
     const f = opts.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new TypeError('ConvergeClient: no fetch implementation');
@@ -128,6 +141,8 @@ export class ConvergeClient extends Emitter {
     this._netHandlers = null;
     this._convEpoch = 0; // bumped by every conversation push (a list fetched across one is stale)
     this._fillTo = new Map(); // conversation id -> seq a history fill is bringing it up to (see _fill)
+    /** Map room id (number) -> the rooms this client is in, see rooms.js roomFromReply. */
+    this.rooms = new Map();
   }
 
   // ------------------------------------------------------------------ accounts
@@ -536,6 +551,282 @@ export class ConvergeClient extends Emitter {
     }
   }
 
+  // ------------------------------------------------------------------ voice rooms
+
+  /** Creates a voice room: {name?, max_members?} -> {room_id, name, owner, max_members, member_count, created_at}. */
+  createRoom({ name, max_members } = {}) {
+    const json = {};
+    if (name !== undefined) json.name = name;
+    if (max_members !== undefined) json.max_members = max_members;
+    return this.api.request('POST', '/rooms', { json });
+  }
+
+  /** The rooms by id, a page at a time: -> {rooms, next?}; pass `next` as `after` for the next page. */
+  async listRooms({ after, limit } = {}) {
+    const r = await this.api.request('GET', '/rooms', { query: { after, limit } });
+    const rooms = r.rooms || [];
+    return r.next != null ? { rooms, next: r.next } : { rooms };
+  }
+
+  /** One room with its members [{user_id, member_no, muted, speaking}]. */
+  getRoom(roomId) {
+    return this.api.request('GET', `/rooms/${roomIdOf(roomId)}`);
+  }
+
+  /** Deletes a room (its owner): -> {room_id}. Its members get `room.deleted`. */
+  async deleteRoom(roomId) {
+    const id = roomIdOf(roomId);
+    const r = await this.api.request('DELETE', `/rooms/${id}`);
+    if (this.rooms.has(id)) this._roomGone(id, { room_id: id, reason: 'deleted' });
+    return r;
+  }
+
+  /**
+   * Joins a room on the current connection: -> the room with `members` and `me` (this client's
+   * member_no), also kept in `rooms`. From then on the room is joined again after every
+   * reconnect, until leaveRoom() or the client is removed, or the room deleted.
+   */
+  async joinRoom(roomId) {
+    const id = roomIdOf(roomId);
+    const data = await this._request('room.join', { room_id: id });
+    return this._roomJoined(id, data, 'joined');
+  }
+
+  /** Leaves a room (and stops rejoining it): -> {room_id}. Already out (not connected, not_found) is fine. */
+  async leaveRoom(roomId) {
+    const id = roomIdOf(roomId);
+    if (this.rooms.has(id)) this._roomGone(id, { room_id: id, reason: 'left' });
+    if (!this.ready) return { room_id: id }; // a closed connection is out of its rooms
+    try {
+      return await this._request('room.leave', { room_id: id });
+    } catch (err) {
+      if (err?.code === 'not_found' || err?.code === 'disconnected') return { room_id: id };
+      throw err;
+    }
+  }
+
+  /** Mutes or unmutes oneself in a room (a muted member's frames are dropped): -> {room_id, muted}. */
+  async muteSelf(roomId, muted = true) {
+    const id = roomIdOf(roomId);
+    const r = await this._request('room.mute', { room_id: id, muted: !!muted });
+    const room = this.rooms.get(id);
+    if (room) {
+      room.selfMuted = !!muted; // applied again after a rejoin that lost it
+      this._setMember(room, this.session?.user_id, { muted: r?.muted ?? !!muted });
+    }
+    return r;
+  }
+
+  /** The owner mutes or unmutes a member: -> {room_id, user_id, muted}. */
+  async muteMember(roomId, userId, muted = true) {
+    const id = roomIdOf(roomId);
+    const r = await this._request('room.mute_member', { room_id: id, user_id: userId, muted: !!muted });
+    const room = this.rooms.get(id);
+    if (room) this._setMember(room, userId, { muted: r?.muted ?? !!muted });
+    return r;
+  }
+
+  /** The owner removes a member, who may not join again: -> {room_id, user_id}. */
+  async removeRoomMember(roomId, userId) {
+    const id = roomIdOf(roomId);
+    const r = await this._request('room.remove', { room_id: id, user_id: userId });
+    const room = this.rooms.get(id);
+    if (room && memberOf(room, userId)) {
+      room.members = room.members.filter((m) => m.user_id !== userId);
+      room.member_count = room.members.length;
+      this.emit('room.state', id, room);
+    }
+    return r;
+  }
+
+  /** An event to one member (`to`) or to every other member: `body` any JSON value -> {room_id}. */
+  sendRoomMessage(roomId, body, to) {
+    const data = { room_id: roomIdOf(roomId), body };
+    if (to !== undefined && to !== null) data.to = to;
+    return this._request('room.send', data);
+  }
+
+  /**
+   * Sends one audio frame (an Opus packet, 1 to 4000 bytes) to a room this client is in; `seq`
+   * is the sender's frame counter (16 bits, wraps). Returns false when it did not go out: not
+   * connected, the room not joined on this connection (yet: a rejoin is under way), or the socket
+   * more than 64 KiB behind (real time: a late frame is worth nothing).
+   */
+  sendAudio(roomId, seq, payload) {
+    const frame = encodeAudioFrame(roomId, seq, payload);
+    const room = this.rooms.get(roomIdOf(roomId));
+    const ws = this._ws;
+    if (!room?.connected || !this.ready || !ws || ws.readyState !== 1) return false;
+    if ((ws.bufferedAmount ?? 0) > AUDIO_MAX_BUFFERED) return false;
+    try {
+      ws.send(frame);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  _roomJoined(id, data, change) {
+    const old = this.rooms.get(id);
+    const room = roomFromReply({ ...data, room_id: data?.room_id ?? id }, old);
+    room.connected = true;
+    room.gen = this._gen;
+    if (old?.selfMuted !== undefined) room.selfMuted = old.selfMuted;
+    this.rooms.set(id, room);
+    this.emit('room.state', id, room);
+    if (change === 'rejoined') this.emit('room.rejoined', room, { previousMe: old?.me });
+    return room;
+  }
+
+  /** The client is out of a room for good: forgotten (never rejoined), `room.state` null. */
+  _roomGone(id, why) {
+    if (!this.rooms.delete(id)) return;
+    this.emit('room.state', id, null, why);
+  }
+
+  _setMember(room, userId, fields) {
+    const m = memberOf(room, userId);
+    if (!m) return;
+    let changed = false;
+    for (const [k, v] of Object.entries(fields))
+      if (m[k] !== v) {
+        m[k] = v;
+        changed = true;
+      }
+    if (changed) this.emit('room.state', room.room_id, room);
+  }
+
+  /**
+   * After every `ready`: the rooms this client was in are joined again on the new connection
+   * (the node may be another one: the membership moves there, member_no and muted kept, or the
+   * client is a new member if the old node was taken for dead meanwhile). `room.rejoined` gives
+   * the new member list; a refusal that stands (room deleted, full, user removed) drops the room.
+   */
+  _rejoinRooms() {
+    for (const id of [...this.rooms.keys()]) this._rejoinRoom(id);
+  }
+
+  async _rejoinRoom(id, tries = 0) {
+    const gen = this._gen;
+    let data;
+    try {
+      data = await this._request('room.join', { room_id: id });
+    } catch (err) {
+      if (gen !== this._gen || !this.rooms.has(id)) return; // the next connection tries again
+      if (ROOM_FINAL.has(err?.code)) {
+        this._roomGone(id, { room_id: id, reason: 'rejoin_failed', error: err });
+        return void this.emit('room.rejoin_failed', { room_id: id, error: err });
+      }
+      if (err?.code === 'disconnected' || err?.code === 'timeout') return; // the next connection tries again
+      // unavailable / internal: the node could not do it now; try again shortly on this socket.
+      if (tries < 5) {
+        setTimeout(() => gen === this._gen && this.rooms.has(id) && this._rejoinRoom(id, tries + 1), 500 * (tries + 1));
+        return;
+      }
+      this._roomGone(id, { room_id: id, reason: 'rejoin_failed', error: err });
+      this.emit('room.rejoin_failed', { room_id: id, error: err });
+      return;
+    }
+    if (!this.rooms.has(id)) {
+      // Left while the rejoin was out: out on the node too.
+      if (gen === this._gen) this._request('room.leave', { room_id: id }).catch(() => {});
+      return;
+    }
+    if (gen !== this._gen) return;
+    const room = this._roomJoined(id, data, 'rejoined');
+    const me = this.session?.user_id;
+    if (room.selfMuted && !memberOf(room, me)?.muted) this.muteSelf(id, true).catch(() => {});
+  }
+
+  _roomsDisconnected() {
+    for (const [id, room] of this.rooms) {
+      if (!room.connected) continue;
+      room.connected = false;
+      for (const m of room.members) m.speaking = false;
+      this.emit('room.state', id, room);
+    }
+  }
+
+  /** room.joined / left / muted / speaking / message / deleted: the member lists follow, then the event. */
+  _onRoomEvent(cmd, data) {
+    if (!data || typeof data !== 'object') return;
+    let id;
+    try {
+      id = roomIdOf(data.room_id);
+    } catch {
+      return;
+    }
+    const room = this.rooms.get(id);
+    const me = this.session?.user_id;
+    const changed = () => {
+      room.member_count = room.members.length;
+      this.emit('room.state', id, room);
+    };
+    switch (cmd) {
+      case 'room.joined':
+        if (room && data.user_id === me) {
+          // Not the joiner's own event (the node never sends it to the joiner): this user joined
+          // from another connection (another device, or this one's successor), which has the
+          // membership now. This client is out; rejoining would take it back and forth.
+          this.emit(cmd, data);
+          return this._roomGone(id, { ...data, reason: 'moved' });
+        }
+        if (room) {
+          // One membership per user: joining from another connection moves it (same member_no).
+          room.members = room.members.filter((m) => m.user_id !== data.user_id && m.member_no !== data.member_no);
+          room.members.push({ user_id: data.user_id, member_no: data.member_no, muted: !!data.muted, speaking: false });
+          sortMembers(room);
+          changed();
+        }
+        break;
+      case 'room.left':
+        if (room) {
+          if (data.user_id === me) {
+            // A stale row of an earlier membership (another member_no) is not this one.
+            if (data.member_no != null && room.me != null && data.member_no !== room.me) break;
+            this.emit(cmd, data);
+            if (data.reason === 'node_lost' && room.connected) {
+              // The cluster took this client's node for dead while the client is still on it:
+              // the membership is gone from the store; join again (a new member_no).
+              room.connected = false;
+              this.emit('room.state', id, room);
+              return void this._rejoinRoom(id);
+            }
+            // Removed by the owner, or left elsewhere: out for good (not rejoined); the app may
+            // join again where that is allowed.
+            return this._roomGone(id, data);
+          }
+          const before = room.members.length;
+          room.members = room.members.filter((m) => !(m.user_id === data.user_id && (data.member_no == null || m.member_no === data.member_no)));
+          if (room.members.length !== before) changed();
+        }
+        break;
+      case 'room.muted':
+        if (room) {
+          if (data.user_id === me && data.by && data.by !== me) room.selfMuted = undefined; // the owner's say
+          this._setMember(room, data.user_id, { muted: !!data.muted });
+        }
+        break;
+      case 'room.speaking':
+        if (room) this._setMember(room, data.user_id, { speaking: !!data.speaking });
+        break;
+      case 'room.deleted':
+        this.emit(cmd, data);
+        return this._roomGone(id, { ...data, reason: 'deleted' });
+      default:
+        break; // room.message: nothing to keep
+    }
+    this.emit(cmd, data);
+  }
+
+  _onBinary(bytes) {
+    const f = decodeAudioFrame(bytes);
+    if (!f) return;
+    const room = this.rooms.get(f.roomId);
+    f.userId = room?.members.find((m) => m.member_no === f.memberNo)?.user_id;
+    this.emit('audio', f);
+  }
+
   // ------------------------------------------------------------------ history
 
   /**
@@ -866,7 +1157,29 @@ export class ConvergeClient extends Emitter {
     this._outbox.clear();
     this._connectReject?.(err);
     this._connectResolve = this._connectReject = null;
+    // Closing the connection leaves its rooms; nothing to rejoin on a later connect().
+    for (const id of [...this.rooms.keys()]) this._roomGone(id, { room_id: id, reason: 'closed' });
     this._setState(State.offline);
+  }
+
+  /**
+   * Points the client at another node (of `nodes`, or any): HTTP calls go there at once, the
+   * WebSocket at its next (re)connection. Emits `node` with the URL.
+   */
+  useNode(url) {
+    const u = trimUrl(url);
+    if (!this.nodes.includes(u)) this.nodes.push(u);
+    if (u === this.baseUrl) return;
+    this.baseUrl = u;
+    this.api.baseUrl = u;
+    this.emit('node', u);
+  }
+
+  /** A connection to the current node failed: the next attempt goes to the next node, if any. */
+  _nextNode() {
+    if (this.nodes.length < 2) return;
+    const i = this.nodes.indexOf(this.baseUrl);
+    this.useNode(this.nodes[(i + 1) % this.nodes.length]);
   }
 
   _setState(s) {
@@ -902,6 +1215,7 @@ export class ConvergeClient extends Emitter {
         if (this._closed) return;
         if (err?.status === 401) return this._fail(err);
         this.emit('error', err);
+        if (err?.status === 0 || err?.status >= 500) this._nextNode(); // unreachable or failing: try another
         return this._scheduleReconnect();
       }
       if (this._closed || this._ws) return;
@@ -924,6 +1238,11 @@ export class ConvergeClient extends Emitter {
     } catch (err) {
       this.emit('error', err);
       return this._scheduleReconnect();
+    }
+    try {
+      ws.binaryType = 'arraybuffer'; // audio frames (a browser's default would be Blob)
+    } catch {
+      /* a WebSocket without binaryType */
     }
     this._ws = ws;
     this._lastFrameAt = Date.now();
@@ -961,8 +1280,10 @@ export class ConvergeClient extends Emitter {
   }
 
   _onSocketClosed(code, reason) {
+    const wasReady = !!this.ready;
     this._ws = null;
     this.ready = null;
+    this._roomsDisconnected();
     for (const k of ['heartbeat', 'tick', 'connect']) {
       clearTimeout(this._timers[k]);
       clearInterval(this._timers[k]);
@@ -978,6 +1299,8 @@ export class ConvergeClient extends Emitter {
     this.emit('disconnect', { code, reason });
     if (this._closed) return this._setState(State.offline);
     if (code === CLOSE_UNAUTHORIZED) return this._fail(new ApiError(401, 'unauthorized', reason || 'unauthorized'));
+    // The node is stopping, or never got to `ready`: reconnect to the next node, if there are several.
+    if (code === CLOSE_GOING_AWAY || !wasReady) this._nextNode();
     this._setState(State.connecting);
     this._scheduleReconnect();
   }
@@ -985,6 +1308,8 @@ export class ConvergeClient extends Emitter {
   _fail(err) {
     this._closed = true;
     this._started = false;
+    // The node closed the connection for good (token refused): it is out of its rooms.
+    for (const id of [...this.rooms.keys()]) this._roomGone(id, { room_id: id, reason: 'closed' });
     this._watchNetwork(false);
     this._setState(State.offline);
     this.emit('unauthorized', err);
@@ -1054,8 +1379,13 @@ export class ConvergeClient extends Emitter {
 
   _onFrame(raw) {
     this._lastFrameAt = Date.now();
-    const text = frameText(raw);
-    if (text === null) return;
+    if (isBinary(raw)) return this._onBinary(raw);
+    if (isBlob(raw)) {
+      const gen = this._gen;
+      raw.arrayBuffer().then((b) => gen === this._gen && this._onBinary(b), () => {});
+      return;
+    }
+    const text = typeof raw === 'string' ? raw : String(raw);
     let f;
     try {
       f = JSON.parse(text);
@@ -1086,6 +1416,13 @@ export class ConvergeClient extends Emitter {
         return void this.emit('event', data);
       case 'broadcast':
         return void this.emit('broadcast', data);
+      case 'room.joined':
+      case 'room.left':
+      case 'room.muted':
+      case 'room.speaking':
+      case 'room.message':
+      case 'room.deleted':
+        return this._onRoomEvent(cmd, data);
       case 'error':
         return this._onError(id, data);
       default: {
@@ -1131,6 +1468,7 @@ export class ConvergeClient extends Emitter {
     this._timers.heartbeat = setInterval(() => this._heartbeatTick(), interval);
     this._timers.tick = setInterval(() => this._retryTick(), Math.min(1000, this.options.ackTimeoutMs));
     for (const e of this._outbox.values()) this._transmit(e);
+    this._rejoinRooms(); // before the resync: voice is live
     this._connectResolve?.();
     this._connectResolve = this._connectReject = null;
     const gen = this._gen;
