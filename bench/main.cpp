@@ -781,8 +781,10 @@ int main(int argc, char** argv) {
                                : opt.target == "mqtt-im" ? opt.mqtt_port
                                                          : opt.ports.front();
     auto wt0 = now_ns();
+    auto wd0 = total(&Counters::delivered);
     auto wire0 = wire_port ? wire_totals(wire_port) : WireTotals{};
     auto wt0b = now_ns();
+    auto wd0b = total(&Counters::delivered);
     sh.measure_start_ns = now_ns();
     sh.measuring = true;
     auto start = now_ns();
@@ -799,8 +801,10 @@ int main(int argc, char** argv) {
     sh.measure_end_ns = now_ns();
     sh.measuring = false;
     auto wt1 = now_ns();
+    auto wd1 = total(&Counters::delivered);
     auto wire1 = wire_port ? wire_totals(wire_port) : WireTotals{};
     auto wt1b = now_ns();
+    auto wd1b = total(&Counters::delivered);
     double secs = static_cast<double>(sh.measure_end_ns - sh.measure_start_ns) / 1e9;
     auto cpu1 = sample_process(opt.server_pid);
     auto threads1 = thread_cpu_seconds(opt.server_pid);
@@ -839,9 +843,10 @@ int main(int argc, char** argv) {
       if (wb) result["delivery_wire_bytes"] = static_cast<double>(wb) / static_cast<double>(got_m);
     }
     if (wire0.ok && wire1.ok) {
-      // Per second of the window between the two snapshots (each taken mid-call), so that a
-      // figure per delivery is the rate of bytes over the rate of deliveries.
+      // Per second of the window between the two snapshots (each taken mid-call); per delivery:
+      // over the deliveries that arrived in that window (counted on arrival, around each call).
       double ws = static_cast<double>((wt1 + wt1b) / 2 - (wt0 + wt0b) / 2) / 1e9;
+      double arrived = (static_cast<double>(wd1 + wd1b) - static_cast<double>(wd0 + wd0b)) / 2;
       auto rate = [&](uint64_t a, uint64_t b) {
         return b >= a ? static_cast<double>(b - a) / ws : 0.0;
       };
@@ -858,11 +863,16 @@ int main(int argc, char** argv) {
            rate(wire0.client_bytes_received, wire1.client_bytes_received)},
           {"generator_data_segs_in_per_s",
            rate(wire0.client_data_segs_in, wire1.client_data_segs_in)}};
-      if (per_s > 0 && !sh.chat) {
-        wo["server_bytes_per_delivery"] = wo["server_bytes_sent_per_s"].as_double() / per_s;
+      wo["deliveries_arrived"] = arrived;
+      if (arrived > 0 && !sh.chat) {
+        auto per = [&](uint64_t a, uint64_t b) {
+          return b >= a ? static_cast<double>(b - a) / arrived : 0.0;
+        };
+        wo["server_bytes_per_delivery"] = per(wire0.server_bytes_sent, wire1.server_bytes_sent);
         wo["generator_bytes_per_delivery"] =
-            wo["generator_bytes_received_per_s"].as_double() / per_s;
-        wo["server_segs_per_delivery"] = wo["server_data_segs_out_per_s"].as_double() / per_s;
+            per(wire0.client_bytes_received, wire1.client_bytes_received);
+        wo["server_segs_per_delivery"] =
+            per(wire0.server_data_segs_out, wire1.server_data_segs_out);
       }
       result["wire"] = wo;
     }
@@ -887,6 +897,9 @@ int main(int argc, char** argv) {
         if (d > 0) th[name] = d;
       }
       result["cpu_seconds"] = json::object{{"server_threads", th},
+                                           {"server_user", cpu1.user_seconds - cpu0.user_seconds},
+                                           {"server_system",
+                                            cpu1.system_seconds - cpu0.system_seconds},
                                            {"generator", gen1.cpu_seconds - gen0.cpu_seconds},
                                            {"machine_busy", busy1 - busy0},
                                            {"machine_cpus", sysconf(_SC_NPROCESSORS_ONLN)}};

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace converge::bench {
@@ -17,8 +18,27 @@ namespace converge::bench {
 struct ProcSample {
   int64_t rss_bytes = 0;
   double cpu_seconds = 0;  // user + system
+  double user_seconds = 0, system_seconds = 0;
   bool ok = false;
 };
+
+// utime and stime of a /proc/.../stat file, in seconds; -1, -1 when unreadable.
+inline std::pair<double, double> stat_user_system_seconds(const std::string& path) {
+  std::ifstream stat(path);
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  if (close == std::string::npos) return {-1, -1};
+  std::istringstream rest(line.substr(close + 2));
+  std::string field;
+  uint64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stoull(field);
+    if (i == 15) stime = std::stoull(field);
+  }
+  auto tck = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {static_cast<double>(utime) / tck, static_cast<double>(stime) / tck};
+}
 
 // utime + stime of a /proc/.../stat file, in seconds; -1 when unreadable.
 inline double stat_cpu_seconds(const std::string& path) {
@@ -168,8 +188,11 @@ inline ProcSample sample_process(int pid) {
   int64_t pages_total = 0, pages_rss = 0;
   if (!(statm >> pages_total >> pages_rss)) return s;
   s.rss_bytes = pages_rss * sysconf(_SC_PAGESIZE);
-  s.cpu_seconds = stat_cpu_seconds("/proc/" + std::to_string(pid) + "/stat");
-  if (s.cpu_seconds < 0) return s;
+  auto [user, system] = stat_user_system_seconds("/proc/" + std::to_string(pid) + "/stat");
+  if (user < 0) return s;
+  s.user_seconds = user;
+  s.system_seconds = system;
+  s.cpu_seconds = user + system;
   s.ok = true;
   return s;
 }
