@@ -306,6 +306,7 @@ int serve(const Cli& cli) {
   ho.max_frame_bytes = static_cast<std::size_t>(cfg.max_frame_bytes);
   ho.max_send_queue_bytes = static_cast<std::size_t>(cfg.max_send_queue_bytes);
   ho.heartbeat_timeout_ms = cfg.heartbeat_timeout_ms;
+  ho.voice_max_delay_ms = cfg.voice_max_delay_ms;
   ho.web_root = cfg.web_root;
   ho.data_dir = cfg.data_dir;
   ho.ws_echo_path = cfg.ws_echo_path;

@@ -65,9 +65,10 @@ struct Config {
   int64_t request_ttl_s = 604800;                 // applications, invitations, friend requests
   std::string rate_requests_user = "30/60";       // requests a user makes
   int64_t voice_max_frames_per_s = 100;           // audio frames a room member sends
-  int64_t voice_max_members = 1000;               // the largest max_members a room may have
-  int64_t auth_threads = 2;                       // password-hashing threads
-  int64_t auth_queue_max = 64;  // logins waiting for a hashing thread; more are refused (429)
+  int64_t voice_max_delay_ms = 200;  // an audio frame queued longer for a listener is dropped
+  int64_t voice_max_members = 1000;  // the largest max_members a room may have
+  int64_t auth_threads = 2;          // password-hashing threads
+  int64_t auth_queue_max = 64;       // logins waiting for a hashing thread; more are refused (429)
 
   // Offline push (service/push.hpp; docs/protocol.md, "Offline push").
   std::string push_webhook_url;     // http://host[:port]/path; empty = no push

@@ -225,12 +225,12 @@ std::string Metrics::render_prometheus() const {
           "Audio frames from voice room members on other nodes.",
           voice_frames_remote_total.value());
   {
-    static constexpr const char* kReasons[] = {"malformed", "not_joined", "muted", "throttled",
-                                               "slow"};
+    static constexpr const char* kReasons[] = {"malformed", "not_joined", "muted",
+                                               "throttled", "slow",       "late"};
     out +=
         "# HELP converge_voice_dropped_total Audio frames dropped, by reason.\n"
         "# TYPE converge_voice_dropped_total counter\n";
-    for (std::size_t i = 0; i < 5; ++i)
+    for (std::size_t i = 0; i < std::size(kReasons); ++i)
       out += std::string("converge_voice_dropped_total{reason=\"") + kReasons[i] + "\"} " +
              std::to_string(voice_dropped_total[i].value()) + "\n";
   }

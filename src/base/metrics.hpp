@@ -66,6 +66,7 @@ inline constexpr std::size_t kVoiceDropNotJoined = 1;  // for a room the connect
 inline constexpr std::size_t kVoiceDropMuted = 2;      // from a muted member
 inline constexpr std::size_t kVoiceDropThrottled = 3;  // over voice_max_frames_per_s
 inline constexpr std::size_t kVoiceDropSlow = 4;       // a listener behind (its queue full)
+inline constexpr std::size_t kVoiceDropLate = 5;  // queued for a listener past voice_max_delay_ms
 
 struct Metrics {
   Gauge ws_connections;       // open WebSocket sessions
@@ -134,7 +135,7 @@ struct Metrics {
   Counter voice_frames_in_total;               // binary frames from this node's members
   Counter voice_frames_out_total;              // frames queued to listeners here
   Counter voice_frames_remote_total;           // frames from members on other nodes
-  std::array<Counter, 5> voice_dropped_total;  // by kVoiceDrop*
+  std::array<Counter, 6> voice_dropped_total;  // by kVoiceDrop*
   Gauge voice_members;                         // room members connected here
 
   std::string render_prometheus() const;

@@ -15,6 +15,7 @@ void Hub::attach(int shard, DeviceSink* sink) {
   auto& s = *shards_[static_cast<std::size_t>(shard)];
   s.by_user[sink->sink_user_id()].push_back(sink);
   s.count.fetch_add(1, std::memory_order_relaxed);
+  ++s.epoch;
 }
 
 void Hub::detach(int shard, DeviceSink* sink) {
@@ -27,9 +28,33 @@ void Hub::detach(int shard, DeviceSink* sink) {
   v.erase(pos);
   if (v.empty()) s.by_user.erase(it);
   s.count.fetch_sub(1, std::memory_order_relaxed);
+  ++s.epoch;
 }
 
 void Hub::deliver_here(Shard* s, const Delivery& d, const std::shared_ptr<const Delivery>& p) {
+  if (d.members->size() >= kResolveFrom) {
+    auto found = s->resolved.find(d.members.get());
+    if (found == s->resolved.end()) {
+      if (s->resolved_members + d.members->size() > kResolvedMembers) {
+        s->resolved.clear();
+        s->resolved_members = 0;
+      }
+      found = s->resolved.emplace(d.members.get(), Resolved{}).first;
+      s->resolved_members += d.members->size();
+    }
+    Resolved& r = found->second;
+    if (r.members != d.members || r.epoch != s->epoch) {
+      r.members = d.members;
+      r.epoch = s->epoch;
+      r.sinks.clear();
+      for (auto& uid : *d.members)
+        if (auto it = s->by_user.find(uid); it != s->by_user.end())
+          r.sinks.insert(r.sinks.end(), it->second.begin(), it->second.end());
+    }
+    // As below, no sink detaches inside deliver(): the epoch holds while we walk.
+    for (auto* sink : r.sinks) sink->deliver(p);
+    return;
+  }
   for (auto& uid : *d.members) {
     auto it = s->by_user.find(uid);
     if (it == s->by_user.end()) continue;

@@ -58,10 +58,23 @@ class Hub final : public BusListener {
  private:
   struct Shard;
   static void deliver_here(Shard* s, const Delivery& d, const std::shared_ptr<const Delivery>& p);
+  // A large conversation's member list resolved to this shard's sinks, for as long as neither
+  // the list (a new membership version is a new list) nor the shard's sinks change: a message
+  // to a group of thousands then costs a walk over the members here, not a lookup per member.
+  struct Resolved {
+    std::shared_ptr<const MemberList> members;  // held: the key cannot be reused meanwhile
+    uint64_t epoch = 0;
+    std::vector<DeviceSink*> sinks;
+  };
+  static constexpr std::size_t kResolveFrom = 32;           // members; smaller lists look up
+  static constexpr std::size_t kResolvedMembers = 1 << 18;  // members held in a shard's cache
   struct Shard {
     Post post;
     std::unordered_map<std::string, std::vector<DeviceSink*>> by_user;  // shard thread only
     std::atomic<int64_t> count{0};  // sinks attached; read by publishers to skip empty shards
+    uint64_t epoch = 0;             // bumped by every attach and detach (shard thread only)
+    std::unordered_map<const MemberList*, Resolved> resolved;  // shard thread only
+    std::size_t resolved_members = 0;
   };
   std::vector<std::unique_ptr<Shard>> shards_;
 };

@@ -224,7 +224,7 @@ Result<RoomJoinView> Rooms::join(const AuthContext& who, RoomId id, int shard, i
     m.shard = shard;
     m.member_no = joined.member.member_no;
     m.muted = joined.member.muted;
-    m.tokens = static_cast<double>(std::max<int64_t>(opts_.max_frames_per_s / 5, 10));
+    m.tokens = static_cast<double>(std::max<int64_t>(opts_.max_frames_per_s, 10));
     m.tokens_at_us = mono_us();
     add_local_locked(id, who.user_id, m);
     conn_rooms_[conn].insert(id);
@@ -526,9 +526,10 @@ void Rooms::fan_out_frame(RoomId id, std::shared_ptr<const std::string> frame,
       auto r = rooms.find(id);
       if (r == rooms.end()) return;
       int64_t sent = 0, dropped = 0;
+      const int64_t at_us = mono_us();
       for (auto& [conn, sink] : r->second) {
         if (conn == except_conn) continue;
-        if (sink->room_frame(frame))
+        if (sink->room_frame(frame, at_us))
           ++sent;
         else
           ++dropped;
@@ -565,10 +566,12 @@ Rooms::FrameResult Rooms::on_frame(int64_t conn, std::string_view in) {
       return drop(FrameResult::not_joined, kVoiceDropNotJoined);
     LocalMember& lm = m->second;
     if (lm.muted) return drop(FrameResult::muted, kVoiceDropMuted);
-    // A token bucket: max_frames_per_s, with a fifth of a second's burst.
+    // A token bucket: max_frames_per_s, with a second's burst. Frames are counted as this node
+    // reads them, so a node behind reads a speaker's queued frames as one burst: a second of it
+    // does not punish a speaker on pace for the node's own lag.
     const int64_t now_us = mono_us();
     const double rate = static_cast<double>(opts_.max_frames_per_s);
-    const double burst = std::max(rate / 5, 10.0);
+    const double burst = std::max(rate, 10.0);
     lm.tokens =
         std::min(burst, lm.tokens + rate * static_cast<double>(now_us - lm.tokens_at_us) / 1e6);
     lm.tokens_at_us = now_us;

@@ -38,8 +38,9 @@ class Hub;
 class RoomSink {
  public:
   virtual ~RoomSink() = default;
-  // An audio frame: false when the connection is behind and drops it (never queued unbounded).
-  virtual bool room_frame(const std::shared_ptr<const std::string>& frame) = 0;
+  // An audio frame, relayed at `at_us` (mono_us): false when the connection is behind and drops
+  // it (never queued unbounded; a frame that waits too long in the queue is dropped later).
+  virtual bool room_frame(const std::shared_ptr<const std::string>& frame, int64_t at_us) = 0;
   // A room event, a whole text frame ({"cmd": "room.joined", "data": ...}).
   virtual void room_event(const std::shared_ptr<const std::string>& frame) = 0;
 };

@@ -900,3 +900,71 @@ test('room.deleted reaches the members, who are out', async () => {
     await closeAll(wo, wa, wb);
   }
 });
+
+test('a listener that stops reading loses late audio, not its connection, and then hears current audio', async () => {
+  // 4,000-byte frames at about 400 a second fill the paused listener's socket buffers in a second
+  // or two; then its queue on the node holds what is newest, and what waited there past
+  // voice_max_delay_ms (50 here) is dropped as `late` before the next write.
+  const node = await startNode({
+    flags: [...FLAGS, '--voice-max-frames-per-s', '100000', '--voice-max-delay-ms', '50'],
+  });
+  let ws;
+  let wl;
+  let wq;
+  try {
+    const owner = await user('so', ['d1'], node);
+    const [s, l, q] = [await user('ss', ['d1'], node), await user('sl', ['d1'], node), await user('sq', ['d1'], node)];
+    const room = (await createRoom(owner.token, {}, node)).room_id;
+    ws = await connect(s, 0, node);
+    wl = await connect(l, 0, node);
+    wq = await connect(q, 0, node);
+    await join(ws, room);
+    await join(wl, room);
+    await join(wq, room);
+    const m0 = await voiceMetrics(node);
+    // The listener's app stops reading; the node does not know. (ws resumes a paused socket by
+    // itself when its parser drains: kept paused until we say.)
+    const sock = wl.ws._socket;
+    const resume = sock.resume;
+    sock.resume = function () {
+      return this;
+    };
+    sock.pause();
+    let seq = 0;
+    const deadline = Date.now() + 15000;
+    let m1 = m0;
+    // Bursts of 5 frames (20 KB, under the 64 KiB a listener may have queued): frames are
+    // dropped as slow only once the listener's socket takes no more.
+    const burst = async () => {
+      for (let i = 0; i < 5; i++) sendAudio(ws, room, seq++ & 0xffff, payloadOf(1, seq, 4000));
+      await sleep(10);
+    };
+    while (Date.now() < deadline && m1.dropped.slow === m0.dropped.slow) {
+      for (let k = 0; k < 5; k++) await burst();
+      m1 = await voiceMetrics(node);
+    }
+    assert.ok(m1.dropped.slow > m0.dropped.slow, `frames dropped as slow: ${m1.dropped.slow - m0.dropped.slow}`);
+    for (let k = 0; k < 20; k++) await burst(); // the socket stays full; the queue ages
+    await sleep(100); // what the node holds for the listener is older than 50 ms now
+    // `late` needs a write: the listener's socket must take something, which it does once it
+    // reads again; frames that waited meanwhile go then.
+    sock.resume = resume;
+    sock.resume();
+    // Once an event sent now reaches the listener, what the node held for it is out (or dropped).
+    await roundTrip(ws, room, [wl, wq]);
+    const tail = binaryMark(wl);
+    const last = await talk(ws, room, { sender: 1, count: 10, firstSeq: (seq + 100) & 0xffff, everyMs: 20, size: 80 });
+    const fresh = await waitForAudio(wl, (f) => f.roomId === room && last.includes(f.seq), 10, { from: tail });
+    assert.deepEqual(fresh.map((f) => f.seq), last, 'the current audio arrives, in order');
+    const m2 = await voiceMetrics(node);
+    assert.ok(m2.dropped.late > m0.dropped.late, `frames dropped as late: ${m2.dropped.late - m0.dropped.late}`);
+    assert.equal(wl.closeInfo, null, 'the slow listener keeps its connection');
+    // The listener that kept reading lost nothing.
+    const all = audioOf(wq, room);
+    assert.equal(all.length, seq + 10, `the reading listener got every frame (${all.length})`);
+    assert.equal(m2.frames_in_total - m0.frames_in_total, seq + 10);
+  } finally {
+    await closeAll(ws, wl, wq);
+    await node.stop({ removeData: true });
+  }
+});

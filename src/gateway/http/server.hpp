@@ -27,8 +27,9 @@ struct HttpServerOptions {
   std::size_t max_frame_bytes = 1 << 20;
   std::size_t max_send_queue_bytes = 8 << 20;
   int64_t heartbeat_timeout_ms = 90000;
-  std::string web_root;  // static web client; empty = none
-  std::string data_dir;  // never served by the static route, whatever web_root is
+  int64_t voice_max_delay_ms = 200;  // audio frames queued longer than this for a listener go
+  std::string web_root;              // static web client; empty = none
+  std::string data_dir;              // never served by the static route, whatever web_root is
   // When set, a WebSocket on this path echoes every message without authentication: the
   // endpoint conformance suites (Autobahn) drive. Off by default; never for production.
   std::string ws_echo_path;

@@ -1,5 +1,7 @@
 // The WebSocket session: one device's live connection (DESIGN.md section 3).
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -8,6 +10,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <deque>
+
+#include <cerrno>
 
 #include "base/clock.hpp"
 #include "base/metrics.hpp"
@@ -33,8 +37,9 @@ namespace {
 constexpr uint16_t kCloseHeartbeatTimeout = ws::heartbeat_timeout;
 constexpr uint16_t kCloseUnauthorized = ws::unauthorized;
 constexpr std::size_t kReadChunk = 16 << 10;          // bytes asked of the socket per read
-constexpr std::size_t kMaxFramesPerWrite = 64;        // frames gathered into one write
+constexpr std::size_t kMaxIovPerWrite = 128;          // buffers (a frame is two) in one sendmsg
 constexpr std::size_t kMaxBytesPerWrite = 256 << 10;  // bytes gathered into one write
+constexpr int kMaxWritesPerFlush = 4;                 // then the others on this thread go first
 constexpr std::size_t kMaxPendingBeforeAuth = 64;
 
 class WsSession final : public std::enable_shared_from_this<WsSession>,
@@ -68,7 +73,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     o.raw = true;
     queued_bytes_ += o.payload->size();
     queue_.push_back(std::move(o));
-    do_write();
+    flush();
     on_accept();
   }
 
@@ -80,11 +85,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   }
 
   // --- RoomSink (network thread) ---
-  bool room_frame(const std::shared_ptr<const std::string>& frame) override {
+  bool room_frame(const std::shared_ptr<const std::string>& frame, int64_t at_us) override {
     if (closing_ || dead_) return false;
-    // A listener behind loses audio, never the connection: frames past a small backlog go.
+    // A listener behind loses audio, never the connection: frames past a small backlog go now,
+    // and frames that wait in the queue past voice_max_delay_ms go before the next write.
     if (queued_bytes_ > voice_backlog()) return false;
-    send_frame(ws::binary, frame);
+    send_frame(ws::binary, frame, at_us);
     return true;
   }
   void room_event(const std::shared_ptr<const std::string>& frame) override { send(frame); }
@@ -506,6 +512,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   // --- the bounded send queue; queued frames go out gathered into one write ---
   struct Out {
     std::shared_ptr<const std::string> payload;  // shared by every recipient of a delivery
+    int64_t voice_us = 0;                        // an audio frame: when it was relayed (mono_us)
     uint8_t header[10] = {};
     uint8_t header_len = 0;
     bool raw = false;  // the 101 response: no frame header
@@ -516,11 +523,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
 
   void send(std::shared_ptr<const std::string> frame) { send_frame(ws::text, std::move(frame)); }
 
-  void send_frame(ws::Opcode op, std::shared_ptr<const std::string> frame) {
+  void send_frame(ws::Opcode op, std::shared_ptr<const std::string> frame, int64_t voice_us = 0) {
     if (closing_ || dead_) return;  // a close was asked for: let the queue drain
     Out o;
     o.header_len = static_cast<uint8_t>(ws::encode_header(o.header, op, frame->size()));
+    o.voice_us = voice_us;
     queued_bytes_ += frame->size() + o.header_len;
+    if (voice_us) ++voice_queued_;
     o.payload = std::move(frame);
     queue_.push_back(std::move(o));
     if (queued_bytes_ > ctx_.opts.max_send_queue_bytes) {
@@ -543,55 +552,78 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     schedule_write();
   }
 
-  // The write starts after the current handler, not inside it (Redis flushes clients in
-  // beforeSleep for the same reason): a batch delivered to this loop queues all its frames for
-  // this connection first, and they leave in one gathered write instead of one write each.
+  // Connections of one network thread that have frames to write. The writes start after the
+  // current handler, not inside it (Redis flushes its clients in beforeSleep for the same
+  // reason): a batch delivered to this loop queues all its frames for each connection first,
+  // then one handler writes every connection's frames, each in one gathered sendmsg — not one
+  // posted handler per connection.
+  struct FlushList {
+    std::vector<std::shared_ptr<WsSession>> pending, running;
+    bool posted = false;
+  };
+  static FlushList& flush_list() {
+    static thread_local FlushList list;  // a connection is only ever touched on its own thread
+    return list;
+  }
+
   void schedule_write() {
     if (writing_ || write_scheduled_) return;
     write_scheduled_ = true;
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
-      self->write_scheduled_ = false;
-      if (!self->writing_) self->do_write();
+    FlushList& fl = flush_list();
+    fl.pending.push_back(shared_from_this());
+    if (fl.posted) return;
+    fl.posted = true;
+    asio::post(socket_.get_executor(), [&fl] {
+      fl.posted = false;
+      std::swap(fl.pending, fl.running);
+      for (auto& s : fl.running) {
+        s->write_scheduled_ = false;
+        s->flush();
+      }
+      fl.running.clear();
     });
   }
 
-  void do_write() {
-    if (queue_.empty() || dead_) return;
-    writing_ = true;
-    bufs_.clear();
-    std::size_t bytes = 0;
-    for (auto& o : queue_) {
-      if (bufs_.size() / 2 >= kMaxFramesPerWrite || (bytes > 0 && bytes >= kMaxBytesPerWrite))
-        break;
-      if (!o.raw) bufs_.emplace_back(o.header, o.header_len);
-      bufs_.emplace_back(o.payload->data(), o.payload->size());
-      bytes += o.header_len + o.payload->size();
-      ++in_flight_;
+  // Writes what is queued with non-blocking sendmsg calls (the kernel copies the bytes, so the
+  // queue holds nothing a write still points into), until the socket is full, then waits for it
+  // to drain. After a few full writes the other connections of this thread go first.
+  void flush() {
+    if (writing_ || dead_) return;
+    drop_late_voice();
+    const int fd = socket_.native_handle();
+    for (int round = 0; !queue_.empty(); ++round) {
+      if (round == kMaxWritesPerFlush) return schedule_write();
+      std::array<iovec, kMaxIovPerWrite> iov;
+      std::size_t n = 0, bytes = 0, skip = front_sent_;
+      auto add = [&](const void* p, std::size_t len) {
+        if (len <= skip) {
+          skip -= len;
+          return;
+        }
+        iov[n].iov_base = const_cast<char*>(static_cast<const char*>(p) + skip);
+        iov[n].iov_len = len - skip;
+        bytes += len - skip;
+        skip = 0;
+        ++n;
+      };
+      for (auto& o : queue_) {
+        if (n + 2 > iov.size() || bytes >= kMaxBytesPerWrite) break;
+        add(o.header, o.header_len);
+        add(o.payload->data(), o.payload->size());
+      }
+      msghdr m{};
+      m.msg_iov = iov.data();
+      m.msg_iovlen = n;
+      ssize_t w = ::sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_writable();
+        return write_failed();
+      }
+      consume(static_cast<std::size_t>(w));
+      if (stream_ && queued_bytes_ <= low_water()) stream_->resume();
+      if (static_cast<std::size_t>(w) < bytes) return wait_writable();  // the socket is full
     }
-    asio::async_write(socket_, bufs_, [self = shared_from_this()](error_code ec, std::size_t) {
-      self->on_write(ec);
-    });
-  }
-
-  void on_write(error_code ec) {
-    writing_ = false;
-    if (ec || dead_) {
-      // The write failed, or the connection was finished or cut while it was in flight: drop
-      // what is queued here, where no write references it any more.
-      dead_ = true;
-      in_flight_ = 0;
-      queue_.clear();
-      queued_bytes_ = 0;
-      error_code ignored;
-      socket_.close(ignored);  // the read side sees the failure and finishes
-      return;
-    }
-    for (; in_flight_ > 0; --in_flight_) {
-      queued_bytes_ -= queue_.front().header_len + queue_.front().payload->size();
-      queue_.pop_front();
-    }
-    if (stream_ && queued_bytes_ <= low_water()) stream_->resume();
-    if (!queue_.empty()) return do_write();
     if (close_sent_) {
       // Our close frame is out: no more writes. Wait for the peer's close (or EOF) on the read
       // side; the timer cuts a peer that never answers.
@@ -599,6 +631,66 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       socket_.shutdown(tcp::socket::shutdown_send, ignored);
       if (peer_closed_) socket_.close(ignored);
     }
+  }
+
+  // `n` bytes from the front of the queue were written.
+  void consume(std::size_t n) {
+    n += front_sent_;
+    front_sent_ = 0;
+    while (!queue_.empty()) {
+      const Out& o = queue_.front();
+      std::size_t len = o.header_len + o.payload->size();
+      if (n < len) {
+        front_sent_ = n;
+        return;
+      }
+      n -= len;
+      queued_bytes_ -= len;
+      if (o.voice_us) --voice_queued_;
+      queue_.pop_front();
+    }
+  }
+
+  void wait_writable() {
+    writing_ = true;
+    socket_.async_wait(tcp::socket::wait_write, [self = shared_from_this()](error_code ec) {
+      self->writing_ = false;
+      if (ec || self->dead_) return self->write_failed();
+      self->flush();
+    });
+  }
+
+  // The write failed, or the connection was finished or cut meanwhile: drop what is queued.
+  void write_failed() {
+    dead_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    voice_queued_ = 0;
+    front_sent_ = 0;
+    error_code ignored;
+    socket_.close(ignored);  // the read side sees the failure and finishes
+  }
+
+  // Audio that waited past voice_max_delay_ms is worth nothing: it goes before the next write,
+  // counted as late, and what is still current goes out. The oldest audio frame is the first
+  // one queued, so a listener that keeps up costs one look at the front of its queue.
+  void drop_late_voice() {
+    if (voice_queued_ == 0) return;
+    const int64_t limit = mono_us() - ctx_.opts.voice_max_delay_ms * 1000;
+    auto first =
+        std::find_if(queue_.begin(), queue_.end(), [](const Out& o) { return o.voice_us; });
+    if (first == queue_.end() || first->voice_us >= limit) return;
+    std::size_t dropped = 0;
+    auto from = queue_.begin() + (front_sent_ > 0 ? 1 : 0);  // a frame begun must be finished
+    auto kept = std::remove_if(from, queue_.end(), [&](const Out& o) {
+      if (!o.voice_us || o.voice_us >= limit) return false;
+      queued_bytes_ -= o.header_len + o.payload->size();
+      ++dropped;
+      return true;
+    });
+    queue_.erase(kept, queue_.end());
+    voice_queued_ -= dropped;
+    ctx_.metrics.voice_dropped_total[kVoiceDropLate].add(dropped);
   }
 
   // Graceful close: what is queued goes out, then a close frame.
@@ -682,14 +774,13 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
     if (online_.exchange(false)) ctx_.svc.device_offline(auth_, presence_id_);
     if (stream_) stream_->close();
     stream_.reset();
-    // A write in flight points into queue_: the queue is dropped in on_write, which closing the
-    // socket makes complete. Without one, it can go now.
+    // No write points into the queue (sendmsg copies): it can go now.
     error_code ignored;
     socket_.close(ignored);
-    if (!writing_) {
-      queue_.clear();
-      queued_bytes_ = 0;
-    }
+    queue_.clear();
+    queued_bytes_ = 0;
+    voice_queued_ = 0;
+    front_sent_ = 0;
     if (accepted_) {
       ctx_.metrics.ws_connections.add(-1);
       ctx_.untrack(this);
@@ -709,11 +800,11 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   AuthContext auth_;
   SeqMap floor_;  // last seqs read before `ready` (where cursorless streams start)
   std::shared_ptr<DeviceStream> stream_;
-  std::deque<Out> queue_;  // a deque: push_back keeps the addresses bufs_ points into
-  std::vector<asio::const_buffer> bufs_;  // the write in flight
-  std::size_t in_flight_ = 0;             // frames of queue_ in that write
+  std::deque<Out> queue_;
+  std::size_t front_sent_ = 0;            // bytes of queue_.front() already written
+  std::size_t voice_queued_ = 0;          // audio frames in queue_
   std::vector<proto::Envelope> pending_;  // commands that arrived while authenticating
-  std::size_t queued_bytes_ = 0;          // bytes in queue_, including the write in flight
+  std::size_t queued_bytes_ = 0;          // bytes in queue_, the front's written part included
   int64_t accepted_at_us_ = 0;
   int64_t last_activity_us_ = 0;  // mono_us of the last bytes received
   bool accepted_ = false;
@@ -728,12 +819,12 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
   std::atomic<bool> online_{false};
   int64_t presence_id_ = 0;        // device_online's answer: written before online_ is set
   std::atomic<bool> gone_{false};  // finish() ran
-  bool writing_ = false;
-  bool write_scheduled_ = false;  // a do_write is posted to run after the current handler
-  bool closing_ = false;          // a close was asked for; nothing but the close frame is queued
-  bool close_sent_ = false;       // our close frame is queued or written
-  bool peer_closed_ = false;      // the peer sent its close frame (or broke the protocol)
-  bool dead_ = false;             // the socket failed or was cut; drop further sends
+  bool writing_ = false;           // waiting for the socket to take more
+  bool write_scheduled_ = false;   // on this thread's flush list
+  bool closing_ = false;           // a close was asked for; nothing but the close frame is queued
+  bool close_sent_ = false;        // our close frame is queued or written
+  bool peer_closed_ = false;       // the peer sent its close frame (or broke the protocol)
+  bool dead_ = false;              // the socket failed or was cut; drop further sends
   bool finished_ = false;
 };
 
