@@ -57,6 +57,14 @@ std::string frame_text(const char* cmd, const std::string& data_json) {
   return f;
 }
 
+// What the older connection of a member who joined again from another one is told: it is out.
+std::shared_ptr<const std::string> moved_frame(RoomId id, const std::string& user,
+                                               uint32_t member_no) {
+  json::object ev{
+      {"room_id", id}, {"user_id", user}, {"member_no", member_no}, {"reason", "moved"}};
+  return std::make_shared<const std::string>(frame_text("room.left", json::serialize(ev)));
+}
+
 }  // namespace
 
 Rooms::Rooms(RoomsOptions opts, Service& svc, Bus& bus, Hub& hub, Metrics& metrics)
@@ -369,11 +377,14 @@ void Rooms::add_local_locked(RoomId id, const std::string& user, const LocalMemb
     const int64_t old_conn = old->second.conn;
     const int old_shard = old->second.shard;
     --room.shard_members[static_cast<std::size_t>(old_shard)];
-    room.members.erase(old);
     if (auto c = conn_rooms_.find(old_conn); c != conn_rooms_.end()) c->second.erase(id);
-    hub_.post(old_shard, [this, old_shard, id, old_conn] {
-      auto& v = shards_[static_cast<std::size_t>(old_shard)]->rooms[id];
-      std::erase_if(v, [old_conn](const auto& p) { return p.first == old_conn; });
+    auto ev = moved_frame(id, user, old->second.member_no);
+    room.members.erase(old);
+    metrics_.voice_members.add(-1);
+    hub_.post(old_shard, [this, old_shard, id, old_conn, ev] {
+      auto& sh = *shards_[static_cast<std::size_t>(old_shard)];
+      std::erase_if(sh.rooms[id], [old_conn](const auto& p) { return p.first == old_conn; });
+      if (auto live = sh.live.find(old_conn); live != sh.live.end()) live->second->room_event(ev);
     });
   }
   room.members[user] = m;
@@ -639,8 +650,29 @@ void Rooms::on_transient(const std::string& key, std::shared_ptr<const std::stri
   uint32_t no = 0;
   if (auto* v = d.if_contains("member_no"); v && v->is_number())
     no = static_cast<uint32_t>(v->to_number<int64_t>());
-  if (c == "room.joined") flag = true;  // from another node
-  fan_out_event(*id, std::move(frame), 0, only_user);
+  int64_t except = 0;
+  if (c == "room.joined") {
+    flag = true;  // from another node
+    // The user's membership moved there from a connection here: that connection is told it is
+    // out (as on one node), not that its own user joined.
+    std::shared_ptr<const std::string> ev;
+    int shard = 0;
+    {
+      std::lock_guard lk(mu_);
+      if (auto r = rooms_.find(*id); r != rooms_.end())
+        if (auto m = r->second.members.find(user); m != r->second.members.end()) {
+          except = m->second.conn;
+          shard = m->second.shard;
+          ev = moved_frame(*id, user, m->second.member_no);
+        }
+    }
+    if (ev)
+      hub_.post(shard, [this, shard, conn = except, ev] {
+        auto& sh = *shards_[static_cast<std::size_t>(shard)];
+        if (auto live = sh.live.find(conn); live != sh.live.end()) live->second->room_event(ev);
+      });
+  }
+  fan_out_event(*id, std::move(frame), except, only_user);
   apply_event(*id, c, user, flag, no);
 }
 

@@ -297,10 +297,15 @@ test('joining from a connection on another node moves the member there, with its
 
     w2 = await connect(nodes[1], u, 1);
     const from = wl.mark();
+    const from1 = w1.mark();
     const r = await join(w2, room);
     assert.equal(r.me, n, 'the same member_no on the new node');
     const ev = await wl.waitFor((f) => f.cmd === 'room.joined' && f.data.user_id === u.id, { from });
     assert.deepEqual(ev.data, { room_id: room, user_id: u.id, member_no: n, muted: false });
+    // The old connection is told it is out, as on one node, not that its own user joined.
+    const moved = await w1.waitFor((f) => f.cmd === 'room.left' && f.data.room_id === room, { from: from1 });
+    assert.deepEqual(moved.data, { room_id: room, user_id: u.id, member_no: n, reason: 'moved' });
+    assert.equal(w1.frames.slice(from1).filter((f) => f.cmd === 'room.joined' && f.data.room_id === room).length, 0);
     for (const node of nodes)
       assert.deepEqual((await membersOn(node, l.token, room)).map((m) => [m.user_id, m.member_no]), [[u.id, n], [l.id, r.members[1].member_no]]);
     await linked(room, [w2, wl]);

@@ -819,6 +819,7 @@ test('joining from a second connection of the same user keeps member_no and mute
 
     w2 = await connect(u, 1);
     const from = wl.mark();
+    const from1 = w1.mark();
     const r = await join(w2, room);
     assert.equal(r.me, n, 'the same member_no');
     assert.deepEqual(r.members.find((m) => m.user_id === u.id), { user_id: u.id, member_no: n, muted: true, speaking: false });
@@ -826,6 +827,12 @@ test('joining from a second connection of the same user keeps member_no and mute
     const j = await wl.waitFor((f) => f.cmd === 'room.joined' && f.data.user_id === u.id, { from });
     assert.deepEqual(j.data, { room_id: room, user_id: u.id, member_no: n, muted: true });
     assert.deepEqual(await membersOf(owner.token, room), r.members);
+    // The first connection is told it is out (`moved`), and not that its own user joined.
+    const moved = await w1.waitFor((f) => f.cmd === 'room.left' && f.data.room_id === room, { from: from1 });
+    assert.deepEqual(moved.data, { room_id: room, user_id: u.id, member_no: n, reason: 'moved' });
+    assert.deepEqual(eventsOf(w1, 'room.joined', room, from1), []);
+    // The others are not: for them the member is still in the room.
+    assert.deepEqual(eventsOf(wl, 'room.left', room, from), []);
 
     // The first connection is out of the room: its commands are not_found, its frames dropped.
     assertWsError(await w1.request('room.mute', { room_id: room, muted: false }), 'not_found');

@@ -17,10 +17,12 @@ export function freePort(want = 0) {
 }
 
 // `count` free ports in a row (rabbitmqctl takes its Erlang node's port from a range).
+// Looked for below the kernel's ephemeral range (32768-60999 here), where the many client
+// connections of a busy machine (a benchmark, thousands of sockets in TIME-WAIT) take no ports.
 export async function freePortRange(count) {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const base = await freePort();
-    if (!base || base + count > 65535) continue;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = attempt < 40 ? 10000 + Math.floor(Math.random() * (32000 - 10000 - count)) : await freePort();
+    if (!base || base + count > 65535 || (await freePort(base)) !== base) continue;
     let all = true;
     for (let p = base + 1; all && p < base + count; p++) all = (await freePort(p)) === p;
     if (all) return base;
