@@ -588,6 +588,9 @@ export class ConvergeClient extends Emitter {
    */
   async joinRoom(roomId) {
     const id = roomIdOf(roomId);
+    // Called while the socket is still connecting (a page opened at a room's address): wait for
+    // it, within the request timeout, rather than fail at once.
+    if (!this.ready && this.state === State.connecting) await this._untilOnline(this.options.requestTimeoutMs);
     const data = await this._request('room.join', { room_id: id });
     return this._roomJoined(id, data, 'joined');
   }
@@ -1360,6 +1363,20 @@ export class ConvergeClient extends Emitter {
     } catch {
       return false;
     }
+  }
+
+  /** Resolves once the client is online, or after `ms` (whatever the state then). */
+  _untilOnline(ms) {
+    if (this.state === State.online) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const off = this.on('state', (st) => st !== State.connecting && done());
+      const timer = setTimeout(done, ms);
+    });
   }
 
   /** A command that gets a reply echoing its id; rejects on `error` or a lost connection. */

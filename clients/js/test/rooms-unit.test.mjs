@@ -191,6 +191,16 @@ describe('rooms over HTTP', () => {
 });
 
 describe('room commands and events', () => {
+  test('joinRoom while the socket is still connecting waits for it instead of failing', async () => {
+    const f = fakeCluster();
+    const connecting = f.c.connect();
+    assert.equal(f.c.state, 'connecting');
+    const room = await f.c.joinRoom(7);
+    await connecting;
+    assert.equal(room.room_id, 7);
+    assert.equal(f.c.rooms.get(7)?.connected, true);
+  });
+
   test('join keeps the room (members by member_no, me); events keep the member list', async () => {
     const f = fakeCluster();
     const ws = await online(f);
