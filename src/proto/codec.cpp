@@ -448,10 +448,8 @@ void append_field(std::string& out, std::string_view key, int64_t value) {
 
 }  // namespace
 
-std::string frame_msg(const Message& m) {
-  std::string out;
-  out.reserve(192 + m.body.size() + m.publisher_name.size());
-  out += R"({"cmd":"msg","data":{"conversation_id":")";
+void append_message_json(std::string& out, const Message& m) {
+  out += R"({"conversation_id":")";
   append_int(out, m.conversation_id);
   out += '"';
   append_field(out, R"(,"seq":)", m.seq);
@@ -473,7 +471,54 @@ std::string frame_msg(const Message& m) {
     }
     out += ']';
   }
-  out += "}}";
+  out += '}';
+}
+
+std::string frame_msg(const Message& m) {
+  std::string out;
+  out.reserve(192 + m.body.size() + m.publisher_name.size());
+  out += R"({"cmd":"msg","data":)";
+  append_message_json(out, m);
+  out += '}';
+  return out;
+}
+
+namespace {
+
+// {"messages":[...],"more":...,"next_cursor":...}, written straight into `out` (a page of a
+// thousand messages is a quarter of a megabyte: no document is built for it).
+void append_sync_page(std::string& out, const SyncPage& page) {
+  std::size_t bytes = 64;
+  for (auto& m : page.messages) bytes += 200 + m.body.size() + m.publisher_name.size();
+  out.reserve(out.size() + bytes);
+  out += R"({"messages":[)";
+  for (std::size_t i = 0; i < page.messages.size(); ++i) {
+    if (i > 0) out += ',';
+    append_message_json(out, page.messages[i]);
+  }
+  out += R"(],"more":)";
+  out += page.more ? "true" : "false";
+  if (page.more) append_field(out, R"(,"next_cursor":)", page.next_cursor);
+  out += '}';
+}
+
+}  // namespace
+
+std::string sync_page_body(const SyncPage& page) {
+  std::string out;
+  append_sync_page(out, page);
+  return out;
+}
+
+std::string frame_sync(std::string_view id_json, const SyncPage& page) {
+  std::string out = R"({"cmd":"sync")";
+  if (!id_json.empty()) {
+    out += R"(,"id":)";
+    out += id_json;
+  }
+  out += R"(,"data":)";
+  append_sync_page(out, page);
+  out += '}';
   return out;
 }
 

@@ -66,6 +66,11 @@ std::string frame(std::string_view cmd, std::string_view id_json, const json::ob
 // The two frames of every message, written straight into a string (no json::object): the same
 // document as frame("msg", "", message_json(m)) and frame("ack", id, {...}).
 std::string frame_msg(const Message& m);
+// A stored message's JSON object (message_json's document), appended to `out`.
+void append_message_json(std::string& out, const Message& m);
+// A sync / offline page (sync_page_json's document): the HTTP body, and the WebSocket frame.
+std::string sync_page_body(const SyncPage& page);
+std::string frame_sync(std::string_view id_json, const SyncPage& page);
 std::string frame_ack(std::string_view id_json, const SendAck& a);
 std::string frame_error(std::string_view id_json, const Error& e);
 // HTTP error body {"error":{"code","message"}}.

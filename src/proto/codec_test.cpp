@@ -171,6 +171,32 @@ TEST(Frames, HandWrittenFramesMatchTheObjectRoute) {
   }
 }
 
+// Sync pages are written by hand too: the same bytes as the object route, with and without more.
+TEST(Frames, HandWrittenSyncPagesMatchTheObjectRoute) {
+  SyncPage page;
+  EXPECT_EQ(sync_page_body(page), serialize(sync_page_json(page)));
+  EXPECT_EQ(frame_sync("\"s1\"", page), frame("sync", "\"s1\"", sync_page_json(page)));
+  for (int i = 0; i < 3; ++i) {
+    Message m;
+    m.conversation_id = 4 + i;
+    m.seq = 10 * i + 1;
+    m.publisher_id = "alice";
+    m.publisher_name = i == 1 ? "caf\xc3\xa9 \"q\"" : "Alice";
+    m.body = i == 2 ? std::string("bad \xff utf-8\n") : "hello";
+    m.client_msg_id = "c" + std::to_string(i);
+    m.ts_ms = 1700000000000 + i;
+    if (i == 1) m.mentions = {"bob"};
+    page.messages.push_back(m);
+  }
+  for (bool more : {false, true}) {
+    page.more = more;
+    page.next_cursor = more ? "6:21" : "";
+    EXPECT_EQ(sync_page_body(page), serialize(sync_page_json(page)));
+    for (std::string id : {"", "7", "\"s\""})
+      EXPECT_EQ(frame_sync(id, page), frame("sync", id, sync_page_json(page)));
+  }
+}
+
 TEST(Frames, ErrorFrameEchoesTheId) {
   auto s = frame_error("\"q\"", make_error(Errc::forbidden, "no"));
   EXPECT_EQ(s, R"({"cmd":"error","id":"q","data":{"code":"forbidden","message":"no"}})");

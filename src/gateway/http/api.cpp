@@ -541,7 +541,10 @@ class Handler {
     if (auto it = r_.query.find("cursor"); it != r_.query.end()) req.cursor = it->second;
     auto page = svc_.sync(a, req);
     if (!page) return error_response(page.error());
-    return json_response(200, proto::sync_page_json(page.value()));
+    ApiResponse res;
+    res.status = 200;
+    res.body = proto::sync_page_body(page.value());
+    return res;
   }
 
   ApiResponse heartbeat(const AuthContext& a) {

@@ -477,7 +477,7 @@ class WsSession final : public std::enable_shared_from_this<WsSession>,
       std::string frame;
       if (page) {
         for (auto& m : page->messages) tops[m.conversation_id] = m.seq;
-        frame = proto::frame("sync", id, proto::sync_page_json(page.value()));
+        frame = proto::frame_sync(id, page.value());
       } else {
         frame = proto::frame_error(id, page.error());
       }
