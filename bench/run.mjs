@@ -1025,6 +1025,14 @@ const VOICE_NOTES = [
   "- **The generator's WebSocket receive** costs about twice the bare stream's per frame when frames queue (1.5 against 0.7 µs at 200 rooms: smaller reads, a callback per frame), so at saturation Converge's points also have less CPU left for the node than the ceiling's.",
 ];
 
+// What the catch-up runs showed (written from runs of this part).
+const CATCHUP_NOTES = [
+  "Written from the runs of 2026-12-02 (this machine shared with other work):",
+  "",
+  "- Three runs of this build took 1.74-1.90 s for the 1,000,000; the build before (`/work/converge-before`, with `CONVERGE_BIN`) 2.27 s in the same harness. The paging is serial (each request carries the previous page's cursor), so the time is 1,000 round trips of a 216-KiB page, and the node's CPU is most of it (1.40 s of the 1.90 s above), the generator's 0.56 s, the rest waiting: less work per message in the node's sync counts most; larger pages (`sync_page_max`), or the node sending the next page before it is asked for, would overlap the two sides.",
+  "- Not comparable with figures of the harness before (20,000 messages, 182,633/s): it asked for each page from another thread, polling every 200 µs, and parsed every page: the build before measured 429,553/s for 20,000 messages in this harness, against that figure.",
+];
+
 // Section 5: an offline device's catch-up (report() and --only catchup --update-doc).
 const CATCHUP_SECTION = '## 5. Catch-up';
 function catchupSection(r) {
@@ -1040,6 +1048,7 @@ function catchupSection(r) {
     const ok = k.sync_seconds < 2;
     lines.push('| what | goal (issue 14) | measured | |', '|---|---|---|---|');
     lines.push(`| 1,000,000 missed messages synced by one device | < 2 s | ${fmt(k.sync_seconds, 2)} s for ${fmt(k.messages_synced)} | ${ok ? 'met' : `**missed** by ${fmt((100 * (k.sync_seconds - 2)) / 2)} %`} |`, '');
+    lines.push(...CATCHUP_NOTES, '');
   }
   return lines;
 }
