@@ -1,5 +1,5 @@
 // Runs the benchmark suite side by side in one run and writes docs/benchmarks.md.
-//   node bench/run.mjs            full suite (about 13 minutes on 2 cores), rewrites the doc
+//   node bench/run.mjs            full suite (about 31 minutes on 2 cores, 18 of them the sweep), rewrites the doc
 //   node bench/run.mjs --smoke    every scenario and peer, tiny and short; checks the harness
 //                                 works, asserts no timing, writes nothing under docs/
 //   node bench/run.mjs --only cluster      only some parts (comma-separated; see PARTS below),
