@@ -66,7 +66,7 @@ class Hub final : public BusListener {
     uint64_t epoch = 0;
     std::vector<DeviceSink*> sinks;
   };
-  static constexpr std::size_t kResolveFrom = 32;           // members; smaller lists look up
+  static constexpr std::size_t kResolveFrom = 8;  // members; smaller lists look each one up
   static constexpr std::size_t kResolvedMembers = 1 << 18;  // members held in a shard's cache
   struct Shard {
     Post post;

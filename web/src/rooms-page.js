@@ -17,6 +17,7 @@ const OUT_TEXT = {
   closed: 'The connection closed: you are out of the room.',
   node_lost: 'The node lost you: you are out of the room.',
   rejoin_failed: 'You could not get back into the room after reconnecting.',
+  moved: 'You joined this room from another tab or device: you are out of it here.',
 };
 
 const LEFT_TEXT = {
