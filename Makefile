@@ -35,7 +35,7 @@ test: deps-test build web
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j2
 
-# Benchmarks side by side with peers; rewrites docs/benchmarks.md (about 13 minutes on 2 cores).
+# Benchmarks side by side with peers; rewrites docs/benchmarks.md (about 31 minutes on 2 cores).
 bench: deps-test build
 	node bench/run.mjs
 
