@@ -52,21 +52,21 @@ struct Options {
   // else when the sender's own copy comes back (a single node delivers to all members at once;
   // through a cluster the sender's node is the fast path and the others would fall behind).
   bool window_all = false;
-  int size = 64;        // body bytes
+  int size = 64;  // body bytes
   // Peers: bodies padded so that every delivery takes this many bytes on the wire (the size of
   // Converge's pushes of --size bodies, measured), overriding --size; 0 = --size.
   int frame_bytes = 0;
-  double duration = 5;  // seconds measured
-  double warmup = 1;    // seconds before measuring
-  double drain = 2;     // seconds after measuring for what is in flight to arrive
-  int pairs = 50;       // chat: conversations of two
-  int conns = 1000;     // idle
-  int users = 1000;     // idle: users the connections share
-  int catchup = 10000;  // catchup: messages missed
+  double duration = 5;      // seconds measured
+  double warmup = 1;        // seconds before measuring
+  double drain = 2;         // seconds after measuring for what is in flight to arrive
+  int pairs = 50;           // chat: conversations of two
+  int conns = 1000;         // idle
+  int users = 1000;         // idle: users the connections share
+  int catchup = 10000;      // catchup: messages missed
   int catchup_senders = 1;  // catchup: direct conversations (a sender each) the messages are in
   int catchup_window = 64;  // catchup: messages awaiting their ack per sender while setting up
   int sync_limit = 1000;    // catchup: messages per sync page asked for
-  int sources = 8;      // source addresses 127.0.0.1..N
+  int sources = 8;          // source addresses 127.0.0.1..N
   int threads = 2;
   int rooms = 10;          // voice: rooms (of --members each, 50 unless given)
   int speakers = 3;        // voice: speakers per room
@@ -733,7 +733,9 @@ int main(int argc, char** argv) {
     auto cpu0 = sample_process(opt.server_pid);
     auto gen0 = sample_process(static_cast<int>(::getpid()));
     uint64_t t0 = now_ns();
-    asio::post(dev->w->io, [&, dev] { dev->conn->send(target->sync_request(++dev->next_id, "", opt.sync_limit)); });
+    asio::post(dev->w->io, [&, dev] {
+      dev->conn->send(target->sync_request(++dev->next_id, "", opt.sync_limit));
+    });
     while (!sh.sync_done.load()) std::this_thread::sleep_for(std::chrono::microseconds(200));
     auto cpu1 = sample_process(opt.server_pid);
     auto gen1 = sample_process(static_cast<int>(::getpid()));
@@ -777,7 +779,7 @@ int main(int argc, char** argv) {
     auto busy0 = machine_busy_seconds();
     auto watch0 = watched_cpu(watch);
     // The bytes and segments on the server's sockets (one server, one port), by the kernel.
-    const uint16_t wire_port = opt.ports.size() != 1 ? 0
+    const uint16_t wire_port = opt.ports.size() != 1     ? 0
                                : opt.target == "mqtt-im" ? opt.mqtt_port
                                                          : opt.ports.front();
     auto wt0 = now_ns();
@@ -896,13 +898,13 @@ int main(int argc, char** argv) {
         double d = t - (it == threads0.end() ? 0.0 : it->second);
         if (d > 0) th[name] = d;
       }
-      result["cpu_seconds"] = json::object{{"server_threads", th},
-                                           {"server_user", cpu1.user_seconds - cpu0.user_seconds},
-                                           {"server_system",
-                                            cpu1.system_seconds - cpu0.system_seconds},
-                                           {"generator", gen1.cpu_seconds - gen0.cpu_seconds},
-                                           {"machine_busy", busy1 - busy0},
-                                           {"machine_cpus", sysconf(_SC_NPROCESSORS_ONLN)}};
+      result["cpu_seconds"] =
+          json::object{{"server_threads", th},
+                       {"server_user", cpu1.user_seconds - cpu0.user_seconds},
+                       {"server_system", cpu1.system_seconds - cpu0.system_seconds},
+                       {"generator", gen1.cpu_seconds - gen0.cpu_seconds},
+                       {"machine_busy", busy1 - busy0},
+                       {"machine_cpus", sysconf(_SC_NPROCESSORS_ONLN)}};
     }
     std::fprintf(stderr,
                  "[%s %s] %.0f %s/s  p50 %llu us  p99 %llu us  p99.9 %llu us  max %llu us  lost "

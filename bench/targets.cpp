@@ -26,11 +26,14 @@ std::string_view after(std::string_view s, std::string_view key) {
 }
 
 // A server's WebSocket frame header (unmasked) for a payload of n bytes.
-std::size_t ws_header(std::size_t n) { return n < 126 ? 2 : n < 65536 ? 4 : 10; }
+std::size_t ws_header(std::size_t n) {
+  return n < 126 ? 2 : n < 65536 ? 4 : 10;
+}
 // The payload that makes a server's WebSocket frame `wire` bytes long (-1: none does).
 int ws_payload_for(int wire) {
   for (int h : {2, 4, 10})
-    if (int n = wire - h; n >= 0 && ws_header(static_cast<std::size_t>(n)) == static_cast<std::size_t>(h))
+    if (int n = wire - h;
+        n >= 0 && ws_header(static_cast<std::size_t>(n)) == static_cast<std::size_t>(h))
       return n;
   return -1;
 }
