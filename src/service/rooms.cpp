@@ -232,7 +232,7 @@ Result<RoomJoinView> Rooms::join(const AuthContext& who, RoomId id, int shard, i
     m.shard = shard;
     m.member_no = joined.member.member_no;
     m.muted = joined.member.muted;
-    m.tokens = static_cast<double>(std::max<int64_t>(opts_.max_frames_per_s, 10));
+    m.tokens = throttle_burst();  // a joiner starts with a full bucket
     m.tokens_at_us = mono_us();
     add_local_locked(id, who.user_id, m);
     conn_rooms_[conn].insert(id);
@@ -582,7 +582,7 @@ Rooms::FrameResult Rooms::on_frame(int64_t conn, std::string_view in) {
     // does not punish a speaker on pace for the node's own lag.
     const int64_t now_us = mono_us();
     const double rate = static_cast<double>(opts_.max_frames_per_s);
-    const double burst = std::max(rate, 10.0);
+    const double burst = throttle_burst();
     lm.tokens =
         std::min(burst, lm.tokens + rate * static_cast<double>(now_us - lm.tokens_at_us) / 1e6);
     lm.tokens_at_us = now_us;

@@ -10,6 +10,7 @@
 // has members of the room, once per shard, where the shard's own table of its connections sends
 // them: a connection is only ever touched on its own thread. The local view of who is in which
 // room here (for checks on the hot path) is under one mutex, held for a few lookups per frame.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -145,6 +146,10 @@ class Rooms {
                      const std::string& only_user);
   void fan_out_frame(RoomId id, std::shared_ptr<const std::string> frame, int64_t except_conn);
   // Local view changes: mu_ held by the caller. They post the shard tables' changes.
+  // The throttle's bucket size: a second of frames (at least 10).
+  double throttle_burst() const {
+    return std::max(static_cast<double>(opts_.max_frames_per_s), 10.0);
+  }
   void add_local_locked(RoomId id, const std::string& user, const LocalMember& m);
   void drop_local_locked(RoomId id, const std::string& user);
   void left(const RoomMember& row, const char* reason);

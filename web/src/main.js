@@ -692,7 +692,7 @@ window.addEventListener('hashchange', handleRoute);
 
 // ---------------------------------------------------------------- pages: chats, voice rooms
 
-const rooms = setupRooms({ h, client: () => client, me: () => app.me, who, nameNow, errorText });
+const rooms = setupRooms({ h, client: () => client, me: () => app.me, who, nameNow, errorText, actionButton });
 
 function showView(view) {
   const inRooms = view === 'rooms';
@@ -1746,20 +1746,23 @@ function renderGroupPanel(m) {
 
 const joinLink = (id) => `${location.origin}/#/join/${id}`;
 
-/** A member action: runs `fn` (a promise or null to cancel), shows its error. */
-function actionButton(text, label, fn, cls = '') {
+/**
+ * A small action button: runs `fn` (a promise or null to cancel) and shows its error through
+ * `showError` (the group panel's members error line unless given; '' clears it).
+ */
+function actionButton(text, label, fn, cls = '', showError = (t) => ($('members-error').textContent = t)) {
   return h('button', {
     type: 'button',
     class: `small ${cls}`.trim(),
     'aria-label': label,
     onclick: async (e) => {
       const btn = e.currentTarget;
-      $('members-error').textContent = '';
+      showError('');
       btn.disabled = true;
       try {
         await fn();
       } catch (err) {
-        $('members-error').textContent = `${label}: ${errorText(err)}`;
+        showError(`${label}: ${errorText(err)}`);
       } finally {
         btn.disabled = false;
       }

@@ -35,8 +35,9 @@ const LEFT_TEXT = {
  * @param {Function} o.who (uid) -> a name node that follows the name
  * @param {Function} o.nameNow (uid) -> a name as text
  * @param {Function} o.errorText (err) -> text
+ * @param {Function} o.actionButton (text, label, fn, cls, showError) -> a button running fn
  */
-export function setupRooms({ h, client, me, who, nameNow, errorText }) {
+export function setupRooms({ h, client, me, who, nameNow, errorText, actionButton }) {
   const st = {
     list: [], // GET /rooms: [{room_id, name, owner, max_members, member_count}]
     listGen: 0,
@@ -353,25 +354,7 @@ export function setupRooms({ h, client, me, who, nameNow, errorText }) {
     renderStats();
   }
 
-  function action(text, label, fn, cls = '') {
-    return h('button', {
-      type: 'button',
-      class: `small ${cls}`.trim(),
-      'aria-label': label,
-      onclick: async (e) => {
-        const btn = e.currentTarget;
-        showError('');
-        btn.disabled = true;
-        try {
-          await fn();
-        } catch (err) {
-          showError(`${label}: ${errorText(err)}`);
-        } finally {
-          btn.disabled = false;
-        }
-      },
-    }, text);
-  }
+  const action = (text, label, fn, cls = '') => actionButton(text, label, fn, cls, showError);
 
   /** Meters and counts from the voice stats (in place: the member rows stay). */
   function renderStats() {
