@@ -11,6 +11,13 @@ inline int64_t now_ms() {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// Wall-clock nanoseconds (CLOCK_REALTIME): the clock of the kernel's socket receive timestamps
+// (SO_TIMESTAMPNS), which orders what arrives on different connections.
+inline int64_t wall_ns() {
+  using namespace std::chrono;
+  return duration_cast<nanoseconds>(system_clock::now().time_since_epoch()).count();
+}
+
 // Monotonic microseconds, for latency measurements only.
 inline int64_t mono_us() {
   using namespace std::chrono;

@@ -176,7 +176,7 @@ class MqttWsSession final : public mqtt::Link,
       peer_closed_ = true;
       return begin_close(ws::unsupported, "MQTT over WebSocket is binary");
     }
-    if (client_) client_->on_bytes(payload);
+    if (client_) client_->on_bytes(payload, mqtt::arrival_now());
   }
 
   void on_ping(std::string_view payload) override {

@@ -263,15 +263,69 @@ void Core::set_expiry(const std::shared_ptr<Session>& s, uint32_t expiry_s) {
 
 // --- subscriptions ---
 
+namespace {
+
+// How far back a SUBSCRIBE handled late is ordered against the messages routed meanwhile: well
+// past a thread's scheduling delay on a loaded machine. Bounded in messages and bytes too.
+constexpr int64_t kLateWindowNs = 250'000'000;
+constexpr std::size_t kLateMaxMessages = 8192;
+constexpr std::size_t kLateMaxBytes = 16 << 20;
+
+std::size_t message_bytes(const Message& m) {
+  return m.topic.size() + m.payload.size();
+}
+
+int64_t arrival_of(const Message& m, int64_t routed_ns) {
+  return m.arrived_ns != 0 ? m.arrived_ns : routed_ns;
+}
+
+}  // namespace
+
+void Core::remember_locked(const MessagePtr& m) {
+  const int64_t now = arrival_now();
+  recent_.push_back(Recent{now, m});
+  recent_bytes_ += message_bytes(*m);
+  while (!recent_.empty() && (recent_.front().routed_ns < now - kLateWindowNs ||
+                              recent_.size() > kLateMaxMessages || recent_bytes_ > kLateMaxBytes)) {
+    recent_bytes_ -= message_bytes(*recent_.front().m);
+    recent_.pop_front();
+  }
+}
+
 bool Core::subscribe(const std::shared_ptr<Session>& s, const std::string& filter,
-                     const SubOptions& o) {
+                     const SubOptions& o, int64_t arrived_ns, std::vector<MessagePtr>* late) {
   std::lock_guard lk(mu_);
   if (s->removed) return false;
   auto r = subs_.insert(filter, s->id, o);
   if (r == SubTree::Insert::invalid) return false;
   store_->subscribed(*s, filter, o);
-  if (r == SubTree::Insert::added) count_binding_locked(filter, +1);
-  return r == SubTree::Insert::added;
+  if (r != SubTree::Insert::added) return false;  // replaced: the session had it already
+  count_binding_locked(filter, +1);
+  if (late == nullptr || is_shared(filter)) return true;
+  // Messages routed before the SUBSCRIBE arrived cannot have arrived after it: the scan stops
+  // there (the window's start at the latest).
+  const auto now = Clock::now();
+  const int64_t since = std::max(arrived_ns, arrival_now() - kLateWindowNs);
+  const std::size_t first = late->size();
+  for (auto it = recent_.rbegin(); it != recent_.rend() && it->routed_ns >= since; ++it) {
+    const Message& m = *it->m;
+    if (arrival_of(m, it->routed_ns) <= arrived_ns || m.expired(now)) continue;
+    if (o.no_local && m.publisher == s->client_id) continue;
+    if (!topic_matches(filter, m.topic)) continue;
+    bool had = false;  // through another subscription (a shared one might have: not twice)
+    for (const auto& [f, _] : s->subscriptions) {
+      if (f == filter) continue;
+      std::string_view inner = f;
+      if (auto sh = parse_shared(f)) inner = sh->filter;
+      if (topic_matches(inner, m.topic)) {
+        had = true;
+        break;
+      }
+    }
+    if (!had) late->push_back(it->m);
+  }
+  std::reverse(late->begin() + static_cast<std::ptrdiff_t>(first), late->end());  // routed order
+  return true;
 }
 
 bool Core::unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter) {
@@ -351,7 +405,8 @@ std::optional<StoredSession> Core::load_session(const std::string& client_id) {
   return store_->load(client_id);
 }
 
-std::vector<MessagePtr> Core::retained_for(std::string_view filter) {
+std::vector<MessagePtr> Core::retained_for(std::string_view filter,
+                                           const std::vector<MessagePtr>& late) {
   std::vector<MessagePtr> out;
   std::vector<std::string> expired;
   auto now = Clock::now();
@@ -359,7 +414,7 @@ std::vector<MessagePtr> Core::retained_for(std::string_view filter) {
   retained_.match(filter, [&](std::string_view topic, const MessagePtr& m) {
     if (m->expired(now)) {
       expired.emplace_back(topic);
-    } else {
+    } else if (std::find(late.begin(), late.end(), m) == late.end()) {
       out.push_back(m);
     }
   });
@@ -444,6 +499,7 @@ std::size_t Core::publish(const MessagePtr& m, bool from_bus) {
   std::vector<Target> targets;
   {
     std::lock_guard lk(mu_);
+    remember_locked(m);
     if (m->retain) {
       if (m->payload.empty()) {
         retained_.erase(m->topic);

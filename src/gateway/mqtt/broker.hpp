@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "gateway/mqtt/acl.hpp"
 #include "gateway/mqtt/codec/packet.hpp"
 
@@ -124,9 +125,18 @@ class TopicNamespace {
 class Client {
  public:
   virtual ~Client() = default;
-  virtual void on_bytes(std::string_view bytes) = 0;  // decode and handle what arrived
+  // Decode and handle what arrived. `arrived_ns`: when the kernel received it (the last of
+  // these bytes; CLOCK_REALTIME, ns; see arrival_now()), the order the broker applies
+  // SUBSCRIBEs and PUBLISHes of different connections in (Core::subscribe).
+  virtual void on_bytes(std::string_view bytes, int64_t arrived_ns) = 0;
   virtual void on_closed() = 0;  // the transport is gone: network error, EOF or idle timeout
 };
+
+// Now on the clock of the kernel's receive timestamps (CLOCK_REALTIME, ns): the arrival time a
+// transport gives when it has no timestamp of the kernel's.
+inline int64_t arrival_now() {
+  return wall_ns();
+}
 
 class Broker {
  public:

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -80,7 +81,18 @@ class Core : public std::enable_shared_from_this<Core> {
 
   // --- subscriptions ---
   // True when the subscription is new (retain handling 1), false when it replaced one.
-  bool subscribe(const std::shared_ptr<Session>& s, const std::string& filter, const SubOptions& o);
+  //
+  // Arrival order across connections. Connections are served by several threads, so a
+  // SUBSCRIBE that reached the kernel before another client's PUBLISH can be handled after it
+  // (its thread was not scheduled yet); a one-thread broker would have applied them in the
+  // order they arrived, and clients that subscribe and then have another connection publish
+  // (without waiting for the SUBACK) rely on that. So the broker keeps the messages it routed
+  // in the last kLateWindow (bounded), and a new subscription handled at `arrived_ns` also
+  // gets, in `late`, those that matched it and arrived after its SUBSCRIBE: what it would have
+  // got had it been handled in arrival order. Not for a shared subscription, not a message of
+  // its own with no local, not one the session got through another of its subscriptions.
+  bool subscribe(const std::shared_ptr<Session>& s, const std::string& filter, const SubOptions& o,
+                 int64_t arrived_ns, std::vector<MessagePtr>* late = nullptr);
   bool unsubscribe(const std::shared_ptr<Session>& s, const std::string& filter);
   // The IM namespaces' subscriptions are kept in the session (and its store) but routed by the
   // TopicNamespace, not the broker's tree.
@@ -90,8 +102,10 @@ class Core : public std::enable_shared_from_this<Core> {
   TopicNamespace::Subscriptions im_subscriptions(const std::shared_ptr<Session>& s);
   // Whether a topic or filter ("$share/g/..." too) is the IM namespaces'.
   bool in_im(std::string_view topic_or_filter) const;
-  // The retained messages `filter` matches (expired ones are dropped).
-  std::vector<MessagePtr> retained_for(std::string_view filter);
+  // The retained messages `filter` matches (expired ones are dropped), but those in `late`
+  // (they arrived after the SUBSCRIBE: delivered as they were published, not as retained).
+  std::vector<MessagePtr> retained_for(std::string_view filter,
+                                       const std::vector<MessagePtr>& late = {});
 
   // --- routing (any thread) ---
   // Stores or clears the retained message (m->retain) and delivers `m` to every matching
@@ -126,6 +140,8 @@ class Core : public std::enable_shared_from_this<Core> {
   void count_refused();
 
  private:
+  // Keeps `m` among the recent messages (Core::subscribe), dropping those past the window.
+  void remember_locked(const MessagePtr& m);
   // `keep_record`: another node serves it now, the store keeps it.
   void remove_session_locked(Session& s, bool keep_record = false);
   // Cluster: a subscription `filter` entered (+1) or left (-1) the tree; binds or unbinds its
@@ -147,6 +163,13 @@ class Core : public std::enable_shared_from_this<Core> {
   const bool clustered_;  // !opts.sole_node
   std::unordered_map<std::string, int64_t> bindings_;  // bus key -> subscriptions behind it
   int64_t general_subs_ = 0;                           // in the tree: kLongKey while > 0
+  // The messages routed in the last kLateWindow, in the order they were routed, with when.
+  struct Recent {
+    int64_t routed_ns;
+    MessagePtr m;
+  };
+  std::deque<Recent> recent_;
+  std::size_t recent_bytes_ = 0;  // their topics and payloads
 
   std::mutex clients_mu_;
   std::unordered_map<const ClientImpl*, std::pair<std::weak_ptr<ClientImpl>, std::shared_ptr<Link>>>

@@ -34,8 +34,9 @@ ClientImpl::~ClientImpl() = default;
 
 // --- bytes in ---
 
-void ClientImpl::on_bytes(std::string_view bytes) {
+void ClientImpl::on_bytes(std::string_view bytes, int64_t arrived_ns) {
   if (state_ == State::closed) return;
+  arrived_ns_ = arrived_ns;
   core_->stats.bytes_received.fetch_add(bytes.size(), std::memory_order_relaxed);
   decoder_.feed(bytes);
   drain();
@@ -437,6 +438,7 @@ void ClientImpl::handle_publish(Publish&& p) {
   m->qos = p.qos;
   m->retain = p.retain;
   m->publisher = client_id_;
+  m->arrived_ns = arrived_ns_;
   if (v5) {
     auto& pr = p.properties;
     if (pr.message_expiry_interval) {
@@ -539,32 +541,44 @@ void ClientImpl::handle_subscribe(Subscribe&& s) {
   }
   Suback ack;
   ack.packet_id = s.packet_id;
-  std::vector<std::pair<std::string, SubOptions>> wanted;
+  std::vector<Catchup> catchup;
   for (const auto& sub : s.subscriptions) {
     bool protocol_error = false;
-    ack.reason_codes.push_back(subscribe_one(sub, sub_id, wanted, protocol_error));
+    ack.reason_codes.push_back(subscribe_one(sub, sub_id, catchup, protocol_error));
     if (protocol_error) {
       return fail(reason::protocol_error, "no local on a shared subscription");
     }
   }
   send(ack);
-  // Retained messages follow the SUBACK, through the session like any delivery.
-  for (const auto& [filter, o] : wanted) {
-    for (auto& m : core_->retained_for(filter)) {
-      if (!core_->acl.can_read(acl_client(), m->topic)) continue;
+  // Retained messages follow the SUBACK, through the session like any delivery, then what
+  // arrived after the SUBSCRIBE, as it was published.
+  const AclClient who = acl_client();
+  for (auto& c : catchup) {
+    const SubOptions& o = c.options;
+    auto send_one = [&](MessagePtr m, bool retain, bool live) {
+      if (!core_->acl.can_read(who, m->topic)) {
+        if (live) core_->count_refused();  // as routing counts it
+        return;
+      }
       Outgoing out;
       out.qos = std::min(m->qos, o.qos);
-      out.retain = true;
+      out.retain = retain;
       if (o.subscription_id != 0) out.subscription_ids.push_back(o.subscription_id);
       out.msg = std::move(m);
       core_->deliver(session_, std::move(out));
+    };
+    if (c.retained) {
+      for (auto& m : core_->retained_for(c.filter, c.late)) send_one(std::move(m), true, false);
+    }
+    for (auto& m : c.late) {
+      const bool retain = o.retain_as_published && m->retain;
+      send_one(std::move(m), retain, true);
     }
   }
 }
 
 uint8_t ClientImpl::subscribe_one(const Subscription& sub, uint32_t sub_id,
-                                  std::vector<std::pair<std::string, SubOptions>>& wanted,
-                                  bool& protocol_error) {
+                                  std::vector<Catchup>& catchup, bool& protocol_error) {
   const bool v5 = version_ == Version::v5;
   auto refused = [&](uint8_t code) -> uint8_t { return v5 ? code : uint8_t{0x80}; };
   // An ACL refusal is 0x80 (unspecified error) in MQTT 5 too, not 0x87: the Paho suites'
@@ -607,11 +621,11 @@ uint8_t ClientImpl::subscribe_one(const Subscription& sub, uint32_t sub_id,
   o.retain_as_published = sub.options.retain_as_published;
   o.retain_handling = sub.options.retain_handling;
   o.subscription_id = sub_id;
-  bool added = core_->subscribe(session_, f, o);
+  Catchup c{std::string(inner), o, false, {}};
+  bool added = core_->subscribe(session_, f, o, arrived_ns_, &c.late);
   // No retained messages for a shared subscription (MQTT 5 section 4.8.2).
-  if (!shared && (o.retain_handling == 0 || (o.retain_handling == 1 && added))) {
-    wanted.emplace_back(std::string(inner), o);
-  }
+  c.retained = !shared && (o.retain_handling == 0 || (o.retain_handling == 1 && added));
+  if (c.retained || !c.late.empty()) catchup.push_back(std::move(c));
   return o.qos;
 }
 

@@ -23,7 +23,7 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   ClientImpl(std::shared_ptr<Core> core, std::shared_ptr<Link> link);
   ~ClientImpl() override;
 
-  void on_bytes(std::string_view bytes) override;
+  void on_bytes(std::string_view bytes, int64_t arrived_ns) override;
   void on_closed() override;
 
   // Posted by the Core.
@@ -50,8 +50,15 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   void im_published(uint8_t qos, uint16_t packet_id, uint8_t reason);
   void handle_ack(const Ack& a);
   void handle_subscribe(Subscribe&& s);
-  uint8_t subscribe_one(const Subscription& sub, uint32_t sub_id,
-                        std::vector<std::pair<std::string, SubOptions>>& retained_wanted,
+  // What a new subscription is sent after the SUBACK: the retained messages it asks for and
+  // the messages that arrived after its SUBSCRIBE and were routed before it (Core::subscribe).
+  struct Catchup {
+    std::string filter;  // without $share/...
+    SubOptions options;
+    bool retained = false;
+    std::vector<MessagePtr> late;
+  };
+  uint8_t subscribe_one(const Subscription& sub, uint32_t sub_id, std::vector<Catchup>& catchup,
                         bool& protocol_error);
   void handle_unsubscribe(const Unsubscribe& u);
   void handle_disconnect(const Disconnect& d);
@@ -78,6 +85,7 @@ class ClientImpl final : public Client, public std::enable_shared_from_this<Clie
   std::shared_ptr<Core> core_;
   std::shared_ptr<Link> link_;
   Decoder decoder_;
+  int64_t arrived_ns_ = 0;  // of the bytes being handled (on_bytes)
   State state_ = State::connecting;
   Version version_ = Version::v311;
 

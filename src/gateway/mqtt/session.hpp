@@ -45,6 +45,9 @@ struct Message {
   Properties properties;
   std::optional<Clock::time_point> expires_at;  // MQTT 5 Message Expiry Interval
   std::string publisher;                        // client id; empty for the broker's own ($SYS)
+  // When the PUBLISH reached this node (arrival_now()'s clock; the kernel's receive time for
+  // a client's over TCP): what a SUBSCRIBE handled later on another thread is ordered against.
+  int64_t arrived_ns = 0;
 
   bool expired(Clock::time_point now) const { return expires_at && *expires_at <= now; }
 };

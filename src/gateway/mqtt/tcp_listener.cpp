@@ -4,12 +4,17 @@
 #include "gateway/mqtt/tcp_listener.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -99,6 +104,12 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     if (!client_) return cut("refused by the broker");
     if (!finished_ && !close_requested_) arm_timer_for_state();
     socket_.non_blocking(true, ec);
+    // The kernel's receive time of what is read: the order the broker applies this
+    // connection's packets in against others' (Client::on_bytes). Without it (refused), the
+    // time of the read.
+    int on = 1;
+    stamped_ =
+        ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0;
     wait_readable();
   }
 
@@ -162,18 +173,61 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
     if (ec || dead_) return finish();
     thread_local std::array<char, kReadChunk> buf;
     for (int i = 0; i < kReadsPerWakeup; ++i) {
-      std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+      int64_t arrived_ns = 0;
+      std::size_t n = read_stamped(buf, arrived_ns, ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) break;
       if (ec) return finish();  // EOF included
       // After close(): what the peer still sends is read (so that closing does not reset the
       // connection under the bytes we flushed) and dropped.
       if (!close_requested_) {
-        client_->on_bytes(std::string_view(buf.data(), n));
+        client_->on_bytes(std::string_view(buf.data(), n), arrived_ns);
         if (dead_) return finish();
       }
       if (n < buf.size()) break;
     }
     wait_readable();
+  }
+
+  // One non-blocking read with the kernel's receive time of its last byte (`arrived_ns`; the
+  // time of the read when the kernel gives none). EOF: asio::error::eof.
+  std::size_t read_stamped(std::array<char, kReadChunk>& buf, int64_t& arrived_ns, error_code& ec) {
+    ec.clear();
+    if (!stamped_) {
+      std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+      arrived_ns = arrival_now();
+      return n;
+    }
+    iovec iov{buf.data(), buf.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n;
+    do {
+      n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      ec = error_code(errno, boost::system::system_category());
+      if (errno == EAGAIN || errno == EWOULDBLOCK) ec = asio::error::would_block;
+      return 0;
+    }
+    if (n == 0) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    arrived_ns = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+          c->cmsg_len >= CMSG_LEN(sizeof(timespec))) {
+        timespec ts;
+        std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+        arrived_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+      }
+    }
+    if (arrived_ns == 0) arrived_ns = arrival_now();
+    return static_cast<std::size_t>(n);
   }
 
   // --- writing: queued buffers leave together, after the current handler ---
@@ -311,6 +365,7 @@ class TcpLink final : public Link, public std::enable_shared_from_this<TcpLink> 
   int64_t idle_us_ = 0;
   int64_t close_deadline_us_ = 0;
   bool connected_ = false;  // set_idle_timeout was called: the connect deadline is over
+  bool stamped_ = false;    // SO_TIMESTAMPNS is on: reads carry the receive time
   bool writing_ = false;
   bool write_scheduled_ = false;
   bool close_requested_ = false;  // close(): flush, FIN, then wait for the peer's FIN

@@ -31,9 +31,11 @@ struct Fake final : mqtt::Client {
   std::shared_ptr<mqtt::Link> link;
   std::function<void(Fake&, std::string_view)> on_data;
   std::atomic<int>* closed;
-  void on_bytes(std::string_view b) override {
+  void on_bytes(std::string_view b, int64_t arrived_ns) override {
+    arrivals.push_back(arrived_ns);
     if (on_data) on_data(*this, b);
   }
+  std::vector<int64_t> arrivals;  // on the link's thread
   void on_closed() override {
     closed->fetch_add(1);
     link.reset();
@@ -157,6 +159,40 @@ TEST(MqttTcp, BytesGoToTheClientAndWritesComeBackInOrder) {
   EXPECT_TRUE(h.wait_closed(1));
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(h.closed.load(), 1);  // exactly once
+}
+
+// Bytes come with the kernel's receive time (what the broker orders SUBSCRIBEs and PUBLISHes
+// of different connections by), on the clock of mqtt::arrival_now(): after they were sent,
+// not after they were handed over.
+TEST(MqttTcp, BytesComeWithTheirArrivalTime) {
+  Harness h;
+  std::mutex mu;
+  std::vector<std::pair<int64_t, int64_t>> got;  // (arrived, handed over)
+  h.on_data = [&](Fake& c, std::string_view) {
+    std::lock_guard lk(mu);
+    got.emplace_back(c.arrivals.back(), mqtt::arrival_now());
+    c.link->write(std::make_shared<const std::string>("k"));
+  };
+  int fd = dial(h.port());
+  ASSERT_GE(fd, 0);
+  const int64_t before = mqtt::arrival_now();
+  send_all(fd, "x");
+  EXPECT_EQ(read_for(fd, 2000ms, 1).bytes, "k");
+  std::this_thread::sleep_for(20ms);
+  const int64_t middle = mqtt::arrival_now();
+  send_all(fd, "y");
+  EXPECT_EQ(read_for(fd, 2000ms, 1).bytes, "k");
+  {
+    std::lock_guard lk(mu);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_GE(got[0].first, before);
+    EXPECT_LE(got[0].first, got[0].second);
+    EXPECT_LT(got[0].first, middle);
+    EXPECT_GE(got[1].first, middle);
+    EXPECT_LE(got[1].first, got[1].second);
+  }
+  ::close(fd);
+  EXPECT_TRUE(h.wait_closed(1));
 }
 
 TEST(MqttTcp, CloseFlushesWhatIsQueuedThenSendsFin) {
