@@ -145,11 +145,11 @@ class Rooms {
   void fan_out_event(RoomId id, std::shared_ptr<const std::string> frame, int64_t except_conn,
                      const std::string& only_user);
   void fan_out_frame(RoomId id, std::shared_ptr<const std::string> frame, int64_t except_conn);
-  // Local view changes: mu_ held by the caller. They post the shard tables' changes.
   // The throttle's bucket size: a second of frames (at least 10).
   double throttle_burst() const {
     return std::max(static_cast<double>(opts_.max_frames_per_s), 10.0);
   }
+  // Local view changes: mu_ held by the caller. They post the shard tables' changes.
   void add_local_locked(RoomId id, const std::string& user, const LocalMember& m);
   void drop_local_locked(RoomId id, const std::string& user);
   void left(const RoomMember& row, const char* reason);
