@@ -2443,7 +2443,7 @@ class SqliteStore final : public Store {
         "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
         // Pages are read through a memory map and 64 MiB of cache per connection: the hot
         // B-tree pages of the message tables stay in memory instead of costing a pread each.
-        "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536; "
+        "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; "
         "PRAGMA synchronous=";
     pragmas += opts_.synchronous_full ? "FULL;" : "NORMAL;";
     if (auto s = session->exec(pragmas.c_str()); !s) return s.error();
