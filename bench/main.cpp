@@ -56,6 +56,8 @@ struct Options {
   // Peers: bodies padded so that every delivery takes this many bytes on the wire (the size of
   // Converge's pushes of --size bodies, measured), overriding --size; 0 = --size.
   int frame_bytes = 0;
+  // Converge: how each send's client_msg_id is made, "time" (as the SDK's) or "random".
+  std::string client_ids = "time";
   double duration = 5;      // seconds measured
   double warmup = 1;        // seconds before measuring
   double drain = 2;         // seconds after measuring for what is in flight to arrive
@@ -367,6 +369,10 @@ int main(int argc, char** argv) {
                "fanout, flat out: a message stays in its publisher's window until every member "
                "has it (default: until the publisher's own copy comes back)");
   app.add_option("--size", opt.size, "body bytes (voice: payload bytes, 80 unless given)");
+  app.add_option("--client-ids", opt.client_ids,
+                 "converge: each send's client_msg_id is time-ordered as the SDK's (time) or 32 "
+                 "random hex digits (random)")
+      ->check(CLI::IsMember({"time", "random"}));
   app.add_option("--frame-bytes", opt.frame_bytes,
                  "peers (tcp, ws, socketio, mqtt): pad each body so that a delivery takes this "
                  "many bytes on the wire, framing included (overrides --size)");
@@ -467,8 +473,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--target mqtt-im needs --mqtt-port\n");
     return 2;
   }
-  auto target = make_target(opt.target, Endpoint{opt.host, opt.ports.front(), opt.ports},
-                            MqttOptions{opt.qos, opt.mqtt_port, opt.mqtt_version});
+  auto target =
+      make_target(opt.target, Endpoint{opt.host, opt.ports.front(), opt.ports, opt.client_ids},
+                  MqttOptions{opt.qos, opt.mqtt_port, opt.mqtt_version});
   if (!target) {
     std::fprintf(stderr, "unknown target %s\n", opt.target.c_str());
     return 2;
@@ -645,6 +652,7 @@ int main(int argc, char** argv) {
       {"catchup", opt.catchup},   {"threads", opt.threads}, {"sources", opt.sources}};
   params["nodes"] = static_cast<int64_t>(opt.ports.size());
   params["frame_bytes"] = opt.frame_bytes;
+  if (opt.target == "converge") params["client_ids"] = opt.client_ids;
   if (opt.scenario == "catchup") {
     params["catchup_senders"] = opt.catchup_senders;
     params["catchup_window"] = opt.catchup_window;

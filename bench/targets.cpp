@@ -3,9 +3,11 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <random>
 
 #include "base/crypto.hpp"
 #include "client/http.hpp"
@@ -96,13 +98,35 @@ class ConvergeTarget : public Target {
   std::vector<std::string> on_open(int) override { return {}; }
   bool ready_on_open() const override { return false; }
 
-  std::string publish(int conn, int group, std::string_view body, uint64_t id) override {
+  std::string publish(int, int group, std::string_view body, uint64_t id) override {
     std::string f = R"({"cmd":"msg","id":)" + std::to_string(id) +
                     R"(,"data":{"conversation_id":")" + conv_[static_cast<std::size_t>(group)] +
                     R"(","type":"text","body":")";
     f += body;
-    f += R"(","client_msg_id":")" + std::to_string(conn) + "-" + std::to_string(id) + "\"}}";
+    f += R"(","client_msg_id":")";
+    append_client_msg_id(f);
+    f += "\"}}";
     return f;
+  }
+
+  // 32 hex digits (Endpoint::client_ids): "time" is the SDK's layout, 12 digits of
+  // milliseconds, 4 of a counter, 16 random; "random" all 32 random.
+  void append_client_msg_id(std::string& f) const {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    thread_local uint16_t counter = 0;
+    char b[33];
+    if (ep_.client_ids == "random") {
+      std::snprintf(b, sizeof b, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                    static_cast<unsigned long long>(rng()));
+    } else {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+      std::snprintf(b, sizeof b, "%012llx%04x%016llx",
+                    static_cast<unsigned long long>(ms) & 0xffffffffffffULL,
+                    static_cast<unsigned>(counter++), static_cast<unsigned long long>(rng()));
+    }
+    f.append(b, 32);
   }
 
   Parsed parse(std::string_view f) const override {

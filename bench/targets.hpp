@@ -30,6 +30,10 @@ struct Endpoint {
   // Converge only: the nodes of a cluster, port first among them. Users and conversations are
   // set up through the first; connection i goes to node i % ports.size().
   std::vector<uint16_t> ports;
+  // Converge only: how each send's client_msg_id is made. "time": as the SDK's messageId()
+  // (clients/js), the clock's milliseconds first, so ids sort in the order they are made;
+  // "random": 32 random hex digits, as a client sending UUIDv4s would.
+  std::string client_ids = "time";
 };
 
 // MQTT adapters only (targets mqtt and mqtt-im).

@@ -1,5 +1,5 @@
 // Converge web client: plain DOM, the SDK from clients/js does the protocol.
-import { ApiError, ConvergeClient, randomId } from '@converge/client';
+import { ApiError, ConvergeClient, messageId, randomId } from '@converge/client';
 import { setupRooms } from './rooms-page.js';
 import './style.css';
 
@@ -1361,7 +1361,7 @@ function onAck(m, p, ack) {
 function localMessage(m, fields) {
   return {
     conversation_id: m.id,
-    client_msg_id: randomId(),
+    client_msg_id: messageId(),
     publisher_id: app.me.user_id,
     publisher_name: app.me.name,
     ts: Date.now(),

@@ -1,5 +1,5 @@
 // Converge JavaScript SDK. See README.md.
-export { ConvergeClient, State, randomId } from './client.js';
+export { ConvergeClient, State, messageId, randomId } from './client.js';
 export { Api, ApiError } from './http.js';
 export { Backoff } from './backoff.js';
 export { SeqTracker } from './dedupe.js';

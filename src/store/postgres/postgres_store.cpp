@@ -287,6 +287,13 @@ CREATE TABLE room_bans (
   PRIMARY KEY (room_id, user_id)
 );
 )sql"},
+    // client_msg_id first: time-ordered ids (the SDK's) then go to the index's end instead of
+    // a range per sender (the SQLite store's version 9 says why).
+    {8, "dedupe index by client_msg_id first", R"sql(
+DROP INDEX messages_dedupe;
+CREATE UNIQUE INDEX messages_dedupe ON messages(client_msg_id, publisher_id)
+  WHERE client_msg_id <> '';
+)sql"},
 };
 
 // The advisory lock that serializes migrations across nodes: "converge" in ASCII.

@@ -98,4 +98,66 @@ TEST(SqliteMigration, UserIdsAreFoldedToLowerCase) {
   fs::remove_all(dir);
 }
 
+// Version 9 puts client_msg_id first in messages_dedupe: a database of version 8 keeps its
+// retries (found, and a second insert of the same key is refused) under the new index.
+TEST(SqliteMigration, RetriesSurviveTheDedupeIndexReorder) {
+  auto dir = fs::path(::testing::TempDir()) / ("migrate9-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto path = (dir / "c.db").string();
+  { ASSERT_TRUE(open_sqlite_store(SqliteOptions{path})); }
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    exec(db,
+         "DROP INDEX messages_dedupe;"
+         "CREATE UNIQUE INDEX messages_dedupe ON messages(publisher_id, client_msg_id)"
+         "  WHERE client_msg_id IS NOT NULL;"
+         "INSERT INTO users(id,name,password_hash,is_admin,created_at) "
+         "VALUES('alice','Alice','h',0,1);"
+         "INSERT INTO conversations(id,type,name,owner,direct_key,last_seq,created_at) "
+         "VALUES(1,'group','g','alice',NULL,2,1);"
+         "INSERT INTO members(conversation_id,user_id,muted,joined_at,role) "
+         "VALUES(1,'alice',0,1,'owner');"
+         "INSERT INTO messages(conversation_id,seq,publisher_id,publisher_name,type,body,"
+         "client_msg_id,file_id,ts) VALUES(1,1,'alice','Alice','text','a','c1',NULL,5),"
+         "(1,2,'alice','Alice','text','b',NULL,NULL,6);"
+         "PRAGMA user_version=8;");
+    sqlite3_close(db);
+  }
+  auto st = open_sqlite_store(SqliteOptions{path});
+  ASSERT_TRUE(st) << st.error().message;
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name='messages_dedupe'",
+                                 -1, &q, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    std::string sql = reinterpret_cast<const char*>(sqlite3_column_text(q, 0));
+    EXPECT_NE(sql.find("(client_msg_id, publisher_id)"), std::string::npos) << sql;
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+  }
+  auto s = st.value()->open_session().value();
+  auto found = s->find_sent("alice", "c1").value();
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->conversation_id, 1);
+  EXPECT_EQ(found->seq, 1);
+  EXPECT_EQ(found->ts_ms, 5);
+  EXPECT_FALSE(s->find_sent("bob", "c1").value()) << "the key is the pair";
+  Message again;
+  again.conversation_id = 1;
+  again.seq = 3;
+  again.publisher_id = "alice";
+  again.publisher_name = "Alice";
+  again.body = "a";
+  again.client_msg_id = "c1";
+  again.ts_ms = 7;
+  EXPECT_FALSE(s->insert_message(again, "").value()) << "the retry is refused";
+  EXPECT_EQ(s->messages_after(1, 0, 10).value().size(), 2u) << "and nothing was stored";
+  fs::remove_all(dir);
+}
+
 }  // namespace

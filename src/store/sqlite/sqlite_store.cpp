@@ -296,6 +296,17 @@ CREATE TABLE room_bans (
   PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
 )sql",
+    // Version 9 (issue 14): messages_dedupe leads with client_msg_id. Under (publisher_id,
+    // client_msg_id) every sender's messages went into a range of their own, so a batch of
+    // sends dirtied a page per sender at least (a page per message for random ids), each one
+    // a WAL frame to write and copy back; time-ordered ids (what the SDK sends: the clock's
+    // milliseconds first) now all go to the index's end, as the messages' seqs go to their
+    // conversations' ends. A retry's lookup names both columns, which either order serves.
+    R"sql(
+DROP INDEX messages_dedupe;
+CREATE UNIQUE INDEX messages_dedupe ON messages(client_msg_id, publisher_id)
+  WHERE client_msg_id IS NOT NULL;
+)sql",
 };
 
 // A request's columns, in request_row's order; the statements that read requests. Each reads
