@@ -2452,9 +2452,14 @@ class SqliteStore final : public Store {
     sqlite3_busy_timeout(db, 5000);
     std::string pragmas =
         "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
-        // Pages are read through a memory map and 64 MiB of cache per connection: the hot
-        // B-tree pages of the message tables stay in memory instead of costing a pread each.
-        "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; "
+        // Pages are read through a memory map, and 16 MiB of cache per connection keeps the
+        // hot B-tree pages that live in the WAL (read with a pread each) in memory. Not more:
+        // after a commit whose page splits borrowed a page number past the end (SQLite's
+        // balance_nonroot does), the commit scans the whole cache, 7 % of the writer's time
+        // at 64 MiB (docs/benchmarks.md, section 2). A reader's cache is emptied by SQLite
+        // whenever the WAL moved on, so a larger one would not serve readers either. The temp
+        // store (sub-journals of savepoints) is memory.
+        "PRAGMA mmap_size=1073741824; PRAGMA cache_size=-16384; PRAGMA temp_store=MEMORY; "
         "PRAGMA synchronous=";
     pragmas += opts_.synchronous_full ? "FULL;" : "NORMAL;";
     if (auto s = session->exec(pragmas.c_str()); !s) return s.error();
