@@ -222,6 +222,62 @@ TEST_F(Messaging, SeqIsGaplessAndRetriesAreStoredOnce) {
   EXPECT_EQ((*h)[1].seq, 2);
 }
 
+// Sends queued together go to the store together (one insert for many on SQLite): a retry
+// and a repeat among them take no seq, the messages after them in the conversation close up,
+// and every ack says where its message is.
+TEST_F(Messaging, RetriesInsideABatchLeaveNoGap) {
+  auto a = user("alice"), b = user("bob");
+  auto g = group(a, {"bob"});
+  auto h = group(a, {"bob"});
+  ASSERT_EQ(send(a, g, "zero", "c0")->seq, 1);
+  constexpr int kSends = 120;
+  std::vector<std::promise<Result<SendAck>>> ps(kSends);
+  std::vector<std::string> cmids(kSends);
+  for (int i = 0; i < kSends; ++i) {
+    cmids[i] = i == 30 ? "c0" : i == 77 ? cmids[70] : "n" + std::to_string(i);
+    SendRequest r;
+    r.conversation_id = i % 3 == 2 ? h : g;
+    r.body = "m" + std::to_string(i);
+    r.client_msg_id = cmids[i];
+    svc_->send(i % 2 && i != 30 && i != 77 ? b : a, r,
+               [&p = ps[i]](Result<SendAck> x) { p.set_value(std::move(x)); });
+  }
+  std::vector<SendAck> acks;
+  for (auto& p : ps) {
+    auto r = p.get_future().get();
+    ASSERT_TRUE(r) << r.error().message;
+    acks.push_back(*r);
+  }
+  EXPECT_TRUE(acks[30].duplicate);
+  EXPECT_EQ(acks[30].conversation_id, g);
+  EXPECT_EQ(acks[30].seq, 1);
+  EXPECT_TRUE(acks[77].duplicate) << "alice's n70 again";
+  EXPECT_EQ(acks[77].seq, acks[70].seq);
+  EXPECT_EQ(acks[77].conversation_id, acks[70].conversation_id);
+  auto all_of = [&](ConversationId c) {  // history pages hold 50 at most
+    std::vector<Message> out;
+    for (;;) {
+      auto page = svc_->history(a, c, out.empty() ? 0 : out.back().seq, 0, 50);
+      if (!page || page->empty()) return out;
+      out.insert(out.end(), page->begin(), page->end());
+    }
+  };
+  std::size_t stored = 0;
+  for (ConversationId c : {g, h}) {
+    auto hist = std::optional<std::vector<Message>>(all_of(c));
+    stored += hist->size();
+    for (std::size_t k = 0; k < hist->size(); ++k)
+      EXPECT_EQ((*hist)[k].seq, static_cast<Seq>(k + 1)) << "gapless";
+    for (int i = 0; i < kSends; ++i) {
+      if (acks[i].duplicate || acks[i].conversation_id != c) continue;
+      ASSERT_LE(acks[i].seq, static_cast<Seq>(hist->size()));
+      EXPECT_EQ((*hist)[static_cast<std::size_t>(acks[i].seq - 1)].body, "m" + std::to_string(i))
+          << "ack " << i << " names its message";
+    }
+  }
+  EXPECT_EQ(stored, static_cast<std::size_t>(1 + kSends - 2));
+}
+
 TEST_F(Messaging, RejectionsStoreNothing) {
   auto a = user("alice"), b = user("bob"), c = user("carol");
   auto g = group(a, {"bob"});

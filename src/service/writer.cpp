@@ -216,15 +216,7 @@ Result<SendAck> Writer::store_one(Pending& p, Message m, const std::string& file
   m.seq = p.slot->last + 1;
   auto ins = session_->insert_message(m, file_id);
   if (!ins) return ins.error();
-  if (!ins.value()) {  // a retry: answer with what the first send got
-    auto prev = session_->find_sent(m.publisher_id, m.client_msg_id);
-    if (!prev) return prev.error();
-    if (!prev.value())
-      return make_error(Errc::internal, "seq " + std::to_string(m.seq) + " of conversation " +
-                                            std::to_string(m.conversation_id) + " taken");
-    return SendAck{prev.value()->conversation_id, prev.value()->seq, std::move(m.client_msg_id),
-                   prev.value()->ts_ms, true};
-  }
+  if (!ins.value()) return answer_refused(m);  // a retry: answer with what the first send got
   return stored(p, std::move(m), out);
 }
 
@@ -261,14 +253,8 @@ void Writer::store_chunk(std::span<Pending> chunk, std::vector<Done>& done) {
   // them on, message by message.
   for (std::size_t i = chunk.size(); i-- > 0;) chunk[i].slot->last = msgs[i].seq - 1;
 
-  // In-process (SQLite) a statement costs no round trip, so the chunk goes one statement per
-  // message from the start: no savepoint, whose journal would copy every page the chunk first
-  // touches (a 4 KiB memcpy per page, ~360 pages a batch) only to be released.
   if (!session_->statements_round_trip()) {
-    for (std::size_t i = 0; i < chunk.size(); ++i) {
-      Done& d = done[chunk[i].done_index];
-      d.send_result = store_one(chunk[i], std::move(msgs[i]), files[i], d.delivery);
-    }
+    store_chunk_in_process(chunk, msgs, files, done);
     return;
   }
 
@@ -287,6 +273,52 @@ void Writer::store_chunk(std::span<Pending> chunk, std::vector<Done>& done) {
     d.send_result = all ? stored(chunk[i], std::move(msgs[i]), d.delivery)
                         : store_one(chunk[i], std::move(msgs[i]), files[i], d.delivery);
   }
+}
+
+// In-process (SQLite): no savepoint, whose journal would copy every page the chunk first
+// touches (a 4 KiB memcpy each, hundreds a batch) only to be released. insert_messages stores
+// what it can and says which it left out (retries, mostly); a message left out did not take
+// its seq, so the messages after it in its conversation move down to close the gap (in
+// ascending order: each moves into the seq a refused message or the one before it left free).
+// Should that fail, or insert_messages fail after storing some, the batch does not commit.
+void Writer::store_chunk_in_process(std::span<Pending> chunk, std::vector<Message>& msgs,
+                                    std::vector<std::string>& files, std::vector<Done>& done) {
+  auto fail_all = [&](const Error& e) {
+    batch_failed_ = e;
+    for (auto& p : chunk) done[p.done_index].send_result = Result<SendAck>(e);
+  };
+  auto r = session_->insert_messages(msgs, files);
+  if (!r) return fail_all(r.error());
+  auto& stored_rows = r.value();
+  if (!std::all_of(stored_rows.begin(), stored_rows.end(), [](bool b) { return b; })) {
+    std::unordered_map<SeqSlot*, Seq> next;  // a conversation's next seq, for the chunk's slots
+    for (std::size_t i = 0; i < chunk.size(); ++i) next.emplace(chunk[i].slot, msgs[i].seq);
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      if (!stored_rows[i]) continue;
+      Seq& want = next[chunk[i].slot];
+      if (msgs[i].seq != want) {
+        if (auto st = session_->move_message(msgs[i].conversation_id, msgs[i].seq, want); !st)
+          return fail_all(st.error());
+        msgs[i].seq = want;
+      }
+      ++want;
+    }
+  }
+  for (std::size_t i = 0; i < chunk.size(); ++i) {
+    Done& d = done[chunk[i].done_index];
+    d.send_result =
+        stored_rows[i] ? stored(chunk[i], std::move(msgs[i]), d.delivery) : answer_refused(msgs[i]);
+  }
+}
+
+Result<SendAck> Writer::answer_refused(Message& m) {
+  auto prev = session_->find_sent(m.publisher_id, m.client_msg_id);
+  if (!prev) return prev.error();
+  if (!prev.value())
+    return make_error(Errc::internal, "seq " + std::to_string(m.seq) + " of conversation " +
+                                          std::to_string(m.conversation_id) + " taken");
+  return SendAck{prev.value()->conversation_id, prev.value()->seq, std::move(m.client_msg_id),
+                 prev.value()->ts_ms, true};
 }
 
 // A run of sends between function jobs. Their conversations are locked already (process()
@@ -450,6 +482,8 @@ void Writer::process(std::vector<Job>& batch) {
   std::size_t system_messages = 0;
   for (auto& d : done) system_messages += d.system.size();
 
+  if (begun && seqs_stored && !batch_failed_) seqs_stored = batch_failed_;
+  batch_failed_ = ok_status();
   if (begun && seqs_stored) seqs_stored = flush_seqs();
   seqs_.clear();
   // Push (service/push.hpp): the batch's stored messages into the outbox, in their own
@@ -466,7 +500,7 @@ void Writer::process(std::vector<Job>& batch) {
     committed = seqs_stored;
     session_->rollback();
     conv_cache_.clear();
-    spdlog::error("store: saving seqs or the push outbox failed: {}", committed.error().message);
+    spdlog::error("store: the batch cannot commit: {}", committed.error().message);
   } else if (begun) {
     committed = session_->commit();
     if (!committed) {

@@ -118,6 +118,11 @@ class Writer {
                      std::vector<Done>& done, const Status& begun);
   Result<Pending> check_send(SendJob& job, const Status& locked);
   void store_chunk(std::span<Pending> chunk, std::vector<Done>& done);
+  // In-process stores: the chunk in one insert_messages, no savepoint (see store_chunk).
+  void store_chunk_in_process(std::span<Pending> chunk, std::vector<Message>& msgs,
+                              std::vector<std::string>& files, std::vector<Done>& done);
+  // A message insert_messages left out: a retry's answer, or the slot-taken error.
+  Result<SendAck> answer_refused(Message& m);
   // The one-by-one path: numbers `m` from its slot, inserts it, answers a retry.
   Result<SendAck> store_one(Pending& p, Message m, const std::string& file_id,
                             std::shared_ptr<Delivery>& out);
@@ -137,6 +142,9 @@ class Writer {
   std::thread thread_;
 
   // Writer thread only.
+  // Set when the batch's transaction holds work that must not commit (an insert_messages that
+  // failed after storing part of its rows, a gap that could not be closed).
+  Status batch_failed_ = ok_status();
   std::unordered_map<ConversationId, ConvInfo> conv_cache_;
   std::unordered_map<ConversationId, SeqSlot> seqs_;
 };

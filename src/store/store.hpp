@@ -219,9 +219,9 @@ struct StoreCounts {
   }
   // {table name, rows}, in StoreRows's order: for reports.
   std::vector<std::pair<std::string, int64_t>> by_table() const {
-    return {{"users", users},     {"tokens", tokens}, {"conversations", conversations},
-            {"members", members}, {"files", files},   {"messages", messages},
-            {"cursors", cursors}, {"requests", requests}, {"friends", friends},
+    return {{"users", users},     {"tokens", tokens},      {"conversations", conversations},
+            {"members", members}, {"files", files},        {"messages", messages},
+            {"cursors", cursors}, {"requests", requests},  {"friends", friends},
             {"rooms", rooms},     {"room_bans", room_bans}};
   }
   bool operator==(const StoreCounts&) const = default;
@@ -393,6 +393,10 @@ class StoreSession {
   // the default may have stored some): a caller that goes on puts a savepoint around it.
   virtual Result<std::vector<bool>> insert_messages(std::span<const Message> msgs,
                                                     std::span<const std::string> file_ids);
+  // Gives the message at (id, from) the seq `to`, which must be free: not_found when there is
+  // no such message, an error when `to` is taken. The writer closes the gap a retry left in a
+  // run of messages stored by one insert_messages (service/writer.cpp).
+  virtual Status move_message(ConversationId id, Seq from, Seq to) = 0;
 
   // seq > after_seq, ascending, at most `limit`, file metadata joined.
   virtual Result<std::vector<Message>> messages_after(ConversationId id, Seq after_seq,

@@ -629,6 +629,61 @@ TYPED_TEST(StoreSuite, MessagesGoInInOneCallAndRetriesAreNotStored) {
   EXPECT_TRUE(s.file_accessible("f1", "carol").value());
 }
 
+// More messages than one statement takes (SQLite's insert_messages puts 32 in each): the
+// answers stay exact past the first statement, a refused row in the last one leaves the others
+// stored, and move_message closes the gap it left (what the writer does next).
+TYPED_TEST(StoreSuite, ManyMessagesInOneCallThenAGapClosed) {
+  auto& s = *this->s_;
+  auto a = this->make_group({"alice", "bob"});
+  this->append(a, "alice", "first", "c-0");  // seq 1
+  std::vector<Message> batch;
+  for (int i = 0; i < 70; ++i) {
+    Message m;
+    m.conversation_id = a;
+    m.seq = 2 + i;
+    m.publisher_id = m.publisher_name = i % 2 ? "bob" : "alice";
+    m.body = "m" + std::to_string(i);
+    m.client_msg_id = "c-" + std::to_string(i + 1);
+    m.ts_ms = 2000 + i;
+    batch.push_back(m);
+  }
+  batch[40].publisher_id = batch[40].publisher_name = "alice";
+  batch[40].client_msg_id = "c-0";  // alice's retry of seq 1, in the second statement
+  batch[66].client_msg_id = batch[64].client_msg_id;  // a repeat inside the third
+  batch[66].publisher_id = batch[66].publisher_name = batch[64].publisher_id;
+  const std::vector<std::string> files(batch.size());
+  ASSERT_TRUE(s.begin());
+  auto r = s.insert_messages(batch, files);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->size(), batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) EXPECT_EQ((*r)[i], i != 40 && i != 66) << i;
+  // Seqs 42 and 68 are free: the messages after each move down, in ascending order.
+  Seq want = 2;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!(*r)[i]) continue;
+    if (batch[i].seq != want) {
+      ASSERT_TRUE(s.move_message(a, batch[i].seq, want)) << i;
+    }
+    ++want;
+  }
+  EXPECT_EQ(s.move_message(a, 999, 1000).error().code, Errc::not_found);
+  ASSERT_TRUE(s.set_last_seq(a, want - 1));
+  ASSERT_TRUE(s.commit());
+  EXPECT_FALSE(s.move_message(a, 3, 2)) << "seq 2 is taken";  // alone: PostgreSQL's fails
+  auto all = s.messages_after(a, 0, 100).value();
+  ASSERT_EQ(all.size(), 69u);
+  for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].seq, static_cast<Seq>(i + 1));
+  EXPECT_EQ(all[40].body, "m39");
+  EXPECT_EQ(all[41].body, "m41") << "m40 was refused: m41 moved from 43 to 42";
+  EXPECT_EQ(all[68].body, "m69");
+  auto moved = s.find_sent(batch[41].publisher_id, batch[41].client_msg_id).value();
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->seq, 42) << "the retry index follows the move";
+  auto again = s.find_sent("alice", "c-0").value();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->seq, 1);
+}
+
 // Mentions travel with the message, on both insert paths, and an owner change bumps the
 // membership version (the writer caches the owner with the members: who may mention "all").
 TYPED_TEST(StoreSuite, MentionsAreStoredAndAnOwnerChangeBumpsTheVersion) {

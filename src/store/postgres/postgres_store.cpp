@@ -1444,6 +1444,14 @@ class PgSession final : public StoreSession {
     return changed(run(&s, &a, "set_last_seq"), "no such conversation");
   }
 
+  Status move_message(ConversationId id, Seq from, Seq to) override {
+    static constexpr Stmt s{"UPDATE messages SET seq = $3 WHERE conversation_id = $1 AND seq = $2",
+                            "iii", "", false};
+    Args a;
+    a.i64(id).i64(from).i64(to);
+    return changed(run(&s, &a, "move_message"), "no such message");
+  }
+
   // ON CONFLICT DO NOTHING, with no conflict target, as SQLite's INSERT OR IGNORE: a stored
   // (publisher, client_msg_id) is a retry, answered false; so is a taken (conversation, seq),
   // which the writer then reports for that message alone instead of the server aborting the
