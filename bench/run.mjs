@@ -494,6 +494,9 @@ async function main() {
     }
     results.chat = median(chats.sqlite, 'acks_per_s');
     if (pgNode) results.cluster.pg = median(chats.pg, 'acks_per_s');
+    // One round more with random client_msg_ids (a client sending UUIDv4s): what they cost the
+    // retry index, beside the SDK's time-ordered ones above (docs/protocol.md, "Sending").
+    if (want('chat')) results.chat_random = run(conv, 'converge', 'chat', S.chat, ['--client-ids', 'random']);
   }
   // 5. Catch-up of an offline device.
   // 5. Catch-up of an offline device: the missed messages in direct conversations of their own
@@ -628,7 +631,7 @@ function report(r) {
 
   lines.push('## 2. 1:1 chat, stored, acks awaited', '');
   const c = r.chat;
-  lines.push(`${c.params.pairs} direct conversations, both users sending with ${c.params.window} messages awaiting their ack each (a client_msg_id on every one); every message stored in SQLite (group commit) before its ack. ${c.rounds.length} rounds on the same node; the median round is shown.`, '');
+  lines.push(`${c.params.pairs} direct conversations, both users sending with ${c.params.window} messages awaiting their ack each (a client_msg_id on every one, time-ordered as the SDK's \`messageId()\` makes them: \`--client-ids time\`); every message stored in SQLite (group commit) before its ack. ${c.rounds.length} rounds on the same node; the median round is shown.`, '');
   lines.push('| stored messages/s (acks) | ack p50 ms | p99 ms | p99.9 ms | max ms | errors | server CPU % | rounds (acks/s) |');
   lines.push('|---:|---:|---:|---:|---:|---:|---:|---|');
   lines.push(`| ${fmt(c.acks_per_s)} | ${ms(c.latency_us.p50)} | ${ms(c.latency_us.p99)} | ${ms(c.latency_us.p999)} | ${ms(c.latency_us.max)} | ${c.errors} | ${fmt(c.server_cpu_percent)} | ${c.rounds.map((x) => fmt(x)).join(', ')} |`, '');
@@ -644,6 +647,11 @@ function report(r) {
     lines.push(`| writer µs | checkpointer µs | network threads µs | other node threads µs | generator µs | all µs | machine busy (of ${cs.machine_cpus} CPUs) |`);
     lines.push('|---:|---:|---:|---:|---:|---:|---:|');
     lines.push(`| ${us(th.writer ?? 0)} | ${us(th.checkpointer ?? 0)} | ${us(th.net ?? 0)} | ${us(other)} | ${us(cs.generator)} | ${us(total)} | ${fmt((100 * cs.machine_busy) / (c.seconds * cs.machine_cpus))} % |`, '');
+  }
+  const cr = r.chat_random;
+  if (cr?.acks_per_s) {
+    const wr = cr.cpu_seconds?.server_threads?.writer;
+    lines.push(`With random client_msg_ids instead (32 random hex digits, as a client sending UUIDv4s; one round after the others, \`--client-ids random\`): **${fmt(cr.acks_per_s)}** stored messages/s, ack p50 ${ms(cr.latency_us.p50)} ms, p99 ${ms(cr.latency_us.p99)} ms${wr ? `, writer ${fmt((wr * 1e6) / (cr.acks_per_s * cr.seconds), 2)} µs per message` : ''}. The retry index is ordered by client_msg_id: time-ordered ids all go to its end, random ones each to a page of their own, one more page to write (and to checkpoint) per message.`, '');
   }
 
   lines.push('## 3. Idle connections', '');
@@ -1381,19 +1389,26 @@ try {
 Profiles: \`perf record -g\` on the node during each scenario (threads are named: \`net-N\`,
 \`writer\`, \`checkpointer\`, \`work\`); \`--call-graph dwarf\` on the writer thread alone.
 
-- **1:1 chat** is bound by the machine, not by one thread: the CPU table of section 2 adds up the
-  node's threads and the generator per stored message (13-18 µs in all in recent runs on these 2 CPUs,
-  busy 85-90 %); the writer thread is busy about 60 % of the time. Of the writer's time,
-  inserting is 55 % (two B-trees per message: the \`(conversation, seq)\` table and the
-  \`(publisher, client_msg_id)\` dedupe index, one \`INSERT OR IGNORE\` in all) and the commit
-  31 %: a batch of ~465 messages dirties ~300 pages (one per active conversation and publisher,
-  plus B-tree splits). Converge's VFS (\`src/store/sqlite/wal_vfs.cpp\`) writes those WAL frames
-  in a few 124 KiB calls instead of two \`pwrite\` calls per page (writing the WAL: 19 % of the
-  writer before, 11 % after); SQLite's own page-cache bookkeeping at commit is 9 %. The
-  checkpointer copies a page once per 16 MiB of WAL (its CPU per message fell by a third when
-  its passes went from every 4 MiB to every 16 MiB). What would lift it further: fewer pages per
-  commit (messages in an append-ordered table with a small \`(conversation, seq)\` index, not tried),
-  and past one machine, the cluster's shared PostgreSQL store.
+- **1:1 chat** is a closed loop: 100 senders with 16 messages awaiting their ack each, so the
+  rate is 1,600 over the ack latency, and the latency is mostly the writer's batches (a message
+  waits for the batch being committed, then for its own). What the writer costs per message is
+  therefore what the rate is (issue 14's work, in order, each measured side by side on this
+  shape): no savepoint around a chunk on SQLite (its sub-journal copied every page the chunk
+  first touched, and spilled to a temp file: 1.14×); the retry index led by \`client_msg_id\`
+  and time-ordered ids from the SDK and the generator (under \`(publisher_id, client_msg_id)\`
+  each sender's messages dirtied pages of their own; the SDK's random ids a page per message:
+  ~60k/s, the generator's old \`conn-N\` ids hid it; writer 6.4 → 3.7 µs a message); 16 MiB of
+  page cache instead of 64 (SQLite scans the whole cache at a commit after a split that borrowed
+  a page number past the end: 7 % of the writer); 32 messages per \`INSERT\` statement instead
+  of one (writer 3.45 → 3.0 µs). Now, of the writer's time (\`perf --call-graph dwarf\`, with a
+  symbolized libsqlite3 of the same version): inserting 49 % (B-tree inserts 23 %, of which page
+  splits 18 %: a conversation's rows go to its range's end in the middle of the table, where
+  SQLite redistributes three siblings at each split; seeks 12 %), the commit 32 % (writing the
+  WAL frames 27 %: their checksums 7 %, Converge's VFS's few 124 KiB \`pwrite\`s 17 %). A batch
+  of ~700 messages dirties ~260 pages. Random client ids (section 2's last line) still cost a
+  page each: inherent to an ordered index. What would lift it further: fewer, fuller pages per
+  commit (a table ordered by arrival with a small \`(conversation, seq)\` index, so rows append
+  at one end), and past one machine, the cluster's shared PostgreSQL store.
 - **Fan-out**: the node's CPU per delivery is about two thirds kernel (socket writes, ~6 frames
   gathered per \`sendmsg\`, and waking receivers); the writer is a quarter of the node's CPU. The
   generator needs ~0.8-1.3 µs per delivery from Converge and the bare TCP server (frames arrive
