@@ -137,6 +137,10 @@ std::string Metrics::render_prometheus() const {
             store_commit_seconds);
   histogram(out, "converge_store_batch_messages", "Chat messages per group-commit batch.",
             store_batch_messages);
+  histogram(out, "converge_store_maintain_seconds",
+            "The writer's pauses between batches to finish a WAL checkpoint (the next batch "
+            "waits).",
+            store_maintain_seconds);
   counter(out, "converge_bus_published_total",
           "Messages, notices, transient frames and replies handed to the message broker.",
           bus_published_total.value());

@@ -94,6 +94,10 @@ struct Metrics {
   Histogram store_commit_seconds{
       {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   Histogram store_batch_messages{{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}};
+  // The writer's pauses between batches for the store's housekeeping (SQLite: the end of a
+  // checkpoint, so that the WAL starts over); the next batch waits for them.
+  Histogram store_maintain_seconds{
+      {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   // The RabbitMQ bus (bus/rabbitmq): what crossed the broker, and what did not.
   Counter bus_published_total;   // messages, notices, frames, replies handed to the broker
   Counter bus_dropped_total;     // not published: publisher queue full, or broker unreachable

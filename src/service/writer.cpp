@@ -562,7 +562,9 @@ void Writer::process(std::vector<Job>& batch) {
     }
   }
   if (!published.empty()) bus_.publish(std::move(published));
-  session_->maintain();
+  const std::int64_t m0 = mono_us();
+  if (session_->maintain())
+    metrics_.store_maintain_seconds.observe(static_cast<double>(mono_us() - m0) / 1e6);
 }
 
 }  // namespace converge

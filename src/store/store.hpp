@@ -246,8 +246,8 @@ class StoreSession {
   virtual ~StoreSession() = default;
 
   // Called by the writer between transactions: housekeeping that needs no transaction open
-  // (SQLite: finishing a WAL checkpoint so that the WAL starts over).
-  virtual void maintain() {}
+  // (SQLite: finishing a WAL checkpoint so that the WAL starts over). True when it did some.
+  virtual bool maintain() { return false; }
 
   virtual Status begin() = 0;
   virtual Status commit() = 0;

@@ -434,13 +434,14 @@ class SqliteSession final : public StoreSession {
       (void)f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
   }
 
-  void maintain() override {
-    if (!wal_ || !wal_->writer_should_finish()) return;
+  bool maintain() override {
+    if (!wal_ || !wal_->writer_should_finish()) return false;
     auto [log, done] = wal_checkpoint(SQLITE_CHECKPOINT_PASSIVE);
     if (log >= 0 && log == done) {  // the next BEGIN restarts the WAL
       wal_->frames.store(0);
       wal_->backfilled.store(0);
     }
+    return true;
   }
 
   Status begin() override { return exec("BEGIN IMMEDIATE"); }
