@@ -202,6 +202,7 @@ describe('health and metrics', () => {
     assert.match(m0.text, /# TYPE converge_ws_connections gauge/);
     assert.match(m0.text, /# TYPE converge_store_commit_seconds histogram/);
     assert.match(m0.text, /converge_store_commit_seconds_bucket\{le="\+Inf"\} \d+/);
+    assert.match(m0.text, /# TYPE converge_store_maintain_seconds histogram/);
     for (const name of [
       'converge_ws_connections',
       'converge_http_requests_total',
