@@ -47,10 +47,10 @@ std::string tail(const std::filesystem::path& file, std::size_t max_bytes = 3000
   return s.size() > max_bytes ? s.substr(s.size() - max_bytes) : s;
 }
 
-// A port nothing listens on now (the kernel's pick for port 0, or `want` if that is free).
-// A port a listener can bind now. SO_REUSEADDR as Erlang's and epmd's listeners set it: without
-// it a port that is only some closed connection's TIME_WAIT end reads as taken, and after a
-// benchmark's thousands of connections ten such ports in a row were rarely found.
+// A port a listener can bind now (the kernel's pick for port 0, or `want` if that is free).
+// Probed with SO_REUSEADDR, as Erlang's and epmd's listeners bind: without it a port that is only
+// some closed connection's TIME_WAIT end reads as taken, and after a benchmark's thousands of
+// connections ten free ports in a row were rarely found.
 int free_port(int want = 0) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
